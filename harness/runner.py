@@ -1,0 +1,295 @@
+"""The ALOE evaluation loop: conversations advance in lockstep, turn k of all of them at once.
+
+Per turn: the role-play user writes a message (one batched call), the evaluated model answers
+(one batched call), the judge scores each reply. With a remote backend in play, judging turn k runs
+in a worker thread while turn k+1 is simulated. Rows are appended to the samples log as each turn
+is judged, so a re-run resumes where the last one stopped.
+"""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from aloe_bench import __version__
+from aloe_bench.core.backends import GenerationConfig, load_backend
+from aloe_bench.core.backends.cache import CachedBackend, RequestCache
+from aloe_bench.core.judge import Judge, JudgeConfig, JudgeItem
+from aloe_bench.core.metrics import summarise
+from aloe_bench.core.personas import Persona, load_persona_set
+from aloe_bench.core.prompts import load_prompts
+from aloe_bench.core.simulator import UserSimulator
+from aloe_bench.core.specs import ModelSpec
+
+from .config import EvalConfig
+from .results import RunFiles, fingerprint, package_versions
+
+SMOKE_NOTE = ("judged by the embedded 135M model: a smoke-run signal only, not a number anyone should cite; "
+              "use a real judge (an OpenAI-compatible endpoint) for results")
+
+
+@dataclass
+class Conversation:
+    persona: Persona
+    history: list[dict] = field(default_factory=list)
+    turns_done: int = 0
+    stopped: str | None = None
+
+
+@dataclass
+class Roles:
+    model: object
+    user: UserSimulator
+    judge: Judge
+    reply_config: GenerationConfig
+    cache: RequestCache | None
+
+    @property
+    def overlap(self) -> bool:
+        """Overlap judging with simulation only when some role waits on the network."""
+        return any(b.is_remote for b in (self.model, self.user.backend, self.judge.backend))
+
+
+def _backend(spec_text, base_url, cfg: EvalConfig, revision=None):
+    spec = ModelSpec.parse(spec_text, revision=revision, base_url=base_url, api_key_env=cfg.api_key_env,
+                           engine=cfg.engine)
+    options = dict(batch_size=cfg.batch_size, device=cfg.device, dtype=cfg.dtype) if not spec.is_remote else dict(
+        max_concurrency=cfg.max_concurrency, requests_per_minute=cfg.requests_per_minute)
+    return load_backend(spec, **{k: v for k, v in options.items() if v is not None})
+
+
+def build_roles(cfg: EvalConfig) -> Roles:
+    """The three roles of a run; backends are shared when two roles name the same model."""
+    prompts = load_prompts()
+    model = _backend(cfg.model, cfg.base_url, cfg, revision=cfg.revision)
+    user_backend = _backend(cfg.user_model, cfg.user_base_url, cfg)
+    judge_backend = _backend(cfg.judge_model, cfg.judge_base_url, cfg)
+    user = UserSimulator(user_backend, GenerationConfig(cfg.user_max_new_tokens, cfg.user_temperature, seed=cfg.seed),
+                         prompts)
+    judge = Judge(judge_backend, JudgeConfig(cfg.judge_preset, cfg.judge_scoring, cfg.judge_max_retries,
+                                             seed=cfg.seed), prompts)
+    reply_config = GenerationConfig(cfg.reply_max_new_tokens, cfg.temperature, seed=cfg.seed)
+    return Roles(model, user, judge, reply_config, None)
+
+
+def with_cache(roles: Roles, cache: RequestCache) -> Roles:
+    """The same roles with every backend looking requests up in `cache` first."""
+    return Roles(
+        CachedBackend(roles.model, cache),
+        UserSimulator(CachedBackend(roles.user.backend, cache), roles.user.config, roles.user.prompts,
+                      roles.user.max_retries),
+        Judge(CachedBackend(roles.judge.backend, cache), roles.judge.config, roles.judge.prompts),
+        roles.reply_config,
+        cache,
+    )
+
+
+def judge_label(judge: Judge) -> str:
+    return f"{judge.backend.model_id} ({judge.config.preset}, {judge.config.scoring})"
+
+
+def run_config(cfg: EvalConfig, roles: Roles, persona_set) -> dict:
+    """The config block of a result file: everything needed to trace a number to its source."""
+    prompts = load_prompts()
+    return {
+        "run": {k: v for k, v in cfg.to_dict().items() if k not in ("progress",)},
+        "models": {
+            "model": roles.model.describe(),
+            "user_simulator": roles.user.describe(),
+            "judge": roles.judge.describe(),
+        },
+        "reply_generation": roles.reply_config.to_dict(),
+        "prompts": {"version": prompts.version, "sha256": prompts.hashes(
+            ["user_simulator", roles.judge.config.prompt_name])},
+        "personas": {"name": persona_set.name, "source": persona_set.source, "sha256": persona_set.sha256[:16],
+                     "count": len(persona_set)},
+        "harness_version": __version__,
+        "packages": package_versions(),
+    }
+
+
+def _resume(conversations: dict[str, Conversation], rows: list[dict]) -> None:
+    for row in sorted(rows, key=lambda r: (r["persona_id"], r["turn"])):
+        conv = conversations.get(row["persona_id"])
+        if conv is None or row["turn"] != conv.turns_done + 1:
+            continue
+        if row.get("user_message") is not None and row.get("reply") is not None:
+            conv.history += [{"role": "user", "content": row["user_message"]},
+                             {"role": "assistant", "content": row["reply"]}]
+        else:
+            conv.stopped = row.get("error") or "stopped"
+        conv.turns_done = row["turn"]
+
+
+class _Stats:
+    def __init__(self):
+        self.generated_tokens = 0
+
+    def add(self, completion) -> int:
+        tokens = 0 if completion.cached else completion.tokens
+        self.generated_tokens += tokens
+        return tokens
+
+
+def _step(group: list[Conversation], turn: int, roles: Roles, stats: _Stats):
+    """Simulate one turn for `group`; return a thunk that judges it and builds the sample rows."""
+    active = [c for c in group if c.turns_done == turn - 1 and c.stopped is None]
+    if not active:
+        return lambda: []
+    users = roles.user.next_messages([c.persona for c in active], [c.history for c in active])
+    speaking = [(c, u) for c, u in zip(active, users) if u.ok]
+    replies = roles.model.generate([c.history + [{"role": "user", "content": u.text}] for c, u in speaking],
+                                   roles.reply_config)
+    reply_of = {id(c): r for (c, _), r in zip(speaking, replies)}
+    records = []
+    for conv, user in zip(active, users):
+        reply = reply_of.get(id(conv))
+        row = {"persona_id": conv.persona.id, "profile_id": conv.persona.profile_id,
+               "personality_id": conv.persona.personality_id, "turn": turn,
+               "user_message": user.text if user.ok else None,
+               "reply": reply.text if reply is not None and reply.ok else None,
+               "latency_s": {"user": round(user.latency_s, 4),
+                             "reply": round(reply.latency_s, 4) if reply is not None else None},
+               "tokens": {"user": stats.add(user), "reply": stats.add(reply) if reply is not None else 0},
+               "error": None if user.ok else f"user simulator: {user.error}"}
+        if reply is not None and not reply.ok:
+            row["error"] = f"model: {reply.error}"
+        history_before = list(conv.history)
+        if row["error"] is None:
+            conv.history += [{"role": "user", "content": row["user_message"]},
+                             {"role": "assistant", "content": row["reply"]}]
+        else:
+            conv.stopped = row["error"]
+        conv.turns_done = turn
+        records.append((conv, row, history_before))
+
+    def judge_rows() -> list[dict]:
+        scored = [(conv, row, hist) for conv, row, hist in records if row["error"] is None]
+        verdicts = roles.judge.score([JudgeItem(c.persona, r["user_message"], r["reply"], h) for c, r, h in scored])
+        verdict_of = {id(r): v for (_, r, _), v in zip(scored, verdicts)}
+        rows = []
+        for _, row, _ in records:
+            verdict = verdict_of.get(id(row))
+            row.update(score=None, judge_raw=None, judge_distribution=None, judge_error=None, judge_attempts=0)
+            if verdict is not None:
+                stats.generated_tokens += verdict.tokens
+                row.update(score=verdict.score, judge_raw=verdict.raw, judge_distribution=verdict.distribution,
+                           judge_error=verdict.error, judge_attempts=verdict.attempts)
+                row["latency_s"]["judge"] = round(verdict.latency_s, 4)
+            rows.append(row)
+        return rows
+
+    return judge_rows
+
+
+def evaluate_model(cfg: EvalConfig, roles: Roles | None = None) -> dict:
+    """Run (or resume) an ALOE evaluation described by `cfg`; write and return the results dict."""
+    persona_set = load_persona_set(cfg.personas, cfg.max_personalities)
+    selected = persona_set.subset(cfg.max_personas)
+    roles = roles or build_roles(cfg)
+    config_block = run_config(cfg, roles, persona_set)
+    files = RunFiles(cfg.output_dir, fingerprint(_identity(config_block)))
+    if cfg.cache and roles.cache is None:
+        roles = with_cache(roles, RequestCache(files.cache_path))
+
+    conversations = {p.id: Conversation(p) for p in selected}
+    _resume(conversations, files.load_samples())
+    stats = _Stats()
+    total = len(conversations) * cfg.turns
+    done = sum(min(c.turns_done, cfg.turns) if c.stopped is None else cfg.turns for c in conversations.values())
+    groups = [list(conversations.values())] if cfg.lockstep else [[c] for c in conversations.values()]
+    began = time.perf_counter()
+    bar = tqdm(total=total, initial=done, unit="turn", desc="ALOE", disable=not cfg.progress)
+    executor = ThreadPoolExecutor(max_workers=1) if roles.overlap else None
+    try:
+        for group in groups:
+            pending: Future | None = None
+            start = min((c.turns_done for c in group if c.stopped is None), default=cfg.turns) + 1
+            for turn in range(start, cfg.turns + 1):
+                bar.set_postfix_str(f"turn {turn}/{cfg.turns}")
+                judge_rows = _step(group, turn, roles, stats)
+                if pending is not None:
+                    _write(files, pending.result(), bar)
+                if executor is not None:
+                    pending = executor.submit(judge_rows)
+                else:
+                    _write(files, judge_rows(), bar)
+            if pending is not None:
+                _write(files, pending.result(), bar)
+    finally:
+        bar.close()
+        if executor is not None:
+            executor.shutdown(wait=True)
+    wall = time.perf_counter() - began
+
+    rows = files.load_samples()
+    results = build_results(rows, selected, cfg, config_block, roles, files)
+    results["throughput"] = {"wall_s": round(wall, 3), "generated_tokens": stats.generated_tokens,
+                             "tokens_per_s": round(stats.generated_tokens / wall, 2) if wall > 0 else None}
+    if roles.cache is not None:
+        results["cache"] = {"hits": roles.cache.hits, "misses": roles.cache.misses}
+    files.write_results(results)
+    if cfg.push_to_hub:
+        from .hub import push_results
+
+        push_results(files, results, cfg.push_to_hub)
+    return results
+
+
+def _identity(config_block: dict) -> dict:
+    """What makes two runs the same run: models, prompts, personas, sampling; not sizes or machinery."""
+    identity = {k: v for k, v in config_block.items() if k != "packages"}
+    ignored = ("turns", "max_personas", "output_dir", "cache", "lockstep", "batch_size", "device",
+               "max_concurrency", "requests_per_minute", "bootstrap_resamples", "push_to_hub")
+    identity["run"] = {k: v for k, v in identity["run"].items() if k not in ignored}
+    identity["models"] = {role: {k: v for k, v in info.items() if k not in ("max_concurrency", "device")}
+                          for role, info in identity["models"].items()}
+    return identity
+
+
+def _write(files: RunFiles, rows: list[dict], bar) -> None:
+    files.append_samples(rows)
+    bar.update(len(rows))
+
+
+def build_results(rows, persona_set, cfg: EvalConfig, config_block: dict, roles: Roles, files: RunFiles) -> dict:
+    ids = [p.id for p in persona_set]
+    position = {pid: i for i, pid in enumerate(ids)}
+    scores = np.full((len(ids), cfg.turns), np.nan)
+    judge_failures = generation_failures = 0
+    stopped = set()
+    for row in rows:
+        i, turn = position.get(row["persona_id"]), row["turn"]
+        if i is None or turn > cfg.turns:
+            continue
+        if row.get("error"):
+            generation_failures += 1
+            stopped.add(row["persona_id"])
+        elif row.get("score") is None:
+            judge_failures += 1
+        else:
+            scores[i, turn - 1] = row["score"]
+    summary = summarise(scores, n_resamples=cfg.bootstrap_resamples, seed=cfg.seed)
+    label = judge_label(roles.judge)
+    results = {
+        "benchmark": "ALOE",
+        "run_id": files.run_id,
+        "fingerprint": files.fingerprint,
+        "model": roles.model.model_id,
+        "judge": label,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "metrics": summary,
+        "counts": {"conversations": len(ids), "turns": cfg.turns, "rows": int(np.isfinite(scores).sum())
+                   + judge_failures + generation_failures, "scored": int(np.isfinite(scores).sum()),
+                   "judge_failures": judge_failures, "generation_failures": generation_failures,
+                   "stopped_conversations": len(stopped)},
+        "files": {"samples": files.samples_path.name},
+        "config": config_block,
+    }
+    if roles.judge.backend.spec.kind == "embedded":
+        results["judge_note"] = SMOKE_NOTE
+    return results

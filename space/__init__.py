@@ -1,0 +1,1 @@
+"""The Gradio Space: chat as a persona and watch per-turn alignment scores."""

@@ -1,0 +1,245 @@
+"""Persona model and persona-set loading, with line-accurate validation of messy input files.
+
+A persona is a profile (who someone is: objective facts that give topics) combined with a
+personality (how they talk: traits that shape style). A persona set is a list of such pairs.
+
+Accepted sources (`load_persona_set`):
+- `default`: the project's own eval set, shipped in the package (20 profiles x 5 personalities);
+- a folder holding a profile pool and a personality pool (the paper's `profile_eval.jsonl` +
+  `personality_eval.jsonl`, or this project's `profiles.jsonl` + `personalities.jsonl`): every
+  profile x the first `max_personalities` (5) personalities;
+- a persona JSONL file (this project's format: `id`, `profile`, `personality`, optional ids);
+- `hub:ORG/NAME` or a dataset folder with a `personas` config (the dataset this project publishes).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import warnings
+from dataclasses import asdict, dataclass
+from importlib import resources
+from pathlib import Path
+
+
+class PersonaFileError(ValueError):
+    """A persona input is malformed; the message names the file and line (or field)."""
+
+
+class RepairWarning(UserWarning):
+    """A documented repair was applied to an input line (e.g. two JSON values glued together)."""
+
+
+@dataclass(frozen=True)
+class PoolItem:
+    id: str
+    text: str
+
+
+@dataclass(frozen=True)
+class Persona:
+    id: str
+    profile: str
+    personality: str
+    profile_id: str | None = None
+    personality_id: str | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class PersonaSet:
+    name: str
+    personas: tuple[Persona, ...]
+    source: str
+
+    @property
+    def sha256(self) -> str:
+        payload = json.dumps([p.to_dict() for p in self.personas], sort_keys=True, ensure_ascii=False)
+        return hashlib.sha256(payload.encode()).hexdigest()
+
+    def __len__(self) -> int:
+        return len(self.personas)
+
+    def __iter__(self):
+        return iter(self.personas)
+
+    def subset(self, limit: int | None) -> "PersonaSet":
+        if limit is None or limit >= len(self.personas):
+            return self
+        return PersonaSet(f"{self.name}[:{limit}]", self.personas[:limit], self.source)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Reading JSONL robustly
+# ---------------------------------------------------------------------------------------------------
+def _split_glued(line: str, where: str) -> list:
+    """Decode one or more JSON values written on one line (`"a""b"` or `{..} {..}`)."""
+    decoder = json.JSONDecoder()
+    values, pos = [], 0
+    while pos < len(line):
+        while pos < len(line) and line[pos].isspace():
+            pos += 1
+        if pos >= len(line):
+            break
+        try:
+            value, end = decoder.raw_decode(line, pos)
+        except json.JSONDecodeError as exc:
+            raise PersonaFileError(f"{where}: malformed JSON at column {exc.colno}: {exc.msg}") from None
+        values.append(value)
+        pos = end
+    return values
+
+
+def read_jsonl(path: str | Path, repair_glued: bool = True) -> list[tuple[int, object]]:
+    """Return `(line_number, value)` for every JSON value in a JSONL file.
+
+    Blank lines are errors (they usually mean a truncated or hand-edited file). Two values glued on
+    one line are split with a `RepairWarning` when `repair_glued` is set, an error otherwise.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise PersonaFileError(f"{path}: no such file")
+    rows: list[tuple[int, object]] = []
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise PersonaFileError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    lines = text.splitlines()
+    for number, line in enumerate(lines, start=1):
+        where = f"{path}:{number}"
+        if not line.strip():
+            if number == len(lines):
+                continue
+            raise PersonaFileError(f"{where}: empty line")
+        values = _split_glued(line, where)
+        if len(values) > 1:
+            if not repair_glued:
+                raise PersonaFileError(f"{where}: {len(values)} JSON values on one line")
+            warnings.warn(f"{where}: split {len(values)} JSON values glued on one line", RepairWarning, stacklevel=2)
+        rows.extend((number, value) for value in values)
+    if not rows:
+        raise PersonaFileError(f"{path}: file has no entries")
+    return rows
+
+
+def _need_text(value, where: str, field: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise PersonaFileError(f"{where}: field {field!r} must be a non-empty string")
+    return value.strip()
+
+
+def read_pool(path: str | Path, prefix: str) -> list[PoolItem]:
+    """A pool file: lines that are JSON strings (the paper's format) or objects with `text` (and `id`)."""
+    path = Path(path)
+    items: list[PoolItem] = []
+    seen: set[str] = set()
+    for index, (number, value) in enumerate(read_jsonl(path), start=1):
+        where = f"{path}:{number}"
+        if isinstance(value, str):
+            item = PoolItem(f"{prefix}{index:03d}", _need_text(value, where, "text"))
+        elif isinstance(value, dict):
+            text = _need_text(value.get("text"), where, "text")
+            item_id = value.get("id", f"{prefix}{index:03d}")
+            if not isinstance(item_id, str) or not item_id:
+                raise PersonaFileError(f"{where}: field 'id' must be a non-empty string")
+            item = PoolItem(item_id, text)
+        else:
+            raise PersonaFileError(f"{where}: expected a JSON string or an object with 'text', got {type(value).__name__}")
+        if item.id in seen:
+            raise PersonaFileError(f"{where}: duplicate id {item.id!r}")
+        seen.add(item.id)
+        items.append(item)
+    return items
+
+
+def read_persona_file(path: str | Path) -> list[Persona]:
+    """This project's persona-set format: one object per line with `profile` and `personality`."""
+    path = Path(path)
+    personas, seen = [], set()
+    for index, (number, value) in enumerate(read_jsonl(path), start=1):
+        where = f"{path}:{number}"
+        if not isinstance(value, dict):
+            raise PersonaFileError(f"{where}: expected an object with 'profile' and 'personality'")
+        persona = Persona(
+            id=str(value.get("id") or f"persona{index:03d}"),
+            profile=_need_text(value.get("profile"), where, "profile"),
+            personality=_need_text(value.get("personality"), where, "personality"),
+            profile_id=value.get("profile_id"),
+            personality_id=value.get("personality_id"),
+        )
+        if persona.id in seen:
+            raise PersonaFileError(f"{where}: duplicate id {persona.id!r}")
+        seen.add(persona.id)
+        personas.append(persona)
+    return personas
+
+
+def combine(profiles: list[PoolItem], personalities: list[PoolItem], max_personalities: int | None = 5) -> list[Persona]:
+    """Every profile x the first `max_personalities` personalities, profile-major (the benchmark's order)."""
+    chosen = personalities[:max_personalities] if max_personalities else personalities
+    return [
+        Persona(f"{p.id}__{q.id}", p.text, q.text, p.id, q.id)
+        for p in profiles
+        for q in chosen
+    ]
+
+
+# ---------------------------------------------------------------------------------------------------
+# Sources
+# ---------------------------------------------------------------------------------------------------
+POOL_NAMES = (
+    ("profile_eval.jsonl", "personality_eval.jsonl"),  # the paper's public eval files
+    ("profiles.jsonl", "personalities.jsonl"),  # this project's pool folders
+    ("eval_profiles.jsonl", "eval_personalities.jsonl"),  # the packaged eval pools
+)
+
+
+def packaged_data(name: str) -> Path:
+    return Path(str(resources.files("aloe_bench.core").joinpath("data", name)))
+
+
+def load_pool_folder(folder: str | Path, max_personalities: int | None = 5) -> list[Persona]:
+    folder = Path(folder)
+    for profile_name, personality_name in POOL_NAMES:
+        if (folder / profile_name).exists() and (folder / personality_name).exists():
+            profiles = read_pool(folder / profile_name, "profile")
+            personalities = read_pool(folder / personality_name, "personality")
+            return combine(profiles, personalities, max_personalities)
+    expected = " or ".join(f"{a} + {b}" for a, b in POOL_NAMES)
+    raise PersonaFileError(f"{folder}: no persona pools found (expected {expected})")
+
+
+def load_persona_set(source: str = "default", max_personalities: int | None = 5, split: str = "test") -> PersonaSet:
+    """Resolve any accepted persona source (see module docstring) into a `PersonaSet`."""
+    if source in (None, "", "default"):
+        folder = packaged_data("")
+        return PersonaSet("aloe-bench-eval", tuple(load_pool_folder(folder, max_personalities)), "default")
+    if source.startswith("hub:"):
+        return _load_dataset_personas(source[4:], split, source)
+    path = Path(source).expanduser()
+    if path.is_dir():
+        if (path / "README.md").exists() and any(path.glob("personas/*.parquet")):
+            return _load_dataset_personas(str(path), split, source)
+        return PersonaSet(path.name, tuple(load_pool_folder(path, max_personalities)), str(path))
+    if path.is_file():
+        return PersonaSet(path.stem, tuple(read_persona_file(path)), str(path))
+    raise PersonaFileError(f"persona source {source!r}: not 'default', 'hub:ORG/NAME', a folder or a .jsonl file")
+
+
+def _load_dataset_personas(repo_or_folder: str, split: str, source: str) -> PersonaSet:
+    from datasets import load_dataset
+
+    rows = load_dataset(repo_or_folder, "personas", split=split)
+    personas = []
+    for number, row in enumerate(rows):
+        where = f"{source} (personas/{split}, row {number})"
+        personas.append(Persona(
+            id=str(row.get("id") or f"persona{number:03d}"),
+            profile=_need_text(row.get("profile"), where, "profile"),
+            personality=_need_text(row.get("personality"), where, "personality"),
+            profile_id=row.get("profile_id"),
+            personality_id=row.get("personality_id"),
+        ))
+    return PersonaSet(Path(repo_or_folder).name, tuple(personas), source)

@@ -1,0 +1,81 @@
+"""The role-play user: writes the next user message from the full persona and the conversation so far."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+
+from .backends import ChatBackend, Completion, GenerationConfig
+from .personas import Persona
+from .prompts import PromptBook, load_prompts
+
+_ASTERISKS = re.compile(r"\*[^*\n]*\*")
+_LABEL = re.compile(r"^\s*(?:user|me|you|message)\s*:\s*", re.IGNORECASE)
+
+
+def clean_user_message(text: str | None) -> str:
+    """Strip stage directions (`*smiles*`), a leading speaker label and wrapping quotes."""
+    if not text:
+        return ""
+    text = _ASTERISKS.sub("", text)
+    text = _LABEL.sub("", text.strip())
+    text = text.strip()
+    if len(text) >= 2 and text[0] == text[-1] and text[0] in "\"'":
+        text = text[1:-1]
+    return re.sub(r"[ \t]+", " ", text).strip()
+
+
+def role_play_messages(persona: Persona, history: list[dict], prompts: PromptBook | None = None) -> list[dict]:
+    """Messages asking a model to speak as `persona`.
+
+    The simulator sees the conversation with roles swapped (its own earlier messages are `assistant`),
+    and every request ends on a `user` instruction, so templates that demand strict alternation work.
+    """
+    prompt = (prompts or load_prompts())["user_simulator"]
+    messages = [
+        {"role": "system", "content": prompt.render("system", profile=persona.profile, personality=persona.personality)},
+        {"role": "user", "content": prompt["opening"]},
+    ]
+    for turn in history:
+        if turn["role"] == "user":
+            messages.append({"role": "assistant", "content": turn["content"]})
+        else:
+            messages.append({"role": "user", "content": f"The assistant replied: {turn['content']}\n\n{prompt['continue']}"})
+    return messages
+
+
+class UserSimulator:
+    """Batched role-play user; empty messages (after cleaning) are retried with a new seed, then failed."""
+
+    def __init__(self, backend: ChatBackend, config: GenerationConfig, prompts: PromptBook | None = None,
+                 max_retries: int = 2):
+        self.backend = backend
+        self.config = config
+        self.prompts = prompts or load_prompts()
+        self.max_retries = max_retries
+
+    def describe(self) -> dict:
+        return {"generation": self.config.to_dict(), "max_retries": self.max_retries,
+                "prompt_sha256": self.prompts["user_simulator"].sha256[:16], "model": self.backend.describe()}
+
+    def next_messages(self, personas: list[Persona], histories: list[list[dict]]) -> list[Completion]:
+        requests = [role_play_messages(p, h, self.prompts) for p, h in zip(personas, histories)]
+        results: list[Completion] = [Completion(None, error="not run")] * len(requests)
+        pending = list(range(len(requests)))
+        for attempt in range(self.max_retries + 1):
+            if not pending:
+                break
+            config = self.config if attempt == 0 else replace(
+                self.config, seed=self.config.seed + 1000 * attempt, temperature=max(self.config.temperature, 0.7))
+            completions = self.backend.generate([requests[i] for i in pending], config)
+            still = []
+            for index, completion in zip(pending, completions):
+                if completion.ok:
+                    text = clean_user_message(completion.text)
+                    completion = replace(completion, text=text) if text else replace(
+                        completion, text=None, error="empty user message after cleaning")
+                results[index] = completion
+                if not completion.ok:
+                    still.append(index)
+            pending = still
+        return results
