@@ -40,7 +40,7 @@ def _run_eval(args) -> int:
     results = evaluate_model(cfg)
     print(json.dumps({k: results[k] for k in ("model", "judge", "counts")} | {
         "metrics": {k: v for k, v in results["metrics"].items() if k != "intervals"},
-        "results": str(cfg.output_dir) + "/" + f"results_{results['run_id']}.json"}, indent=2))
+        "results_file": results["results_file"]}, indent=2))
     return 0
 
 

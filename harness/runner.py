@@ -20,7 +20,7 @@ from aloe_bench.core.backends import GenerationConfig, load_backend
 from aloe_bench.core.backends.cache import CachedBackend, RequestCache
 from aloe_bench.core.judge import Judge, JudgeConfig, JudgeItem
 from aloe_bench.core.metrics import summarise
-from aloe_bench.core.personas import Persona, load_persona_set
+from aloe_bench.core.personas import Persona, PersonaSet, load_persona_set
 from aloe_bench.core.prompts import load_prompts
 from aloe_bench.core.simulator import UserSimulator
 from aloe_bench.core.specs import ModelSpec
@@ -186,9 +186,12 @@ def _step(group: list[Conversation], turn: int, roles: Roles, stats: _Stats):
     return judge_rows
 
 
-def evaluate_model(cfg: EvalConfig, roles: Roles | None = None) -> dict:
-    """Run (or resume) an ALOE evaluation described by `cfg`; write and return the results dict."""
-    persona_set = load_persona_set(cfg.personas, cfg.max_personalities)
+def evaluate_model(cfg: EvalConfig, roles: Roles | None = None, persona_set: PersonaSet | None = None) -> dict:
+    """Run (or resume) an ALOE evaluation described by `cfg`; write and return the results dict.
+
+    `persona_set` overrides `cfg.personas` (the evaluate module passes the personas it was given).
+    """
+    persona_set = persona_set or load_persona_set(cfg.personas, cfg.max_personalities)
     selected = persona_set.subset(cfg.max_personas)
     roles = roles or build_roles(cfg)
     config_block = run_config(cfg, roles, persona_set)
@@ -233,6 +236,7 @@ def evaluate_model(cfg: EvalConfig, roles: Roles | None = None) -> dict:
     if roles.cache is not None:
         results["cache"] = {"hits": roles.cache.hits, "misses": roles.cache.misses}
     files.write_results(results)
+    results["results_file"] = str(files.results_path)  # for callers; not part of the file itself
     if cfg.push_to_hub:
         from .hub import push_results
 
@@ -293,3 +297,12 @@ def build_results(rows, persona_set, cfg: EvalConfig, config_block: dict, roles:
     if roles.judge.backend.spec.kind == "embedded":
         results["judge_note"] = SMOKE_NOTE
     return results
+
+
+def evaluate_personas(profiles: list[str], personalities: list[str], **config) -> dict:
+    """Evaluate explicit (profile, personality) pairs; `config` holds `EvalConfig` fields."""
+    if len(profiles) != len(personalities):
+        raise ValueError(f"got {len(profiles)} profiles but {len(personalities)} personalities")
+    personas = tuple(Persona(f"persona{i:03d}", p, q) for i, (p, q) in enumerate(zip(profiles, personalities), 1))
+    cfg = EvalConfig(**{"personas": "inline", **config})
+    return evaluate_model(cfg, persona_set=PersonaSet("inline", personas, "inline"))

@@ -10,6 +10,7 @@ Intervals are percentile bootstraps over conversations (each resample redraws wh
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -60,14 +61,8 @@ def _metric_vector(scores: np.ndarray) -> np.ndarray:
     return np.array([np.nan if values[n] is None else values[n] for n in METRIC_NAMES])
 
 
-def bootstrap_intervals(scores: np.ndarray, confidence: float = 0.95, n_resamples: int = 1000,
-                        seed: int = 0) -> dict[str, list[float | None]]:
-    """Percentile bootstrap intervals of every metric, resampling conversations with replacement."""
-    scores = np.asarray(scores, dtype=float)
-    if scores.shape[0] < 2:
-        return {name: [None, None] for name in METRIC_NAMES}
-    index = np.arange(scores.shape[0])
-    result = stats.bootstrap(
+def _bootstrap(index, scores, n_resamples, confidence, seed):
+    return stats.bootstrap(
         (index,),
         lambda idx: _metric_vector(scores[idx.astype(int)]),
         vectorized=False,
@@ -76,6 +71,18 @@ def bootstrap_intervals(scores: np.ndarray, confidence: float = 0.95, n_resample
         method="percentile",
         rng=np.random.default_rng(seed),
     )
+
+
+def bootstrap_intervals(scores: np.ndarray, confidence: float = 0.95, n_resamples: int = 1000,
+                        seed: int = 0) -> dict[str, list[float | None]]:
+    """Percentile bootstrap intervals of every metric, resampling conversations with replacement."""
+    scores = np.asarray(scores, dtype=float)
+    if scores.shape[0] < 2:
+        return {name: [None, None] for name in METRIC_NAMES}
+    index = np.arange(scores.shape[0])
+    with warnings.catch_warnings():  # identical resamples (e.g. constant scores) give a zero-width interval
+        warnings.simplefilter("ignore", stats.DegenerateDataWarning)
+        result = _bootstrap(index, scores, n_resamples, confidence, seed)
     low, high = np.atleast_1d(result.confidence_interval.low), np.atleast_1d(result.confidence_interval.high)
     return {
         name: [None if math.isnan(lo) else float(lo), None if math.isnan(hi) else float(hi)]
