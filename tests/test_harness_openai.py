@@ -1,0 +1,101 @@
+"""The `openai:` path against a real OpenAI-compatible server (`transformers serve`) on 127.0.0.1."""
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from aloe_bench.core.backends import BackendError, GenerationConfig, load_backend
+from aloe_bench.core.specs import ModelSpec
+from aloe_bench.harness import EvalConfig, evaluate_model
+
+pytestmark = pytest.mark.slow
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(embedded_model_dir, tmp_path_factory):
+    exe = Path(shutil.which("transformers") or Path(os.sys.executable).with_name("transformers"))
+    port = free_port()
+    hub_cache = tmp_path_factory.mktemp("hub-cache")
+    log = open(tmp_path_factory.mktemp("serve") / "serve.log", "w")
+    proc = subprocess.Popen([str(exe), "serve", str(embedded_model_dir), "--host", "127.0.0.1", "--port", str(port)],
+                            stdout=log, stderr=subprocess.STDOUT,
+                            env={**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(hub_cache)})
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 180
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"transformers serve exited: see {log.name}")
+        try:
+            if httpx.get(base + "/health", timeout=2).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        time.sleep(1)
+    else:
+        proc.kill()
+        raise RuntimeError("transformers serve did not become healthy in 180 s")
+    yield {"base_url": base + "/v1", "model": str(embedded_model_dir)}
+    proc.terminate()
+    proc.wait(timeout=30)
+    log.close()
+
+
+def spec(server):
+    return ModelSpec.parse(f"openai:{server['model']}", base_url=server["base_url"])
+
+
+def test_concurrent_batch_and_stream(server):
+    backend = load_backend(spec(server), max_concurrency=4)
+    config = GenerationConfig(max_new_tokens=16, temperature=0.0)
+    replies = backend.generate([[{"role": "user", "content": q}] for q in ("Hi!", "Name a bird.", "2+2?")], config)
+    assert all(r.ok and r.text for r in replies), [r.error for r in replies]
+    assert all(0 < r.tokens <= 16 for r in replies)
+    pieces = list(backend.stream([{"role": "user", "content": "Say something about tea."}], config))
+    assert pieces and pieces[-1].strip()
+
+
+def test_missing_logprobs_is_a_recorded_failure(server):
+    backend = load_backend(spec(server))
+    (scores,) = backend.score_options([[{"role": "user", "content": "Rate 1-5"}]], ["1", "2", "3", "4", "5"])
+    assert scores.error and not scores.probs
+
+
+def test_unreachable_endpoint_gives_errors_not_text(tmp_path):
+    backend = load_backend(ModelSpec.parse("openai:m", base_url=f"http://127.0.0.1:{free_port()}/v1"),
+                           max_retries=0, timeout_s=5)
+    (reply,) = backend.generate([[{"role": "user", "content": "hi"}]], GenerationConfig(max_new_tokens=4))
+    assert not reply.ok and "Connection" in reply.error
+
+
+def test_missing_key_names_the_variable_only(monkeypatch):
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    monkeypatch.delenv("ALOE_TEST_KEY", raising=False)
+    with pytest.raises(BackendError, match="set ALOE_TEST_KEY"):
+        load_backend(ModelSpec.parse("openai:gpt-4o-mini", api_key_env="ALOE_TEST_KEY"))
+
+
+def test_eval_through_the_server(server, tmp_path, upstream_dir, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-do-not-leak")
+    cfg = EvalConfig(model=f"openai:{server['model']}", base_url=server["base_url"],
+                     judge_model=f"openai:{server['model']}", judge_base_url=server["base_url"],
+                     personas=str(upstream_dir), max_personas=2, turns=2, output_dir=str(tmp_path),
+                     reply_max_new_tokens=24, user_max_new_tokens=24, bootstrap_resamples=50, progress=False)
+    results = evaluate_model(cfg)
+    assert results["judge"].endswith("(paper, text)")
+    assert results["counts"]["rows"] == 4 and results["counts"]["generation_failures"] == 0
+    assert results["counts"]["scored"] + results["counts"]["judge_failures"] == 4
+    for path in tmp_path.iterdir():
+        if path.is_file():
+            assert b"sk-test-do-not-leak" not in path.read_bytes(), path
