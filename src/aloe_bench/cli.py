@@ -15,6 +15,7 @@ AREAS = (
     "aloe_bench.harness.cli",
     "aloe_bench.training.cli",
     "aloe_bench.space.cli",
+    "aloe_bench.reproduce",
 )
 
 

@@ -31,6 +31,8 @@ TURN = {
     "judge_choice": Value("string"),    # "preferred" or "rejected": which one the pair judge picked
     "judge_raw": Value("string"),
     "continued_with": Value("string"),  # "preferred" or "rejected": the branch the conversation followed
+    "preferred_position": Value("string"),  # "A" or "B": where the pair judge was shown the preferred reply
+    "error": Value("string"),           # null, or what failed in this turn after retries (e.g. the pair judge)
 }
 
 CONVERSATIONS = Features({
@@ -42,6 +44,7 @@ CONVERSATIONS = Features({
     "models": Value("string"),          # JSON: model spec per role
     "prompt_sha256": Value("string"),   # JSON: prompt name -> hash
     "seed": Value("int64"),
+    "error": Value("string"),           # null, or why the conversation stopped before its last turn
 })
 
 SFT = Features({

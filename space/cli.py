@@ -1,0 +1,25 @@
+"""`aloe space`: serve the Gradio Space locally (offline on the embedded model by default)."""
+
+from __future__ import annotations
+
+
+def register(sub, bench_sub) -> None:
+    from aloe_bench.core.config import add_recipe_parser
+
+    from .config import SpaceConfig
+
+    add_recipe_parser(sub, "space", [SpaceConfig], _run_space,
+                      "Serve the ALOE chat Space (persona chat, per-turn judge scores, leaderboard).")
+
+
+def _run_space(args) -> int:
+    from aloe_bench.core.config import dataclass_from_args
+
+    from .config import SpaceConfig
+    from .ui import build_demo
+
+    config = dataclass_from_args(args, SpaceConfig)
+    print(f"aloe space: assistant={config.model} compare={config.compare_model} user={config.user_model} "
+          f"judge={config.judge_model} on http://{config.host}:{config.port}")
+    build_demo(config).launch(server_name=config.host, server_port=config.port, share=config.share)
+    return 0

@@ -1,0 +1,70 @@
+"""Settings of the Space: which models play which role, generation lengths and the serving limits."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+
+# Space variables (set in the Space's settings) that override the defaults when the app starts.
+ENV_PREFIX = "ALOE_SPACE_"
+
+
+@dataclass
+class SpaceConfig:
+    """Everything `aloe space` and the Space's app.py take; every model role defaults to the embedded model."""
+
+    host: str = field(default="127.0.0.1", metadata={"help": "Address to serve on (0.0.0.0 inside a Space)."})
+    port: int = field(default=7860, metadata={"help": "Port to serve on."})
+    model: str = field(default="embedded", metadata={"help": "Assistant model spec: embedded, ORG/NAME, ./folder, openai:NAME."})
+    compare_model: str | None = field(default=None, metadata={"help": "Second assistant shown side by side (e.g. an aligned checkpoint)."})
+    user_model: str = field(default="embedded", metadata={"help": "Model that role-plays the user in auto-play."})
+    judge_model: str = field(default="embedded", metadata={"help": "Model that scores every reply 1-5."})
+    induction_model: str | None = field(default=None, metadata={"help": "Model that reads what the user revealed (default: the judge's)."})
+    judge_preset: str = field(default="paper", metadata={"help": "Judge prompt preset: paper or robust."})
+    personas: str = field(default="default", metadata={"help": "Extra persona source offered beside the packaged sets (folder, .jsonl, hub:ORG/NAME)."})
+    results: str = field(default="runs", metadata={"help": "Leaderboard source: a folder of results_*.json or hub:ORG/NAME."})
+    reply_max_new_tokens: int = field(default=96, metadata={"help": "Length bound of an assistant reply."})
+    user_max_new_tokens: int = field(default=64, metadata={"help": "Length bound of a simulated user message."})
+    induction_max_new_tokens: int = field(default=64, metadata={"help": "Length bound of the induction summary."})
+    temperature: float = field(default=0.0, metadata={"help": "Sampling temperature of replies (0 = greedy)."})
+    max_input_chars: int = field(default=1000, metadata={"help": "Longest accepted user message."})
+    max_turns: int = field(default=20, metadata={"help": "Longest conversation a session may hold."})
+    max_autoplay_turns: int = field(default=10, metadata={"help": "Upper bound of the auto-play slider."})
+    concurrency_limit: int = field(default=2, metadata={"help": "Events run at once (the model itself serialises)."})
+    max_queue: int = field(default=32, metadata={"help": "Queued events beyond which new ones are refused."})
+    allow_model_change: bool = field(default=True, metadata={"help": "Let visitors change model specs in the UI (off on a public Space that should only run its own models)."})
+    share: bool = field(default=False, metadata={"help": "Open a public gradio.live link (needs network)."})
+
+    def __post_init__(self):
+        if self.judge_preset not in ("paper", "robust"):
+            raise ValueError(f"judge_preset {self.judge_preset!r}: choose paper or robust")
+        for name in ("reply_max_new_tokens", "user_max_new_tokens", "induction_max_new_tokens", "max_input_chars",
+                     "max_turns", "max_autoplay_turns", "concurrency_limit", "max_queue"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        self.compare_model = self.compare_model or None
+        self.induction_model = self.induction_model or None
+
+    @classmethod
+    def from_env(cls, environ=None, **overrides) -> "SpaceConfig":
+        """Read `ALOE_SPACE_<FIELD>` variables (how a Space is configured), then apply `overrides`."""
+        environ = os.environ if environ is None else environ
+        values = {}
+        for f in dataclasses.fields(cls):
+            raw = environ.get(ENV_PREFIX + f.name.upper())
+            if raw is None:
+                continue
+            kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+            try:
+                if kind.startswith("int"):
+                    values[f.name] = int(raw)
+                elif kind.startswith("float"):
+                    values[f.name] = float(raw)
+                elif kind.startswith("bool"):
+                    values[f.name] = raw.strip().lower() in ("1", "true", "yes")
+                else:
+                    values[f.name] = raw
+            except ValueError:
+                raise ValueError(f"{ENV_PREFIX}{f.name.upper()}={raw!r}: expected {kind}") from None
+        return cls(**{**values, **overrides})

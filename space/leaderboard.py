@@ -1,0 +1,114 @@
+"""The leaderboard tab's table, built from harness result files (a local folder or a Hub results dataset).
+
+Reads the result format by its keys (model, judge, created, metrics{AL_avg, IR, N_IR, intervals}); it does
+not import the harness. A malformed file is reported by name and skipped; the others still show.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+COLUMNS = ["model", "AL_avg", "AL_avg interval", "IR", "N_IR", "judge", "date"]
+
+
+class LeaderboardError(ValueError):
+    """The results source cannot be read at all (missing folder, unreachable Hub dataset)."""
+
+
+@dataclass
+class Leaderboard:
+    rows: list[dict] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    source: str = ""
+
+    def table(self) -> list[list]:
+        return [[row[c] for c in COLUMNS] for row in self.rows]
+
+
+def _number(value, where: str, name: str, optional: bool = False):
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{where}: metrics.{name} must be a number, got {value!r}")
+    return round(float(value), 4)
+
+
+def row_from_result(record: dict, where: str) -> dict:
+    """One leaderboard row from one result record; ValueError naming `where` and the field when malformed."""
+    if not isinstance(record, dict):
+        raise ValueError(f"{where}: a result must be a JSON object")
+    for key in ("model", "judge", "created", "metrics"):
+        if key not in record:
+            raise ValueError(f"{where}: missing field {key!r}")
+    metrics = record["metrics"]
+    if isinstance(metrics, str):  # a Hub dataset may store the nested block as JSON text
+        metrics = json.loads(metrics)
+    if not isinstance(metrics, dict):
+        raise ValueError(f"{where}: field 'metrics' must be an object")
+    interval = (metrics.get("intervals") or {}).get("AL_avg") or [None, None]
+    if len(interval) != 2:
+        raise ValueError(f"{where}: metrics.intervals.AL_avg must be [low, high]")
+    low, high = (None if v is None else _number(v, where, "intervals.AL_avg") for v in interval)
+    judge = record["judge"]
+    if isinstance(judge, dict):
+        judge = judge.get("label") or judge.get("model_id") or json.dumps(judge, sort_keys=True)
+    return {
+        "model": str(record["model"]),
+        "AL_avg": _number(metrics.get("AL_avg"), where, "AL_avg"),
+        "AL_avg interval": "—" if low is None or high is None else f"[{low:.2f}, {high:.2f}]",
+        "IR": _number(metrics.get("IR"), where, "IR"),
+        "N_IR": _number(metrics.get("N_IR"), where, "N_IR", optional=True),
+        "judge": str(judge),
+        "date": str(record["created"])[:10],
+    }
+
+
+def _sorted(board: Leaderboard) -> Leaderboard:
+    board.rows.sort(key=lambda r: (-r["AL_avg"], r["model"]))
+    return board
+
+
+def from_folder(folder: str | Path) -> Leaderboard:
+    """Every `results_*.json` under `folder` (recursively), best AL_avg first."""
+    folder = Path(folder).expanduser()
+    if not folder.is_dir():
+        raise LeaderboardError(f"results folder {folder}: not found (run `aloe eval --output_dir {folder}` first)")
+    board = Leaderboard(source=str(folder))
+    for path in sorted(folder.rglob("results_*.json")):
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+            board.rows.append(row_from_result(record, str(path)))
+        except json.JSONDecodeError as exc:
+            board.problems.append(f"{path}: line {exc.lineno}: invalid JSON ({exc.msg})")
+        except ValueError as exc:
+            board.problems.append(str(exc))
+    return _sorted(board)
+
+
+def from_hub(repo_id: str, split: str = "train") -> Leaderboard:
+    """The `results` config of a Hub dataset whose rows carry the result-file keys."""
+    from datasets import load_dataset
+
+    try:
+        rows = load_dataset(repo_id, "results", split=split)
+    except Exception as exc:
+        raise LeaderboardError(f"Hub results dataset {repo_id!r} could not be read: {type(exc).__name__}: {exc}") from exc
+    board = Leaderboard(source=f"hub:{repo_id}")
+    for number, record in enumerate(rows):
+        try:
+            board.rows.append(row_from_result(dict(record), f"hub:{repo_id} (results/{split}, row {number})"))
+        except ValueError as exc:
+            board.problems.append(str(exc))
+    return _sorted(board)
+
+
+def load_leaderboard(source: str) -> Leaderboard:
+    """`hub:ORG/NAME` reads a Hub dataset; anything else is a local folder."""
+    source = (source or "").strip()
+    if not source:
+        raise LeaderboardError("give a results folder or hub:ORG/NAME")
+    if source.startswith("hub:"):
+        return from_hub(source[4:])
+    return from_folder(source)

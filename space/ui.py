@@ -1,0 +1,329 @@
+"""The Gradio Blocks of the Space: chat as a persona, scores per turn, side-by-side models, leaderboard.
+
+Handlers here only translate between widgets and `session.py`; every decision lives there. The chat's
+state is one `ChatSession` per browser session (gr.State), mutated in place, so scoring that runs after
+the reply (a chained event) never overwrites a newer message.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import gradio as gr
+import pandas as pd
+
+from aloe_bench.core.backends import load_backend
+from aloe_bench.core.specs import ModelSpec
+
+from . import session as S
+from .config import SpaceConfig
+from .leaderboard import COLUMNS, LeaderboardError, load_leaderboard
+
+EXPORT_DIR = Path(tempfile.gettempdir()) / "aloe-space-exports"
+
+INTRO = """# ALOE: does the assistant learn who you are?
+Chat as a persona (a **profile**: who the user is, and a **personality**: how they talk) without ever stating it.
+A judge scores every reply 1-5 for how well it fits that user; the plot shows the scores by turn with their
+trend line, whose slope is the running **IR** (improvement rate). Default models are the embedded
+SmolLM2-135M-Instruct, a smoke-test judge: labels say which judge made each number."""
+
+
+def _message(exc: Exception) -> str:
+    """What the status line says about a failure (a SpaceError is already worded for people)."""
+    return f"⚠️ {exc}" if isinstance(exc, S.SpaceError) else f"⚠️ unexpected error: {type(exc).__name__}: {exc}"
+
+
+def _plot_value(lane: S.Lane):
+    rows = S.curve_rows(lane)
+    return pd.DataFrame(rows) if rows else None
+
+
+class SpaceUI:
+    """Builds the Blocks for one `SpaceConfig`; `loader` turns a model spec into a backend (tests pass fakes)."""
+
+    def __init__(self, config: SpaceConfig, loader=load_backend):
+        self.config = config
+        self.loader = loader
+        self.sets = S.persona_sets(config.personas)
+        self.default_set = next(iter(self.sets))
+
+    # -- helpers ----------------------------------------------------------------------------------
+    def roles(self, config: SpaceConfig) -> S.Roles:
+        return S.Roles(config, self.loader)
+
+    def _lanes(self, session: S.ChatSession):
+        lanes = list(session.lanes) + [None] * (2 - len(session.lanes))
+        return lanes[0], lanes[1]
+
+    def view(self, session: S.ChatSession) -> tuple:
+        """chat_a, chat_b, plot_a, plot_b, summary_a, summary_b: everything derived from the session."""
+        a, b = self._lanes(session)
+        return (
+            S.chat_messages(a), S.chat_messages(b) if b else [],
+            _plot_value(a), _plot_value(b) if b else None,
+            S.lane_summary(a), S.lane_summary(b) if b else "",
+        )
+
+    def chats(self, session: S.ChatSession) -> tuple:
+        a, b = self._lanes(session)
+        return S.chat_messages(a), S.chat_messages(b) if b else []
+
+    def revealed_md(self, session: S.ChatSession) -> str:
+        if session.revealed is None:
+            return "*Nothing read yet: the induction model reads the conversation after each turn.*"
+        return f"After turn {session.revealed_turns}:\n\n{session.revealed}"
+
+    # -- persona ----------------------------------------------------------------------------------
+    def persona_choices(self, set_name: str) -> list[str]:
+        return [S.persona_label(p) for p in self.sets[set_name]]
+
+    def on_set(self, set_name):
+        return gr.update(choices=self.persona_choices(set_name), value=None)
+
+    def _start(self, session, persona):
+        session.reset(persona)
+        return (S.persona_markdown(persona), self.revealed_md(session), *self.view(session),
+                f"Persona **{persona.id}** chosen; the conversation starts fresh.")
+
+    def on_pick(self, set_name, label, session):
+        if not label:
+            return (gr.skip(),) * 9
+        try:
+            persona = S.find_persona(self.sets[set_name], label)
+        except (S.SpaceError, KeyError) as exc:
+            return (*(gr.skip(),) * 8, f"⚠️ {exc}")
+        return self._start(session, persona)
+
+    def on_random(self, set_name, session):
+        persona = S.random_persona(self.sets[set_name])
+        return (S.persona_label(persona), *self._start(session, persona))
+
+    def on_custom(self, profile, personality, session, config):
+        try:
+            persona = S.custom_persona(profile, personality, config.max_input_chars)
+        except S.SpaceError as exc:
+            return (*(gr.skip(),) * 8, f"⚠️ {exc}")
+        return self._start(session, persona)
+
+    # -- chat -------------------------------------------------------------------------------------
+    def on_send(self, text, session, config):
+        """Streams the reply; yields (textbox, chat_a, chat_b, status). Scoring follows as its own event."""
+        roles = self.roles(config)
+        try:
+            yield ("", *self.chats(session), "Replying…")
+            for _ in S.stream_turn(session, roles, text):
+                yield (gr.skip(), *self.chats(session), gr.skip())
+        except Exception as exc:  # every failure, expected or not, becomes a message in the page
+            yield (text, *self.chats(session), _message(exc))
+            return
+        yield (gr.skip(), *self.chats(session), "Reply done; the judge is scoring it.")
+
+    def on_score(self, session, config):
+        """Judges every unscored reply; returns the refreshed chats, plots and summaries, and a status."""
+        try:
+            n = S.score_pending(session, self.roles(config))
+        except Exception as exc:  # every failure, expected or not, becomes a message in the page
+            return (*self.view(session), _message(exc))
+        status = f"Scored {n} repl{'y' if n == 1 else 'ies'}." if n else gr.skip()
+        return (*self.view(session), status)
+
+    def on_induce(self, session, config):
+        try:
+            S.induce(session, self.roles(config))
+        except Exception as exc:  # every failure, expected or not, becomes a message in the page
+            return _message(exc)
+        return self.revealed_md(session)
+
+    def on_autoplay(self, n_turns, session, config):
+        roles = self.roles(config)
+        started = session.n_turns
+        try:
+            yield (*self.view(session), f"Auto-play: the simulated user plays the persona for {int(n_turns)} turns…")
+            for _ in S.autoplay(session, roles, n_turns):
+                yield (*self.view(session), f"Auto-play: turn {session.n_turns - started} of {int(n_turns)}")
+        except Exception as exc:  # every failure, expected or not, becomes a message in the page
+            yield (*self.view(session), _message(exc))
+            return
+        yield (*self.view(session), session.notice or f"Auto-play finished {session.n_turns - started} turns.")
+
+    def on_stop(self, session):
+        dropped = S.stop(session)
+        return (*self.view(session), "Stopped." + (" The unfinished turn was dropped." if dropped else ""))
+
+    def on_reset(self, session):
+        session.reset()
+        return (self.revealed_md(session), *self.view(session), "Conversation reset (same persona).")
+
+    def on_export(self, session, config):
+        data = S.export(session, self.roles(config))
+        EXPORT_DIR.mkdir(parents=True, exist_ok=True)
+        path = EXPORT_DIR / f"aloe-conversation-{time.strftime('%Y%m%d-%H%M%S')}-{id(session):x}.json"
+        path.write_text(json.dumps(data, indent=2, ensure_ascii=False), encoding="utf-8")
+        return str(path), data
+
+    def on_settings(self, model, compare, user, judge, session, config):
+        """Apply new model specs to this session only (checked by parsing; loaded on first use)."""
+        if not config.allow_model_change:
+            return (*(gr.skip(),) * 7, "⚠️ this Space runs fixed models (allow_model_change is off)")
+        specs = {"model": model, "compare_model": compare or None, "user_model": user, "judge_model": judge}
+        try:
+            for name, spec in specs.items():
+                if spec:
+                    ModelSpec.parse(spec.strip())
+                elif name != "compare_model":
+                    raise ValueError(f"{name}: a model spec is required")
+        except (ValueError, FileNotFoundError) as exc:
+            return (*(gr.skip(),) * 7, f"⚠️ {exc}")
+        config = dataclasses.replace(config, **{k: (v.strip() if v else v) for k, v in specs.items()})
+        session.reset(models=S.new_session(config).models)
+        on = config.compare_model is not None
+        chat_a, chat_b, plot_a, plot_b, summary_a, summary_b = self.view(session)
+        return (config, gr.update(value=chat_a, label=f"Assistant: {config.model}"),
+                gr.update(value=chat_b, visible=on, label=f"Compare: {config.compare_model}"),
+                gr.update(value=plot_a, title=f"Judge score by turn: {config.model}"),
+                gr.update(value=plot_b, visible=on, title=f"Judge score by turn: {config.compare_model}"),
+                summary_a, summary_b,
+                f"Settings applied: assistant {config.model}" + (f" vs {config.compare_model}" if on else "")
+                + f", judge {config.judge_model}.")
+
+    # -- leaderboard ------------------------------------------------------------------------------
+    def on_leaderboard(self, source):
+        try:
+            board = load_leaderboard(source)
+        except LeaderboardError as exc:
+            return pd.DataFrame(columns=COLUMNS), f"⚠️ {exc}"
+        note = f"{len(board.rows)} result(s) from {board.source}."
+        if board.problems:
+            note += "\n\nSkipped:\n" + "\n".join(f"- {p}" for p in board.problems)
+        return pd.DataFrame(board.table(), columns=COLUMNS), note
+
+    # -- layout -----------------------------------------------------------------------------------
+    def build(self) -> gr.Blocks:
+        cfg = self.config
+        first = self.sets[self.default_set].personas[0]
+        template = S.new_session(cfg)
+        template.persona = first
+        compare_on = cfg.compare_model is not None
+        can_change = cfg.allow_model_change
+
+        with gr.Blocks(title="ALOE Space") as demo:
+            session = gr.State(template)  # deep-copied per browser session (see ChatSession.__deepcopy__)
+            config = gr.State(cfg)
+            gr.Markdown(INTRO)
+            with gr.Tab("Chat"):
+                with gr.Row():
+                    with gr.Column(scale=1, min_width=280):
+                        set_dd = gr.Dropdown(list(self.sets), value=self.default_set, label="Persona set",
+                                             elem_id="persona-set")
+                        persona_dd = gr.Dropdown(self.persona_choices(self.default_set), value=S.persona_label(first),
+                                                 label="Persona", elem_id="persona-pick")
+                        random_btn = gr.Button("Random persona", elem_id="persona-random")
+                        with gr.Accordion("Write your own persona", open=False):
+                            profile_tb = gr.Textbox(label="Profile (who the user is)", lines=3,
+                                                    max_length=cfg.max_input_chars, elem_id="custom-profile")
+                            personality_tb = gr.Textbox(label="Personality (how they talk)", lines=2,
+                                                        max_length=cfg.max_input_chars, elem_id="custom-personality")
+                            custom_btn = gr.Button("Use this persona", elem_id="custom-use")
+                        persona_md = gr.Markdown(S.persona_markdown(first), elem_id="persona")
+                        gr.Markdown("### What the user has revealed so far")
+                        revealed = gr.Markdown(self.revealed_md(template), elem_id="revealed")
+                        with gr.Accordion("Models", open=False):
+                            model_tb = gr.Textbox(cfg.model, label="Assistant", elem_id="set-model",
+                                                  interactive=can_change)
+                            compare_tb = gr.Textbox(cfg.compare_model or "", label="Compare with (empty: off)",
+                                                    elem_id="set-compare", interactive=can_change)
+                            user_tb = gr.Textbox(cfg.user_model, label="User simulator", elem_id="set-user",
+                                                 interactive=can_change)
+                            judge_tb = gr.Textbox(cfg.judge_model, label="Judge", elem_id="set-judge",
+                                                  interactive=can_change)
+                            gr.Markdown("Specs: `embedded`, `ORG/NAME`, `./folder`, `openai:NAME` (endpoint and key "
+                                        "from `OPENAI_BASE_URL` / `OPENAI_API_KEY`, i.e. Space secrets).")
+                            apply_btn = gr.Button("Apply (resets the conversation)", elem_id="set-apply")
+                    with gr.Column(scale=3):
+                        with gr.Row():
+                            chat_a = gr.Chatbot(label=f"Assistant: {cfg.model}", elem_id="chat-a", height=420,
+                                                feedback_options=None)
+                            chat_b = gr.Chatbot(label=f"Compare: {cfg.compare_model}", elem_id="chat-b", height=420,
+                                                visible=compare_on, feedback_options=None)
+                        with gr.Row():
+                            msg = gr.Textbox(placeholder="Write as the persona and press Enter",
+                                             max_length=cfg.max_input_chars, show_label=False, scale=5,
+                                             elem_id="msg")
+                            send_btn = gr.Button("Send", variant="primary", scale=1, elem_id="send")
+                        with gr.Row():
+                            turns = gr.Slider(1, cfg.max_autoplay_turns, value=min(3, cfg.max_autoplay_turns), step=1,
+                                              label="Auto-play turns", elem_id="autoplay-turns")
+                            auto_btn = gr.Button("Auto-play", elem_id="autoplay")
+                            stop_btn = gr.Button("Stop", variant="stop", elem_id="stop")
+                            reset_btn = gr.Button("Reset", elem_id="reset")
+                            export_btn = gr.Button("Export JSON", elem_id="export")
+                        status = gr.Markdown("", elem_id="status")
+                        with gr.Row():
+                            plot_a = gr.LinePlot(None, x="turn", y="value", color="series", y_lim=[1, 5],
+                                                 title=f"Judge score by turn: {cfg.model}", elem_id="plot-a")
+                            plot_b = gr.LinePlot(None, x="turn", y="value", color="series", y_lim=[1, 5],
+                                                 title=f"Judge score by turn: {cfg.compare_model}",
+                                                 visible=compare_on, elem_id="plot-b")
+                        summary_a = gr.Markdown(S.lane_summary(template.lanes[0]), elem_id="summary-a")
+                        summary_b = gr.Markdown(S.lane_summary(template.lanes[1]) if compare_on else "",
+                                                elem_id="summary-b")
+                        with gr.Accordion("Export", open=False):
+                            export_file = gr.File(label="Conversation with scores", elem_id="export-file")
+                            export_json = gr.JSON(label="Exported JSON", elem_id="export-json")
+            with gr.Tab("Leaderboard"):
+                with gr.Row():
+                    source_tb = gr.Textbox(cfg.results, label="Results: a folder of results_*.json or hub:ORG/NAME",
+                                           scale=4, elem_id="lb-source")
+                    load_btn = gr.Button("Load", scale=1, elem_id="lb-load")
+                board = gr.Dataframe(pd.DataFrame(columns=COLUMNS), interactive=False, elem_id="leaderboard")
+                board_note = gr.Markdown("", elem_id="lb-note")
+
+            view_out = [chat_a, chat_b, plot_a, plot_b, summary_a, summary_b]
+            persona_out = [persona_md, revealed, *view_out, status]
+            background = dict(concurrency_id="background", concurrency_limit=1, show_progress="hidden")
+
+            set_dd.change(self.on_set, set_dd, persona_dd, api_name=False)
+            persona_dd.input(self.on_pick, [set_dd, persona_dd, session], persona_out, api_name="pick_persona")
+            random_btn.click(self.on_random, [set_dd, session], [persona_dd, *persona_out], api_name="random_persona")
+            custom_btn.click(self.on_custom, [profile_tb, personality_tb, session, config], persona_out,
+                             api_name="custom_persona")
+
+            chat_events = []
+            for trigger in (msg.submit, send_btn.click):
+                event = trigger(self.on_send, [msg, session, config], [msg, chat_a, chat_b, status],
+                                api_name="chat" if trigger == msg.submit else False,
+                                concurrency_id="chat", concurrency_limit=cfg.concurrency_limit, show_progress="minimal")
+                # scoring and induction are chained events: the textbox is free again as soon as the reply is done
+                first = trigger == msg.submit
+                event.then(self.on_score, [session, config], [*view_out, status],
+                           api_name="score" if first else False, **background) \
+                     .then(self.on_induce, [session, config], revealed,
+                           api_name="induce" if first else False, **background)
+                chat_events.append(event)
+            auto = auto_btn.click(self.on_autoplay, [turns, session, config], [*view_out, status],
+                                  api_name="autoplay", concurrency_id="chat", concurrency_limit=cfg.concurrency_limit,
+                                  show_progress="minimal")
+            auto.then(self.on_induce, [session, config], revealed, api_name=False, **background)
+            stop_btn.click(self.on_stop, session, [*view_out, status], cancels=[auto, *chat_events], api_name=False)
+            reset_btn.click(self.on_reset, session, [revealed, *view_out, status], api_name="reset")
+            export_btn.click(self.on_export, [session, config], [export_file, export_json], api_name="export")
+            apply_btn.click(self.on_settings, [model_tb, compare_tb, user_tb, judge_tb, session, config],
+                            [config, *view_out, status], api_name=False)
+            load_btn.click(self.on_leaderboard, source_tb, [board, board_note], api_name="leaderboard")
+            demo.load(self._fill_leaderboard, None, [board, board_note], api_name=False)
+        demo.queue(default_concurrency_limit=cfg.concurrency_limit, max_size=cfg.max_queue)
+        return demo
+
+    def _fill_leaderboard(self):
+        if Path(self.config.results).expanduser().is_dir() or self.config.results.startswith("hub:"):
+            return self.on_leaderboard(self.config.results)
+        return pd.DataFrame(columns=COLUMNS), f"No results folder at `{self.config.results}` yet."
+
+
+def build_demo(config: SpaceConfig | None = None, loader=load_backend) -> gr.Blocks:
+    """The Space's Blocks app for `config` (defaults: everything on the embedded model)."""
+    return SpaceUI(config or SpaceConfig(), loader).build()

@@ -1,0 +1,216 @@
+"""Unit tests of the Space's session logic (persona choice, turns, scoring, running IR, export) on fakes."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+from aloe_bench.space import session as S
+from aloe_bench.space.config import SpaceConfig
+from fakes import ScriptedBackend
+
+from aloe_bench.core.metrics import aloe_metrics
+from aloe_bench.core.personas import Persona
+
+PERSONA = Persona("p1", "A beekeeper in Wales who restores old bicycles.", "Terse, dry humour, no emojis.", "pa", "qa")
+PROBS = {"1": 0.1, "2": 0.1, "3": 0.2, "4": 0.3, "5": 0.3}  # expected score 3.6
+
+
+def make(config=None, reply=None, judge=None, user=None, compare=False):
+    """A session plus roles whose loader hands out scripted backends by spec name."""
+    config = config or SpaceConfig(model="a/model", compare_model="b/model" if compare else None,
+                                   user_model="u/model", judge_model="embedded")
+    backends = {
+        "a/model": reply or ScriptedBackend(fn=lambda m, c: f"A reply to: {m[-1]['content']}"),
+        "b/model": ScriptedBackend(fn=lambda m, c: f"B reply after {len(m)} messages"),
+        "u/model": user or ScriptedBackend(fn=lambda m, c: f"*waves* user says hi #{len(m)}"),
+        "embedded": judge or ScriptedBackend(options=PROBS, fn=lambda m, c: "Profile: beekeeper\nPersonality: terse",
+                                             kind="embedded"),
+    }
+    session = S.new_session(config)
+    session.persona = PERSONA
+    return session, S.Roles(config, loader=lambda spec: backends[spec]), backends
+
+
+def send(session, roles, text):
+    return list(S.stream_turn(session, roles, text))
+
+
+def test_persona_sets_and_choice():
+    sets = S.persona_sets()
+    eval_set = sets["eval (20 profiles x 5 personalities)"]
+    assert len(eval_set) == 100 and len(sets["seed pools (24 profiles x 5 personalities)"]) == 120
+    persona = eval_set.personas[7]
+    assert S.find_persona(eval_set, S.persona_label(persona)) == persona
+    assert S.random_persona(eval_set, random.Random(3)) in eval_set.personas
+    with pytest.raises(S.SpaceError, match="no persona"):
+        S.find_persona(eval_set, "nobody")
+    shown = S.persona_markdown(persona)
+    assert persona.profile in shown and persona.personality in shown
+
+
+def test_custom_persona_is_validated():
+    persona = S.custom_persona("  A nurse in Oslo.  ", "Chatty.", max_chars=50)
+    assert (persona.profile, persona.personality) == ("A nurse in Oslo.", "Chatty.")
+    with pytest.raises(S.SpaceError, match="both a profile"):
+        S.custom_persona("A nurse", " ", max_chars=50)
+    with pytest.raises(S.SpaceError, match="personality has 60 characters; the limit is 50"):
+        S.custom_persona("A nurse", "x" * 60, max_chars=50)
+
+
+def test_message_bounds():
+    config = SpaceConfig(max_input_chars=20, max_turns=1)
+    session, roles, _ = make(config=config)
+    with pytest.raises(S.SpaceError, match="empty"):
+        S.check_message(session, "   ", config)
+    with pytest.raises(S.SpaceError, match="21 characters; the limit is 20"):
+        S.check_message(session, "x" * 21, config)
+    session.persona = None
+    with pytest.raises(S.SpaceError, match="choose a persona"):
+        S.check_message(session, "hi", config)
+
+
+def test_turns_stream_into_both_lanes_with_the_same_user_messages():
+    session, roles, backends = make(compare=True)
+    states = send(session, roles, "hello")
+    assert len(states) >= 3  # the user's message at once, then the growing replies
+    send(session, roles, "second")
+    a, b = session.lanes
+    assert [t.user for t in a.turns] == [t.user for t in b.turns] == ["hello", "second"]
+    assert a.turns[1].reply == "A reply to: second"
+    assert b.turns[1].reply == "B reply after 3 messages"  # saw its own first turn, then the new message
+    last_request = backends["b/model"].calls[-1][0][0]
+    assert last_request[1] == {"role": "assistant", "content": "B reply after 1 messages"}
+    assert all(t.judge == "pending" for t in a.turns + b.turns)
+
+
+def test_backend_failure_keeps_earlier_turns_and_raises_a_message():
+    flaky = ScriptedBackend(fn=lambda m, c: "fine" if len(m) == 1 else RuntimeError("server said 500"))
+    session, roles, _ = make(reply=flaky)
+    send(session, roles, "one")
+    with pytest.raises(S.SpaceError, match="the assistant failed: server said 500"):
+        send(session, roles, "two")
+    assert [t.user for t in session.lanes[0].turns] == ["one"]
+
+
+def test_unknown_model_is_a_message_not_a_crash():
+    config = SpaceConfig(model="nope/missing", judge_model="embedded")
+    session = S.new_session(config)
+    session.persona = PERSONA
+
+    def loader(spec):
+        raise OSError("nope/missing is not a local folder and the Hub is offline")
+
+    with pytest.raises(S.SpaceError, match="could not load the assistant model 'nope/missing'.*Hub is offline"):
+        send(session, S.Roles(config, loader=loader), "hi")
+    assert session.n_turns == 0
+
+
+def test_scores_come_from_the_judge_distribution_and_land_on_their_turn():
+    session, roles, _ = make(compare=True)
+    send(session, roles, "one")
+    send(session, roles, "two")  # sent before the first turn was scored
+    assert S.score_pending(session, roles) == 4
+    for lane in session.lanes:
+        assert lane.scores() == [pytest.approx(3.6), pytest.approx(3.6)]
+        assert lane.turns[0].distribution == PROBS
+    assert S.score_pending(session, roles) == 0  # nothing left to judge
+
+
+def test_unparsable_text_judge_is_a_failure_not_a_number():
+    judge = ScriptedBackend(answers=["I cannot rate this."])
+    config = SpaceConfig(model="a/model", user_model="u/model", judge_model="j/model")
+    session, _, backends = make(config=config)
+    backends["j/model"] = judge
+    roles = S.Roles(config, loader=lambda spec: backends[spec])
+    send(session, roles, "hi")
+    S.score_pending(session, roles)
+    turn = session.lanes[0].turns[0]
+    assert (turn.score, turn.judge, turn.judge_error) == (None, "failed", "unparsable judge answer")
+    assert "judge failed" in S.chat_messages(session.lanes[0])[1]["content"]
+
+
+def test_running_ir_and_trend_follow_core_metrics():
+    lane = S.Lane("m", [S.Turn("u", "r", score=s, judge="scored") for s in (2.0, 3.0, 3.5, 4.5)])
+    metrics = S.running_metrics(lane.scores())
+    assert metrics == aloe_metrics([2.0, 3.0, 3.5, 4.5])
+    trend = S.trend_line(lane.scores())
+    assert trend[1] - trend[0] == pytest.approx(metrics["IR"])
+    assert sum(trend) / 4 == pytest.approx(metrics["AL_avg"])
+    assert "running IR: +0.800" in S.lane_summary(lane)
+    rows = S.curve_rows(lane)
+    assert {r["series"] for r in rows} == {"score", "trend"} and len(rows) == 8
+
+    one = S.Lane("m", [S.Turn("u", "r", score=3.0, judge="scored")])
+    assert {r["series"] for r in S.curve_rows(one)} == {"score", "trend"}  # both series from turn 1 on
+    assert S.running_metrics(one.scores()) is None and "needs 2 scored turns" in S.lane_summary(one)
+
+    gap = S.Lane("m", [S.Turn("u", "r", score=3.0, judge="scored"), S.Turn("u", "r", judge="failed")])
+    assert S.running_metrics(gap.scores()) is None and S.trend_line(gap.scores()) is None
+    assert "a turn has no score" in S.lane_summary(gap)
+
+
+def test_induction_reads_the_conversation_with_the_induction_prompt():
+    session, roles, backends = make()
+    assert S.induce(session, roles) is None  # nothing said yet
+    send(session, roles, "my bees are grumpy today")
+    assert S.induce(session, roles) == "Profile: beekeeper\nPersonality: terse"
+    request = backends["embedded"].calls[-1][0][0]
+    assert request[0]["content"] == roles.prompts["induction"]["system"]
+    assert "User: my bees are grumpy today" in request[1]["content"]
+    assert session.revealed_turns == 1
+
+
+def test_autoplay_plays_the_persona_for_n_turns_and_scores_each():
+    session, roles, backends = make()
+    states = list(S.autoplay(session, roles, 2))
+    lane = session.lanes[0]
+    assert [t.user for t in lane.turns] == ["user says hi #2", "user says hi #4"]  # stage direction stripped
+    assert lane.scores() == [pytest.approx(3.6)] * 2
+    assert len(states) > 2
+    system = backends["u/model"].calls[0][0][0][0]["content"]
+    assert PERSONA.profile in system and PERSONA.personality in system
+
+
+def test_autoplay_is_bounded_by_the_settings():
+    config = SpaceConfig(model="a/model", user_model="u/model", judge_model="embedded", max_autoplay_turns=2,
+                         max_turns=3)
+    session, roles, _ = make(config=config)
+    list(S.autoplay(session, roles, 50))
+    assert session.n_turns == 2
+    list(S.autoplay(session, roles, 2))
+    assert session.n_turns == 3 and "reached 3 turns" in session.notice
+
+
+def test_export_is_json_with_persona_turns_and_scores():
+    session, roles, _ = make(compare=True)
+    send(session, roles, "hi")
+    S.score_pending(session, roles)
+    data = json.loads(json.dumps(S.export(session, roles)))
+    assert data["persona"]["profile"] == PERSONA.profile
+    assert [lane["model"] for lane in data["lanes"]] == ["a/model", "b/model"]
+    assert data["lanes"][0]["turns"][0]["score"] == pytest.approx(3.6)
+    assert data["lanes"][0]["turns"][0]["user"] == "hi"
+    session.reset()
+    assert session.n_turns == 0 and session.persona == PERSONA
+
+
+def test_sessions_are_independent_copies():
+    import copy
+
+    template = S.new_session(SpaceConfig())
+    one, two = copy.deepcopy(template), copy.deepcopy(template)
+    one.lanes[0].turns.append(S.Turn("x"))
+    assert two.n_turns == 0 and template.n_turns == 0 and one.lock is not two.lock
+
+
+def test_config_from_env():
+    config = SpaceConfig.from_env({"ALOE_SPACE_MODEL": "openai:gpt-4o-mini", "ALOE_SPACE_MAX_TURNS": "4",
+                                   "ALOE_SPACE_ALLOW_MODEL_CHANGE": "false"}, host="0.0.0.0")
+    assert (config.model, config.max_turns, config.allow_model_change, config.host) == (
+        "openai:gpt-4o-mini", 4, False, "0.0.0.0")
+    with pytest.raises(ValueError, match="ALOE_SPACE_MAX_TURNS='many': expected int"):
+        SpaceConfig.from_env({"ALOE_SPACE_MAX_TURNS": "many"})
+    with pytest.raises(ValueError, match="judge_preset"):
+        SpaceConfig(judge_preset="vibes")

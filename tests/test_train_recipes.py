@@ -1,0 +1,77 @@
+"""Recipes: every shipped YAML parses for its stage, CLI flags override it, unknown keys name the file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from aloe_bench.core.config import ConfigError
+from aloe_bench.training.train_cli import _bool_or_repo, parse_stage
+
+RECIPES = Path(__file__).resolve().parents[1] / "training" / "recipes"
+ACCELERATE = Path(__file__).resolve().parents[1] / "training" / "accelerate"
+
+
+def _stage(path: Path) -> str:
+    name = path.stem
+    if name.startswith("sft"):
+        return "sft"
+    return "kto" if name == "kto" else "dpo"
+
+
+ALL = sorted(RECIPES.glob("*/*.yaml"))
+
+
+def test_recipes_cover_models_and_ablations():
+    models = {p.parent.name for p in ALL}
+    assert {"embedded", "llama-3-8b-instruct", "mistral-7b-instruct-v0.3", "qwen2-7b-instruct",
+            "olmo-7b-0724-instruct"} <= models
+    for model in models:
+        assert {"sft.yaml", "sft_rejected.yaml", "dpo.yaml"} <= {p.name for p in ALL if p.parent.name == model}
+    assert {"ipo.yaml", "kto.yaml"} <= {p.name for p in ALL if p.parent.name == "embedded"}
+
+
+@pytest.mark.parametrize("recipe", ALL, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_every_recipe_parses(recipe):
+    args = parse_stage(_stage(recipe), ["--config", str(recipe)])
+    data = yaml.safe_load(recipe.read_text())
+    assert args.model_name_or_path == data["model_name_or_path"]
+    assert args.output_dir == data["output_dir"]
+    if recipe.parent.name == "embedded":
+        assert args.use_cpu is True and args.bf16 is False
+    else:  # the paper's settings
+        assert args.num_train_epochs == 1
+        if _stage(recipe) == "sft":
+            assert float(args.learning_rate) == 1e-5 and args.packing is True
+
+
+def test_cli_flags_override_the_recipe():
+    recipe = RECIPES / "embedded" / "dpo.yaml"
+    args = parse_stage("dpo", ["--config", str(recipe), "--beta", "0.25", "--loss_type", "ipo",
+                               "--output_dir", "/tmp/x", "--push-to-hub", "org/name"])
+    assert args.beta == 0.25 and args.loss_type == ["ipo"] and args.output_dir == "/tmp/x"
+    assert args.push_to_hub == "org/name"
+    assert args.learning_rate == 5e-6  # untouched recipe value
+    assert args.effective_recipe["beta"] == 0.25 and args.effective_recipe["loss_type"] == ["ipo"]
+    assert args.effective_recipe["dataset_config"] == "dpo"
+
+
+def test_unknown_recipe_key_is_an_error_naming_the_file(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model_name_or_path: embedded\nlearning_rat: 1.0e-5\n")
+    with pytest.raises(ConfigError, match=r"bad\.yaml.*learning_rat"):
+        parse_stage("sft", ["--config", str(bad)])
+
+
+def test_push_flag_takes_a_repo_or_a_boolean():
+    assert _bool_or_repo("org/name") == "org/name"
+    assert _bool_or_repo("true") is True and _bool_or_repo("false") is False
+
+
+def test_accelerate_configs_are_valid_yaml():
+    configs = {p.name: yaml.safe_load(p.read_text()) for p in ACCELERATE.glob("*.yaml")}
+    assert {"multi_gpu.yaml", "zero3.yaml"} <= set(configs)
+    assert configs["zero3.yaml"]["deepspeed_config"]["zero_stage"] == 3
+    assert configs["multi_gpu.yaml"]["distributed_type"] == "MULTI_GPU"

@@ -1,0 +1,289 @@
+"""Model cards and Hub uploads for trained checkpoints.
+
+The card is written by the project (not by the Trainer, whose card names the local base path): the true Hub base
+model, the dataset, the recipe, tags, the paper citation, held-out preference numbers and, when an ALOE harness run
+exists for the checkpoint, its results as `model-index` eval results. The push folder is built on disk first and
+uploaded as it is, in one commit.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+from .sft import RECIPE_FILE, TRAINING_INFO
+
+PUSH_DIR = "hub"
+EVAL_RESULTS_FILE = "aloe_eval_results.json"
+PREFERENCE_EVAL_FILE = "aloe_preference_eval.json"
+# Top-level files of a checkpoint that never go to the Hub (optimizer/trainer state, pickles).
+NOT_PUSHED = {"training_args.bin", "trainer_state.json", "optimizer.pt", "scheduler.pt", "rng_state.pth"}
+KNOWN_LICENSES = {
+    "HuggingFaceTB/SmolLM2-135M-Instruct": "apache-2.0",
+    "mistralai/Mistral-7B-Instruct-v0.3": "apache-2.0",
+    "Qwen/Qwen2-7B-Instruct": "apache-2.0",
+    "allenai/OLMo-7B-0724-Instruct-hf": "apache-2.0",
+    "meta-llama/Meta-Llama-3-8B-Instruct": "llama3",
+}
+CITATION = """@inproceedings{wu-etal-2025-aligning,
+    title = "Aligning {LLM}s with Individual Preferences via Interaction",
+    author = "Wu, Shujin and Fung, May and Qian, Cheng and Kim, Jeonghwan and Hakkani-Tur, Dilek and Ji, Heng",
+    booktitle = "Proceedings of the 31st International Conference on Computational Linguistics",
+    year = "2025",
+}"""
+SMALL_JUDGE_CAVEAT = (
+    "These ALOE scores were produced with the embedded 135M model as both user simulator and judge. Such a judge "
+    "barely separates a tailored reply from a generic one (its expected score over the tokens 1-5 moves within a "
+    "few tenths of a point), so the numbers can show that the pipeline runs end to end and flag gross breakage; "
+    "they cannot tell whether one model is better personalised than another. Treat differences between rows as "
+    "noise unless a real judge (an OpenAI-compatible endpoint) confirms them.")
+
+TEMPLATE = """---
+{{ card_data }}
+---
+
+# {{ model_name }}
+
+{{ summary }}
+
+## Training
+
+| | |
+|---|---|
+| Base model | [{{ base_model }}](https://huggingface.co/{{ base_model }}) |
+| Stage | {{ stage_text }} |
+| Dataset | {{ dataset_text }} |
+| Training rows | {{ train_rows }} |
+| LoRA | {{ lora }} |
+| Throughput | {{ throughput }} |
+
+{% if recipe %}Recipe as run (`{{ recipe_file }}`; the command is recorded in `{{ info_file }}`):
+
+```yaml
+{{ recipe }}
+```
+{% endif %}
+{% if preference %}## Held-out preference pairs
+
+{{ preference }}
+{% endif %}
+{% if aloe_table %}## ALOE evaluation
+
+{{ aloe_table }}
+{% endif %}
+{% if extra %}{{ extra }}
+{% endif %}
+## Usage
+
+```python
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+tokenizer = AutoTokenizer.from_pretrained("{{ repo_ref }}")
+model = AutoModelForCausalLM.from_pretrained("{{ repo_ref }}")
+```
+
+Score it on ALOE with `aloe eval --model {{ repo_ref }}`.
+
+## Citation
+
+```bibtex
+{{ citation }}
+```
+"""
+
+
+class HubUploadError(RuntimeError):
+    """An upload could not be made; the message says why and where the ready folder is."""
+
+
+def read_info(checkpoint: str | Path) -> dict:
+    path = Path(checkpoint) / TRAINING_INFO
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: not an ALOE training checkpoint (no {TRAINING_INFO})")
+    return json.loads(path.read_text())
+
+
+def find_eval_results(checkpoint: str | Path, source: str | Path | None = None) -> dict | None:
+    """The newest harness results for this checkpoint: from `source` (folder or results_*.json) or
+    `<checkpoint>/aloe_eval/`. A results file made for another model is an error, not a silent skip."""
+    checkpoint = Path(checkpoint).resolve()
+    source = Path(source) if source else checkpoint / "aloe_eval"
+    if source.is_file():
+        files = [source]
+    elif source.is_dir():
+        files = sorted(source.glob("results_*.json"), key=lambda p: p.stat().st_mtime)
+    else:
+        files = []
+    if not files:
+        if source != checkpoint / "aloe_eval":
+            raise FileNotFoundError(f"{source}: no ALOE results_*.json found")
+        return None
+    results = json.loads(files[-1].read_text())
+    for key in ("model", "judge", "metrics"):
+        if key not in results:
+            raise ValueError(f"{files[-1]}: not an ALOE results file (no {key!r})")
+    if Path(str(results["model"])).resolve() != checkpoint:
+        raise ValueError(f"{files[-1]}: results are for model {results['model']!r}, not for {checkpoint}")
+    results["_file"] = str(files[-1])
+    return results
+
+
+def _fmt(value, digits: int = 3) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def aloe_table(rows: list[tuple[str, dict]]) -> str:
+    """A Table-1-style markdown table: AL at each turn, AL_avg, IR and N_IR per named results dict."""
+    turns = max(len(r["metrics"]["AL"]) for _, r in rows)
+    head = ["Model", *[f"AL@{k}" for k in range(1, turns + 1)], "AL_avg", "IR", "N_IR"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name, r in rows:
+        m = r["metrics"]
+        al = [_fmt(v, 2) for v in m["AL"]] + [""] * (turns - len(m["AL"]))
+        lines.append("| " + " | ".join([name, *al, _fmt(m.get("AL_avg")), _fmt(m.get("IR"), 4),
+                                         _fmt(m.get("N_IR"), 4)]) + " |")
+    judges = sorted({r["judge"] for _, r in rows})
+    counts = rows[0][1].get("counts", {})
+    lines += ["", f"Judge: {', '.join(judges)}. Conversations: {counts.get('conversations', '?')}, "
+                  f"turns: {counts.get('turns', turns)}; judge failures: "
+                  f"{sum(r.get('counts', {}).get('judge_failures', 0) for _, r in rows)}."]
+    if any("embedded" in j for j in judges):
+        lines += ["", SMALL_JUDGE_CAVEAT]
+    return "\n".join(lines)
+
+
+def preference_table(evaluation: dict) -> str:
+    pol, ref, rew = evaluation["policy_raw"], evaluation["reference_raw"], evaluation["policy_rewards"]
+    return "\n".join([
+        f"{evaluation['pairs']} held-out pairs of the dataset's `test` split, beta = {evaluation['beta']}. The "
+        "reference (the model this stage started from) has implicit reward 0 by definition, so both models' raw "
+        "log-prob margins log p(chosen) - log p(rejected) are shown too.",
+        "",
+        "| Model | reward accuracy | mean reward margin | log-prob accuracy | mean log-prob margin |",
+        "|---|---|---|---|---|",
+        f"| this model | {rew['accuracy']:.3f} | {rew['margin']:+.4f} | {pol['logp_accuracy']:.3f} | "
+        f"{pol['logp_margin']:+.3f} |",
+        f"| reference | 0 (by definition) | 0 (by definition) | {ref['logp_accuracy']:.3f} | "
+        f"{ref['logp_margin']:+.3f} |",
+    ])
+
+
+def _eval_results(results: dict, dataset_id: str, repo_id: str | None):
+    from huggingface_hub import EvalResult
+
+    personas = results.get("config", {}).get("personas", {})
+    source = ({"source_name": "aloe-bench harness",
+               "source_url": f"https://huggingface.co/{repo_id}/blob/main/{EVAL_RESULTS_FILE}"} if repo_id else {})
+    out = []
+    for metric in ("AL_avg", "IR", "N_IR"):
+        value = results["metrics"].get(metric)
+        if value is None:
+            continue
+        out.append(EvalResult(
+            task_type="text-generation", task_name="Personalised multi-turn alignment (ALOE)",
+            dataset_type="aloe-eval-personas",
+            dataset_name=f"ALOE eval personas ({personas.get('name', 'default')}, {personas.get('count', '?')})",
+            metric_type=metric, metric_name=metric, metric_value=round(float(value), 4),
+            metric_config=f"judge: {results['judge']}", **source))
+    return out
+
+
+def render_card(checkpoint: str | Path, repo_id: str | None = None, eval_results: dict | None = None,
+                extra: str | None = None, model_name: str | None = None):
+    """Render the model card (a `huggingface_hub.ModelCard`) for a checkpoint from its recorded run info."""
+    from huggingface_hub import ModelCard, ModelCardData
+
+    checkpoint = Path(checkpoint)
+    info = read_info(checkpoint)
+    stage = info["stage"]
+    method = {"sft": "SFT", "dpo": "DPO", "kto": "KTO"}.get(stage, stage.upper())
+    if stage == "dpo" and "ipo" in (info.get("loss_type") or []):
+        method = "IPO"
+    dataset = info["dataset"]
+    datasets = [dataset] if dataset and not Path(dataset).exists() else []
+    card_data = ModelCardData(
+        base_model=info["base_model"], datasets=datasets or None, library_name="transformers",
+        license=KNOWN_LICENSES.get(info["base_model"]), pipeline_tag="text-generation", model_name=model_name
+        or (repo_id.split("/")[-1] if repo_id else checkpoint.name),
+        tags=["aloe", "personalization", "trl", stage, *(["ipo"] if method == "IPO" else []),
+              *(["lora"] if info.get("lora") else [])],
+        eval_results=_eval_results(eval_results, dataset, repo_id) if eval_results else None,
+    )
+    if stage == "sft":
+        source = info.get("sft_source", "preferred")
+        stage_text = f"SFT on the {source} replies" + (f", mixed with {info['mix_dataset']}" if info.get(
+            "mix_dataset") else "")
+    else:
+        stage_text = f"{method} (beta {info.get('beta')}) from `{_display(info['parent_model'])}`"
+    stats = info.get("metrics", {}).get("throughput", {})
+    recipe = (checkpoint / RECIPE_FILE).read_text().strip() if (checkpoint / RECIPE_FILE).exists() else None
+    results_rows = [("this model", eval_results)] if eval_results else []
+    return ModelCard.from_template(
+        card_data, template_str=TEMPLATE,
+        summary=(f"A personalised-alignment fine-tune of {info['base_model']} on ALOE data (the benchmark of "
+                 "*Aligning LLMs with Individual Preferences via Interaction*, COLING 2025), trained with "
+                 f"aloe-bench and TRL: {method}."),
+        base_model=info["base_model"], stage_text=stage_text,
+        dataset_text=f"`{_display(dataset)}` (config `{info.get('dataset_config')}`)",
+        train_rows=info.get("train_rows", "?"), lora="yes (merged)" if info.get("lora") else "no",
+        throughput=(f"{stats.get('tokens_per_second')} tokens/s over {stats.get('steps')} steps "
+                    f"({stats.get('input_tokens')} tokens, {stats.get('train_runtime_s')} s)") if stats else "n/a",
+        recipe=recipe, recipe_file=RECIPE_FILE, info_file=TRAINING_INFO,
+        preference=preference_table(info["preference_eval"]) if info.get("preference_eval") else None,
+        aloe_table=aloe_table(results_rows) if results_rows else None,
+        extra=extra, repo_ref=repo_id or "path/to/checkpoint", citation=CITATION,
+    )
+
+
+def _display(path_or_id: str) -> str:
+    """A dataset/model reference for the card: Hub ids as they are, local paths by their folder name only."""
+    return Path(path_or_id).name if path_or_id and Path(path_or_id).exists() else path_or_id
+
+
+def build_push_folder(checkpoint: str | Path, repo_id: str | None = None, eval_source: str | Path | None = None,
+                      extra: str | None = None) -> Path:
+    """Write README.md into the checkpoint and assemble `<checkpoint>/hub/`: exactly the files to upload
+    (weights, tokenizer, card, recipe, run info, metrics). Files are hard-linked when possible (no extra disk)."""
+    checkpoint = Path(checkpoint)
+    results = find_eval_results(checkpoint, eval_source)
+    card = render_card(checkpoint, repo_id=repo_id, eval_results=results, extra=extra)
+    card.save(checkpoint / "README.md")
+    if results is not None:
+        clean = {k: v for k, v in results.items() if not k.startswith("_")}
+        (checkpoint / EVAL_RESULTS_FILE).write_text(json.dumps(clean, indent=2))
+    target = checkpoint / PUSH_DIR
+    if target.exists():
+        shutil.rmtree(target)
+    target.mkdir()
+    for item in sorted(checkpoint.iterdir()):
+        if not item.is_file() or item.name in NOT_PUSHED or item.name.startswith("."):
+            continue
+        try:
+            os.link(item, target / item.name)
+        except OSError:
+            shutil.copy2(item, target / item.name)
+    return target
+
+
+def push_checkpoint(checkpoint: str | Path, repo_id: str, private: bool = False,
+                    eval_source: str | Path | None = None) -> str:
+    """Build the push folder and upload it in one commit (`HF_TOKEN` from the environment); return the commit URL."""
+    from huggingface_hub import create_repo, upload_folder
+    from huggingface_hub.errors import OfflineModeIsEnabled
+
+    if repo_id.count("/") != 1:
+        raise ValueError(f"--push_to_hub needs ORG/NAME, got {repo_id!r}")
+    folder = build_push_folder(checkpoint, repo_id=repo_id, eval_source=eval_source)
+    token = os.environ.get("HF_TOKEN") or None
+    try:
+        create_repo(repo_id, repo_type="model", private=private, exist_ok=True, token=token)
+        commit = upload_folder(repo_id=repo_id, folder_path=folder, repo_type="model", token=token,
+                               commit_message=f"Upload ALOE {read_info(checkpoint)['stage']} checkpoint")
+    except OfflineModeIsEnabled as exc:
+        raise HubUploadError(f"cannot upload to {repo_id}: Hub access is disabled (HF_HUB_OFFLINE is set). "
+                             f"The folder is ready at {folder}; upload it when online.") from exc
+    except Exception as exc:  # network/auth errors from the Hub client: say what failed, keep the folder
+        raise HubUploadError(f"upload of {folder} to {repo_id} failed: {type(exc).__name__}: {exc}") from exc
+    return str(getattr(commit, "commit_url", commit))

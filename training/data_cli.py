@@ -1,0 +1,143 @@
+"""Data subcommands: `aloe personas grow|overlap`, `aloe generate`, `aloe dataset build|push`, `aloe bench personas`."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+
+def register(sub, bench_sub) -> None:
+    from transformers import HfArgumentParser
+
+    from aloe_bench.core.config import add_recipe_parser
+
+    from .dataset import BuildConfig
+    from .generate import GenerateConfig
+    from .personas import GrowConfig
+
+    personas = sub.add_parser("personas", help="Persona pools: grow one by self-generation, compare two.")
+    personas_sub = personas.add_subparsers(dest="personas_command", metavar="ACTION", required=True,
+                                           parser_class=HfArgumentParser)
+    add_recipe_parser(personas_sub, "grow", [GrowConfig], _grow,
+                      "Expand a profile or personality pool by self-generation with embedding de-duplication.")
+    overlap = personas_sub.add_parser("overlap", help="Closest pairs between two pools (e.g. eval vs training).")
+    overlap.add_argument("a", help="Pool file (.jsonl) or folder of pools, or 'default' for the packaged eval set.")
+    overlap.add_argument("b", help="Second pool file or folder, or 'seeds' for the packaged training seeds.")
+    overlap.add_argument("--top", type=int, default=10)
+    overlap.add_argument("--embedder", default=None, help="sentence-transformers model (default: bundled MiniLM).")
+    overlap.add_argument("--threshold", type=float, default=0.6, help="Exit 1 when any pair is above it.")
+    overlap.set_defaults(handler=_overlap)
+
+    add_recipe_parser(sub, "generate", [GenerateConfig], _generate,
+                      "Generate preference conversation trees (multi-LLM collaboration), resumable.")
+
+    dataset = sub.add_parser("dataset", help="Build the Hub dataset folder from generated conversations; push it.")
+    dataset_sub = dataset.add_subparsers(dest="dataset_command", metavar="ACTION", required=True,
+                                         parser_class=HfArgumentParser)
+    add_recipe_parser(dataset_sub, "build", [BuildConfig], _build,
+                      "Write the dataset repo folder (personas, conversations, sft, dpo + card).")
+    push = dataset_sub.add_parser("push", help="Upload a built dataset folder in one commit (token from HF_TOKEN).")
+    push.add_argument("folder")
+    push.add_argument("--repo-id", "--repo_id", dest="repo_id", required=True, help="ORG/NAME")
+    push.add_argument("--private", action="store_true")
+    push.add_argument("--commit-message", "--commit_message", dest="commit_message", default=None)
+    push.set_defaults(handler=_push)
+
+    bench = bench_sub.add_parser("personas", help="De-duplication: embed once + matrix product vs the naive pair loop.")
+    bench.add_argument("--candidates", type=int, default=100)
+    bench.add_argument("--pool", type=int, default=100)
+    bench.add_argument("--naive-pairs", type=int, default=200,
+                       help="Pairs of the naive loop actually timed (the rest is extrapolated; all: 10000).")
+    bench.add_argument("--threshold", type=float, default=0.6)
+    bench.add_argument("--output", default=None, help="Also write the JSON here.")
+    bench.set_defaults(handler=_bench)
+
+
+def _grow(args) -> int:
+    from aloe_bench.core.config import dataclass_from_args
+
+    from .personas import GrowConfig, grow_pool
+
+    summary = grow_pool(dataclass_from_args(args, GrowConfig))
+    summary.pop("config", None)
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def _resolve_pool(source: str, prefix: str):
+    from aloe_bench.core.personas import packaged_data, read_pool
+
+    from .personas import read_any_pool
+
+    if source == "default":
+        return (read_pool(packaged_data("eval_profiles.jsonl"), "eval-profile:")
+                + read_pool(packaged_data("eval_personalities.jsonl"), "eval-personality:"))
+    if source == "seeds":
+        return (read_pool(packaged_data("seed_profiles.jsonl"), "seed-profile:")
+                + read_pool(packaged_data("seed_personalities.jsonl"), "seed-personality:"))
+    return read_any_pool(source, prefix)
+
+
+def _overlap(args) -> int:
+    from aloe_bench.core.personas import PersonaFileError
+
+    from .personas import load_embedder, pool_overlap
+
+    try:
+        a, b = _resolve_pool(args.a, "a:"), _resolve_pool(args.b, "b:")
+    except PersonaFileError as exc:
+        print(f"aloe personas overlap: {exc}", file=sys.stderr)
+        return 2
+    report = pool_overlap(a, b, load_embedder(args.embedder), top=args.top)
+    report["threshold"] = args.threshold
+    report["pairs_above_threshold"] = sum(p["similarity"] > args.threshold for p in report["closest_pairs"])
+    print(json.dumps(report, indent=2, ensure_ascii=False))
+    return 1 if report["max_similarity"] > args.threshold else 0
+
+
+def _generate(args) -> int:
+    from aloe_bench.core.config import dataclass_from_args
+
+    from .generate import GenerateConfig, generate_conversations
+
+    print(json.dumps(generate_conversations(dataclass_from_args(args, GenerateConfig)), indent=2))
+    return 0
+
+
+def _build(args) -> int:
+    from aloe_bench.core.config import dataclass_from_args
+    from aloe_bench.core.personas import PersonaFileError
+
+    from .dataset import BuildConfig, DatasetBuildError, build_dataset
+
+    try:
+        summary = build_dataset(dataclass_from_args(args, BuildConfig))
+    except (PersonaFileError, DatasetBuildError) as exc:
+        print(f"aloe dataset build: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def _push(args) -> int:
+    from .dataset import DatasetBuildError, push_dataset
+
+    try:
+        url = push_dataset(args.folder, args.repo_id, private=args.private, commit_message=args.commit_message)
+    except DatasetBuildError as exc:
+        print(f"aloe dataset push: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps({"repo_id": args.repo_id, "commit": url}))
+    return 0
+
+
+def _bench(args) -> int:
+    from .personas import bench_dedup
+
+    result = bench_dedup(args.candidates, args.pool, args.naive_pairs, args.threshold)
+    text = json.dumps(result, indent=2)
+    print(text)
+    if args.output:
+        with open(args.output, "w") as fh:
+            fh.write(text + "\n")
+    return 0

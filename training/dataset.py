@@ -1,0 +1,338 @@
+"""Build (and push) the Hub dataset repo folder from generated conversations.
+
+The folder is exactly what gets uploaded: `<config>/<split>-00000-of-00001.parquet` for the configs
+`personas`, `conversations`, `sft` and `dpo` (Features from `aloe_bench.core.schema`), plus a dataset
+card whose YAML declares the configs. It is built in a temporary sibling folder and renamed into
+place, so a failed build leaves nothing half-written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from aloe_bench.core import schema
+from aloe_bench.core.personas import PersonaFileError, load_persona_set, read_jsonl
+
+from .generate import CONVERSATIONS_FILE, META_FILE, count_conversations
+
+SPLITS = {"personas": ("train", "test"), "conversations": ("train",), "sft": ("train", "test"),
+          "dpo": ("train", "test")}
+DEFAULT_CONFIG = "dpo"
+
+
+class DatasetBuildError(ValueError):
+    """The dataset could not be built or pushed; the message says what and where."""
+
+
+@dataclass
+class BuildConfig:
+    """`aloe dataset build`: one generation folder (or conversations.jsonl) -> one Hub dataset folder."""
+
+    conversations: str = field(default="data/generated", metadata={
+        "help": "Folder written by `aloe generate` (or its conversations.jsonl)."})
+    output_dir: str = field(default="data/aloe-preference", metadata={"help": "The dataset repo folder to write."})
+    test_fraction: float = field(default=0.1, metadata={
+        "help": "Share of conversations held out for the sft/dpo test split (at least one when there are two)."})
+    overwrite: bool = field(default=False, metadata={"help": "Replace an existing output folder."})
+    pretty_name: str = field(default="ALOE persona preference trees", metadata={"help": "Card title."})
+    license: str = field(default="apache-2.0", metadata={"help": "Card license."})
+
+    def __post_init__(self):
+        if not 0.0 <= self.test_fraction < 1.0:
+            raise ValueError(f"test_fraction must be in [0, 1), got {self.test_fraction}")
+
+
+# ---------------------------------------------------------------------------------------------------
+# Reading and validating conversations
+# ---------------------------------------------------------------------------------------------------
+_TEXT = (str,)
+_CONV_FIELDS = {"id": _TEXT, "persona_id": _TEXT, "profile": _TEXT, "personality": _TEXT, "turns": (list,)}
+_TURN_FIELDS = {"turn": (int,), "user_message": _TEXT, "preferred": _TEXT, "rejected": _TEXT,
+                "continued_with": _TEXT}
+
+
+def read_conversations(path: str | Path) -> list[dict]:
+    """Conversation records, each checked field by field; errors name the file, line and field."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / CONVERSATIONS_FILE
+    records, seen = [], {}
+    for number, value in read_jsonl(path):
+        where = f"{path}:{number}"
+        if not isinstance(value, dict):
+            raise PersonaFileError(f"{where}: expected a conversation object, got {type(value).__name__}")
+        for name, types in _CONV_FIELDS.items():
+            if not isinstance(value.get(name), types) or (types is _TEXT and not value[name].strip()):
+                raise PersonaFileError(f"{where}: field {name!r} is missing or not a non-empty {types[0].__name__}")
+        if value["id"] in seen:
+            raise PersonaFileError(f"{where}: duplicate conversation id {value['id']!r} (first at line {seen[value['id']]})")
+        seen[value["id"]] = number
+        for k, turn in enumerate(value["turns"]):
+            at = f"{where}: turns[{k}]"
+            if not isinstance(turn, dict):
+                raise PersonaFileError(f"{at}: expected an object")
+            for name, types in _TURN_FIELDS.items():
+                if not isinstance(turn.get(name), types):
+                    raise PersonaFileError(f"{at}: field {name!r} is missing or not a {types[0].__name__}")
+            if turn["turn"] != k + 1:
+                raise PersonaFileError(f"{at}: turn number {turn['turn']} out of order (expected {k + 1})")
+            for name in ("judge_choice", "continued_with"):
+                if turn.get(name) not in (None, "preferred", "rejected") or (name == "continued_with" and turn[name] is None):
+                    raise PersonaFileError(f"{at}: field {name!r} must be 'preferred' or 'rejected', got {turn.get(name)!r}")
+        value["_line"] = number
+        records.append(value)
+    return records
+
+
+def split_of(conversation_id: str, ids: list[str], test_fraction: float) -> str:
+    """Deterministic split by conversation: the ids with the smallest hashes go to `test`."""
+    if test_fraction <= 0 or len(ids) < 2:
+        return "train"
+    n_test = max(1, round(test_fraction * len(ids)))
+    ranked = sorted(ids, key=lambda i: hashlib.sha256(i.encode()).hexdigest())
+    return "test" if conversation_id in ranked[:n_test] else "train"
+
+
+# ---------------------------------------------------------------------------------------------------
+# Rows per config
+# ---------------------------------------------------------------------------------------------------
+def conversation_row(record: dict) -> dict:
+    turns = [{k: t.get(k) for k in schema.TURN} for t in record["turns"]]
+    return {"id": record["id"], "persona_id": record["persona_id"], "profile": record["profile"],
+            "personality": record["personality"], "turns": turns,
+            "models": record.get("models") if isinstance(record.get("models"), str) else json.dumps(record.get("models")),
+            "prompt_sha256": record.get("prompt_sha256") if isinstance(record.get("prompt_sha256"), str)
+            else json.dumps(record.get("prompt_sha256")),
+            "seed": int(record.get("seed") or 0), "error": record.get("error")}
+
+
+def path_rows(record: dict) -> tuple[list[dict], list[dict], int]:
+    """SFT and DPO rows along the path the conversation took; turns without a verdict are skipped (and counted)."""
+    sft, dpo, skipped = [], [], 0
+    history: list[dict] = []
+    for turn in record["turns"]:
+        prompt = history + [{"role": "user", "content": turn["user_message"]}]
+        choice = turn.get("judge_choice")
+        if choice is None:
+            skipped += 1
+        else:
+            chosen = turn[choice]
+            other = turn["rejected" if choice == "preferred" else "preferred"]
+            meta = {"persona_id": record["persona_id"], "conversation_id": record["id"], "turn": turn["turn"]}
+            sft.append({"prompt": prompt, "completion": [{"role": "assistant", "content": chosen}], **meta})
+            dpo.append({"prompt": prompt, "chosen": [{"role": "assistant", "content": chosen}],
+                        "rejected": [{"role": "assistant", "content": other}], **meta})
+        history = prompt + [{"role": "assistant", "content": turn[turn["continued_with"]]}]
+    return sft, dpo, skipped
+
+
+def persona_rows(records: list[dict]) -> dict[str, list[dict]]:
+    train, seen = [], set()
+    for record in records:
+        if record["persona_id"] in seen:
+            continue
+        seen.add(record["persona_id"])
+        train.append({"id": record["persona_id"], "profile_id": record.get("profile_id"), "profile": record["profile"],
+                      "personality_id": record.get("personality_id"), "personality": record["personality"]})
+    test = [{"id": p.id, "profile_id": p.profile_id, "profile": p.profile, "personality_id": p.personality_id,
+             "personality": p.personality} for p in load_persona_set("default")]
+    return {"train": train, "test": test}
+
+
+def present_splits(rows: dict, name: str) -> list[str]:
+    """Splits of a config that have rows: `datasets` cannot load an empty parquet split, so those are left out."""
+    return [split for split in SPLITS[name] if rows[name][split]]
+
+
+def build_rows(records: list[dict], test_fraction: float) -> tuple[dict, dict]:
+    ids = [r["id"] for r in records]
+    rows = {"personas": persona_rows(records), "conversations": {"train": [conversation_row(r) for r in records]},
+            "sft": {"train": [], "test": []}, "dpo": {"train": [], "test": []}}
+    skipped = 0
+    for record in records:
+        split = split_of(record["id"], ids, test_fraction)
+        sft, dpo, missing = path_rows(record)
+        rows["sft"][split] += sft
+        rows["dpo"][split] += dpo
+        skipped += missing
+    counts = {**count_conversations(records), "turns_without_verdict": skipped,
+              "rows": {c: {s: len(v) for s, v in splits.items()} for c, splits in rows.items()}}
+    return rows, counts
+
+
+# ---------------------------------------------------------------------------------------------------
+# Card
+# ---------------------------------------------------------------------------------------------------
+def _shorten(value, limit: int = 300):
+    if isinstance(value, str):
+        return value if len(value) <= limit else value[:limit] + " [...]"
+    if isinstance(value, list):
+        return [_shorten(v, limit) for v in value[:4]] + (["[...]"] if len(value) > 4 else [])
+    if isinstance(value, dict):
+        return {k: _shorten(v, limit) for k, v in value.items()}
+    return value
+
+
+def render_card(cfg: BuildConfig, rows: dict, counts: dict, meta: dict | None) -> str:
+    front = {
+        "license": cfg.license, "pretty_name": cfg.pretty_name, "language": ["en"],
+        "task_categories": ["text-generation"],
+        "tags": ["personalization", "alignment", "dpo", "sft", "synthetic", "aloe-bench"],
+        "configs": [{"config_name": name, "data_files": [{"split": s, "path": f"{name}/{s}-*.parquet"}
+                                                         for s in present_splits(rows, name)],
+                     **({"default": True} if name == DEFAULT_CONFIG else {})} for name in SPLITS],
+    }
+    lines = ["---", yaml.safe_dump(front, sort_keys=False).strip(), "---", "", f"# {cfg.pretty_name}", "",
+             "Multi-turn conversations in which a simulated user slowly reveals who they are (profile) and shows "
+             "how they talk (personality). At every turn two replies were written: one by a responder told what "
+             "the user had revealed so far, one by a responder that saw only the conversation; a judge holding "
+             "the full persona picked the reply the user would prefer. Built with `aloe generate` and "
+             "`aloe dataset build` (aloe-bench).", "",
+             "## Configs", "",
+             "| config | splits | rows |", "| --- | --- | --- |"]
+    for name in SPLITS:
+        lines.append(f"| `{name}` | {', '.join(present_splits(rows, name))} | "
+                     + ", ".join(f"{s}: {counts['rows'][name][s]}" for s in present_splits(rows, name)) + " |")
+    lines += ["", "- `personas`: `test` is the aloe-bench evaluation set (20 profiles x 5 personalities), `train` the "
+              "persona pairs used here; the pools are kept apart (check with `aloe personas overlap`).",
+              "- `conversations`: one tree per row: every turn's user message, revealed facts, both replies, the "
+              "judge's choice, its raw answer, where the preferred reply was shown (A/B) and the branch followed.",
+              "- `sft`: conversational `prompt` (history + user message) and `completion` (the judge's pick) along "
+              "the path actually taken.",
+              "- `dpo`: the same `prompt`, `chosen` (judge's pick) and `rejected` (the other reply).",
+              "- sft/dpo `test` holds whole conversations (split by conversation id hash).", "",
+              "```python", "from datasets import load_dataset", "",
+              'dpo = load_dataset("ORG/NAME", "dpo")  # or "sft", "conversations", "personas"', "```", "",
+              "## How it was made", ""]
+    if meta:
+        lines += ["| role | model | revision |", "| --- | --- | --- |"]
+        for role, info in meta.get("models", {}).items():
+            lines.append(f"| {role} | `{info.get('model_id')}` | {info.get('resolved_revision') or '-'} |")
+        resolved = meta.get("resolved", {})
+        settings = meta.get("settings", {})
+        lines += ["", f"- Pair judge scoring: {resolved.get('judge_scoring', '?')} (the two replies are shown in a "
+                  "random order per turn, recorded as `preferred_position`); induction parsing: "
+                  f"{resolved.get('induction_parse', '?')}.",
+                  f"- Turns per conversation: {settings.get('turns')}; seed {settings.get('seed')}; retries per "
+                  f"step {settings.get('max_retries')}; reply temperature {settings.get('temperature')}, user "
+                  f"temperature {settings.get('user_temperature')}.",
+                  f"- Prompts (version {meta.get('prompts', {}).get('version')}), sha256[:16]: "
+                  + ", ".join(f"`{k}` {v}" for k, v in meta.get("prompts", {}).get("sha256", {}).items()) + "."]
+        for kind, pool in meta.get("pools", {}).items():
+            grown = pool.get("grown")
+            if grown:
+                text = (f"grown by self-generation with `{grown.get('generator')}` from {grown.get('seeds')} seeds "
+                        f"in {grown.get('rounds')} rounds; de-duplicated with `{grown.get('embedder')}` at cosine "
+                        f"threshold {grown.get('threshold')} (kept {grown.get('kept')}, rejected {grown.get('rejected')})")
+            else:
+                text = "hand-written seed pool, not grown"
+            lines.append(f"- {kind} pool: {pool.get('items')} items from `{pool.get('source')}` "
+                         f"(sha256[:16] {pool.get('sha256')}): {text}.")
+        if any(info.get("spec", {}).get("kind") == "embedded" for info in meta.get("models", {}).values()):
+            lines.append("- Some roles ran on the embedded SmolLM2-135M model: this is smoke-test data showing the "
+                         "pipeline works, not data to train on.")
+    else:
+        lines.append("Generation metadata (generation.json) was not found next to the conversations file.")
+    lines += ["", "## Counts", "",
+              f"- conversations: {counts['conversations']} ({counts['failed_conversations']} stopped early after a "
+              "failed step; their finished turns are kept and the error is in `conversations.error`)",
+              f"- turns: {counts['turns']}; judge picked the informed reply {counts['judge_picked_preferred']} times "
+              f"and the uninformed one {counts['judge_picked_rejected']} times",
+              f"- turns without a judge verdict (left out of sft/dpo): {counts['turns_without_verdict']}",
+              f"- turns whose induction answer lacked the Profile/Personality labels: {counts['induction_unlabelled']}",
+              "", "## Examples", ""]
+    for name in SPLITS:
+        split = next((s for s in SPLITS[name] if rows[name][s]), None)
+        if split is None:
+            continue
+        example = dict(rows[name][split][0])
+        lines += [f"`{name}` ({split}):", "", "```json", json.dumps(_shorten(example), indent=2, ensure_ascii=False),
+                  "```", ""]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+# ---------------------------------------------------------------------------------------------------
+# Build and push
+# ---------------------------------------------------------------------------------------------------
+def build_dataset(cfg: BuildConfig) -> dict:
+    """Validate the input, write every config into a temp folder, check it loads, then rename it into place."""
+    from datasets import Dataset, load_dataset
+
+    source = Path(cfg.conversations)
+    records = read_conversations(source)
+    meta_path = (source if source.is_dir() else source.parent) / META_FILE
+    meta = json.loads(meta_path.read_text()) if meta_path.exists() else None
+    rows, counts = build_rows(records, cfg.test_fraction)
+    empty = [name for name in SPLITS if not present_splits(rows, name)]
+    if empty:
+        raise DatasetBuildError(f"{source}: no rows for config(s) {', '.join(empty)} (turns with a judge verdict: "
+                                f"{counts['judge_picked_preferred'] + counts['judge_picked_rejected']}); "
+                                "a Hub config needs at least one row")
+    for record in records:
+        record.pop("_line", None)
+
+    target = Path(cfg.output_dir)
+    if target.exists() and not cfg.overwrite:
+        raise DatasetBuildError(f"{target} exists; pass --overwrite to replace it")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.building-"))
+    try:
+        for name, splits in rows.items():
+            (tmp / name).mkdir()
+            for split in present_splits(rows, name):
+                Dataset.from_list(splits[split], features=schema.CONFIGS[name]).to_parquet(
+                    str(tmp / name / f"{split}-00000-of-00001.parquet"))
+        (tmp / "README.md").write_text(render_card(cfg, rows, counts, meta), encoding="utf-8")
+        loaded = {}
+        for name in SPLITS:  # the folder must load exactly as the Hub would load it
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                data = load_dataset(str(tmp), name)
+            loaded[name] = {split: data[split].num_rows for split in data}
+            if loaded[name] != {k: v for k, v in counts["rows"][name].items() if v}:
+                raise DatasetBuildError(f"{tmp}: config {name} loads as {loaded[name]}, wrote {counts['rows'][name]}")
+        if target.exists():
+            old = target.with_name(f".{target.name}.old-{os.getpid()}")
+            target.rename(old)
+            tmp.rename(target)
+            shutil.rmtree(old)
+        else:
+            tmp.rename(target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return {"output_dir": str(target), **counts}
+
+
+def push_dataset(folder: str | Path, repo_id: str, private: bool = False, commit_message: str | None = None) -> str:
+    """Upload the built folder as one commit; the token comes only from HF_TOKEN. Returns the commit URL."""
+    from huggingface_hub import create_repo, upload_folder
+    from huggingface_hub.errors import OfflineModeIsEnabled
+
+    folder = Path(folder)
+    missing = [str(p) for p in [folder / "README.md", *(folder / c for c in SPLITS)] if not p.exists()]
+    if missing:
+        raise DatasetBuildError(f"{folder} is not a built dataset folder (missing {', '.join(missing)}); "
+                                "run `aloe dataset build` first")
+    if repo_id.count("/") != 1:
+        raise DatasetBuildError(f"--repo_id {repo_id!r}: expected ORG/NAME")
+    token = os.environ.get("HF_TOKEN")
+    if not token:
+        raise DatasetBuildError("set HF_TOKEN in the environment (a token with write access) to push")
+    try:
+        create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True, token=token)
+        info = upload_folder(folder_path=str(folder), repo_id=repo_id, repo_type="dataset", token=token,
+                             commit_message=commit_message or "Upload ALOE preference dataset (aloe-bench)")
+    except OfflineModeIsEnabled as exc:
+        raise DatasetBuildError(f"cannot push {folder} to {repo_id}: HF_HUB_OFFLINE=1 is set ({exc}); "
+                                "unset it on a machine with network access") from None
+    return str(getattr(info, "commit_url", info))

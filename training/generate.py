@@ -1,0 +1,448 @@
+"""Tree-structured preference conversations: the multi-LLM collaboration that produces ALOE training data.
+
+Per turn, for a group of conversations in lockstep (one batched call per role):
+role-play user message -> induction of what the user revealed so far -> a preferred responder that
+sees those facts and a rejected responder that does not -> a pair judge with the full persona picks
+the better reply (shown in a random, recorded order) -> one of the two, at random, continues.
+Each finished conversation is appended to `conversations.jsonl` at once; a re-run skips finished ids.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import re
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+from aloe_bench.core.backends import ChatBackend, GenerationConfig
+from aloe_bench.core.judge import format_history
+from aloe_bench.core.personas import Persona, PersonaFileError, PoolItem, packaged_data, read_jsonl, read_pool
+
+ROLES = ("user", "induction", "preferred", "rejected", "judge")
+PROMPT_NAMES = ("user_simulator", "induction", "responder_preferred", "responder_rejected", "pair_judge",
+                "pair_judge_direct")
+CONVERSATIONS_FILE = "conversations.jsonl"
+META_FILE = "generation.json"
+_INDUCED = re.compile(r"^\W*(profile|personality)\W*:\W*?\s*(\w.*|)$", re.IGNORECASE)
+
+
+@dataclass
+class GenerateConfig:
+    """One generation run; re-running the same command resumes it (finished conversations are skipped)."""
+
+    output_dir: str = field(default="data/generated", metadata={"help": "Holds conversations.jsonl, generation.json, cache."})
+    profiles: str | None = field(default=None, metadata={"help": "Profile pool file (default: packaged seeds)."})
+    personalities: str | None = field(default=None, metadata={"help": "Personality pool file (default: packaged seeds)."})
+    n_conversations: int = field(default=8, metadata={"help": "Persona pairs (one conversation each)."})
+    turns: int = field(default=10, metadata={"help": "Turns per conversation (1-10)."})
+    user_model: str = field(default="embedded", metadata={"help": "Role-play user spec."})
+    induction_model: str = field(default="embedded", metadata={"help": "Induction (revealed facts) spec."})
+    preferred_model: str = field(default="embedded", metadata={"help": "Preferred responder spec."})
+    rejected_model: str = field(default="embedded", metadata={"help": "Rejected responder spec."})
+    judge_model: str = field(default="embedded", metadata={"help": "Pair judge spec."})
+    base_url: str | None = field(default=None, metadata={"help": "OpenAI-compatible base URL for openai: specs."})
+    api_key_env: str = field(default="OPENAI_API_KEY", metadata={"help": "Env var holding the API key."})
+    judge_scoring: str = field(default="auto", metadata={
+        "help": "auto | text ([[A]]/[[B]] answer) | logprobs (P(A) vs P(B)); auto = logprobs for embedded."})
+    induction_parse: str = field(default="auto", metadata={
+        "help": "strict (needs Profile:/Personality: lines) | lenient (an unlabelled answer counts as profile facts, "
+                "flagged per turn) | auto = lenient for embedded, strict otherwise."})
+    max_retries: int = field(default=2, metadata={"help": "Retries of a failed or unparsable step."})
+    retry_temperature: float = field(default=0.7, metadata={"help": "Temperature of retries."})
+    user_max_new_tokens: int = field(default=64, metadata={"help": "Max new tokens of the user simulator."})
+    induction_max_new_tokens: int = field(default=96, metadata={"help": "Max new tokens of the induction."})
+    reply_max_new_tokens: int = field(default=96, metadata={"help": "Max new tokens of each responder."})
+    judge_max_new_tokens: int = field(default=128, metadata={"help": "Max new tokens of the pair judge (text)."})
+    user_temperature: float = field(default=0.7, metadata={"help": "User simulator temperature."})
+    temperature: float = field(default=0.0, metadata={"help": "Induction, responder and judge temperature."})
+    group_size: int = field(default=16, metadata={"help": "Conversations in flight at once (one batch per role)."})
+    seed: int = field(default=0, metadata={"help": "Seed of pair sampling, judge order and continuation."})
+    cache: bool = field(default=True, metadata={"help": "Keep a request cache in output_dir (repeats are free)."})
+    progress: bool = field(default=True, metadata={"help": "Show a progress bar."})
+
+    def __post_init__(self):
+        if not 1 <= self.turns <= 10:
+            raise ValueError(f"turns must be between 1 and 10, got {self.turns}")
+        if self.n_conversations < 1 or self.group_size < 1:
+            raise ValueError("n_conversations and group_size must be >= 1")
+        if self.induction_parse not in ("auto", "strict", "lenient"):
+            raise ValueError(f"induction_parse {self.induction_parse!r}: choose auto, strict or lenient")
+        if self.judge_scoring not in ("auto", "text", "logprobs"):
+            raise ValueError(f"judge_scoring {self.judge_scoring!r}: choose auto, text or logprobs")
+
+    def role_specs(self) -> dict[str, str]:
+        return {role: getattr(self, f"{role}_model") for role in ROLES}
+
+
+# ---------------------------------------------------------------------------------------------------
+# Persona pairs
+# ---------------------------------------------------------------------------------------------------
+def _pool(path: str | None, default: str) -> tuple[list[PoolItem], str]:
+    source = Path(path) if path else packaged_data(default)
+    return read_pool(source, "profile" if "profile" in default else "personality"), str(source)
+
+
+def persona_pairs(cfg: GenerateConfig) -> list[Persona]:
+    """`n_conversations` distinct (profile, personality) pairs; a larger n extends the same list (prefix-stable)."""
+    profiles, _ = _pool(cfg.profiles, "seed_profiles.jsonl")
+    personalities, _ = _pool(cfg.personalities, "seed_personalities.jsonl")
+    pairs = [(p, q) for p in profiles for q in personalities]
+    if cfg.n_conversations > len(pairs):
+        raise ValueError(f"asked for {cfg.n_conversations} conversations but the pools make only {len(pairs)} pairs")
+    random.Random(cfg.seed).shuffle(pairs)
+    return [Persona(f"{p.id}__{q.id}", p.text, q.text, p.id, q.id) for p, q in pairs[:cfg.n_conversations]]
+
+
+def pool_provenance(path: str | None, default: str) -> dict:
+    """Where a pool came from; a grown pool's `<name>_meta.json` (threshold, embedder, generator) is copied in."""
+    items, source = _pool(path, default)
+    info = {"source": source if path else f"packaged:{default}", "items": len(items),
+            "sha256": hashlib.sha256(Path(source).read_bytes()).hexdigest()[:16]}
+    meta = Path(source).with_name(Path(source).name.removesuffix(".jsonl") + "_meta.json")
+    if path and meta.exists():
+        grown = json.loads(meta.read_text())
+        info["grown"] = {k: grown.get(k) for k in ("generator", "embedder", "threshold", "rounds", "kept",
+                                                   "rejected", "seeds", "prompt_sha256")}
+    return info
+
+
+# ---------------------------------------------------------------------------------------------------
+# Steps
+# ---------------------------------------------------------------------------------------------------
+def generate_with_retries(backend: ChatBackend, requests: list[list[dict]], config: GenerationConfig,
+                          max_retries: int, retry_temperature: float, parse=lambda text: text.strip() or None):
+    """Generate, parse, and re-ask (sampled, new seed) for failed or unparsable answers.
+
+    Returns `(value, raw_text, attempts, error)` per request; `value` is None exactly when `error` is set.
+    """
+    out: list[list] = [[None, None, 0, "not run"] for _ in requests]
+    pending = list(range(len(requests)))
+    for attempt in range(max_retries + 1):
+        if not pending:
+            break
+        step = config if attempt == 0 else replace(config, temperature=max(config.temperature, retry_temperature),
+                                                   seed=config.seed + 7919 * attempt)
+        completions = backend.generate([requests[i] for i in pending], step)
+        still = []
+        for index, completion in zip(pending, completions):
+            slot = out[index]
+            slot[2] = attempt + 1
+            if not completion.ok:
+                slot[3] = f"backend: {completion.error}"
+                still.append(index)
+                continue
+            slot[1] = completion.text
+            value = parse(completion.text)
+            if value is None:
+                slot[3] = "unparsable answer"
+                still.append(index)
+            else:
+                slot[0], slot[3] = value, None
+        pending = still
+    return [tuple(slot) for slot in out]
+
+
+def parse_induction(text: str) -> tuple[str, str] | None:
+    """`Profile: ...` and `Personality: ...` lines -> (profile facts, personality traits); None if either is missing."""
+    found: dict[str, str] = {}
+    for line in (text or "").splitlines():
+        match = _INDUCED.match(line.strip())
+        if match and match.group(1).lower() not in found:
+            found[match.group(1).lower()] = match.group(2).strip().strip("<>").strip() or "None"
+    if "profile" not in found or "personality" not in found:
+        return None
+    return found["profile"], found["personality"]
+
+
+def parse_induction_strict(text: str) -> tuple[str, str, bool] | None:
+    """`parse_induction` in the shape the generator stores (the flag says the labels were missing: never here)."""
+    parsed = parse_induction(text)
+    return None if parsed is None else (*parsed, False)
+
+
+def parse_induction_lenient(text: str) -> tuple[str, str, bool] | None:
+    """Like `parse_induction`, but an answer without the labels becomes the profile facts (flagged `True`)."""
+    parsed = parse_induction(text)
+    if parsed is not None:
+        return (*parsed, False)
+    cleaned = re.sub(r"\s+", " ", text or "").strip()
+    return (cleaned[:400], "None", True) if cleaned else None
+
+
+def induction_messages(prompts, history: list[dict]) -> list[dict]:
+    prompt = prompts["induction"]
+    return [{"role": "system", "content": prompt["system"]},
+            {"role": "user", "content": prompt.render("user", history=format_history(history))}]
+
+
+def responder_messages(prompts, history: list[dict], revealed: tuple[str, str] | None) -> list[dict]:
+    """The preferred responder gets the revealed facts in its system prompt; the rejected one does not."""
+    if revealed is None:
+        system = prompts["responder_rejected"]["system"]
+    else:
+        system = prompts["responder_preferred"].render("system", revealed_profile=revealed[0],
+                                                       revealed_personality=revealed[1])
+    return [{"role": "system", "content": system}, *history]
+
+
+def pair_judge_messages(prompt, persona: Persona, message: str, reply_a: str, reply_b: str) -> list[dict]:
+    values = dict(profile=persona.profile, personality=persona.personality, message=message,
+                  reply_a=reply_a, reply_b=reply_b)
+    return [{"role": "system", "content": prompt["system"]}, {"role": "user", "content": prompt.render("user", **values)}]
+
+
+@dataclass
+class Conversation:
+    index: int
+    persona: Persona
+    seed: int
+    history: list[dict] = field(default_factory=list)
+    turns: list[dict] = field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def id(self) -> str:
+        return f"conv-{self.index:05d}"
+
+    def rng(self, turn: int) -> random.Random:
+        return random.Random(f"{self.seed}:{turn}")
+
+
+class Generator:
+    """Holds one backend per role (shared when two roles name the same model) and runs lockstep turns."""
+
+    def __init__(self, cfg: GenerateConfig, backends: dict[str, ChatBackend], prompts=None):
+        from aloe_bench.core.prompts import load_prompts
+        from aloe_bench.core.simulator import UserSimulator
+
+        self.cfg = cfg
+        self.backends = backends
+        self.prompts = prompts or load_prompts()
+        self.user = UserSimulator(backends["user"], GenerationConfig(cfg.user_max_new_tokens, cfg.user_temperature,
+                                                                     seed=cfg.seed), self.prompts, cfg.max_retries)
+        scoring = cfg.judge_scoring
+        if scoring == "auto":
+            scoring = "logprobs" if backends["judge"].spec.kind == "embedded" else "text"
+        self.judge_scoring = scoring
+        lenient = cfg.induction_parse == "lenient" or (
+            cfg.induction_parse == "auto" and backends["induction"].spec.kind == "embedded")
+        self.induction_parse = "lenient" if lenient else "strict"
+        self._parse_induction = parse_induction_lenient if lenient else parse_induction_strict
+        self.judge_prompt = self.prompts["pair_judge_direct" if scoring == "logprobs" else "pair_judge"]
+        self.failures = {"user": 0, "induction": 0, "preferred": 0, "rejected": 0, "judge": 0}
+
+    def _config(self, tokens: int, turn: int) -> GenerationConfig:
+        return GenerationConfig(tokens, self.cfg.temperature, seed=self.cfg.seed * 1000 + turn)
+
+    def _retry(self, role: str, requests, config, parse=lambda text: text.strip() or None):
+        return generate_with_retries(self.backends[role], requests, config, self.cfg.max_retries,
+                                     self.cfg.retry_temperature, parse)
+
+    def step(self, group: list[Conversation], turn: int) -> None:
+        """Advance every live conversation of `group` by one turn (one batched call per role)."""
+        live = [c for c in group if c.error is None and len(c.turns) == turn - 1]
+        if not live:
+            return
+        self.user.config = replace(self.user.config, seed=self.cfg.seed * 1000 + turn)
+        users = self.user.next_messages([c.persona for c in live], [c.history for c in live])
+        speaking = []
+        for conv, completion in zip(live, users):
+            if completion.ok:
+                speaking.append((conv, completion.text))
+            else:
+                self.failures["user"] += 1
+                conv.error = f"turn {turn}: user simulator: {completion.error}"
+        if not speaking:
+            return
+        asked = [c.history + [{"role": "user", "content": m}] for c, m in speaking]
+
+        induced = self._retry("induction", [induction_messages(self.prompts, h) for h in asked],
+                              self._config(self.cfg.induction_max_new_tokens, turn), self._parse_induction)
+        ready = []
+        for (conv, message), history, ind in zip(speaking, asked, induced):
+            if ind[3] is None:
+                ready.append((conv, message, history, ind))
+            else:
+                self.failures["induction"] += 1
+                last = (ind[1] or "")[:200]
+                conv.error = f"turn {turn}: induction: {ind[3]} after {ind[2]} attempts (last answer: {last!r})"
+        reply_config = self._config(self.cfg.reply_max_new_tokens, turn)
+        preferred = self._retry("preferred", [responder_messages(self.prompts, h, ind[0]) for _, _, h, ind in ready],
+                                reply_config)
+        rejected = self._retry("rejected", [responder_messages(self.prompts, h, None) for _, _, h, _ in ready],
+                               reply_config)
+
+        rows = []
+        for (conv, message, _, ind), pref, rej in zip(ready, preferred, rejected):
+            failed = [(name, r) for name, r in (("preferred", pref), ("rejected", rej)) if r[3] is not None]
+            for name, _ in failed:
+                self.failures[name] += 1
+            if failed:
+                conv.error = "; ".join(f"turn {turn}: {n} responder: {r[3]} after {r[2]} attempts" for n, r in failed)
+                continue
+            rng = conv.rng(turn)
+            position = rng.choice("AB")
+            continued = rng.choice(("preferred", "rejected"))
+            rows.append((conv, message, ind, pref[0], rej[0], position, continued))
+        verdicts = self._judge(rows, turn)
+        for (conv, message, ind, pref, rej, position, continued), (choice, raw, attempts, error) in zip(rows, verdicts):
+            if error is not None:
+                self.failures["judge"] += 1
+            conv.turns.append({
+                "turn": turn, "user_message": message, "revealed_profile": ind[0][0],
+                "revealed_personality": ind[0][1], "preferred": pref, "rejected": rej,
+                "judge_choice": choice, "judge_raw": raw, "continued_with": continued,
+                "preferred_position": position,
+                "error": None if error is None else f"pair judge: {error} after {attempts} attempts",
+                "induction_raw": ind[1], "induction_unlabelled": ind[0][2], "attempts": {"induction": ind[2], "judge": attempts},
+            })
+            reply = pref if continued == "preferred" else rej
+            conv.history += [{"role": "user", "content": message}, {"role": "assistant", "content": reply}]
+
+    def _judge(self, rows, turn: int) -> list[tuple]:
+        """Which reply the full-persona judge prefers, as "preferred"/"rejected" (or None + error)."""
+        if not rows:
+            return []
+        requests, label_of = [], []
+        for conv, message, _, pref, rej, position, _ in rows:
+            a, b = (pref, rej) if position == "A" else (rej, pref)
+            requests.append(pair_judge_messages(self.judge_prompt, conv.persona, message, a, b))
+            label_of.append({"A": "preferred" if position == "A" else "rejected",
+                             "B": "rejected" if position == "A" else "preferred"})
+        if self.judge_scoring == "logprobs":
+            scores = self.backends["judge"].score_options(requests, ["A", "B"])
+            out = []
+            for labels, s in zip(label_of, scores):
+                if s.error:
+                    out.append((None, None, 1, f"backend: {s.error}"))
+                elif s.probs["A"] == s.probs["B"]:
+                    out.append((None, json.dumps(s.probs), 1, "tie between A and B"))
+                else:
+                    letter = "A" if s.probs["A"] > s.probs["B"] else "B"
+                    out.append((labels[letter], json.dumps({"probs": s.probs, "mass": s.mass}), 1, None))
+            return out
+        pattern = self.judge_prompt["score_pattern"]
+
+        def parse(text):
+            found = re.findall(pattern, text or "")
+            return found[-1] if found else None
+
+        results = self._retry("judge", requests, GenerationConfig(self.cfg.judge_max_new_tokens, self.cfg.temperature,
+                                                                  seed=self.cfg.seed * 1000 + turn), parse)
+        return [(None if letter is None else labels[letter], raw, attempts, error)
+                for labels, (letter, raw, attempts, error) in zip(label_of, results)]
+
+
+# ---------------------------------------------------------------------------------------------------
+# The run
+# ---------------------------------------------------------------------------------------------------
+def load_finished(path: Path) -> dict[str, dict]:
+    """Finished conversations by id (a torn last line from a crash is an error naming the line)."""
+    if not path.exists() or path.stat().st_size == 0:
+        return {}
+    finished = {}
+    for number, value in read_jsonl(path):
+        if not isinstance(value, dict) or not isinstance(value.get("id"), str):
+            raise PersonaFileError(f"{path}:{number}: expected a conversation object with an 'id'")
+        finished[value["id"]] = value
+    return finished
+
+
+def build_backends(cfg: GenerateConfig) -> dict[str, ChatBackend]:
+    from aloe_bench.core.backends import load_backend
+    from aloe_bench.core.specs import ModelSpec
+
+    return {role: load_backend(ModelSpec.parse(spec, base_url=cfg.base_url, api_key_env=cfg.api_key_env))
+            for role, spec in cfg.role_specs().items()}
+
+
+def run_meta(cfg: GenerateConfig, backends: dict[str, ChatBackend], prompts) -> dict:
+    return {
+        "models": {role: backends[role].describe() for role in ROLES},
+        "prompts": {"version": prompts.version, "sha256": prompts.hashes(list(PROMPT_NAMES))},
+        "pools": {"profiles": pool_provenance(cfg.profiles, "seed_profiles.jsonl"),
+                  "personalities": pool_provenance(cfg.personalities, "seed_personalities.jsonl")},
+        "settings": {k: v for k, v in asdict(cfg).items() if k not in ("output_dir", "progress", "cache", "group_size",
+                                                                        "n_conversations")},
+    }
+
+
+def generate_conversations(cfg: GenerateConfig, backends: dict[str, ChatBackend] | None = None) -> dict:
+    """Run (or resume) generation; returns counts. Refuses to mix runs with different settings in one folder."""
+    from tqdm.auto import tqdm
+
+    from aloe_bench.core.backends.cache import CachedBackend, RequestCache
+    from aloe_bench.core.prompts import load_prompts
+
+    prompts = load_prompts()
+    out = Path(cfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    backends = backends or build_backends(cfg)
+    meta = run_meta(cfg, backends, prompts)
+    meta_path = out / META_FILE
+    if meta_path.exists():
+        before = json.loads(meta_path.read_text())
+        if {k: before.get(k) for k in ("prompts", "pools", "settings")} != {k: meta[k] for k in ("prompts", "pools",
+                                                                                                   "settings")}:
+            raise ValueError(f"{out} holds a generation run with other settings, pools or prompts "
+                             f"(see {meta_path}); use another --output_dir")
+    meta_path.write_text(json.dumps({**meta, "status": "running"}, indent=2) + "\n")
+    cache = RequestCache(out / "cache.sqlite") if cfg.cache else None
+    if cache is not None:
+        backends = {role: CachedBackend(b, cache) for role, b in backends.items()}
+    generator = Generator(cfg, backends, prompts)
+    conv_path = out / CONVERSATIONS_FILE
+    finished = load_finished(conv_path)
+    todo = [Conversation(i, p, cfg.seed * 1_000_003 + i) for i, p in enumerate(persona_pairs(cfg), start=1)]
+    todo = [c for c in todo if c.id not in finished]
+    models_json = json.dumps(cfg.role_specs(), sort_keys=True)
+    prompts_json = json.dumps(meta["prompts"]["sha256"], sort_keys=True)
+    bar = tqdm(total=cfg.n_conversations, initial=cfg.n_conversations - len(todo), unit="conv", desc="generate",
+               disable=not cfg.progress)
+    try:
+        for start in range(0, len(todo), cfg.group_size):
+            group = todo[start:start + cfg.group_size]
+            for turn in range(1, cfg.turns + 1):
+                bar.set_postfix(turn=f"{turn}/{cfg.turns}", **{f"{k}_fail": v for k, v in generator.failures.items() if v})
+                generator.step(group, turn)
+                for conv in group:
+                    done_now = conv.error is not None or len(conv.turns) == cfg.turns
+                    if done_now and conv.id not in finished:
+                        record = {"id": conv.id, "persona_id": conv.persona.id,
+                                  "profile_id": conv.persona.profile_id, "personality_id": conv.persona.personality_id,
+                                  "profile": conv.persona.profile, "personality": conv.persona.personality,
+                                  "turns": conv.turns, "models": models_json, "prompt_sha256": prompts_json,
+                                  "seed": conv.seed, "error": conv.error}
+                        with open(conv_path, "a", encoding="utf-8") as fh:
+                            fh.write(json.dumps(record, ensure_ascii=False) + "\n")
+                            fh.flush()
+                            os.fsync(fh.fileno())
+                        finished[conv.id] = record
+                        bar.update(1)
+    finally:
+        bar.close()
+    counts = count_conversations(finished.values())
+    if cache is not None:
+        counts["cache"] = {"hits": cache.hits, "misses": cache.misses}
+        cache.close()
+    meta["resolved"] = {"judge_scoring": generator.judge_scoring, "induction_parse": generator.induction_parse}
+    meta_path.write_text(json.dumps({**meta, "status": "finished", "counts": counts}, indent=2) + "\n")
+    return {**counts, "conversations_file": str(conv_path), "judge_scoring": generator.judge_scoring,
+            "induction_parse": generator.induction_parse}
+
+
+def count_conversations(records) -> dict:
+    records = list(records)
+    turns = [t for r in records for t in r["turns"]]
+    return {
+        "conversations": len(records),
+        "failed_conversations": sum(1 for r in records if r.get("error")),
+        "turns": len(turns),
+        "judge_failures": sum(1 for t in turns if t.get("judge_choice") is None),
+        "induction_unlabelled": sum(1 for t in turns if t.get("induction_unlabelled")),
+        "judge_picked_preferred": sum(1 for t in turns if t.get("judge_choice") == "preferred"),
+        "judge_picked_rejected": sum(1 for t in turns if t.get("judge_choice") == "rejected"),
+    }

@@ -1,0 +1,412 @@
+"""Persona pools: grow a profile or personality pool by self-generation, with embedding de-duplication.
+
+Each round samples a few pool items as few-shot examples, asks a model for new ones, embeds every
+candidate once and drops those too close (cosine) to the pool or to a candidate kept earlier in the
+round. The pool file is written so `load_persona_set(folder)` reads it: `profiles.jsonl` /
+`personalities.jsonl`, one object per line with `id`, `text` and how the item got there.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from aloe_bench.core.personas import PersonaFileError, PoolItem, packaged_data, read_jsonl, read_pool
+
+KINDS = ("profile", "personality")
+POOL_FILES = {"profile": "profiles.jsonl", "personality": "personalities.jsonl"}
+SEED_FILES = {"profile": "seed_profiles.jsonl", "personality": "seed_personalities.jsonl"}
+ID_PREFIX = {"profile": "profile", "personality": "personality"}
+_BULLET = re.compile(r"^\s*(?:[-*\u2022]|\d{1,3}[.)]|\(\d{1,3}\))\s+")
+
+
+@dataclass
+class GrowConfig:
+    """One pool-growing run; re-running the same command resumes from the last finished round."""
+
+    kind: str = field(default="profile", metadata={"help": "profile | personality"})
+    output_dir: str = field(default="pools", metadata={"help": "Folder holding profiles.jsonl / personalities.jsonl."})
+    seeds: str | None = field(default=None, metadata={"help": "Seed pool file (default: the packaged 24 seeds)."})
+    model: str = field(default="embedded", metadata={"help": "Generator spec: embedded, ORG/NAME, folder, openai:NAME."})
+    base_url: str | None = field(default=None, metadata={"help": "OpenAI-compatible base URL for the generator."})
+    api_key_env: str = field(default="OPENAI_API_KEY", metadata={"help": "Env var holding the API key."})
+    embedder: str | None = field(default=None, metadata={"help": "sentence-transformers model (default: bundled MiniLM)."})
+    threshold: float = field(default=0.6, metadata={"help": "Drop a candidate whose cosine to any item exceeds this."})
+    examples: int = field(default=5, metadata={"help": "Pool items shown as few-shot examples per request."})
+    per_round: int = field(default=20, metadata={"help": "New items asked for per request."})
+    requests_per_round: int = field(default=1, metadata={"help": "Requests per round (sent as one batch)."})
+    max_rounds: int = field(default=10, metadata={"help": "Stop after this many rounds in total."})
+    target_size: int | None = field(default=None, metadata={"help": "Stop once the pool holds this many items."})
+    window: int = field(default=3, metadata={"help": "Rounds over which the acceptance rate is measured."})
+    min_acceptance: float = field(default=0.05, metadata={"help": "Stop when acceptance over the window falls below."})
+    max_new_tokens: int = field(default=768, metadata={"help": "Generator max new tokens per request."})
+    temperature: float = field(default=0.9, metadata={"help": "Generator temperature."})
+    min_chars: int = field(default=25, metadata={"help": "Ignore parsed lines shorter than this."})
+    seed: int = field(default=0, metadata={"help": "Seed for example sampling and generation."})
+    progress: bool = field(default=True, metadata={"help": "Show a progress bar."})
+
+    def __post_init__(self):
+        if self.kind not in KINDS:
+            raise ValueError(f"kind {self.kind!r}: choose one of {KINDS}")
+        if not 0.0 < self.threshold <= 1.0:
+            raise ValueError(f"threshold must be in (0, 1], got {self.threshold}")
+        if self.examples < 1 or self.per_round < 1 or self.requests_per_round < 1 or self.window < 1:
+            raise ValueError("examples, per_round, requests_per_round and window must be >= 1")
+
+
+# ---------------------------------------------------------------------------------------------------
+# Embedding and similarity
+# ---------------------------------------------------------------------------------------------------
+def load_embedder(name: str | None = None, device: str = "cpu"):
+    """A SentenceTransformer: the bundled all-MiniLM-L6-v2 by default, or any model id / folder."""
+    from sentence_transformers import SentenceTransformer
+
+    if name is None:
+        from aloe_bench.core.embedded import EMBEDDER_MODEL_ID, embedder_dir
+
+        model = SentenceTransformer(str(embedder_dir()), device=device)
+        model.aloe_name = EMBEDDER_MODEL_ID
+    else:
+        model = SentenceTransformer(name, device=device)
+        model.aloe_name = name
+    return model
+
+
+def embed(model, texts: list[str], batch_size: int = 64) -> np.ndarray:
+    """Unit-norm embeddings, one row per text, so a matrix product gives cosine similarities."""
+    if not texts:
+        dim = model.get_embedding_dimension() if hasattr(model, "get_embedding_dimension") else \
+            model.get_sentence_embedding_dimension()
+        return np.zeros((0, dim), dtype=np.float32)
+    return np.asarray(model.encode(texts, batch_size=batch_size, normalize_embeddings=True,
+                                   convert_to_numpy=True, show_progress_bar=False), dtype=np.float32)
+
+
+@dataclass
+class Decision:
+    """What happened to one candidate: kept or not, and its nearest neighbour among what it was compared to."""
+
+    text: str
+    kept: bool
+    nearest: str | None
+    similarity: float | None
+
+
+def select_novel(candidates: list[str], cand_emb: np.ndarray, pool_ids: list[str], pool_emb: np.ndarray,
+                 threshold: float) -> list[Decision]:
+    """Keep a candidate when its cosine to every pool item and every earlier kept candidate is <= threshold.
+
+    One matrix product against the pool and one among the candidates; the greedy pass over the
+    candidate-candidate block is O(n^2) lookups with no re-encoding.
+    """
+    to_pool = cand_emb @ pool_emb.T if len(pool_ids) else np.zeros((len(candidates), 0), dtype=np.float32)
+    among = cand_emb @ cand_emb.T
+    decisions: list[Decision] = []
+    kept_rows: list[int] = []
+    for i, text in enumerate(candidates):
+        best_sim, best_id = -2.0, None
+        if to_pool.shape[1]:
+            j = int(np.argmax(to_pool[i]))
+            best_sim, best_id = float(to_pool[i, j]), pool_ids[j]
+        if kept_rows:
+            sims = among[i, kept_rows]
+            j = int(np.argmax(sims))
+            if float(sims[j]) > best_sim:
+                best_sim, best_id = float(sims[j]), f"candidate:{kept_rows[j]}"
+        keep = best_id is None or best_sim <= threshold
+        decisions.append(Decision(text, keep, best_id, None if best_id is None else round(best_sim, 6)))
+        if keep:
+            kept_rows.append(i)
+    return decisions
+
+
+def parse_items(text: str | None, min_chars: int = 25) -> list[str]:
+    """Pull list items out of a generator's answer: one per line, bullets / numbers stripped, de-duplicated."""
+    items, seen = [], set()
+    for line in (text or "").splitlines():
+        if not _BULLET.match(line):
+            continue
+        item = _BULLET.sub("", line, count=1).strip().strip('"').strip()
+        item = re.sub(r"\s+", " ", item)
+        if len(item) < min_chars or item.lower() in seen:
+            continue
+        seen.add(item.lower())
+        items.append(item)
+    return items
+
+
+# ---------------------------------------------------------------------------------------------------
+# Pool files
+# ---------------------------------------------------------------------------------------------------
+def _atomic_write_lines(path: Path, rows: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        for row in rows:
+            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+    os.replace(tmp, path)
+
+
+def _append_lines(path: Path, rows: list[dict]) -> None:
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+@dataclass
+class PoolState:
+    """A pool being grown: its rows (with provenance) and the per-round log."""
+
+    rows: list[dict]
+    rounds: list[dict]
+
+    @property
+    def items(self) -> list[PoolItem]:
+        return [PoolItem(r["id"], r["text"]) for r in self.rows]
+
+    def acceptance(self, window: int) -> float | None:
+        recent = self.rounds[-window:]
+        asked = sum(r["candidates"] for r in recent)
+        return None if len(recent) < window or asked == 0 else sum(r["kept"] for r in recent) / asked
+
+
+def pool_paths(cfg: GrowConfig) -> tuple[Path, Path, Path]:
+    folder = Path(cfg.output_dir)
+    stem = POOL_FILES[cfg.kind].removesuffix(".jsonl")
+    return folder / POOL_FILES[cfg.kind], folder / f"{stem}_rounds.jsonl", folder / f"{stem}_rejected.jsonl"
+
+
+def open_pool(cfg: GrowConfig) -> PoolState:
+    """Start from the seeds, or resume: rows of a round whose log line was never written are discarded."""
+    pool_path, rounds_path, _ = pool_paths(cfg)
+    if not pool_path.exists():
+        seeds = read_pool(Path(cfg.seeds) if cfg.seeds else packaged_data(SEED_FILES[cfg.kind]), "seed")
+        rows = [{"id": s.id, "text": s.text, "round": 0, "nearest": None, "similarity": None, "generator": "seed"}
+                for s in seeds]
+        _atomic_write_lines(pool_path, rows)
+        if rounds_path.exists():
+            rounds_path.unlink()
+        return PoolState(rows, [])
+    rows = []
+    for number, value in read_jsonl(pool_path):
+        if not isinstance(value, dict) or not isinstance(value.get("text"), str) or "id" not in value:
+            raise PersonaFileError(f"{pool_path}:{number}: expected an object with 'id' and 'text'")
+        value.setdefault("round", 0)
+        rows.append(value)
+    rounds = [v for _, v in read_jsonl(rounds_path)] if rounds_path.exists() else []
+    done = rounds[-1]["round"] if rounds else 0
+    complete = [r for r in rows if int(r.get("round", 0)) <= done]
+    if len(complete) != len(rows):
+        _atomic_write_lines(pool_path, complete)  # a crash between the pool append and the round log line
+    return PoolState(complete, rounds)
+
+
+def stop_reason(cfg: GrowConfig, state: PoolState) -> str | None:
+    if len(state.rounds) >= cfg.max_rounds:
+        return f"reached max_rounds={cfg.max_rounds}"
+    if cfg.target_size is not None and len(state.rows) >= cfg.target_size:
+        return f"pool reached target_size={cfg.target_size}"
+    rate = state.acceptance(cfg.window)
+    if rate is not None and rate < cfg.min_acceptance:
+        return f"acceptance {rate:.3f} over the last {cfg.window} rounds is below min_acceptance={cfg.min_acceptance}"
+    return None
+
+
+def grow_requests(cfg: GrowConfig, pool: list[PoolItem], round_number: int, prompts) -> list[list[dict]]:
+    prompt = prompts[f"persona_grow_{cfg.kind}"]
+    rng = random.Random(cfg.seed * 100_003 + round_number)
+    requests = []
+    for _ in range(cfg.requests_per_round):
+        shown = rng.sample(pool, min(cfg.examples, len(pool)))
+        examples = "\n".join(f"- {item.text}" for item in shown)
+        requests.append([
+            {"role": "system", "content": prompt["system"]},
+            {"role": "user", "content": prompt.render("user", examples=examples, n=cfg.per_round)},
+        ])
+    return requests
+
+
+def grow_pool(cfg: GrowConfig, backend=None, embedder=None) -> dict:
+    """Run (or resume) rounds until a stop rule fires; returns a summary. Each round is committed whole."""
+    from tqdm.auto import tqdm
+
+    from aloe_bench.core.backends import GenerationConfig, load_backend
+    from aloe_bench.core.prompts import load_prompts
+    from aloe_bench.core.specs import ModelSpec
+
+    prompts = load_prompts()
+    if backend is None:
+        backend = load_backend(ModelSpec.parse(cfg.model, base_url=cfg.base_url, api_key_env=cfg.api_key_env))
+    embedder = embedder or load_embedder(cfg.embedder)
+    embedder_name = getattr(embedder, "aloe_name", cfg.embedder or "sentence-transformers")
+    state = open_pool(cfg)
+    pool_path, rounds_path, rejected_path = pool_paths(cfg)
+    pool_emb = embed(embedder, [r["text"] for r in state.rows])
+    next_index = 1 + max((int(m.group(1)) for r in state.rows if (m := re.search(r"-(\d+)$", r["id"]))), default=0)
+    totals = {"kept": sum(r["kept"] for r in state.rounds), "rejected": sum(r["rejected"] for r in state.rounds)}
+    bar = tqdm(total=cfg.max_rounds, initial=len(state.rounds), unit="round", desc=f"grow {cfg.kind}",
+               disable=not cfg.progress)
+    reason = stop_reason(cfg, state)
+    try:
+        while reason is None:
+            number = len(state.rounds) + 1
+            config = GenerationConfig(cfg.max_new_tokens, cfg.temperature, seed=cfg.seed * 1000 + number)
+            began = time.perf_counter()
+            completions = backend.generate(grow_requests(cfg, state.items, number, prompts), config)
+            failures = [c.error for c in completions if not c.ok]
+            candidates = []
+            for completion in completions:
+                if completion.ok:
+                    candidates += [t for t in parse_items(completion.text, cfg.min_chars) if t not in candidates]
+            cand_emb = embed(embedder, candidates)
+            decisions = select_novel(candidates, cand_emb, [r["id"] for r in state.rows], pool_emb, cfg.threshold)
+            kept_ids: dict[str, str] = {}
+            new_rows, rejected_rows = [], []
+            for position, decision in enumerate(decisions):
+                nearest = decision.nearest
+                if nearest and nearest.startswith("candidate:"):
+                    nearest = kept_ids[nearest]  # only kept candidates are compared against
+                if decision.kept:
+                    item_id = f"{ID_PREFIX[cfg.kind]}-{next_index:05d}"
+                    next_index += 1
+                    kept_ids[f"candidate:{position}"] = item_id
+                    new_rows.append({"id": item_id, "text": decision.text, "round": number, "nearest": nearest,
+                                     "similarity": decision.similarity, "generator": backend.model_id})
+                else:
+                    rejected_rows.append({"round": number, "text": decision.text, "nearest": nearest,
+                                          "similarity": decision.similarity})
+            record = {"round": number, "requests": len(completions), "request_failures": len(failures),
+                      "errors": failures[:3], "candidates": len(candidates), "kept": len(new_rows),
+                      "rejected": len(rejected_rows), "pool_size": len(state.rows) + len(new_rows),
+                      "wall_s": round(time.perf_counter() - began, 3), "generator": backend.model_id,
+                      "embedder": embedder_name, "threshold": cfg.threshold}
+            # Pool rows first, the round line last: `open_pool` drops rows of a round with no log line.
+            _append_lines(pool_path, new_rows)
+            _append_lines(rejected_path, rejected_rows)
+            _append_lines(rounds_path, [record])
+            state.rows += new_rows
+            state.rounds.append(record)
+            if new_rows:
+                keep_mask = [d.kept for d in decisions]
+                pool_emb = np.concatenate([pool_emb, cand_emb[keep_mask]], axis=0)
+            totals["kept"] += len(new_rows)
+            totals["rejected"] += len(rejected_rows)
+            bar.update(1)
+            bar.set_postfix(kept=totals["kept"], rejected=totals["rejected"], pool=len(state.rows))
+            reason = stop_reason(cfg, state)
+    finally:
+        bar.close()
+    meta = {"kind": cfg.kind, "generator": backend.model_id, "embedder": embedder_name, "threshold": cfg.threshold,
+            "rounds": len(state.rounds), "pool_size": len(state.rows), "seeds": sum(r["round"] == 0 for r in state.rows),
+            "kept": totals["kept"], "rejected": totals["rejected"], "stopped": reason,
+            "prompt_sha256": prompts.hashes([f"persona_grow_{cfg.kind}"]), "config": asdict(cfg)}
+    meta_path = pool_path.with_name(pool_path.name.removesuffix(".jsonl") + "_meta.json")
+    meta_path.write_text(json.dumps(meta, indent=2) + "\n")
+    return {**meta, "pool_file": str(pool_path)}
+
+
+# ---------------------------------------------------------------------------------------------------
+# Overlap between two pools
+# ---------------------------------------------------------------------------------------------------
+def read_any_pool(source: str, prefix: str) -> list[PoolItem]:
+    """A pool file, or a folder's profiles+personalities pools (both, prefixed by kind)."""
+    path = Path(source)
+    if path.is_dir():
+        from aloe_bench.core.personas import POOL_NAMES
+
+        for profile_name, personality_name in POOL_NAMES:
+            if (path / profile_name).exists() or (path / personality_name).exists():
+                items = []
+                for name in (profile_name, personality_name):
+                    if (path / name).exists():
+                        items += read_pool(path / name, f"{prefix}{name.split('.')[0]}:")
+                return items
+        raise PersonaFileError(f"{path}: no pool files found")
+    return read_pool(path, prefix)
+
+
+def pool_overlap(a: list[PoolItem], b: list[PoolItem], embedder, top: int = 10) -> dict:
+    """The `top` most similar (a, b) pairs and, per item of `a`, its best match in `b` (summary stats)."""
+    emb_a, emb_b = embed(embedder, [x.text for x in a]), embed(embedder, [x.text for x in b])
+    sims = emb_a @ emb_b.T
+    flat = np.argsort(sims, axis=None)[::-1][:top]
+    pairs = []
+    for index in flat:
+        i, j = np.unravel_index(index, sims.shape)
+        pairs.append({"similarity": round(float(sims[i, j]), 4), "a_id": a[i].id, "b_id": b[j].id,
+                      "a_text": a[i].text, "b_text": b[j].text})
+    best = sims.max(axis=1)
+    return {"a_items": len(a), "b_items": len(b), "max_similarity": round(float(best.max()), 4),
+            "mean_best_similarity": round(float(best.mean()), 4),
+            "closest_pairs": pairs}
+
+
+# ---------------------------------------------------------------------------------------------------
+# Benchmark: embed-once + matrix product vs re-encoding both texts for every pair
+# ---------------------------------------------------------------------------------------------------
+def bench_texts(n: int, seed: int) -> list[str]:
+    """`n` distinct persona-like texts made from sentences of the packaged pools (no network, no model)."""
+    sentences = []
+    for name in ("seed_profiles.jsonl", "seed_personalities.jsonl", "eval_profiles.jsonl", "eval_personalities.jsonl"):
+        for item in read_pool(packaged_data(name), "x"):
+            sentences += [s.strip() for s in re.split(r"(?<=[.!?])\s+", item.text) if len(s.strip()) > 20]
+    rng = random.Random(seed)
+    texts, seen = [], set()
+    while len(texts) < n:
+        text = " ".join(rng.sample(sentences, 2))
+        if text not in seen:
+            seen.add(text)
+            texts.append(text)
+    return texts
+
+
+def bench_dedup(n_candidates: int = 100, pool_size: int = 100, naive_pairs: int = 200, threshold: float = 0.6,
+                embedder=None, seed: int = 0) -> dict:
+    """Time both ways of deciding which candidates to keep on the same texts; the naive loop is sampled."""
+    import torch
+
+    embedder = embedder or load_embedder()
+    texts = bench_texts(n_candidates + pool_size, seed)
+    pool, candidates = texts[:pool_size], texts[pool_size:]
+    embed(embedder, texts[:8])  # warm-up so neither side pays first-call costs
+
+    began = time.perf_counter()
+    pool_emb, cand_emb = embed(embedder, pool), embed(embedder, candidates)
+    decisions = select_novel(candidates, cand_emb, [f"p{i}" for i in range(pool_size)], pool_emb, threshold)
+    fast_s = time.perf_counter() - began
+
+    all_pairs = [(i, j) for i in range(n_candidates) for j in range(pool_size)]
+    rng = random.Random(seed)
+    sample = all_pairs if naive_pairs >= len(all_pairs) else rng.sample(all_pairs, naive_pairs)
+    max_gap = 0.0
+    began = time.perf_counter()
+    for i, j in sample:  # the paper's way: encode both texts anew for every pair
+        a = embedder.encode(candidates[i], convert_to_tensor=True)
+        b = embedder.encode(pool[j], convert_to_tensor=True)
+        naive = float(torch.nn.functional.cosine_similarity(a, b, dim=0))
+        max_gap = max(max_gap, abs(naive - float(cand_emb[i] @ pool_emb[j])))
+    sampled_s = time.perf_counter() - began
+    naive_s = sampled_s * len(all_pairs) / len(sample)
+    return {
+        "candidates": n_candidates, "pool": pool_size, "pairs": len(all_pairs),
+        "embedder": getattr(embedder, "aloe_name", "sentence-transformers"),
+        "fast_s": round(fast_s, 4),
+        "naive_s": round(naive_s, 2),
+        "naive_pairs_timed": len(sample),
+        "naive_timed_s": round(sampled_s, 3),
+        "naive_extrapolated": len(sample) < len(all_pairs),
+        "speedup": round(naive_s / fast_s, 1),
+        "max_abs_similarity_difference": round(max_gap, 6),
+        "kept_by_fast": sum(d.kept for d in decisions),
+        "threshold": threshold,
+        "torch_threads": torch.get_num_threads(),
+    }
