@@ -4,13 +4,31 @@ from __future__ import annotations
 
 import tempfile
 
+from aloe_bench.core.backends.profiled import ProfiledBackend
+from aloe_bench.core.judge import Judge
+from aloe_bench.core.simulator import UserSimulator
+
 from .config import EvalConfig
-from .runner import build_roles, evaluate_model
+from .runner import Roles, build_roles, evaluate_model
+
+
+def profiled(roles: Roles) -> tuple[Roles, dict[str, ProfiledBackend]]:
+    """The same roles, each behind its own counter (models shared between roles stay shared underneath)."""
+    wrapped = {"user_simulator": ProfiledBackend(roles.user.backend), "model": ProfiledBackend(roles.model),
+               "judge": ProfiledBackend(roles.judge.backend)}
+    user = UserSimulator(wrapped["user_simulator"], roles.user.config, roles.user.prompts, roles.user.max_retries)
+    judge = Judge(wrapped["judge"], roles.judge.config, roles.judge.prompts)
+    return Roles(wrapped["model"], user, judge, roles.reply_config, roles.cache), wrapped
 
 
 def bench_eval(n_personas: int = 16, turns: int = 3, persona_source: str = "default", model: str = "embedded",
                reply_max_new_tokens: int = 48, user_max_new_tokens: int = 48) -> dict:
-    """Wall time and generated tokens/s of both loops, with the request cache off so both do all the work."""
+    """Wall time and generated tokens/s of both loops, with the request cache off so both do all the work.
+
+    Each mode also reports, per role, the prompt tokens it processed and the generated tokens it decoded,
+    with the seconds spent: on a CPU the prompt side is compute-bound and the same in both loops, so it
+    bounds how much batching can win.
+    """
     runs = {}
     for mode, lockstep in (("lockstep", True), ("sequential", False)):
         with tempfile.TemporaryDirectory() as out:
@@ -18,9 +36,11 @@ def bench_eval(n_personas: int = 16, turns: int = 3, persona_source: str = "defa
                              max_personas=n_personas, turns=turns, output_dir=out, cache=False, lockstep=lockstep,
                              reply_max_new_tokens=reply_max_new_tokens, user_max_new_tokens=user_max_new_tokens,
                              bootstrap_resamples=100, progress=False)
-            results = evaluate_model(cfg, build_roles(cfg))
+            roles, counters = profiled(build_roles(cfg))
+            results = evaluate_model(cfg, roles)
         runs[mode] = {**results["throughput"], "scored": results["counts"]["scored"],
-                      "AL_avg": results["metrics"]["AL_avg"]}
+                      "AL_avg": results["metrics"]["AL_avg"],
+                      "roles": {name: c.profile.to_dict() for name, c in counters.items()}}
     lock, seq = runs["lockstep"], runs["sequential"]
     return {
         "benchmark": "aloe bench eval",

@@ -94,22 +94,11 @@ def build_results_folder(samples: list[dict], results: dict, folder: Path, repo_
 
 def model_index_results(results: dict, results_repo: str):
     """EvalResult entries for the evaluated model's card (AL_avg, IR, N_IR), sourced to the results repo."""
-    from huggingface_hub import EvalResult
+    from aloe_bench.core.eval_results import aloe_eval_results
 
-    judge = results["judge"]
-    entries = []
-    for name in ("AL_avg", "IR", "N_IR"):
-        value = results["metrics"].get(name)
-        if value is None:
-            continue
-        entries.append(EvalResult(
-            task_type="text-generation", task_name="Personalised conversation (ALOE)",
-            dataset_type=results_repo, dataset_name=f"ALOE ({results['config']['personas']['name']})",
-            metric_type=f"aloe_{name.lower()}", metric_name=f"ALOE {name} (judge: {judge})",
-            metric_value=round(float(value), 4),
-            source_name="aloe-bench", source_url=f"https://huggingface.co/datasets/{results_repo}",
-        ))
-    return entries
+    return aloe_eval_results(results, dataset_type=results_repo,
+                             dataset_name=f"ALOE ({results['config']['personas']['name']})",
+                             source_url=f"https://huggingface.co/datasets/{results_repo}")
 
 
 def push_results(files, results: dict, repo_id: str) -> str:

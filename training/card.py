@@ -171,23 +171,14 @@ def preference_table(evaluation: dict) -> str:
 
 
 def _eval_results(results: dict, dataset_id: str, repo_id: str | None):
-    from huggingface_hub import EvalResult
+    from aloe_bench.core.eval_results import aloe_eval_results
 
     personas = results.get("config", {}).get("personas", {})
-    source = ({"source_name": "aloe-bench harness",
-               "source_url": f"https://huggingface.co/{repo_id}/blob/main/{EVAL_RESULTS_FILE}"} if repo_id else {})
-    out = []
-    for metric in ("AL_avg", "IR", "N_IR"):
-        value = results["metrics"].get(metric)
-        if value is None:
-            continue
-        out.append(EvalResult(
-            task_type="text-generation", task_name="Personalised multi-turn alignment (ALOE)",
-            dataset_type="aloe-eval-personas",
-            dataset_name=f"ALOE eval personas ({personas.get('name', 'default')}, {personas.get('count', '?')})",
-            metric_type=metric, metric_name=metric, metric_value=round(float(value), 4),
-            metric_config=f"judge: {results['judge']}", **source))
-    return out
+    return aloe_eval_results(
+        results, dataset_type="aloe-eval-personas",
+        dataset_name=f"ALOE eval personas ({personas.get('name', 'default')}, {personas.get('count', '?')})",
+        source_url=f"https://huggingface.co/{repo_id}/blob/main/{EVAL_RESULTS_FILE}" if repo_id else None,
+        source_name="aloe-bench harness")
 
 
 def render_card(checkpoint: str | Path, repo_id: str | None = None, eval_results: dict | None = None,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import inspect
 import threading
 import time
 from pathlib import Path
@@ -100,6 +101,9 @@ class TransformersBackend(ChatBackend):
         self.max_context = max_context or self._context_length()
         self.batch_size = batch_size or (64 if self.device == "cuda" else 16)
         self._lock = threading.Lock()
+        # Models whose forward takes `logits_to_keep` (all current causal LMs) skip the LM head on earlier positions.
+        accepts = "logits_to_keep" in inspect.signature(self.model.forward).parameters
+        self._last_logits_only = {"logits_to_keep": 1} if accepts else {}
 
     # -- identity ---------------------------------------------------------------------------------
     @property
@@ -204,7 +208,9 @@ class TransformersBackend(ChatBackend):
         for start in range(0, len(prompts), self.batch_size):
             inputs = self._pad_batch(prompts[start:start + self.batch_size])
             with self._lock, torch.inference_mode():
-                logits = self.model(**inputs).logits[:, -1, :].float()
+                # Only the last position's logits are needed: skipping the LM head elsewhere saves a quarter
+                # of the judge's compute and a (batch x length x vocab) tensor.
+                logits = self.model(**inputs, **self._last_logits_only).logits[:, -1, :].float()
             probs = torch.softmax(logits, dim=-1)[:, option_ids.to(logits.device)].cpu()
             for row in probs:
                 mass = float(row.sum())
