@@ -51,12 +51,18 @@ class RunFiles:
         self.cache_path = self.dir / "requests_cache.sqlite"
 
     def load_samples(self) -> list[dict]:
-        """Rows written so far. A torn last line (crash mid-write) is dropped and rewritten cleanly."""
+        """Rows written so far. A torn last line (crash mid-write) is dropped and rewritten cleanly.
+
+        A last line without its newline counts as torn even when it parses: appending after it would glue
+        the next row onto it.
+        """
         if not self.samples_path.exists():
             return []
         rows, good_bytes = [], 0
         with open(self.samples_path, "rb") as fh:
             for raw in fh:
+                if not raw.endswith(b"\n"):
+                    break
                 try:
                     rows.append(json.loads(raw))
                 except json.JSONDecodeError:

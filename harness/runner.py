@@ -54,20 +54,23 @@ class Roles:
         return any(b.is_remote for b in (self.model, self.user.backend, self.judge.backend))
 
 
-def _backend(spec_text, base_url, cfg: EvalConfig, revision=None):
+def _backend(spec_text, base_url, cfg: EvalConfig, revision=None, remote_options: dict | None = None):
     spec = ModelSpec.parse(spec_text, revision=revision, base_url=base_url, api_key_env=cfg.api_key_env,
                            engine=cfg.engine)
     options = dict(batch_size=cfg.batch_size, device=cfg.device, dtype=cfg.dtype) if not spec.is_remote else dict(
-        max_concurrency=cfg.max_concurrency, requests_per_minute=cfg.requests_per_minute)
+        max_concurrency=cfg.max_concurrency, requests_per_minute=cfg.requests_per_minute, **(remote_options or {}))
     return load_backend(spec, **{k: v for k, v in options.items() if v is not None})
 
 
-def build_roles(cfg: EvalConfig) -> Roles:
-    """The three roles of a run; backends are shared when two roles name the same model."""
+def build_roles(cfg: EvalConfig, **remote_options) -> Roles:
+    """The three roles of a run; backends are shared when two roles name the same model.
+
+    `remote_options` go to OpenAI-compatible backends only (e.g. `timeout_s`, `max_retries`).
+    """
     prompts = load_prompts()
-    model = _backend(cfg.model, cfg.base_url, cfg, revision=cfg.revision)
-    user_backend = _backend(cfg.user_model, cfg.user_base_url, cfg)
-    judge_backend = _backend(cfg.judge_model, cfg.judge_base_url, cfg)
+    model = _backend(cfg.model, cfg.base_url, cfg, revision=cfg.revision, remote_options=remote_options)
+    user_backend = _backend(cfg.user_model, cfg.user_base_url, cfg, remote_options=remote_options)
+    judge_backend = _backend(cfg.judge_model, cfg.judge_base_url, cfg, remote_options=remote_options)
     user = UserSimulator(user_backend, GenerationConfig(cfg.user_max_new_tokens, cfg.user_temperature, seed=cfg.seed),
                          prompts)
     judge = Judge(judge_backend, JudgeConfig(cfg.judge_preset, cfg.judge_scoring, cfg.judge_max_retries,

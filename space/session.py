@@ -10,6 +10,7 @@ from __future__ import annotations
 import random
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
@@ -21,10 +22,14 @@ from aloe_bench.core.prompts import PromptBook, load_prompts
 from aloe_bench.core.simulator import UserSimulator
 
 from .config import SpaceConfig
+from .redact import redact, scrub
 
 
 class SpaceError(ValueError):
-    """Something the person asked for cannot be done; the message is shown in the UI as is."""
+    """Something the person asked for cannot be done; the message is shown in the UI as is (secrets redacted)."""
+
+    def __init__(self, message: str):
+        super().__init__(redact(message))
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -131,10 +136,21 @@ def trend_line(scores: list[float | None]) -> list[float] | None:
     return [metrics["AL_avg"] + metrics["IR"] * (k - mean_turn) for k in range(1, len(scores) + 1)]
 
 
+# Every ChatSession alive in this process, weakly held (it never keeps one alive): what the load test counts.
+_LIVE: weakref.WeakSet[ChatSession] = weakref.WeakSet()
+
+
+def live_sessions() -> int:
+    """How many ChatSession objects exist right now (the UI's template included)."""
+    return len(_LIVE)
+
+
 class ChatSession:
     """Everything one browser session holds. Mutated in place under `lock`.
 
     A plain class, not a dataclass: gradio would try to serialise a dataclass State value (and its lock).
+    The module keeps no registry of sessions (only the weak `_LIVE` set): gradio's per-session state owns them,
+    and drops them after the idle time-to-live or beyond the session capacity (see ui.py).
     """
 
     def __init__(self, models: list[str], persona: Persona | None = None):
@@ -145,6 +161,13 @@ class ChatSession:
         self.revealed_turns = 0
         self.notice = ""
         self.lock = threading.RLock()
+        _LIVE.add(self)
+
+    def close(self) -> None:
+        """Free the conversation (gradio calls this when the session's state expires)."""
+        with self.lock:
+            self.lanes = [Lane(model) for model in self.models]
+            self.persona, self.revealed, self.revealed_turns, self.notice = None, None, 0, ""
 
     def __deepcopy__(self, memo):  # gradio copies a State's initial value per browser session
         return ChatSession(self.models, self.persona)
@@ -181,7 +204,7 @@ class Roles:
         try:
             return self.loader(spec)
         except Exception as exc:  # shown in the UI; the session stays usable with other settings
-            raise SpaceError(f"could not load the {role} model {spec!r}: {exc}") from exc
+            raise SpaceError(f"could not load the {role} model {spec!r}: {exc}") from None  # no chained secrets
 
     def assistant(self, spec: str) -> ChatBackend:
         return self._load(spec, "assistant")
@@ -201,6 +224,39 @@ class Roles:
     def reply_config(self) -> GenerationConfig:
         return GenerationConfig(max_new_tokens=self.config.reply_max_new_tokens, temperature=self.config.temperature,
                                 top_p=0.95 if self.config.temperature > 0 else 1.0)
+
+
+class BoundedLoader:
+    """The Space's model loader: the configured specs always load; visitors may add `max_extra_models` more.
+
+    Every loaded backend stays in memory for the life of the process (load_backend shares one per spec), so
+    an open model box would let visitors grow the process without bound, one spec at a time.
+    """
+
+    def __init__(self, loader: Loader, config: SpaceConfig):
+        self.loader = loader
+        self.configured = {s for s in (config.model, config.compare_model, config.user_model, config.judge_model,
+                                       config.induction_model) if s}
+        self.max_extra = config.max_extra_models
+        self.extra: set[str] = set()
+        self._lock = threading.Lock()
+
+    def __call__(self, spec: str) -> ChatBackend:
+        reserved = False
+        with self._lock:
+            if spec not in self.configured and spec not in self.extra:
+                if len(self.extra) >= self.max_extra:
+                    raise SpaceError(f"this Space already loaded its {self.max_extra} extra model(s); use one of "
+                                     f"{sorted(self.configured | self.extra)}")
+                self.extra.add(spec)
+                reserved = True
+        try:
+            return self.loader(spec)
+        except Exception:
+            if reserved:  # a spec that failed to load does not use up the allowance
+                with self._lock:
+                    self.extra.discard(spec)
+            raise
 
 
 def new_session(config: SpaceConfig) -> ChatSession:
@@ -262,7 +318,7 @@ def stream_turn(session: ChatSession, roles: Roles, text: str) -> Iterator[ChatS
         raise
     except Exception as exc:
         drop_unfinished()
-        raise SpaceError(f"the assistant failed: {exc}") from exc
+        raise SpaceError(f"the assistant failed: {exc}") from None
     yield session
 
 
@@ -291,7 +347,7 @@ def score_pending(session: ChatSession, roles: Roles) -> int:
         verdicts = judge.score(items)
     except Exception as exc:  # a dead judge marks the turns failed; it never invents a score
         verdicts = None
-        error = f"judge error: {exc}"
+        error = redact(f"judge error: {exc}")
     with session.lock:
         for n, (lane, i) in enumerate(todo):
             if i >= len(lane.turns):  # the conversation was reset meanwhile
@@ -303,7 +359,7 @@ def score_pending(session: ChatSession, roles: Roles) -> int:
             verdict = verdicts[n]
             turn.score, turn.distribution = verdict.score, verdict.distribution
             turn.judge = "failed" if verdict.failed else "scored"
-            turn.judge_error = verdict.error
+            turn.judge_error = redact(verdict.error)
     return len(todo)
 
 
@@ -400,9 +456,9 @@ def lane_summary(lane: Lane) -> str:
 
 
 def export(session: ChatSession, roles: Roles | None = None) -> dict:
-    """The conversation with scores, as a JSON-ready dict (what the Export button saves)."""
+    """The conversation with scores, as a JSON-ready dict (what the Export button saves); secrets scrubbed."""
     with session.lock:
-        return {
+        return scrub({
             "format": "aloe-bench-space-conversation/1",
             "exported": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "persona": None if session.persona is None else session.persona.to_dict(),
@@ -415,4 +471,4 @@ def export(session: ChatSession, roles: Roles | None = None) -> dict:
                           for k, t in enumerate(lane.turns, 1)],
                 "running": running_metrics(lane.scores()),
             } for lane in session.lanes],
-        }
+        })

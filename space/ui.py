@@ -8,9 +8,12 @@ the reply (a chained event) never overwrites a newer message.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import inspect
 import json
 import tempfile
 import time
+import uuid
 from pathlib import Path
 
 import gradio as gr
@@ -22,6 +25,7 @@ from aloe_bench.core.specs import ModelSpec
 from . import session as S
 from .config import SpaceConfig
 from .leaderboard import COLUMNS, LeaderboardError, load_leaderboard
+from .redact import redact, scrub
 
 EXPORT_DIR = Path(tempfile.gettempdir()) / "aloe-space-exports"
 
@@ -33,8 +37,53 @@ SmolLM2-135M-Instruct, a smoke-test judge: labels say which judge made each numb
 
 
 def _message(exc: Exception) -> str:
-    """What the status line says about a failure (a SpaceError is already worded for people)."""
-    return f"⚠️ {exc}" if isinstance(exc, S.SpaceError) else f"⚠️ unexpected error: {type(exc).__name__}: {exc}"
+    """What the status line says about a failure (a SpaceError is already worded for people); secrets redacted."""
+    text = f"⚠️ {exc}" if isinstance(exc, S.SpaceError) else f"⚠️ unexpected error: {type(exc).__name__}: {exc}"
+    return redact(text)
+
+
+def _endpoint(fn, session_arg: int | None = None):
+    """Wrap a handler for gradio: every output scrubbed of secrets and, with `session_arg`, the session appended.
+
+    Sending the ChatSession back out as a State output is what lets gradio time it out: a State only gets its
+    time-to-live clock when an event writes it, and handlers mutate the session in place. The handlers
+    themselves keep their return shapes (the unit tests call them directly).
+    """
+    def finish(out, args):
+        out = scrub(out)
+        if session_arg is None:
+            return out
+        return (*(out if isinstance(out, tuple) else (out,)), args[session_arg])
+
+    if inspect.isgeneratorfunction(fn):
+        @functools.wraps(fn)
+        def stream(*args):
+            for out in fn(*args):
+                yield finish(out, args)
+        return stream
+
+    @functools.wraps(fn)
+    def call(*args):
+        return finish(fn(*args), args)
+    return call
+
+
+def launch_options(config: SpaceConfig) -> dict:
+    """Keyword arguments for `demo.launch` that bound the Space's memory (launch resets the session capacity)."""
+    return {"state_session_capacity": config.max_sessions}
+
+
+def prune_exports(max_age_s: float, folder: Path = EXPORT_DIR) -> int:
+    """Delete exported files older than `max_age_s` (the export folder would otherwise only grow)."""
+    removed, cutoff = 0, time.time() - max_age_s
+    for path in folder.glob("aloe-conversation-*.json"):
+        try:
+            if path.stat().st_mtime < cutoff:
+                path.unlink()
+                removed += 1
+        except OSError:  # another worker removed it first
+            pass
+    return removed
 
 
 def _plot_value(lane: S.Lane):
@@ -47,7 +96,7 @@ class SpaceUI:
 
     def __init__(self, config: SpaceConfig, loader=load_backend):
         self.config = config
-        self.loader = loader
+        self.loader = S.BoundedLoader(loader, config)
         self.sets = S.persona_sets(config.personas)
         self.default_set = next(iter(self.sets))
 
@@ -161,7 +210,9 @@ class SpaceUI:
     def on_export(self, session, config):
         data = S.export(session, self.roles(config))
         EXPORT_DIR.mkdir(parents=True, exist_ok=True)
-        path = EXPORT_DIR / f"aloe-conversation-{time.strftime('%Y%m%d-%H%M%S')}-{id(session):x}.json"
+        prune_exports(self.config.session_ttl_s)
+        # a random name: ids and timestamps repeat across sessions, and names must not be guessable
+        path = EXPORT_DIR / f"aloe-conversation-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex}.json"
         path.write_text(json.dumps(data, indent=2, ensure_ascii=False), encoding="utf-8")
         return str(path), data
 
@@ -177,7 +228,7 @@ class SpaceUI:
                 elif name != "compare_model":
                     raise ValueError(f"{name}: a model spec is required")
         except (ValueError, FileNotFoundError) as exc:
-            return (*(gr.skip(),) * 7, f"⚠️ {exc}")
+            return (*(gr.skip(),) * 7, redact(f"⚠️ {exc}"))
         config = dataclasses.replace(config, **{k: (v.strip() if v else v) for k, v in specs.items()})
         session.reset(models=S.new_session(config).models)
         on = config.compare_model is not None
@@ -195,11 +246,11 @@ class SpaceUI:
         try:
             board = load_leaderboard(source)
         except LeaderboardError as exc:
-            return pd.DataFrame(columns=COLUMNS), f"⚠️ {exc}"
+            return pd.DataFrame(columns=COLUMNS), redact(f"⚠️ {exc}")
         note = f"{len(board.rows)} result(s) from {board.source}."
         if board.problems:
             note += "\n\nSkipped:\n" + "\n".join(f"- {p}" for p in board.problems)
-        return pd.DataFrame(board.table(), columns=COLUMNS), note
+        return pd.DataFrame(board.table(), columns=COLUMNS), redact(note)
 
     # -- layout -----------------------------------------------------------------------------------
     def build(self) -> gr.Blocks:
@@ -210,8 +261,11 @@ class SpaceUI:
         compare_on = cfg.compare_model is not None
         can_change = cfg.allow_model_change
 
-        with gr.Blocks(title="ALOE Space") as demo:
-            session = gr.State(template)  # deep-copied per browser session (see ChatSession.__deepcopy__)
+        # gradio's cached copies of exported files are deleted like the sessions they came from
+        ttl = int(cfg.session_ttl_s)
+        with gr.Blocks(title="ALOE Space", delete_cache=(max(60, min(3600, ttl)), ttl)) as demo:
+            # deep-copied per browser session (see ChatSession.__deepcopy__); dropped after `ttl` s without an event
+            session = gr.State(template, time_to_live=cfg.session_ttl_s, delete_callback=S.ChatSession.close)
             config = gr.State(cfg)
             gr.Markdown(INTRO)
             with gr.Tab("Chat"):
@@ -286,35 +340,41 @@ class SpaceUI:
             persona_out = [persona_md, revealed, *view_out, status]
             background = dict(concurrency_id="background", concurrency_limit=1, show_progress="hidden")
 
-            set_dd.change(self.on_set, set_dd, persona_dd, api_name=False)
-            persona_dd.input(self.on_pick, [set_dd, persona_dd, session], persona_out, api_name="pick_persona")
-            random_btn.click(self.on_random, [set_dd, session], [persona_dd, *persona_out], api_name="random_persona")
-            custom_btn.click(self.on_custom, [profile_tb, personality_tb, session, config], persona_out,
-                             api_name="custom_persona")
+            # every handler's outputs are scrubbed of secrets; those that touch the session also write it back
+            # (the State's time-to-live restarts with each write, see _endpoint)
+            E = _endpoint
+            set_dd.change(E(self.on_set), set_dd, persona_dd, api_name=False)
+            persona_dd.input(E(self.on_pick, 2), [set_dd, persona_dd, session], [*persona_out, session],
+                             api_name="pick_persona")
+            random_btn.click(E(self.on_random, 1), [set_dd, session], [persona_dd, *persona_out, session],
+                             api_name="random_persona")
+            custom_btn.click(E(self.on_custom, 2), [profile_tb, personality_tb, session, config],
+                             [*persona_out, session], api_name="custom_persona")
 
             chat_events = []
             for trigger in (msg.submit, send_btn.click):
-                event = trigger(self.on_send, [msg, session, config], [msg, chat_a, chat_b, status],
+                event = trigger(E(self.on_send, 1), [msg, session, config], [msg, chat_a, chat_b, status, session],
                                 api_name="chat" if trigger == msg.submit else False,
                                 concurrency_id="chat", concurrency_limit=cfg.concurrency_limit, show_progress="minimal")
                 # scoring and induction are chained events: the textbox is free again as soon as the reply is done
                 first = trigger == msg.submit
-                event.then(self.on_score, [session, config], [*view_out, status],
+                event.then(E(self.on_score, 0), [session, config], [*view_out, status, session],
                            api_name="score" if first else False, **background) \
-                     .then(self.on_induce, [session, config], revealed,
+                     .then(E(self.on_induce, 0), [session, config], [revealed, session],
                            api_name="induce" if first else False, **background)
                 chat_events.append(event)
-            auto = auto_btn.click(self.on_autoplay, [turns, session, config], [*view_out, status],
+            auto = auto_btn.click(E(self.on_autoplay, 1), [turns, session, config], [*view_out, status, session],
                                   api_name="autoplay", concurrency_id="chat", concurrency_limit=cfg.concurrency_limit,
                                   show_progress="minimal")
-            auto.then(self.on_induce, [session, config], revealed, api_name=False, **background)
-            stop_btn.click(self.on_stop, session, [*view_out, status], cancels=[auto, *chat_events], api_name=False)
-            reset_btn.click(self.on_reset, session, [revealed, *view_out, status], api_name="reset")
-            export_btn.click(self.on_export, [session, config], [export_file, export_json], api_name="export")
-            apply_btn.click(self.on_settings, [model_tb, compare_tb, user_tb, judge_tb, session, config],
-                            [config, *view_out, status], api_name=False)
-            load_btn.click(self.on_leaderboard, source_tb, [board, board_note], api_name="leaderboard")
-            demo.load(self._fill_leaderboard, None, [board, board_note], api_name=False)
+            auto.then(E(self.on_induce, 0), [session, config], [revealed, session], api_name=False, **background)
+            stop_btn.click(E(self.on_stop, 0), session, [*view_out, status, session], cancels=[auto, *chat_events],
+                           api_name=False)
+            reset_btn.click(E(self.on_reset, 0), session, [revealed, *view_out, status, session], api_name="reset")
+            export_btn.click(E(self.on_export), [session, config], [export_file, export_json], api_name="export")
+            apply_btn.click(E(self.on_settings, 4), [model_tb, compare_tb, user_tb, judge_tb, session, config],
+                            [config, *view_out, status, session], api_name=False)
+            load_btn.click(E(self.on_leaderboard), source_tb, [board, board_note], api_name="leaderboard")
+            demo.load(E(self._fill_leaderboard), None, [board, board_note], api_name=False)
         demo.queue(default_concurrency_limit=cfg.concurrency_limit, max_size=cfg.max_queue)
         return demo
 

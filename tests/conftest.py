@@ -36,3 +36,18 @@ def embedded_model_dir() -> Path:
     from aloe_bench.core.embedded import embedded_model_dir
 
     return embedded_model_dir()
+
+
+@pytest.fixture(scope="session")
+def server(embedded_model_dir, tmp_path_factory):
+    """A real OpenAI-compatible server on 127.0.0.1: `transformers serve` on the converted embedded folder.
+
+    One per session (shared by the OpenAI-path and fault tests); one torch thread, which is several times
+    faster than the default on a CPU shared with other jobs. Without --continuous-batching it runs one
+    request at a time, so greedy answers are deterministic.
+    """
+    from aloe_bench.core.faults import TransformersServe
+
+    log = tmp_path_factory.mktemp("serve") / "serve.log"
+    with TransformersServe(embedded_model_dir, log_path=log) as serve:
+        yield {"base_url": serve.base_url, "model": str(embedded_model_dir), "url": serve.url, "log": str(log)}

@@ -1,13 +1,9 @@
-"""The `openai:` path against a real OpenAI-compatible server (`transformers serve`) on 127.0.0.1."""
+"""The `openai:` path against a real OpenAI-compatible server (`transformers serve`) on 127.0.0.1.
 
-import os
-import shutil
+The `server` fixture (one `transformers serve` per session) is in conftest.py."""
+
 import socket
-import subprocess
-import time
-from pathlib import Path
 
-import httpx
 import pytest
 
 from aloe_bench.core.backends import BackendError, GenerationConfig, load_backend
@@ -21,35 +17,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def server(embedded_model_dir, tmp_path_factory):
-    exe = Path(shutil.which("transformers") or Path(os.sys.executable).with_name("transformers"))
-    port = free_port()
-    hub_cache = tmp_path_factory.mktemp("hub-cache")
-    log = open(tmp_path_factory.mktemp("serve") / "serve.log", "w")
-    proc = subprocess.Popen([str(exe), "serve", str(embedded_model_dir), "--host", "127.0.0.1", "--port", str(port)],
-                            stdout=log, stderr=subprocess.STDOUT,
-                            env={**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(hub_cache)})
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 180
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"transformers serve exited: see {log.name}")
-        try:
-            if httpx.get(base + "/health", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        time.sleep(1)
-    else:
-        proc.kill()
-        raise RuntimeError("transformers serve did not become healthy in 180 s")
-    yield {"base_url": base + "/v1", "model": str(embedded_model_dir)}
-    proc.terminate()
-    proc.wait(timeout=30)
-    log.close()
 
 
 def spec(server):

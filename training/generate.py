@@ -14,6 +14,7 @@ import json
 import os
 import random
 import re
+import warnings
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -339,8 +340,29 @@ class Generator:
 # ---------------------------------------------------------------------------------------------------
 # The run
 # ---------------------------------------------------------------------------------------------------
+def drop_torn_tail(path: Path) -> int:
+    """Cut a last line that has no newline (a crash mid-append); returns the bytes dropped.
+
+    Records are appended as one line each, newline last, so such a line is a conversation that was never
+    fully recorded: it is generated again (from the request cache) instead of blocking the resume.
+    """
+    if not path.exists() or path.stat().st_size == 0:
+        return 0
+    with open(path, "r+b") as fh:
+        data = fh.read()
+        if data.endswith(b"\n"):
+            return 0
+        keep = data.rfind(b"\n") + 1
+        fh.truncate(keep)
+    warnings.warn(f"{path}: dropped a torn last line ({len(data) - keep} bytes) left by an interrupted run; "
+                  "that conversation is generated again", stacklevel=2)
+    return len(data) - keep
+
+
 def load_finished(path: Path) -> dict[str, dict]:
-    """Finished conversations by id (a torn last line from a crash is an error naming the line)."""
+    """Finished conversations by id. A torn last line from a crash is dropped (see `drop_torn_tail`); any
+    other unreadable line is an error naming the line."""
+    drop_torn_tail(path)
     if not path.exists() or path.stat().st_size == 0:
         return {}
     finished = {}
@@ -351,12 +373,17 @@ def load_finished(path: Path) -> dict[str, dict]:
     return finished
 
 
-def build_backends(cfg: GenerateConfig) -> dict[str, ChatBackend]:
+def build_backends(cfg: GenerateConfig, **remote_options) -> dict[str, ChatBackend]:
+    """One backend per role (shared when roles name the same model); `remote_options` (e.g. `timeout_s`,
+    `max_retries`) go to OpenAI-compatible backends only."""
     from aloe_bench.core.backends import load_backend
     from aloe_bench.core.specs import ModelSpec
 
-    return {role: load_backend(ModelSpec.parse(spec, base_url=cfg.base_url, api_key_env=cfg.api_key_env))
-            for role, spec in cfg.role_specs().items()}
+    backends = {}
+    for role, text in cfg.role_specs().items():
+        spec = ModelSpec.parse(text, base_url=cfg.base_url, api_key_env=cfg.api_key_env)
+        backends[role] = load_backend(spec, **(remote_options if spec.is_remote else {}))
+    return backends
 
 
 def run_meta(cfg: GenerateConfig, backends: dict[str, ChatBackend], prompts) -> dict:

@@ -1,18 +1,31 @@
 """OpenAI-compatible backend (OpenAI, vLLM, TGI, `transformers serve`, HF Inference Providers).
 
 A batch becomes concurrent async requests, bounded by `max_concurrency` and an optional
-requests-per-minute limit. Retries with exponential backoff (honouring Retry-After) are the
-`openai` client's own; what still fails comes back as a Completion with `error` set.
+requests-per-minute limit. Two layers of retries, both bounded and with exponential backoff:
+- the `openai` client's own, for timeouts, dropped connections, 408/409/429/5xx (honouring Retry-After);
+- ours, for what the client accepts as a success but is not one: a 200 whose body is not valid JSON
+  or not a completion (malformed), a completion with empty content, a stream cut off before its
+  finish_reason.
+What still fails comes back as a Completion with `error` set (never as made-up text), and is counted in
+`stats`. Every logical request carries an `X-Aloe-Request-Id` header, the same on all its retries, so a
+proxy or server log can tell retries from new requests (see `aloe_bench.core.faults`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
+import json
 import math
 import os
+import random
+import threading
 import time
+import uuid
 
 from .base import BackendError, ChatBackend, Completion, GenerationConfig, Messages, OptionScores
+
+REQUEST_ID_HEADER = "X-Aloe-Request-Id"
 
 
 class _RateLimiter:
@@ -34,6 +47,68 @@ class _RateLimiter:
             await asyncio.sleep(delay)
 
 
+class _Retryable(Exception):
+    """An answer the `openai` client took for a success but that is not one: worth asking again."""
+
+    def __init__(self, reason: str, message: str):
+        super().__init__(message)
+        self.reason = reason
+
+
+class RetryStats:
+    """What one backend did (thread-safe): logical requests, our retries by reason, final failures by reason.
+
+    The `openai` client's own retries (timeouts, 429, 5xx, dropped connections) happen inside one of our
+    attempts and are not counted here; a proxy in front of the server sees them (`aloe_bench.core.faults`).
+    """
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self.requests = 0
+        self.succeeded = 0
+        self.failed = 0
+        self.retries: dict[str, int] = {}
+        self.failures: dict[str, int] = {}
+        self.failed_request_ids: set[str] = set()
+
+    def retried(self, reason: str) -> None:
+        with self._lock:
+            self.retries[reason] = self.retries.get(reason, 0) + 1
+
+    def finished(self, request_id: str, failure: str | None) -> None:
+        with self._lock:
+            self.requests += 1
+            if failure is None:
+                self.succeeded += 1
+            else:
+                self.failed += 1
+                self.failures[failure] = self.failures.get(failure, 0) + 1
+                self.failed_request_ids.add(request_id)
+
+    def to_dict(self) -> dict:
+        with self._lock:
+            return {"requests": self.requests, "succeeded": self.succeeded, "failed": self.failed,
+                    "retries": dict(self.retries), "failures": dict(self.failures)}
+
+
+def _malformed(exc: Exception) -> _Retryable:
+    return _Retryable("malformed_json", f"malformed response: {type(exc).__name__}: {exc}")
+
+
+def _first_choice(response):
+    """The first choice of a parsed completion; None when there is none; `_Retryable` when it is not a completion."""
+    try:
+        choices = response.choices
+        if choices is not None and not isinstance(choices, list):
+            raise TypeError(f"choices is a {type(choices).__name__}")
+        choice = choices[0] if choices else None
+        if choice is not None:
+            choice.message.content  # noqa: B018 - touch it: a body of the wrong shape fails here
+        return choice
+    except (AttributeError, TypeError, KeyError) as exc:
+        raise _malformed(exc) from exc
+
+
 class OpenAIBackend(ChatBackend):
     is_remote = True
 
@@ -44,6 +119,8 @@ class OpenAIBackend(ChatBackend):
         requests_per_minute: float | None = None,
         timeout_s: float = 120.0,
         max_retries: int = 4,
+        retry_backoff_s: float = 0.5,
+        max_backoff_s: float = 8.0,
     ):
         super().__init__(spec)
         self.api_key = os.environ.get(spec.api_key_env)
@@ -55,7 +132,12 @@ class OpenAIBackend(ChatBackend):
         self.max_concurrency = max_concurrency
         self.requests_per_minute = requests_per_minute
         self.timeout_s = timeout_s
-        self.max_retries = max_retries
+        self.max_retries = max_retries  # per layer: the client's retries, then ours
+        self.retry_backoff_s = retry_backoff_s
+        self.max_backoff_s = max_backoff_s
+        self.stats = RetryStats()
+        self._id_prefix = uuid.uuid4().hex[:12]
+        self._ids = itertools.count(1)
 
     def describe(self) -> dict:
         info = super().describe()
@@ -72,6 +154,32 @@ class OpenAIBackend(ChatBackend):
         if config.top_p < 1.0:
             kwargs["top_p"] = config.top_p
         return kwargs
+
+    def _new_request_id(self) -> str:
+        return f"{self._id_prefix}-{next(self._ids)}"
+
+    def _backoff(self, attempt: int) -> float:
+        """Like the `openai` client's: exponential from `retry_backoff_s`, capped, minus up to 25% jitter."""
+        return min(self.retry_backoff_s * 2.0 ** attempt, self.max_backoff_s) * (1 - 0.25 * random.random())
+
+    async def _attempts(self, once):
+        """Await `once()` until it returns; a `_Retryable` is retried up to `max_retries` times with backoff."""
+        for attempt in range(self.max_retries + 1):
+            try:
+                return await once()
+            except _Retryable as exc:
+                if attempt == self.max_retries:
+                    raise _Retryable(exc.reason, f"{exc} (after {attempt + 1} attempts)") from exc
+                self.stats.retried(exc.reason)
+                await asyncio.sleep(self._backoff(attempt))
+
+    async def _create(self, client, request_id: str, **kwargs):
+        from openai import APIResponseValidationError
+
+        try:
+            return await client.chat.completions.create(extra_headers={REQUEST_ID_HEADER: request_id}, **kwargs)
+        except (json.JSONDecodeError, APIResponseValidationError) as exc:  # a 200 the client could not read
+            raise _malformed(exc) from exc
 
     def _run(self, coroutine_factory, items):
         """Run one coroutine per item concurrently on a private event loop; keep order."""
@@ -94,18 +202,30 @@ class OpenAIBackend(ChatBackend):
         kwargs = self._request_kwargs(config)
 
         async def call(client, messages):
+            request_id = self._new_request_id()
             began = time.perf_counter()
-            try:
-                response = await client.chat.completions.create(messages=messages, **kwargs)
-                choice = response.choices[0] if response.choices else None
+
+            async def once():
+                response = await self._create(client, request_id, messages=messages, **kwargs)
+                choice = _first_choice(response)
                 text = choice.message.content if choice is not None else None
-                if not text or not text.strip():
-                    return Completion(None, latency_s=time.perf_counter() - began, error="empty content")
+                if not isinstance(text, str) or not text.strip():
+                    raise _Retryable("empty_content", "empty content")
                 usage = getattr(response, "usage", None)
-                tokens = getattr(usage, "completion_tokens", None) or 0
-                return Completion(text.strip(), tokens=tokens, latency_s=time.perf_counter() - began)
-            except Exception as exc:  # recorded per request, never turned into text
-                return Completion(None, latency_s=time.perf_counter() - began, error=f"{type(exc).__name__}: {exc}")
+                return Completion(text.strip(), tokens=getattr(usage, "completion_tokens", None) or 0)
+
+            try:
+                completion = await self._attempts(once)
+            except _Retryable as exc:  # recorded per request, never turned into text
+                failure, error = exc.reason, str(exc)
+            except Exception as exc:  # what the client gave up on after its own retries
+                failure, error = type(exc).__name__, f"{type(exc).__name__}: {exc}"
+            else:
+                completion.latency_s = time.perf_counter() - began
+                self.stats.finished(request_id, None)
+                return completion
+            self.stats.finished(request_id, failure)
+            return Completion(None, latency_s=time.perf_counter() - began, error=error)
 
         return self._run(call, conversations)
 
@@ -113,13 +233,20 @@ class OpenAIBackend(ChatBackend):
         kwargs = dict(model=self.spec.name, max_tokens=1, temperature=0.0, logprobs=True, top_logprobs=20)
 
         async def call(client, messages):
-            try:
-                response = await client.chat.completions.create(messages=messages, **kwargs)
-                content = response.choices[0].logprobs.content if response.choices[0].logprobs else None
+            request_id = self._new_request_id()
+
+            async def once():
+                response = await self._create(client, request_id, messages=messages, **kwargs)
+                choice = _first_choice(response)
+                logprobs = getattr(choice, "logprobs", None) if choice is not None else None
+                content = getattr(logprobs, "content", None) if logprobs is not None else None
                 if not content:
-                    return OptionScores(error="no logprobs in response")
+                    text = choice.message.content if choice is not None else None
+                    if not isinstance(text, str) or not text.strip():
+                        raise _Retryable("empty_content", "empty content and no logprobs")
+                    return OptionScores(error="no logprobs in response")  # the server does not give them
                 probs: dict[str, float] = {}
-                for entry in content[0].top_logprobs:
+                for entry in content[0].top_logprobs or []:
                     token = entry.token.strip()
                     if token in options:
                         probs[token] = probs.get(token, 0.0) + math.exp(entry.logprob)
@@ -127,22 +254,66 @@ class OpenAIBackend(ChatBackend):
                 if mass <= 0:
                     return OptionScores(error="none of the options among the top logprobs")
                 return OptionScores(probs={o: probs.get(o, 0.0) / mass for o in options}, mass=mass)
+
+            try:
+                scores = await self._attempts(once)
+            except _Retryable as exc:
+                scores, failure = OptionScores(error=str(exc)), exc.reason
             except Exception as exc:
-                return OptionScores(error=f"{type(exc).__name__}: {exc}")
+                scores, failure = OptionScores(error=f"{type(exc).__name__}: {exc}"), type(exc).__name__
+            else:
+                failure = None if scores.error is None else "no_scores"
+            self.stats.finished(request_id, failure)
+            return scores
 
         return self._run(call, conversations)
 
     def stream(self, messages: Messages, config: GenerationConfig):
-        from openai import OpenAI
+        """Yield the reply's text as it grows. A stream cut off before its finish_reason, or malformed, or
+        empty, is asked again (bounded, with backoff); the text then grows again from the start."""
+        from openai import APIResponseValidationError, OpenAI
 
         client = OpenAI(**self._client_kwargs())
-        text = ""
-        try:
-            for chunk in client.chat.completions.create(messages=messages, stream=True, **self._request_kwargs(config)):
-                if chunk.choices and chunk.choices[0].delta and chunk.choices[0].delta.content:
-                    text += chunk.choices[0].delta.content
-                    yield text
-        except Exception as exc:
-            raise BackendError(f"{self.spec.label}: {type(exc).__name__}: {exc}") from exc
-        if not text.strip():
-            raise BackendError(f"{self.spec.label}: empty content")
+        request_id = self._new_request_id()
+        problem: _Retryable | None = None
+        for attempt in range(self.max_retries + 1):
+            if problem is not None:
+                self.stats.retried(problem.reason)
+                time.sleep(self._backoff(attempt - 1))
+            try:
+                response = client.chat.completions.create(messages=messages, stream=True,
+                                                          extra_headers={REQUEST_ID_HEADER: request_id},
+                                                          **self._request_kwargs(config))
+            except (json.JSONDecodeError, APIResponseValidationError) as exc:
+                problem = _malformed(exc)
+                continue
+            except Exception as exc:  # the client already retried what it could
+                self.stats.finished(request_id, type(exc).__name__)
+                raise BackendError(f"{self.spec.label}: {type(exc).__name__}: {exc}") from exc
+            text, finished = "", False
+            try:
+                with response:
+                    for chunk in response:
+                        choice = chunk.choices[0] if chunk.choices else None
+                        if choice is None:
+                            continue
+                        if choice.delta is not None and choice.delta.content:
+                            text += choice.delta.content
+                            yield text
+                        if choice.finish_reason:
+                            finished = True
+            except (json.JSONDecodeError, APIResponseValidationError) as exc:
+                problem = _malformed(exc)
+                continue
+            except Exception as exc:  # the connection dropped mid-stream, or the server sent an error event
+                problem = _Retryable("cut_stream", f"stream cut off: {type(exc).__name__}: {exc}")
+                continue
+            if not finished:
+                problem = _Retryable("cut_stream", "stream ended before its finish_reason")
+            elif not text.strip():
+                problem = _Retryable("empty_content", "empty content")
+            else:
+                self.stats.finished(request_id, None)
+                return
+        self.stats.finished(request_id, problem.reason)
+        raise BackendError(f"{self.spec.label}: {problem} (after {self.max_retries + 1} attempts)")
