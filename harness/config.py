@@ -38,6 +38,9 @@ class EvalConfig:
     dtype: str | None = field(default=None, metadata={"help": "bfloat16, float16, float32 (default: bf16 on GPU)."})
     max_concurrency: int = field(default=16, metadata={"help": "Concurrent requests per OpenAI-style endpoint."})
     requests_per_minute: float | None = field(default=None, metadata={"help": "Rate limit per endpoint."})
+    request_timeout_s: float = field(default=120.0, metadata={"help": "Timeout of one request to an endpoint."})
+    request_max_retries: int = field(default=4, metadata={
+        "help": "Retries (with backoff) of a failed endpoint request before it is recorded as failed."})
     bootstrap_resamples: int = field(default=1000, metadata={"help": "Bootstrap resamples for the intervals."})
     push_to_hub: str | None = field(default=None, metadata={"help": "Results dataset repo id (ORG/NAME) to publish to."})
     progress: bool = field(default=True, metadata={"help": "Show a progress bar."})

@@ -57,8 +57,9 @@ class Roles:
 def _backend(spec_text, base_url, cfg: EvalConfig, revision=None, remote_options: dict | None = None):
     spec = ModelSpec.parse(spec_text, revision=revision, base_url=base_url, api_key_env=cfg.api_key_env,
                            engine=cfg.engine)
+    remote = dict(timeout_s=cfg.request_timeout_s, max_retries=cfg.request_max_retries) | (remote_options or {})
     options = dict(batch_size=cfg.batch_size, device=cfg.device, dtype=cfg.dtype) if not spec.is_remote else dict(
-        max_concurrency=cfg.max_concurrency, requests_per_minute=cfg.requests_per_minute, **(remote_options or {}))
+        max_concurrency=cfg.max_concurrency, requests_per_minute=cfg.requests_per_minute, **remote)
     return load_backend(spec, **{k: v for k, v in options.items() if v is not None})
 
 
@@ -251,7 +252,8 @@ def _identity(config_block: dict) -> dict:
     """What makes two runs the same run: models, prompts, personas, sampling; not sizes or machinery."""
     identity = {k: v for k, v in config_block.items() if k != "packages"}
     ignored = ("turns", "max_personas", "output_dir", "cache", "lockstep", "batch_size", "device",
-               "max_concurrency", "requests_per_minute", "bootstrap_resamples", "push_to_hub")
+               "max_concurrency", "requests_per_minute", "bootstrap_resamples", "push_to_hub",
+               "request_timeout_s", "request_max_retries")
     identity["run"] = {k: v for k, v in identity["run"].items() if k not in ignored}
     identity["models"] = {role: {k: v for k, v in info.items() if k not in ("max_concurrency", "device")}
                           for role, info in identity["models"].items()}

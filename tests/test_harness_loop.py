@@ -121,3 +121,18 @@ def test_user_failure_stops_that_conversation_only(tmp_path):
 def test_config_errors():
     with pytest.raises(ValueError, match="turns"):
         EvalConfig(turns=0)
+
+
+def test_request_timeout_and_retries_reach_remote_backends():
+    from aloe_bench.harness.runner import build_roles
+    from aloe_bench.training.generate import GenerateConfig, build_backends
+
+    url = "http://127.0.0.1:9/v1"
+    cfg = EvalConfig(model="openai:m", user_model="openai:m", judge_model="openai:m", base_url=url, user_base_url=url,
+                     judge_base_url=url, request_timeout_s=7.0, request_max_retries=1, progress=False)
+    roles = build_roles(cfg)
+    assert (roles.model.timeout_s, roles.model.max_retries) == (7.0, 1)
+    assert (roles.judge.backend.timeout_s, roles.user.backend.max_retries) == (7.0, 1)
+    gen = GenerateConfig(**{f"{r}_model": "openai:g" for r in ("user", "induction", "preferred", "rejected", "judge")},
+                         base_url=url, request_timeout_s=9.0, request_max_retries=0)
+    assert {(b.timeout_s, b.max_retries) for b in build_backends(gen).values()} == {(9.0, 0)}

@@ -62,6 +62,9 @@ class GenerateConfig:
     group_size: int = field(default=16, metadata={"help": "Conversations in flight at once (one batch per role)."})
     seed: int = field(default=0, metadata={"help": "Seed of pair sampling, judge order and continuation."})
     cache: bool = field(default=True, metadata={"help": "Keep a request cache in output_dir (repeats are free)."})
+    request_timeout_s: float = field(default=120.0, metadata={"help": "Timeout of one request to an endpoint."})
+    request_max_retries: int = field(default=4, metadata={
+        "help": "Retries (with backoff) of a failed endpoint request before the step counts as failed."})
     progress: bool = field(default=True, metadata={"help": "Show a progress bar."})
 
     def __post_init__(self):
@@ -382,8 +385,14 @@ def build_backends(cfg: GenerateConfig, **remote_options) -> dict[str, ChatBacke
     backends = {}
     for role, text in cfg.role_specs().items():
         spec = ModelSpec.parse(text, base_url=cfg.base_url, api_key_env=cfg.api_key_env)
-        backends[role] = load_backend(spec, **(remote_options if spec.is_remote else {}))
+        remote = dict(timeout_s=cfg.request_timeout_s, max_retries=cfg.request_max_retries) | remote_options
+        backends[role] = load_backend(spec, **(remote if spec.is_remote else {}))
     return backends
+
+
+# Settings that change how a run is carried out, not what it produces: a resumed run may change them.
+MACHINERY = ("output_dir", "progress", "cache", "group_size", "n_conversations", "request_timeout_s",
+             "request_max_retries")
 
 
 def run_meta(cfg: GenerateConfig, backends: dict[str, ChatBackend], prompts) -> dict:
@@ -392,8 +401,7 @@ def run_meta(cfg: GenerateConfig, backends: dict[str, ChatBackend], prompts) -> 
         "prompts": {"version": prompts.version, "sha256": prompts.hashes(list(PROMPT_NAMES))},
         "pools": {"profiles": pool_provenance(cfg.profiles, "seed_profiles.jsonl"),
                   "personalities": pool_provenance(cfg.personalities, "seed_personalities.jsonl")},
-        "settings": {k: v for k, v in asdict(cfg).items() if k not in ("output_dir", "progress", "cache", "group_size",
-                                                                        "n_conversations")},
+        "settings": {k: v for k, v in asdict(cfg).items() if k not in MACHINERY},
     }
 
 
