@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# A fresh datasets cache per test session: `load_dataset(folder)` was seen serving a stale build of an earlier
+# session's folder from ~/.cache/huggingface/datasets, which made a round-trip check compare old numbers.
+os.environ["HF_DATASETS_CACHE"] = tempfile.mkdtemp(prefix="aloe-test-datasets-")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 UPSTREAM = REPO_ROOT.parent / "shared" / "aloe-upstream"

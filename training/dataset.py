@@ -20,6 +20,7 @@ from pathlib import Path
 import yaml
 
 from aloe_bench.core import schema
+from aloe_bench.core.hub_folder import check_dataset_folder
 from aloe_bench.core.personas import PersonaFileError, load_persona_set, read_jsonl
 
 from .generate import CONVERSATIONS_FILE, META_FILE, count_conversations
@@ -58,6 +59,23 @@ _TEXT = (str,)
 _CONV_FIELDS = {"id": _TEXT, "persona_id": _TEXT, "profile": _TEXT, "personality": _TEXT, "turns": (list,)}
 _TURN_FIELDS = {"turn": (int,), "user_message": _TEXT, "preferred": _TEXT, "rejected": _TEXT,
                 "continued_with": _TEXT}
+# Optional fields: absent or null, else of this type (they become string / int64 columns of the dataset).
+_CONV_OPTIONAL = {"profile_id": _TEXT, "personality_id": _TEXT, "error": _TEXT, "seed": (int,),
+                  "models": (str, dict), "prompt_sha256": (str, dict)}
+_TURN_OPTIONAL = {name: _TEXT for name in schema.TURN if name not in _TURN_FIELDS}
+_INT64 = (-(2 ** 63), 2 ** 63 - 1)
+
+
+def _check_optional(value: dict, fields: dict, where: str) -> None:
+    for name, types in fields.items():
+        item = value.get(name)
+        if item is None:
+            continue
+        if not isinstance(item, types) or isinstance(item, bool):
+            kinds = " or ".join("object" if t is dict else t.__name__ for t in types)
+            raise PersonaFileError(f"{where}: field {name!r} must be null or a {kinds}, got {type(item).__name__}")
+        if isinstance(item, int) and not _INT64[0] <= item <= _INT64[1]:
+            raise PersonaFileError(f"{where}: field {name!r} = {item} does not fit in int64")
 
 
 def read_conversations(path: str | Path) -> list[dict]:
@@ -73,6 +91,7 @@ def read_conversations(path: str | Path) -> list[dict]:
         for name, types in _CONV_FIELDS.items():
             if not isinstance(value.get(name), types) or (types is _TEXT and not value[name].strip()):
                 raise PersonaFileError(f"{where}: field {name!r} is missing or not a non-empty {types[0].__name__}")
+        _check_optional(value, _CONV_OPTIONAL, where)
         if value["id"] in seen:
             raise PersonaFileError(f"{where}: duplicate conversation id {value['id']!r} (first at line {seen[value['id']]})")
         seen[value["id"]] = number
@@ -81,8 +100,9 @@ def read_conversations(path: str | Path) -> list[dict]:
             if not isinstance(turn, dict):
                 raise PersonaFileError(f"{at}: expected an object")
             for name, types in _TURN_FIELDS.items():
-                if not isinstance(turn.get(name), types):
+                if not isinstance(turn.get(name), types) or isinstance(turn.get(name), bool):
                     raise PersonaFileError(f"{at}: field {name!r} is missing or not a {types[0].__name__}")
+            _check_optional(turn, _TURN_OPTIONAL, at)
             if turn["turn"] != k + 1:
                 raise PersonaFileError(f"{at}: turn number {turn['turn']} out of order (expected {k + 1})")
             for name in ("judge_choice", "continued_with"):
@@ -91,6 +111,34 @@ def read_conversations(path: str | Path) -> list[dict]:
         value["_line"] = number
         records.append(value)
     return records
+
+
+def read_meta(path: Path) -> dict | None:
+    """The generation metadata next to the conversations (None when absent); a bad file names the field."""
+    if not path.exists():
+        return None
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise DatasetBuildError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except json.JSONDecodeError as exc:
+        raise DatasetBuildError(f"{path}:{exc.lineno}: malformed JSON at column {exc.colno}: {exc.msg}") from None
+    if not isinstance(meta, dict):
+        raise DatasetBuildError(f"{path}: expected a JSON object, got {type(meta).__name__}")
+    for name in ("models", "resolved", "settings", "prompts", "pools"):
+        if not isinstance(meta.get(name, {}), dict):
+            raise DatasetBuildError(f"{path}: field {name!r} must be an object")
+    for group in ("models", "pools"):
+        for key, item in meta.get(group, {}).items():
+            if not isinstance(item, dict):
+                raise DatasetBuildError(f"{path}: field {group}.{key} must be an object")
+            if group == "models" and not isinstance(item.get("spec", {}), dict):
+                raise DatasetBuildError(f"{path}: field models.{key}.spec must be an object")
+            if group == "pools" and not isinstance(item.get("grown") or {}, dict):
+                raise DatasetBuildError(f"{path}: field pools.{key}.grown must be an object")
+    if not isinstance(meta.get("prompts", {}).get("sha256", {}), dict):
+        raise DatasetBuildError(f"{path}: field prompts.sha256 must be an object")
+    return meta
 
 
 def split_of(conversation_id: str, ids: list[str], test_fraction: float) -> str:
@@ -269,8 +317,7 @@ def build_dataset(cfg: BuildConfig) -> dict:
 
     source = Path(cfg.conversations)
     records = read_conversations(source)
-    meta_path = (source if source.is_dir() else source.parent) / META_FILE
-    meta = json.loads(meta_path.read_text()) if meta_path.exists() else None
+    meta = read_meta((source if source.is_dir() else source.parent) / META_FILE)
     rows, counts = build_rows(records, cfg.test_fraction)
     empty = [name for name in SPLITS if not present_splits(rows, name)]
     if empty:
@@ -283,6 +330,9 @@ def build_dataset(cfg: BuildConfig) -> dict:
     target = Path(cfg.output_dir)
     if target.exists() and not cfg.overwrite:
         raise DatasetBuildError(f"{target} exists; pass --overwrite to replace it")
+    if target.exists() and not target.is_dir():
+        raise DatasetBuildError(f"{target} exists and is not a folder; remove it or choose another --output_dir")
+    created = next((p for p in reversed(target.parents) if not p.exists()), None)  # the first parent we make
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.building-"))
     try:
@@ -303,12 +353,18 @@ def build_dataset(cfg: BuildConfig) -> dict:
         if target.exists():
             old = target.with_name(f".{target.name}.old-{os.getpid()}")
             target.rename(old)
-            tmp.rename(target)
-            shutil.rmtree(old)
+            try:
+                tmp.rename(target)
+            except BaseException:
+                old.rename(target)  # put the previous dataset back
+                raise
+            shutil.rmtree(old, ignore_errors=True)
         else:
             tmp.rename(target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        if created is not None:
+            shutil.rmtree(created, ignore_errors=True)  # parents made for this build hold nothing else
         raise
     return {"output_dir": str(target), **counts}
 
@@ -323,6 +379,7 @@ def push_dataset(folder: str | Path, repo_id: str, private: bool = False, commit
     if missing:
         raise DatasetBuildError(f"{folder} is not a built dataset folder (missing {', '.join(missing)}); "
                                 "run `aloe dataset build` first")
+    check_dataset_folder(folder, {name: () for name in SPLITS}, error=DatasetBuildError, read_rows=True)
     if repo_id.count("/") != 1:
         raise DatasetBuildError(f"--repo_id {repo_id!r}: expected ORG/NAME")
     token = os.environ.get("HF_TOKEN")

@@ -156,7 +156,15 @@ def _atomic_write_lines(path: Path, rows: list[dict]) -> None:
 
 
 def _append_lines(path: Path, rows: list[dict]) -> None:
+    if rows and path.exists() and path.stat().st_size:
+        with open(path, "rb") as fh:
+            fh.seek(-1, os.SEEK_END)
+            torn = fh.read(1) != b"\n"  # a hand-edited file without a final newline: never glue a row onto it
+    else:
+        torn = False
     with open(path, "a", encoding="utf-8") as fh:
+        if torn:
+            fh.write("\n")
         fh.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
         fh.flush()
         os.fsync(fh.fileno())
@@ -179,6 +187,10 @@ class PoolState:
         return None if len(recent) < window or asked == 0 else sum(r["kept"] for r in recent) / asked
 
 
+def _is_count(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
 def pool_paths(cfg: GrowConfig) -> tuple[Path, Path, Path]:
     folder = Path(cfg.output_dir)
     stem = POOL_FILES[cfg.kind].removesuffix(".jsonl")
@@ -196,13 +208,33 @@ def open_pool(cfg: GrowConfig) -> PoolState:
         if rounds_path.exists():
             rounds_path.unlink()
         return PoolState(rows, [])
-    rows = []
+    rows, seen = [], {}
     for number, value in read_jsonl(pool_path):
-        if not isinstance(value, dict) or not isinstance(value.get("text"), str) or "id" not in value:
-            raise PersonaFileError(f"{pool_path}:{number}: expected an object with 'id' and 'text'")
+        where = f"{pool_path}:{number}"
+        if not isinstance(value, dict):
+            raise PersonaFileError(f"{where}: expected an object with 'id' and 'text', got {type(value).__name__}")
+        for name in ("id", "text"):
+            if not isinstance(value.get(name), str) or not value[name].strip():
+                raise PersonaFileError(f"{where}: field {name!r} must be a non-empty string")
         value.setdefault("round", 0)
+        if not _is_count(value["round"]):
+            raise PersonaFileError(f"{where}: field 'round' must be an integer >= 0, got {value['round']!r}")
+        if value["id"] in seen:
+            raise PersonaFileError(f"{where}: duplicate id {value['id']!r} (first at line {seen[value['id']]})")
+        seen[value["id"]] = number
         rows.append(value)
-    rounds = [v for _, v in read_jsonl(rounds_path)] if rounds_path.exists() else []
+    rounds = []
+    if rounds_path.exists():
+        for number, value in read_jsonl(rounds_path):
+            where = f"{rounds_path}:{number}"
+            if not isinstance(value, dict) or not _is_count(value.get("round")):
+                raise PersonaFileError(f"{where}: expected an object with an integer field 'round'")
+            for name in ("candidates", "kept", "rejected"):
+                if not _is_count(value.get(name)):
+                    raise PersonaFileError(f"{where}: field {name!r} must be an integer >= 0")
+            if value["round"] != len(rounds) + 1:
+                raise PersonaFileError(f"{where}: field 'round' is {value['round']}, expected {len(rounds) + 1}")
+            rounds.append(value)
     done = rounds[-1]["round"] if rounds else 0
     complete = [r for r in rows if int(r.get("round", 0)) <= done]
     if len(complete) != len(rows):

@@ -2,11 +2,17 @@
 
 - preset `paper`: persona + one user message + the reply in, one integer out;
 - preset `robust`: also sees the history, treats the reply as fenced data, reasons, ends with `[[N]]`.
-- scoring `text`: the score is the *last* match of the preset's `score_pattern` in the judge's answer;
-  an unparsable answer is retried (sampled, new seed) and then recorded as a failure with score None.
+- scoring `text`: the score is the *last* match of the preset's `score_pattern` in the judge's answer
+  that the judge wrote itself: a match inside text copied from what the judge was shown (the evaluated
+  reply, the user message, the history, or the prompt's own example `[[3]]`) is an echo and does not
+  count. An unparsable answer is retried (sampled, new seed) and then recorded as a failure, score None.
 - scoring `logprobs`: the expected score under the judge's next-token probabilities over "1".."5"
   (paper preset only); the distribution is kept. The embedded 135M judge uses this, since its text
   answers carry no signal.
+
+Untrusted text reaches the judge neutralised (the prompts' `data_fields`, see `prompts.neutralise`) and
+clipped to `max_text_chars` (head and tail kept, the cut stated), so a very long reply cannot push the
+persona and the instructions out of a local judge's context window.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ class JudgeConfig:
     retry_temperature: float = 0.7
     max_new_tokens: int | None = None  # None: 8 for `paper`, 256 for `robust`
     seed: int = 0
+    max_text_chars: int = 4000  # each reply, message and history turn shown to the judge is clipped to this
 
     def __post_init__(self):
         if self.preset not in PRESETS:
@@ -39,6 +46,8 @@ class JudgeConfig:
             raise ValueError(f"judge scoring {self.scoring!r}: choose one of {SCORINGS}")
         if self.scoring == "logprobs" and self.preset != "paper":
             raise ValueError("logprob scoring reads the first answer token, so it needs the 'paper' preset")
+        if self.max_text_chars < 100:
+            raise ValueError(f"max_text_chars must be >= 100, got {self.max_text_chars}")
 
     def resolved(self, backend_kind: str) -> "JudgeConfig":
         """Turn `auto` scoring into a concrete choice: logprobs for the embedded judge, text otherwise."""
@@ -81,15 +90,61 @@ class Verdict:
         return self.score is None
 
 
-def parse_score(text: str | None, pattern: str) -> int | None:
-    """The last match of `pattern` (one capture group) in `text`, as an int; None when absent."""
+ECHO_WINDOW = 8  # characters (whitespace runs count as one) that make a copied span an echo
+
+
+def _normalised(text: str) -> tuple[str, list[int]]:
+    """`text` lower-cased with whitespace runs collapsed to one space, and the position of each raw char in it."""
+    out: list[str] = []
+    where: list[int] = []
+    for char in text:
+        if char.isspace():
+            if not out or out[-1] != " ":
+                out.append(" ")
+        else:
+            lower = char.lower()
+            out.append(lower if len(lower) == 1 else char)
+        where.append(len(out) - 1)
+    return "".join(out), where
+
+
+def _is_echo(answer: str, where: list[int], start: int, end: int, sources: list[str]) -> bool:
+    """Whether some window of >= ECHO_WINDOW normalised chars covering answer[start:end] occurs in a source."""
+    lo, hi = where[start], where[end - 1] + 1
+    width = max(ECHO_WINDOW, hi - lo)
+    for a in range(max(0, hi - width), lo + 1):
+        window = answer[a:a + width]
+        if len(window) == width and any(window in source for source in sources):
+            return True
+    return False
+
+
+def parse_score(text: str | None, pattern: str, quoted=()) -> int | None:
+    """The last match of `pattern` (one capture group) in `text` as an int, or None when there is none.
+
+    `quoted` holds the texts the judge was shown (its prompt; the reply, the user message, the history):
+    a match that lies inside a span of at least `ECHO_WINDOW` characters copied from one of them is the
+    judge echoing ("... Score: 5", "for example [[3]]"), not its own score, and is skipped.
+    """
     if not text:
         return None
-    matches = re.findall(pattern, text)
+    matches = list(re.finditer(pattern, text))
+    sources = [_normalised(q)[0] for q in quoted if q]
+    if sources and matches:
+        answer, where = _normalised(text)
+        matches = [m for m in matches if not _is_echo(answer, where, m.start(), m.end(), sources)]
     if not matches:
         return None
-    value = matches[-1]
+    value = matches[-1].group(1)
     return int(value) if value.isdigit() else None
+
+
+def clip_text(text: str, max_chars: int) -> str:
+    """`text` cut to about `max_chars`: the head and the tail are kept and the cut is stated in between."""
+    if len(text) <= max_chars:
+        return text
+    head, tail = (max_chars * 2) // 3, max_chars // 3
+    return f"{text[:head]}\n[... {len(text) - head - tail} characters cut ...]\n{text[len(text) - tail:]}"
 
 
 def format_history(history: list[dict]) -> str:
@@ -109,17 +164,27 @@ class Judge:
         self.prompt = self.prompts[self.config.prompt_name]
 
     def messages(self, item: JudgeItem) -> list[dict]:
+        clip = self.config.max_text_chars
+        history = [{**m, "content": clip_text(m["content"], clip)} for m in item.history]
         values = dict(profile=item.persona.profile, personality=item.persona.personality,
-                      message=item.message, reply=item.reply, history=format_history(item.history))
+                      message=clip_text(item.message, clip), reply=clip_text(item.reply, clip),
+                      history=format_history(history))
         return [
             {"role": "system", "content": self.prompt["system"]},
             {"role": "user", "content": self.prompt.render("user", **values)},
         ]
 
+    def quoted(self, item: JudgeItem, messages: list[dict] | None = None) -> list[str]:
+        """What the judge was shown (its prompt, and the untrusted texts raw): a score copied from these is no score."""
+        texts = [m["content"] for m in (messages or self.messages(item))] + [item.reply, item.message]
+        if "{history}" in self.prompt["user"]:
+            texts += [m["content"] for m in item.history]
+        return list(dict.fromkeys(t for t in texts if t))
+
     def describe(self) -> dict:
         return {"preset": self.config.preset, "scoring": self.config.scoring,
-                "max_retries": self.config.max_retries, "prompt_sha256": self.prompt.sha256[:16],
-                "model": self.backend.describe()}
+                "max_retries": self.config.max_retries, "max_text_chars": self.config.max_text_chars,
+                "prompt_sha256": self.prompt.sha256[:16], "model": self.backend.describe()}
 
     def score(self, items: list[JudgeItem]) -> list[Verdict]:
         if not items:
@@ -127,7 +192,7 @@ class Judge:
         conversations = [self.messages(item) for item in items]
         if self.config.scoring == "logprobs":
             return [self._from_distribution(s) for s in self.backend.score_options(conversations, SCORE_OPTIONS)]
-        return self._score_text(conversations)
+        return self._score_text(conversations, [self.quoted(i, c) for i, c in zip(items, conversations)])
 
     @staticmethod
     def _from_distribution(option_scores) -> Verdict:
@@ -136,7 +201,7 @@ class Judge:
         expected = sum(int(k) * p for k, p in option_scores.probs.items())
         return Verdict(round(expected, 6), distribution=option_scores.probs, attempts=1)
 
-    def _score_text(self, conversations: list[list[dict]]) -> list[Verdict]:
+    def _score_text(self, conversations: list[list[dict]], quoted: list[list[str]]) -> list[Verdict]:
         pattern = self.prompt["score_pattern"]
         verdicts = [Verdict(None) for _ in conversations]
         pending = list(range(len(conversations)))
@@ -158,9 +223,11 @@ class Judge:
                     still.append(index)
                     continue
                 verdict.raw = completion.text
-                score = parse_score(completion.text, pattern)
+                score = parse_score(completion.text, pattern, quoted[index])
                 if score is None:
-                    verdict.error = "unparsable judge answer"
+                    echoed = parse_score(completion.text, pattern) is not None
+                    verdict.error = ("unparsable judge answer: its only score is inside text copied from its "
+                                     "prompt or the evaluated conversation" if echoed else "unparsable judge answer")
                     still.append(index)
                 else:
                     verdict.score, verdict.error = float(score), None

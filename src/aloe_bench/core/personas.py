@@ -92,23 +92,50 @@ def _split_glued(line: str, where: str) -> list:
     return values
 
 
+def _check_text_values(value, where: str) -> None:
+    """Strings decoded from JSON must be real text: a lone surrogate (`"\\ud800"`) cannot be written anywhere."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise PersonaFileError(f"{where}: invalid \\u escape (a lone surrogate) in a string") from None
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_text_values(key, where)
+            _check_text_values(item, where)
+    elif isinstance(value, list):
+        for item in value:
+            _check_text_values(item, where)
+
+
 def read_jsonl(path: str | Path, repair_glued: bool = True) -> list[tuple[int, object]]:
     """Return `(line_number, value)` for every JSON value in a JSONL file.
 
-    Blank lines are errors (they usually mean a truncated or hand-edited file). Two values glued on
-    one line are split with a `RepairWarning` when `repair_glued` is set, an error otherwise.
+    Lines are split on `\\n` only (so line numbers are an editor's, and a U+2028 inside a string stays
+    inside it); `\\r\\n` endings and a UTF-8 byte-order mark are accepted. Blank lines are errors (they
+    usually mean a truncated or hand-edited file), except at the very end. Two values glued on one line
+    are split with a `RepairWarning` when `repair_glued` is set, an error otherwise.
     """
     path = Path(path)
     if not path.exists():
         raise PersonaFileError(f"{path}: no such file")
+    if not path.is_file():
+        raise PersonaFileError(f"{path}: not a file")
     rows: list[tuple[int, object]] = []
     try:
-        text = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
+    except OSError as exc:
+        raise PersonaFileError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    data = data.removeprefix(b"\xef\xbb\xbf")  # a byte-order mark some editors write
+    try:
+        text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise PersonaFileError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    lines = text.splitlines()
+        line = data[:exc.start].count(b"\n") + 1
+        raise PersonaFileError(f"{path}:{line}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    lines = text.removesuffix("\n").split("\n") if text else []
     for number, line in enumerate(lines, start=1):
         where = f"{path}:{number}"
+        line = line.removesuffix("\r")
         if not line.strip():
             if number == len(lines):
                 continue
@@ -118,6 +145,8 @@ def read_jsonl(path: str | Path, repair_glued: bool = True) -> list[tuple[int, o
             if not repair_glued:
                 raise PersonaFileError(f"{where}: {len(values)} JSON values on one line")
             warnings.warn(f"{where}: split {len(values)} JSON values glued on one line", RepairWarning, stacklevel=2)
+        for value in values:
+            _check_text_values(value, where)
         rows.extend((number, value) for value in values)
     if not rows:
         raise PersonaFileError(f"{path}: file has no entries")
@@ -154,6 +183,15 @@ def read_pool(path: str | Path, prefix: str) -> list[PoolItem]:
     return items
 
 
+def _optional_id(value: dict, field: str, where: str) -> str | None:
+    item = value.get(field)
+    if item is None:
+        return None
+    if not isinstance(item, str) or not item.strip():
+        raise PersonaFileError(f"{where}: field {field!r} must be a non-empty string when given")
+    return item
+
+
 def read_persona_file(path: str | Path) -> list[Persona]:
     """This project's persona-set format: one object per line with `profile` and `personality`."""
     path = Path(path)
@@ -163,11 +201,11 @@ def read_persona_file(path: str | Path) -> list[Persona]:
         if not isinstance(value, dict):
             raise PersonaFileError(f"{where}: expected an object with 'profile' and 'personality'")
         persona = Persona(
-            id=str(value.get("id") or f"persona{index:03d}"),
+            id=_optional_id(value, "id", where) or f"persona{index:03d}",
             profile=_need_text(value.get("profile"), where, "profile"),
             personality=_need_text(value.get("personality"), where, "personality"),
-            profile_id=value.get("profile_id"),
-            personality_id=value.get("personality_id"),
+            profile_id=_optional_id(value, "profile_id", where),
+            personality_id=_optional_id(value, "personality_id", where),
         )
         if persona.id in seen:
             raise PersonaFileError(f"{where}: duplicate id {persona.id!r}")
@@ -207,8 +245,13 @@ def load_pool_folder(folder: str | Path, max_personalities: int | None = 5) -> l
             profiles = read_pool(folder / profile_name, "profile")
             personalities = read_pool(folder / personality_name, "personality")
             return combine(profiles, personalities, max_personalities)
+    for profile_name, personality_name in POOL_NAMES:
+        for have, need in ((profile_name, personality_name), (personality_name, profile_name)):
+            if (folder / have).exists():
+                raise PersonaFileError(f"{folder}: has {have} but no {need} (a persona folder needs both pools)")
     expected = " or ".join(f"{a} + {b}" for a, b in POOL_NAMES)
-    raise PersonaFileError(f"{folder}: no persona pools found (expected {expected})")
+    raise PersonaFileError(f"{folder}: no persona pools found (expected {expected}, or a dataset folder with "
+                           "README.md and a personas config)")
 
 
 def load_persona_set(source: str = "default", max_personalities: int | None = 5, split: str = "test") -> PersonaSet:
@@ -220,7 +263,7 @@ def load_persona_set(source: str = "default", max_personalities: int | None = 5,
         return _load_dataset_personas(source[4:], split, source)
     path = Path(source).expanduser()
     if path.is_dir():
-        if (path / "README.md").exists() and any(path.glob("personas/*.parquet")):
+        if (path / "README.md").exists() and (path / "personas").is_dir():
             return _load_dataset_personas(str(path), split, source)
         return PersonaSet(path.name, tuple(load_pool_folder(path, max_personalities)), str(path))
     if path.is_file():
@@ -231,15 +274,33 @@ def load_persona_set(source: str = "default", max_personalities: int | None = 5,
 def _load_dataset_personas(repo_or_folder: str, split: str, source: str) -> PersonaSet:
     from datasets import load_dataset
 
-    rows = load_dataset(repo_or_folder, "personas", split=split)
-    personas = []
+    from .hub_folder import check_dataset_folder
+
+    local = Path(repo_or_folder).is_dir()
+    if local:  # a folder is checked first, so a broken one is named precisely (file, field) before datasets reads it
+        check_dataset_folder(repo_or_folder, {"personas": (split,)}, error=PersonaFileError,
+                             columns={"personas": ("profile", "personality")})
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            rows = load_dataset(repo_or_folder, "personas", split=split)
+    except Exception as exc:  # datasets raises many types (ValueError, FileNotFoundError, ArrowInvalid, ...)
+        raise PersonaFileError(f"{source}: cannot load config 'personas', split {split!r} "
+                               f"({type(exc).__name__}: {str(exc)[:300]})") from None
+    personas, seen = [], set()
     for number, row in enumerate(rows):
         where = f"{source} (personas/{split}, row {number})"
-        personas.append(Persona(
-            id=str(row.get("id") or f"persona{number:03d}"),
+        persona = Persona(
+            id=_optional_id(row, "id", where) or f"persona{number:03d}",
             profile=_need_text(row.get("profile"), where, "profile"),
             personality=_need_text(row.get("personality"), where, "personality"),
-            profile_id=row.get("profile_id"),
-            personality_id=row.get("personality_id"),
-        ))
+            profile_id=_optional_id(row, "profile_id", where),
+            personality_id=_optional_id(row, "personality_id", where),
+        )
+        if persona.id in seen:
+            raise PersonaFileError(f"{where}: duplicate id {persona.id!r}")
+        seen.add(persona.id)
+        personas.append(persona)
+    if not personas:
+        raise PersonaFileError(f"{source}: config 'personas', split {split!r} has no rows")
     return PersonaSet(Path(repo_or_folder).name, tuple(personas), source)

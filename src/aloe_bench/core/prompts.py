@@ -4,12 +4,36 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
 import yaml
+
+# Untrusted text (a reply being judged, a user message) is rendered into a prompt only after these
+# sequences are broken up, so it cannot close or fake the prompt's fences (`<<<REPLY ... REPLY>>>`),
+# plant a delimited score (`[[5]]`, `[[A]]`) the judge might copy, or end the chat turn with a chat
+# template's control tokens (`<|im_end|>`, `<|eot_id|>`, `</s>`, `[INST]`, `<end_of_turn>`), which a
+# local tokenizer would otherwise read as real special tokens.
+_NEUTRALISE = (
+    (re.compile(r"<\|"), "< |"),
+    (re.compile(r"\|>"), "| >"),
+    (re.compile(r"<(/?(?:s|eos|bos|start_of_turn|end_of_turn))>"), r"< \1>"),
+    (re.compile(r"\[(/?INST)\]"), r"[ \1]"),
+    (re.compile(r"<{3,}|>{3,}"), lambda m: " ".join(m.group())),  # <<< -> < < <
+    (re.compile(r"\[(?=\[)"), "[ "),
+    (re.compile(r"\](?=\])"), "] "),
+)
+
+
+def neutralise(text: str) -> str:
+    """`text` with fence, score-delimiter and chat-control sequences broken up by a space (visible to a
+    reader, idempotent); applied to every placeholder a prompt lists in its `data_fields`."""
+    for pattern, replacement in _NEUTRALISE:
+        text = pattern.sub(replacement, text)
+    return text
 
 
 @dataclass(frozen=True)
@@ -27,7 +51,16 @@ class Prompt:
     def __getitem__(self, key: str) -> str:
         return self.fields[key]
 
+    @property
+    def data_fields(self) -> frozenset[str]:
+        """Placeholders holding untrusted text (declared in the prompt book as `data_fields`)."""
+        return frozenset(self.fields.get("data_fields", "").replace(",", " ").split())
+
     def render(self, key: str, **values) -> str:
+        """Fill the placeholders of field `key`; values of `data_fields` placeholders are neutralised first."""
+        data = self.data_fields
+        if data:
+            values = {k: neutralise(v) if k in data and isinstance(v, str) else v for k, v in values.items()}
         try:
             return self.fields[key].format(**values)
         except KeyError as exc:
