@@ -95,16 +95,14 @@ def _run_metrics(args) -> int:
 
 
 def _run_bench(args) -> int:
+    from aloe_bench.core.config import emit_report
+
     from .bench import bench_eval
 
     result = bench_eval(n_personas=args.personas, turns=args.turns, persona_source=args.persona_source,
                         model=args.model, reply_max_new_tokens=args.reply_max_new_tokens,
                         user_max_new_tokens=args.user_max_new_tokens)
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.output:
-        with open(args.output, "w") as fh:
-            fh.write(text + "\n")
+    emit_report(result, args.output)
     return 0
 
 
@@ -127,15 +125,13 @@ def _run_bench_hostile(args) -> int:
 
 
 def _run_bench_faults(args) -> int:
+    from aloe_bench.core.config import emit_report
+
     from .bench_faults import bench_faults
 
     result = bench_faults(n_personas=args.personas, turns=args.turns, rates=args.rates, seed=args.seed,
                           timeout_s=args.timeout_s, max_retries=args.max_retries, max_new_tokens=args.max_new_tokens,
                           max_concurrency=args.max_concurrency, persona_source=args.persona_source,
                           base_url=args.base_url, model=args.model)
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.output:
-        with open(args.output, "w") as fh:
-            fh.write(text + "\n")
+    emit_report(result, args.output)
     return 0

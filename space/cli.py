@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 
 
 def register(sub, bench_sub) -> None:
@@ -47,16 +46,14 @@ def _run_space(args) -> int:
 
 
 def _run_bench(args) -> int:
+    from aloe_bench.core.config import emit_report
+
     from .loadtest import run_load_test
 
     overrides = {k: v for k, v in (("max_sessions", args.max_sessions),
                                    ("concurrency_limit", args.concurrency_limit)) if v is not None}
     result = run_load_test(sessions=args.sessions, messages=args.messages, waves=args.waves, backend=args.backend,
                            delay_ms=args.delay_ms, reply_max_new_tokens=args.reply_max_new_tokens, **overrides)
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.output:
-        with open(args.output, "w") as fh:
-            fh.write(text + "\n")
+    emit_report(result, args.output)
     ok = not (result["errors"] or result["leaks"] or result["mismatches"] or result["secret_leaks"])
     return 0 if ok else 1

@@ -89,10 +89,10 @@ def from_folder(folder: str | Path) -> Leaderboard:
 
 def from_hub(repo_id: str, split: str = "train") -> Leaderboard:
     """The `results` config of a Hub dataset whose rows carry the result-file keys."""
-    from datasets import load_dataset
+    from aloe_bench.core.hub_folder import load_dataset_source
 
     try:
-        rows = load_dataset(repo_id, "results", split=split)
+        rows = load_dataset_source(repo_id, "results", split=split)
     except Exception as exc:
         raise LeaderboardError(f"Hub results dataset {repo_id!r} could not be read: {type(exc).__name__}: {exc}") from exc
     board = Leaderboard(source=f"hub:{repo_id}")

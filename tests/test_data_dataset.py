@@ -158,3 +158,25 @@ def test_empty_splits_are_left_out_and_empty_configs_refused(generated, tmp_path
     with pytest.raises(DatasetBuildError, match=r"no rows for config\(s\) sft, dpo"):
         build_dataset(BuildConfig(conversations=str(no_verdicts), output_dir=str(tmp_path / "none")))
     assert not (tmp_path / "none").exists()
+
+
+def test_a_rebuilt_or_same_named_folder_is_never_served_from_a_stale_cache(tmp_path):
+    """`datasets` keys a local folder's cache by base name and config: the project's loader must not."""
+    from datasets import Dataset
+
+    from aloe_bench.core.hub_folder import load_dataset_source
+
+    card = "---\nconfigs:\n- config_name: c\n  data_files:\n  - split: train\n    path: c/train-*.parquet\n---\n"
+
+    def write(folder, n):
+        (folder / "c").mkdir(parents=True, exist_ok=True)
+        (folder / "README.md").write_text(card)
+        Dataset.from_list([{"x": i} for i in range(n)]).to_parquet(str(folder / "c" / "train-00000-of-00001.parquet"))
+
+    first, second = tmp_path / "one" / "data", tmp_path / "two" / "data"  # same base name, as two runs' folders
+    write(first, 3)
+    write(second, 5)
+    assert load_dataset_source(str(first), "c", split="train").num_rows == 3
+    assert load_dataset_source(str(second), "c", split="train").num_rows == 5
+    write(first, 7)  # rebuilt in place
+    assert load_dataset_source(str(first), "c", split="train")["x"] == list(range(7))

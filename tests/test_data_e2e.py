@@ -14,10 +14,13 @@ from aloe_bench.cli import main
 def test_grow_generate_build_load(tmp_path, capsys):
     pools = tmp_path / "pools"
     assert main(["personas", "grow", "--kind", "profile", "--output_dir", str(pools), "--max_rounds", "1",
-                 "--per_round", "3", "--examples", "2", "--max_new_tokens", "64", "--no_progress"]) == 0
+                 "--requests_per_round", "3", "--examples", "2", "--max_new_tokens", "64", "--no_progress"]) == 0
     grown = json.loads(capsys.readouterr().out)
     assert grown["rounds"] == 1 and grown["generator"].startswith("embedded")
     assert grown["embedder"] == "sentence-transformers/all-MiniLM-L6-v2"
+    (record,) = [json.loads(x) for x in (pools / "profiles_rounds.jsonl").read_text().splitlines()]
+    # the embedded model answers each one-item request with a usable paragraph (it ignores "- " list formats)
+    assert record["requests"] == 3 and record["candidates"] >= 2 and record["kept"] + record["rejected"] >= 2
 
     gen = tmp_path / "gen"
     args = ["generate", "--output_dir", str(gen), "--profiles", str(pools / "profiles.jsonl"),

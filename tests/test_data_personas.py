@@ -13,6 +13,7 @@ from aloe_bench.training.personas import (
     grow_pool,
     open_pool,
     parse_items,
+    parse_single,
     pool_overlap,
     read_any_pool,
     select_novel,
@@ -51,6 +52,51 @@ def test_parse_items_reads_bullets_and_numbers_and_skips_noise():
     assert parse_items(text, min_chars=15) == ["A retired nurse from Leeds who grows roses.",
                                                "A young welder in Ohio who races bikes."]
     assert parse_items(None) == []
+
+
+@pytest.mark.parametrize("answer, expected", [
+    # a plain paragraph whose last sentence was cut by the token limit
+    ("A 52-year-old ferry mechanic in Bergen. He keeps bees and sings in a choir. His daughter stu",
+     "A 52-year-old ferry mechanic in Bergen. He keeps bees and sings in a choir."),
+    # lead-in and title lines are skipped; the first list item wins; markdown bold is dropped
+    ("Here is a new profile:\n\n**Profile 1: The Baker**\n\n- A **night-shift** baker from Lyon who climbs.\n"
+     "- A second one that should not be taken at all.", "A night-shift baker from Lyon who climbs."),
+    # a numbered list item continues on its line only
+    ("1. Warm and chatty, she tells long stories and laughs at her own jokes.\n2. Another one here, not taken.",
+     "Warm and chatty, she tells long stories and laughs at her own jokes."),
+    # nothing but a lead-in, or too short: no item
+    ("Sure! Here are some examples:", None),
+    ("- Too short.", None),
+    ("", None),
+])
+def test_parse_single_takes_one_item_from_a_free_form_answer(answer, expected):
+    assert parse_single(answer, min_chars=25) == ([] if expected is None else [expected])
+
+
+def test_select_novel_drops_off_topic_candidates_only_when_asked():
+    e = np.eye(4, dtype=np.float32)
+    close = (e[0] + e[1]) / np.sqrt(2)  # cosine 0.71 to the pool item: novel at 0.75, on topic at 0.5
+    far = e[3]  # cosine 0 to the pool item
+    decisions = select_novel(["close", "far"], np.stack([close, far]), ["p0"], e[[0]], threshold=0.75,
+                             min_similarity=0.5)
+    assert [(d.kept, d.reason) for d in decisions] == [(True, None), (False, "off_topic")]
+    assert all(d.kept for d in select_novel(["close", "far"], np.stack([close, far]), ["p0"], e[[0]], 0.75))
+    with pytest.raises(ValueError, match="min_similarity"):
+        GrowConfig(min_similarity=0.7, threshold=0.6)
+
+
+def test_one_item_requests_use_the_one_item_wording_and_record_unparsed_answers(tmp_path):
+    answers = iter(["A 70-year-old retired ferry pilot from Oban who paints gulls and lives with two cats.",
+                    "Here are the profiles:"] * 10)
+    backend = ScriptedBackend(fn=lambda messages, config: next(answers))
+    cfg = GrowConfig(kind="profile", output_dir=str(tmp_path), max_rounds=1, progress=False, requests_per_round=2)
+    summary = grow_pool(cfg, backend=backend, embedder=WordEmbedder())
+    assert cfg.per_round == 1 and summary["kept"] == 1
+    prompt = backend.calls[0][0][0][1]["content"]
+    assert "Write one new profile" in prompt and "one per line" not in prompt
+    (record,) = [json.loads(x) for x in (tmp_path / "profiles_rounds.jsonl").read_text().splitlines()]
+    assert record["candidates"] == 1 and record["unparsed"] == 1
+    assert record["unparsed_examples"] == ["Here are the profiles:"]
 
 
 def test_select_novel_uses_pool_and_earlier_kept_candidates():
@@ -116,7 +162,7 @@ def test_grow_stops_when_acceptance_falls(tmp_path):
 
 def test_grown_folder_is_a_persona_source(tmp_path):
     for kind in ("profile", "personality"):
-        grow_pool(GrowConfig(kind=kind, output_dir=str(tmp_path), max_rounds=1, progress=False),
+        grow_pool(GrowConfig(kind=kind, output_dir=str(tmp_path), max_rounds=1, progress=False, per_round=2),
                   backend=ScriptedBackend(fn=_answer(["delta", "omega"])), embedder=WordEmbedder())
     personas = load_persona_set(str(tmp_path), max_personalities=None)
     assert len(personas) == 26 * 26

@@ -29,7 +29,7 @@ from pathlib import Path
 from unittest import mock
 
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from aloe_bench.core.personas import PersonaFileError, RepairWarning, load_persona_set, read_pool

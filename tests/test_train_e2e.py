@@ -121,6 +121,7 @@ def test_harness_scores_the_checkpoint_and_the_card_carries_it(dpo_dir):
     folder = build_push_folder(dpo_dir, repo_id="someone/aloe-dpo-tiny")
     card = (folder / "README.md").read_text()
     assert "base_model: HuggingFaceTB/SmolLM2-135M-Instruct" in card
+    assert "\n# aloe-dpo-tiny\n" in card  # the title is the repo name
     assert str(dpo_dir) not in card.split("---")[1]  # no local path in the metadata
     assert "model-index" in card and "AL@1" in card and "AL@2" in card
     from huggingface_hub import ModelCard

@@ -194,10 +194,10 @@ def render_card(checkpoint: str | Path, repo_id: str | None = None, eval_results
         method = "IPO"
     dataset = info["dataset"]
     datasets = [dataset] if dataset and not Path(dataset).exists() else []
+    model_name = model_name or (repo_id.split("/")[-1] if repo_id else checkpoint.name)
     card_data = ModelCardData(
         base_model=info["base_model"], datasets=datasets or None, library_name="transformers",
-        license=KNOWN_LICENSES.get(info["base_model"]), pipeline_tag="text-generation", model_name=model_name
-        or (repo_id.split("/")[-1] if repo_id else checkpoint.name),
+        license=KNOWN_LICENSES.get(info["base_model"]), pipeline_tag="text-generation", model_name=model_name,
         tags=["aloe", "personalization", "trl", stage, *(["ipo"] if method == "IPO" else []),
               *(["lora"] if info.get("lora") else [])],
         eval_results=_eval_results(eval_results, dataset, repo_id) if eval_results else None,
@@ -212,7 +212,7 @@ def render_card(checkpoint: str | Path, repo_id: str | None = None, eval_results
     recipe = (checkpoint / RECIPE_FILE).read_text().strip() if (checkpoint / RECIPE_FILE).exists() else None
     results_rows = [("this model", eval_results)] if eval_results else []
     return ModelCard.from_template(
-        card_data, template_str=TEMPLATE,
+        card_data, template_str=TEMPLATE, model_name=model_name,  # to_dict() folds model_name into model-index
         summary=(f"A personalised-alignment fine-tune of {info['base_model']} on ALOE data (the benchmark of "
                  "*Aligning LLMs with Individual Preferences via Interaction*, COLING 2025), trained with "
                  f"aloe-bench and TRL: {method}."),
@@ -234,12 +234,12 @@ def _display(path_or_id: str) -> str:
 
 
 def build_push_folder(checkpoint: str | Path, repo_id: str | None = None, eval_source: str | Path | None = None,
-                      extra: str | None = None) -> Path:
+                      extra: str | None = None, model_name: str | None = None) -> Path:
     """Write README.md into the checkpoint and assemble `<checkpoint>/hub/`: exactly the files to upload
     (weights, tokenizer, card, recipe, run info, metrics). Files are hard-linked when possible (no extra disk)."""
     checkpoint = Path(checkpoint)
     results = find_eval_results(checkpoint, eval_source)
-    card = render_card(checkpoint, repo_id=repo_id, eval_results=results, extra=extra)
+    card = render_card(checkpoint, repo_id=repo_id, eval_results=results, extra=extra, model_name=model_name)
     card.save(checkpoint / "README.md")
     if results is not None:
         clean = {k: v for k, v in results.items() if not k.startswith("_")}

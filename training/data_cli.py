@@ -132,12 +132,10 @@ def _push(args) -> int:
 
 
 def _bench(args) -> int:
+    from aloe_bench.core.config import emit_report
+
     from .personas import bench_dedup
 
     result = bench_dedup(args.candidates, args.pool, args.naive_pairs, args.threshold)
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.output:
-        with open(args.output, "w") as fh:
-            fh.write(text + "\n")
+    emit_report(result, args.output)
     return 0

@@ -20,7 +20,7 @@ from pathlib import Path
 import yaml
 
 from aloe_bench.core import schema
-from aloe_bench.core.hub_folder import check_dataset_folder
+from aloe_bench.core.hub_folder import check_dataset_folder, load_dataset_source
 from aloe_bench.core.personas import PersonaFileError, load_persona_set, read_jsonl
 
 from .generate import CONVERSATIONS_FILE, META_FILE, count_conversations
@@ -313,7 +313,7 @@ def render_card(cfg: BuildConfig, rows: dict, counts: dict, meta: dict | None) -
 # ---------------------------------------------------------------------------------------------------
 def build_dataset(cfg: BuildConfig) -> dict:
     """Validate the input, write every config into a temp folder, check it loads, then rename it into place."""
-    from datasets import Dataset, load_dataset
+    from datasets import Dataset
 
     source = Path(cfg.conversations)
     records = read_conversations(source)
@@ -346,7 +346,7 @@ def build_dataset(cfg: BuildConfig) -> dict:
         for name in SPLITS:  # the folder must load exactly as the Hub would load it
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                data = load_dataset(str(tmp), name)
+                data = load_dataset_source(str(tmp), name)
             loaded[name] = {split: data[split].num_rows for split in data}
             if loaded[name] != {k: v for k, v in counts["rows"][name].items() if v}:
                 raise DatasetBuildError(f"{tmp}: config {name} loads as {loaded[name]}, wrote {counts['rows'][name]}")

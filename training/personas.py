@@ -40,14 +40,19 @@ class GrowConfig:
     api_key_env: str = field(default="OPENAI_API_KEY", metadata={"help": "Env var holding the API key."})
     embedder: str | None = field(default=None, metadata={"help": "sentence-transformers model (default: bundled MiniLM)."})
     threshold: float = field(default=0.6, metadata={"help": "Drop a candidate whose cosine to any item exceeds this."})
+    min_similarity: float = field(default=0.0, metadata={
+        "help": "Drop a candidate whose nearest pool item is less similar than this (off topic); 0 turns it off."})
     examples: int = field(default=5, metadata={"help": "Pool items shown as few-shot examples per request."})
-    per_round: int = field(default=20, metadata={"help": "New items asked for per request."})
-    requests_per_round: int = field(default=1, metadata={"help": "Requests per round (sent as one batch)."})
+    per_round: int = field(default=1, metadata={
+        "help": "New items asked for per request. 1 (default) takes each whole answer as one item, which small "
+                "models follow; larger models can return a '- ' list of 20 (the paper's setting)."})
+    requests_per_round: int = field(default=20, metadata={"help": "Requests per round (sent as one batch)."})
     max_rounds: int = field(default=10, metadata={"help": "Stop after this many rounds in total."})
     target_size: int | None = field(default=None, metadata={"help": "Stop once the pool holds this many items."})
     window: int = field(default=3, metadata={"help": "Rounds over which the acceptance rate is measured."})
     min_acceptance: float = field(default=0.05, metadata={"help": "Stop when acceptance over the window falls below."})
-    max_new_tokens: int = field(default=768, metadata={"help": "Generator max new tokens per request."})
+    max_new_tokens: int = field(default=160, metadata={
+        "help": "Generator max new tokens per request (raise it with per_round, e.g. 768 for 20 items)."})
     temperature: float = field(default=0.9, metadata={"help": "Generator temperature."})
     min_chars: int = field(default=25, metadata={"help": "Ignore parsed lines shorter than this."})
     seed: int = field(default=0, metadata={"help": "Seed for example sampling and generation."})
@@ -58,6 +63,8 @@ class GrowConfig:
             raise ValueError(f"kind {self.kind!r}: choose one of {KINDS}")
         if not 0.0 < self.threshold <= 1.0:
             raise ValueError(f"threshold must be in (0, 1], got {self.threshold}")
+        if not 0.0 <= self.min_similarity < self.threshold:
+            raise ValueError(f"min_similarity must be in [0, threshold={self.threshold}), got {self.min_similarity}")
         if self.examples < 1 or self.per_round < 1 or self.requests_per_round < 1 or self.window < 1:
             raise ValueError("examples, per_round, requests_per_round and window must be >= 1")
 
@@ -98,11 +105,13 @@ class Decision:
     kept: bool
     nearest: str | None
     similarity: float | None
+    reason: str | None = None  # why a candidate was dropped: "duplicate" or "off_topic"
 
 
 def select_novel(candidates: list[str], cand_emb: np.ndarray, pool_ids: list[str], pool_emb: np.ndarray,
-                 threshold: float) -> list[Decision]:
-    """Keep a candidate when its cosine to every pool item and every earlier kept candidate is <= threshold.
+                 threshold: float, min_similarity: float = 0.0) -> list[Decision]:
+    """Keep a candidate when its cosine to every pool item and every earlier kept candidate is <= threshold,
+    and (when `min_similarity` > 0) its nearest pool item is at least that close: far from everything is off topic.
 
     One matrix product against the pool and one among the candidates; the greedy pass over the
     candidate-candidate block is O(n^2) lookups with no re-encoding.
@@ -116,16 +125,44 @@ def select_novel(candidates: list[str], cand_emb: np.ndarray, pool_ids: list[str
         if to_pool.shape[1]:
             j = int(np.argmax(to_pool[i]))
             best_sim, best_id = float(to_pool[i, j]), pool_ids[j]
+        on_topic = best_id is None or best_sim >= min_similarity
         if kept_rows:
             sims = among[i, kept_rows]
             j = int(np.argmax(sims))
             if float(sims[j]) > best_sim:
                 best_sim, best_id = float(sims[j]), f"candidate:{kept_rows[j]}"
-        keep = best_id is None or best_sim <= threshold
-        decisions.append(Decision(text, keep, best_id, None if best_id is None else round(best_sim, 6)))
+        novel = best_id is None or best_sim <= threshold
+        keep = novel and on_topic
+        reason = None if keep else ("duplicate" if not novel else "off_topic")
+        decisions.append(Decision(text, keep, best_id, None if best_id is None else round(best_sim, 6), reason))
         if keep:
             kept_rows.append(i)
     return decisions
+
+
+_LEAD_IN = re.compile(r"^\s*(?:\*\*[^*]+\*\*|#+ .*|.*:)\s*$")  # "Here is one:", "**Persona 1**", "## Title"
+_SENTENCE_END = re.compile(r"[.!?][\"')\]]?(?=\s|$)")
+
+
+def _complete_sentences(text: str) -> str:
+    """Drop a trailing sentence cut off by the token limit, when at least one sentence is complete."""
+    ends = [m.end() for m in _SENTENCE_END.finditer(text)]
+    return text[: ends[-1]] if ends else text
+
+
+def parse_single(text: str | None, min_chars: int = 25) -> list[str]:
+    """One item from an answer asked for exactly one: the first list item if the answer is a list, else its first
+    paragraph that is not a lead-in or title; a sentence cut off by the token limit is dropped."""
+    for paragraph in re.split(r"\n\s*\n", (text or "").strip()):
+        lines = [line for line in paragraph.splitlines() if line.strip() and not _LEAD_IN.match(line)]
+        if not lines:
+            continue
+        bullets = [line for line in lines if _BULLET.match(line)]
+        item = _BULLET.sub("", bullets[0], count=1) if bullets else " ".join(lines)
+        item = _complete_sentences(re.sub(r"\s+", " ", item.replace("**", "")).strip().strip('"').strip())
+        if len(item) >= min_chars:
+            return [item]
+    return []
 
 
 def parse_items(text: str | None, min_chars: int = 25) -> list[str]:
@@ -262,7 +299,8 @@ def grow_requests(cfg: GrowConfig, pool: list[PoolItem], round_number: int, prom
         examples = "\n".join(f"- {item.text}" for item in shown)
         requests.append([
             {"role": "system", "content": prompt["system"]},
-            {"role": "user", "content": prompt.render("user", examples=examples, n=cfg.per_round)},
+            {"role": "user", "content": prompt.render("user_one" if cfg.per_round == 1 else "user", examples=examples,
+                                                      n=cfg.per_round)},
         ])
     return requests
 
@@ -295,12 +333,17 @@ def grow_pool(cfg: GrowConfig, backend=None, embedder=None) -> dict:
             began = time.perf_counter()
             completions = backend.generate(grow_requests(cfg, state.items, number, prompts), config)
             failures = [c.error for c in completions if not c.ok]
-            candidates = []
+            parse = parse_single if cfg.per_round == 1 else parse_items
+            candidates, unparsed = [], []
             for completion in completions:
                 if completion.ok:
-                    candidates += [t for t in parse_items(completion.text, cfg.min_chars) if t not in candidates]
+                    items = parse(completion.text, cfg.min_chars)
+                    candidates += [t for t in items if t not in candidates]
+                    if not items:
+                        unparsed.append(completion.text)
             cand_emb = embed(embedder, candidates)
-            decisions = select_novel(candidates, cand_emb, [r["id"] for r in state.rows], pool_emb, cfg.threshold)
+            decisions = select_novel(candidates, cand_emb, [r["id"] for r in state.rows], pool_emb, cfg.threshold,
+                                     cfg.min_similarity)
             kept_ids: dict[str, str] = {}
             new_rows, rejected_rows = [], []
             for position, decision in enumerate(decisions):
@@ -315,11 +358,14 @@ def grow_pool(cfg: GrowConfig, backend=None, embedder=None) -> dict:
                                      "similarity": decision.similarity, "generator": backend.model_id})
                 else:
                     rejected_rows.append({"round": number, "text": decision.text, "nearest": nearest,
-                                          "similarity": decision.similarity})
+                                          "similarity": decision.similarity, "reason": decision.reason})
             record = {"round": number, "requests": len(completions), "request_failures": len(failures),
-                      "errors": failures[:3], "candidates": len(candidates), "kept": len(new_rows),
+                      "errors": failures[:3], "candidates": len(candidates), "unparsed": len(unparsed),
+                      # answers that yielded no item are kept (clipped) so a 0-candidate round can be diagnosed
+                      "unparsed_examples": [text[:400] for text in unparsed[:3]], "kept": len(new_rows),
                       "rejected": len(rejected_rows), "pool_size": len(state.rows) + len(new_rows),
                       "wall_s": round(time.perf_counter() - began, 3), "generator": backend.model_id,
+                      "off_topic": sum(d.reason == "off_topic" for d in decisions),
                       "embedder": embedder_name, "threshold": cfg.threshold}
             # Pool rows first, the round line last: `open_pool` drops rows of a round with no log line.
             _append_lines(pool_path, new_rows)

@@ -70,10 +70,10 @@ def base_model_of(folder: Path) -> str | None:
 
 def load_split(dataset: str, config: str, split: str, revision: str | None = None):
     """Load one split of one config from a Hub dataset id or a local dataset folder (same layout)."""
-    from datasets import load_dataset
+    from aloe_bench.core.hub_folder import load_dataset_source
 
     try:
-        return load_dataset(dataset, config, split=split, revision=revision)
+        return load_dataset_source(dataset, config, split=split, revision=revision)
     except ValueError as exc:
         raise TrainingDataError(f"dataset {dataset!r}, config {config!r}, split {split!r}: {exc}") from exc
 

@@ -8,7 +8,9 @@ model card. Every step writes into `work_dir` and is skipped (or resumed) when i
 from __future__ import annotations
 
 import json
+import os
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,24 +25,55 @@ class ReproduceConfig:
     recipes: str | None = field(default=None, metadata={
         "help": "Folder with sft.yaml and dpo.yaml (default: training/recipes/embedded)."})
     grow_rounds: int = field(default=1, metadata={"help": "Persona-growth rounds per pool (profiles, personalities)."})
-    n_conversations: int = field(default=24, metadata={"help": "Training conversations to generate."})
-    gen_turns: int = field(default=4, metadata={"help": "Turns per training conversation."})
-    eval_personas: int = field(default=10, metadata={"help": "Eval personas (of the packaged 100) per model."})
-    eval_turns: int = field(default=10, metadata={"help": "Turns per eval conversation."})
+    grow_requests: int = field(default=20, metadata={"help": "One-item growth requests per round (one batch)."})
+    grow_min_similarity: float = field(default=0.3, metadata={
+        "help": "Drop grown items whose nearest pool item is less similar than this (off-topic text)."})
+    grow_max_new_tokens: int = field(default=160, metadata={"help": "Token limit of one grown item."})
+    n_conversations: int = field(default=16, metadata={"help": "Training conversations to generate."})
+    gen_turns: int = field(default=3, metadata={"help": "Turns per training conversation."})
+    eval_personas: int = field(default=8, metadata={"help": "Eval personas (of the packaged 100) per model."})
+    eval_turns: int = field(default=6, metadata={"help": "Turns per eval conversation."})
     reply_max_new_tokens: int = field(default=64, metadata={"help": "Reply length in generation and evaluation."})
     max_steps: int = field(default=-1, metadata={"help": "Cap optimizer steps per training stage (-1: one epoch)."})
     card: str = field(default="model_card.md", metadata={"help": "Where to write the model card with the table."})
-    tiny: bool = field(default=False, metadata={"help": "Smoke preset: 4 conversations x 2 turns, 2 personas x 2 turns."})
+    tiny: bool = field(default=False, metadata={
+        "help": "Smoke preset (minutes): 2 growth requests, 4 conversations x 2 turns, 2 training steps, 2 personas x "
+                "2 turns."})
     seed: int = field(default=0, metadata={"help": "Seed of every step."})
 
     def __post_init__(self):
         if self.tiny:
-            self.grow_rounds, self.n_conversations, self.gen_turns = 1, 4, 2
+            self.grow_rounds, self.grow_requests, self.grow_max_new_tokens = 1, 2, 48
+            self.n_conversations, self.gen_turns = 4, 2
             self.eval_personas, self.eval_turns, self.reply_max_new_tokens, self.max_steps = 2, 2, 24, 2
 
 
 def _log(step: str, text: str) -> None:
     print(f"[reproduce:{step}] {text}", flush=True)
+
+
+class StepTimes:
+    """Wall time per step summed over every invocation, kept in `steps.json`: a resumed run adds only what it
+    redid, so the card reports the pipeline's real cost rather than the last (short) invocation's."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.seconds: dict[str, float] = json.loads(path.read_text()) if path.exists() else {}
+
+    @contextmanager
+    def step(self, name: str):
+        began = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = round(self.seconds.get(name, 0.0) + time.perf_counter() - began, 1)
+            tmp = self.path.with_name(f".{self.path.name}.tmp")
+            tmp.write_text(json.dumps(self.seconds, indent=2) + "\n")
+            os.replace(tmp, self.path)
+
+    @property
+    def total(self) -> float:
+        return round(sum(self.seconds.values()), 1)
 
 
 def grow_personas(cfg: ReproduceConfig, root: Path) -> tuple[dict[str, Path], dict[str, dict]]:
@@ -49,7 +82,8 @@ def grow_personas(cfg: ReproduceConfig, root: Path) -> tuple[dict[str, Path], di
     pools, summaries = {}, {}
     for kind in ("profile", "personality"):
         grow = GrowConfig(kind=kind, output_dir=str(root / "pools"), model=cfg.model, max_rounds=cfg.grow_rounds,
-                          seed=cfg.seed)
+                          requests_per_round=cfg.grow_requests, min_similarity=cfg.grow_min_similarity,
+                          max_new_tokens=cfg.grow_max_new_tokens, seed=cfg.seed)
         summary = grow_pool(grow)
         pools[kind], summaries[kind] = pool_paths(grow)[0], summary
         _log("personas", f"{kind}: {json.dumps(summary, default=str)[:300]}")
@@ -151,18 +185,24 @@ def run_reproduce(cfg: ReproduceConfig) -> dict:
     """Run (or resume) every step; write the card; return paths and metrics."""
     from aloe_bench.training.card import build_push_folder, read_info
 
-    began = time.perf_counter()
     root = Path(cfg.work_dir)
     root.mkdir(parents=True, exist_ok=True)
-    pools, growth = grow_personas(cfg, root)
-    generated, data_counts = generate(cfg, root, pools)
-    dataset = build_dataset_folder(cfg, root, generated)
-    checkpoints = train(cfg, root, dataset)
-    results = evaluate(cfg, root, {"base": cfg.model, "sft": str(checkpoints["sft"]),
-                                   "dpo": str(checkpoints["dpo"])})
+    times = StepTimes(root / "steps.json")
+    with times.step("personas"):
+        pools, growth = grow_personas(cfg, root)
+    with times.step("generate"):
+        generated, data_counts = generate(cfg, root, pools)
+    with times.step("dataset"):
+        dataset = build_dataset_folder(cfg, root, generated)
+    with times.step("train"):
+        checkpoints = train(cfg, root, dataset)
+    with times.step("eval"):
+        results = evaluate(cfg, root, {"base": cfg.model, "sft": str(checkpoints["sft"]),
+                                       "dpo": str(checkpoints["dpo"])})
     preference = read_info(checkpoints["dpo"]).get("preference_eval")
-    section = reproduce_section(cfg, results, preference, time.perf_counter() - began, growth, data_counts)
-    folder = build_push_folder(checkpoints["dpo"], extra=section)
+    section = reproduce_section(cfg, results, preference, times.total, growth, data_counts)
+    base = "smollm2-135m-instruct" if cfg.model == "embedded" else Path(cfg.model.rstrip("/")).name.lower()
+    folder = build_push_folder(checkpoints["dpo"], extra=section, model_name=f"{base}-aloe-sft-dpo")
     card = Path(cfg.card)
     card.write_text((folder / "README.md").read_text())
     (root / "reproduce.json").write_text(json.dumps({
@@ -170,7 +210,7 @@ def run_reproduce(cfg: ReproduceConfig) -> dict:
         "metrics": {k: {m: r["metrics"].get(m) for m in ("AL", "AL_avg", "IR", "N_IR")} for k, r in results.items()},
         "results_files": {k: r.get("results_file") for k, r in results.items()}, "preference_eval": preference,
         "persona_growth": growth, "generation": data_counts,
-        "wall_s": round(time.perf_counter() - began, 1)}, indent=2, default=str))
+        "wall_s": times.total, "step_wall_s": times.seconds}, indent=2, default=str))
     _log("card", f"wrote {card} (and {folder / 'README.md'}); summary in {root / 'reproduce.json'}")
     return {"card": str(card), "checkpoints": checkpoints, "results": results}
 

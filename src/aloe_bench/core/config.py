@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
 from pathlib import Path
 
 import yaml
@@ -53,3 +55,14 @@ def dataclass_from_args(args, dtype):
     """Build `dtype` from the parsed namespace (its fields only)."""
     names = {f.name for f in dataclasses.fields(dtype) if f.init}
     return dtype(**{k: v for k, v in vars(args).items() if k in names})
+
+
+def emit_report(report: dict, output: str | Path | None = None) -> None:
+    """Print a benchmark's JSON report and, with `output`, write the same text there (atomically)."""
+    text = json.dumps(report, indent=2, ensure_ascii=False)
+    print(text)
+    if output:
+        path = Path(output)
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(text + "\n", encoding="utf-8")
+        os.replace(tmp, path)

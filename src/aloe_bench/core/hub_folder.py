@@ -165,3 +165,32 @@ def check_dataset_folder(folder: str | Path, required: dict[str, tuple[str, ...]
             needed = (columns or {}).get(name)
             counts[name][split] = sum(check_parquet(f, name, error, read_rows, needed) for f in files)
     return counts
+
+
+def _folder_cache_dir(folder: Path) -> str:
+    """A `datasets` cache folder keyed by the folder's resolved path and its files' names, sizes and mtimes.
+
+    `datasets` (5.x) keys the cache of a local dataset folder by its base name and config only: a folder that
+    was rebuilt in place, or another folder with the same name, is served the first one's stale rows (and
+    everything mapped from them). A content-addressed cache folder gives each version its own cache.
+    """
+    import hashlib
+
+    from datasets import config as datasets_config
+
+    digest = hashlib.sha256(str(folder.resolve()).encode())
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        stat = path.stat()
+        digest.update(f"\n{path.relative_to(folder)}\0{stat.st_size}\0{stat.st_mtime_ns}".encode())
+    return str(Path(datasets_config.HF_DATASETS_CACHE) / "aloe-local" / digest.hexdigest()[:20])
+
+
+def load_dataset_source(source: str, config: str | None = None, **kwargs):
+    """`datasets.load_dataset` for a Hub dataset id or a local folder laid out like one; a local folder always
+    reads its current files (see `_folder_cache_dir`)."""
+    from datasets import load_dataset
+
+    folder = Path(source)
+    if folder.is_dir() and "cache_dir" not in kwargs:
+        kwargs["cache_dir"] = _folder_cache_dir(folder)
+    return load_dataset(source, config, **kwargs)

@@ -272,9 +272,7 @@ def load_persona_set(source: str = "default", max_personalities: int | None = 5,
 
 
 def _load_dataset_personas(repo_or_folder: str, split: str, source: str) -> PersonaSet:
-    from datasets import load_dataset
-
-    from .hub_folder import check_dataset_folder
+    from .hub_folder import check_dataset_folder, load_dataset_source
 
     local = Path(repo_or_folder).is_dir()
     if local:  # a folder is checked first, so a broken one is named precisely (file, field) before datasets reads it
@@ -283,7 +281,7 @@ def _load_dataset_personas(repo_or_folder: str, split: str, source: str) -> Pers
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            rows = load_dataset(repo_or_folder, "personas", split=split)
+            rows = load_dataset_source(repo_or_folder, "personas", split=split)
     except Exception as exc:  # datasets raises many types (ValueError, FileNotFoundError, ArrowInvalid, ...)
         raise PersonaFileError(f"{source}: cannot load config 'personas', split {split!r} "
                                f"({type(exc).__name__}: {str(exc)[:300]})") from None
