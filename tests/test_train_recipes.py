@@ -53,7 +53,7 @@ def test_cli_flags_override_the_recipe():
                                "--output_dir", "/tmp/x", "--push-to-hub", "org/name"])
     assert args.beta == 0.25 and args.loss_type == ["ipo"] and args.output_dir == "/tmp/x"
     assert args.push_to_hub == "org/name"
-    assert args.learning_rate == 5e-6  # untouched recipe value
+    assert args.learning_rate == 5e-5  # untouched recipe value
     assert args.effective_recipe["beta"] == 0.25 and args.effective_recipe["loss_type"] == ["ipo"]
     assert args.effective_recipe["dataset_config"] == "dpo"
 

@@ -44,6 +44,9 @@ def test_section_has_one_row_per_model_with_every_turn_and_the_caveat():
     assert [r.split("|")[1].strip() for r in rows] == ["Base (SmolLM2-135M-Instruct)", "SFT (preferred)", "SFT + DPO"]
     assert "| 3.00 | 2.00 | 1.00 |" in rows[2] and "-0.5000" in rows[2]  # AL per turn, then IR = slope -0.5
     assert "AL@3" in text and "N_IR" in text and "cannot tell" in text
+    counts = {"judge_picked_preferred": 22, "judge_picked_rejected": 26}
+    text = reproduce_section(ReproduceConfig(), results, None, 600.0, data_counts=counts)
+    assert "22 times of 48 (46%)" in text and "10 minutes of wall time" in text
 
 
 @pytest.mark.slow

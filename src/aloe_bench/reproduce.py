@@ -163,8 +163,9 @@ def reproduce_section(cfg: ReproduceConfig, results: dict[str, dict], preference
     lines = [
         "## Small-scale reproduction (`aloe reproduce`)",
         "",
-        f"One command ran the whole pipeline on `{cfg.model}` in {wall_s / 60:.0f} minutes on this machine (2 CPU "
-        f"cores): {_growth_text(cfg, growth)}, {cfg.n_conversations} generated conversations of "
+        f"`aloe reproduce` ran the whole pipeline on `{cfg.model}` in {wall_s / 60:.0f} minutes of wall time on this "
+        f"machine (2 CPU cores; summed over its invocations, per step in `steps.json`): {_growth_text(cfg, growth)}, "
+        f"{cfg.n_conversations} generated conversations of "
         f"{cfg.gen_turns} turns, the dataset, SFT on the preferred replies, DPO from the SFT model, and ALOE on the "
         f"first {cfg.eval_personas} eval personas for {cfg.eval_turns} turns, with the same model as user simulator "
         "and judge. AL@k is the mean judge score (1-5) at turn k; IR and N_IR are the slopes of the AL curve "
@@ -172,6 +173,11 @@ def reproduce_section(cfg: ReproduceConfig, results: dict[str, dict], preference
         "",
         aloe_table(rows),
     ]
+    picks = (data_counts or {}).get("judge_picked_preferred"), (data_counts or {}).get("judge_picked_rejected")
+    if None not in picks and sum(picks):
+        lines += ["", f"Training pairs: the pair judge picked the reply written with the revealed persona {picks[0]} "
+                      f"times of {sum(picks)} ({picks[0] / sum(picks):.0%}). Near 50% the labels carry little "
+                      "preference signal for SFT or DPO to learn, which is what a judge of this size gives."]
     if preference:
         pol, ref = preference["policy_raw"], preference["reference_raw"]
         lines += ["", f"On {preference['pairs']} held-out preference pairs the DPO model's implicit-reward accuracy "
