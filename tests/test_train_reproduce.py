@@ -67,7 +67,7 @@ def test_tiny_reproduce_runs_every_step_writes_the_card_and_resumes(tmp_path, ca
     assert rounds[0]["requests"] == 2 and rounds[0]["candidates"] + rounds[0]["unparsed"] == 2
     text = card.read_text()
     table = [line for line in text.split("## Small-scale reproduction")[1].splitlines() if line.startswith("| ")]
-    assert [row.split("|")[1].strip() for row in table[2:5]] == [
+    assert [row.split("|")[1].strip() for row in table[1:4]] == [
         "Base (SmolLM2-135M-Instruct)", "SFT (preferred)", "SFT + DPO"]
     assert "AL@2" in table[0] and "\n# smollm2-135m-instruct-aloe-sft-dpo\n" in text
     capsys.readouterr()
