@@ -15,8 +15,6 @@ it is counted, never turned into a number.
 
 from __future__ import annotations
 
-import json
-import os
 import sys
 import time
 from collections import Counter
@@ -24,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from aloe_bench.core.backends import load_backend
+from aloe_bench.core.config import atomic_write_json
 from aloe_bench.core.judge import Judge, JudgeConfig, JudgeItem
 from aloe_bench.core.personas import PersonaFileError, load_persona_set, packaged_data, read_jsonl
 from aloe_bench.core.prompts import load_prompts
@@ -209,11 +208,5 @@ def bench_hostile(judge_model: str = "embedded", presets: str = "paper,robust", 
             answers = Counter(" ".join((v.raw or "").split())[:80] for v in verdicts)
             report["presets"][label]["top_answers"] = [{"answer": a, "count": n} for a, n in answers.most_common(5)]
         if output:
-            _write_json(Path(output), report)
+            atomic_write_json(output, report)
     return report
-
-
-def _write_json(path: Path, report: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)

@@ -9,6 +9,8 @@ import time
 from importlib import metadata
 from pathlib import Path
 
+from aloe_bench.core.config import atomic_write_json
+
 PACKAGES = ("aloe-bench", "torch", "transformers", "datasets", "evaluate", "huggingface-hub",
             "sentence-transformers", "openai", "trl", "peft", "gradio", "vllm")
 
@@ -25,12 +27,6 @@ def package_versions() -> dict[str, str | None]:
 
 def fingerprint(payload: dict) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def atomic_write_json(path: Path, data: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
 
 
 class RunFiles:

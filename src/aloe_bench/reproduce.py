@@ -8,12 +8,12 @@ model card. Every step writes into `work_dir` and is skipped (or resumed) when i
 from __future__ import annotations
 
 import json
-import os
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from aloe_bench.core.config import atomic_write_json
 
 
 @dataclass
@@ -67,9 +67,7 @@ class StepTimes:
             yield
         finally:
             self.seconds[name] = round(self.seconds.get(name, 0.0) + time.perf_counter() - began, 1)
-            tmp = self.path.with_name(f".{self.path.name}.tmp")
-            tmp.write_text(json.dumps(self.seconds, indent=2) + "\n")
-            os.replace(tmp, self.path)
+            atomic_write_json(self.path, self.seconds)
 
     @property
     def total(self) -> float:

@@ -57,12 +57,16 @@ def dataclass_from_args(args, dtype):
     return dtype(**{k: v for k, v in vars(args).items() if k in names})
 
 
+def atomic_write_json(path: str | Path, data) -> None:
+    """Write JSON through a temp file and a rename, so a reader (or a crash) never sees half a file."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
 def emit_report(report: dict, output: str | Path | None = None) -> None:
     """Print a benchmark's JSON report and, with `output`, write the same text there (atomically)."""
-    text = json.dumps(report, indent=2, ensure_ascii=False)
-    print(text)
+    print(json.dumps(report, indent=2, ensure_ascii=False))
     if output:
-        path = Path(output)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(text + "\n", encoding="utf-8")
-        os.replace(tmp, path)
+        atomic_write_json(output, report)

@@ -192,26 +192,35 @@ def _optional_id(value: dict, field: str, where: str) -> str | None:
     return item
 
 
-def read_persona_file(path: str | Path) -> list[Persona]:
-    """This project's persona-set format: one object per line with `profile` and `personality`."""
-    path = Path(path)
+def _personas_from_rows(rows) -> list[Persona]:
+    """Personas from `(where, default_id, row)` triples: texts required, ids optional but unique; errors say `where`."""
     personas, seen = [], set()
-    for index, (number, value) in enumerate(read_jsonl(path), start=1):
-        where = f"{path}:{number}"
-        if not isinstance(value, dict):
-            raise PersonaFileError(f"{where}: expected an object with 'profile' and 'personality'")
+    for where, default_id, row in rows:
         persona = Persona(
-            id=_optional_id(value, "id", where) or f"persona{index:03d}",
-            profile=_need_text(value.get("profile"), where, "profile"),
-            personality=_need_text(value.get("personality"), where, "personality"),
-            profile_id=_optional_id(value, "profile_id", where),
-            personality_id=_optional_id(value, "personality_id", where),
+            id=_optional_id(row, "id", where) or default_id,
+            profile=_need_text(row.get("profile"), where, "profile"),
+            personality=_need_text(row.get("personality"), where, "personality"),
+            profile_id=_optional_id(row, "profile_id", where),
+            personality_id=_optional_id(row, "personality_id", where),
         )
         if persona.id in seen:
             raise PersonaFileError(f"{where}: duplicate id {persona.id!r}")
         seen.add(persona.id)
         personas.append(persona)
     return personas
+
+
+def read_persona_file(path: str | Path) -> list[Persona]:
+    """This project's persona-set format: one object per line with `profile` and `personality`."""
+    path = Path(path)
+
+    def rows():
+        for index, (number, value) in enumerate(read_jsonl(path), start=1):
+            if not isinstance(value, dict):
+                raise PersonaFileError(f"{path}:{number}: expected an object with 'profile' and 'personality'")
+            yield f"{path}:{number}", f"persona{index:03d}", value
+
+    return _personas_from_rows(rows())
 
 
 def combine(profiles: list[PoolItem], personalities: list[PoolItem], max_personalities: int | None = 5) -> list[Persona]:
@@ -285,20 +294,8 @@ def _load_dataset_personas(repo_or_folder: str, split: str, source: str) -> Pers
     except Exception as exc:  # datasets raises many types (ValueError, FileNotFoundError, ArrowInvalid, ...)
         raise PersonaFileError(f"{source}: cannot load config 'personas', split {split!r} "
                                f"({type(exc).__name__}: {str(exc)[:300]})") from None
-    personas, seen = [], set()
-    for number, row in enumerate(rows):
-        where = f"{source} (personas/{split}, row {number})"
-        persona = Persona(
-            id=_optional_id(row, "id", where) or f"persona{number:03d}",
-            profile=_need_text(row.get("profile"), where, "profile"),
-            personality=_need_text(row.get("personality"), where, "personality"),
-            profile_id=_optional_id(row, "profile_id", where),
-            personality_id=_optional_id(row, "personality_id", where),
-        )
-        if persona.id in seen:
-            raise PersonaFileError(f"{where}: duplicate id {persona.id!r}")
-        seen.add(persona.id)
-        personas.append(persona)
+    personas = _personas_from_rows((f"{source} (personas/{split}, row {number})", f"persona{number:03d}", row)
+                                   for number, row in enumerate(rows))
     if not personas:
         raise PersonaFileError(f"{source}: config 'personas', split {split!r} has no rows")
     return PersonaSet(Path(repo_or_folder).name, tuple(personas), source)
