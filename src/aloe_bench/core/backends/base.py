@@ -6,6 +6,7 @@ remote ones into concurrent requests. That is what makes lockstep evaluation fas
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
@@ -105,6 +106,14 @@ class ChatBackend(ABC):
         if not conversations:
             return []
         return self._score_options_batch(conversations, options)
+
+    async def agenerate(self, messages: Messages, config: GenerationConfig) -> Completion:
+        """One request, awaitable. The default runs a batch of one in a worker thread; batching backends override it."""
+        return (await asyncio.to_thread(self.generate, [messages], config))[0]
+
+    async def ascore_options(self, messages: Messages, options: list[str]) -> OptionScores:
+        """`score_options` for one conversation, awaitable (same default as `agenerate`)."""
+        return (await asyncio.to_thread(self.score_options, [messages], options))[0]
 
     def stream(self, messages: Messages, config: GenerationConfig) -> Iterator[str]:
         """Yield the reply's text as it grows; backends without streaming yield it once."""
