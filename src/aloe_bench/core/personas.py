@@ -268,6 +268,11 @@ def load_persona_set(source: str = "default", max_personalities: int | None = 5,
     if source in (None, "", "default"):
         folder = packaged_data("")
         return PersonaSet("aloe-bench-eval", tuple(load_pool_folder(folder, max_personalities)), "default")
+    if source == "paper":  # the authors' eval files, fetched at a pinned commit and checksum-verified
+        from . import paper_personas
+
+        folder = paper_personas.ensure_paper_files()
+        return PersonaSet("aloe-paper-eval", tuple(load_pool_folder(folder, max_personalities)), paper_personas.describe())
     if source.startswith("hub:"):
         return _load_dataset_personas(source[4:], split, source)
     path = Path(source).expanduser()
@@ -277,7 +282,7 @@ def load_persona_set(source: str = "default", max_personalities: int | None = 5,
         return PersonaSet(path.name, tuple(load_pool_folder(path, max_personalities)), str(path))
     if path.is_file():
         return PersonaSet(path.stem, tuple(read_persona_file(path)), str(path))
-    raise PersonaFileError(f"persona source {source!r}: not 'default', 'hub:ORG/NAME', a folder or a .jsonl file")
+    raise PersonaFileError(f"persona source {source!r}: not 'default', 'paper', 'hub:ORG/NAME', a folder or a .jsonl file")
 
 
 def _load_dataset_personas(repo_or_folder: str, split: str, source: str) -> PersonaSet:
