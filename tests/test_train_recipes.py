@@ -75,3 +75,14 @@ def test_accelerate_configs_are_valid_yaml():
     assert {"multi_gpu.yaml", "zero3.yaml"} <= set(configs)
     assert configs["zero3.yaml"]["deepspeed_config"]["zero_stage"] == 3
     assert configs["multi_gpu.yaml"]["distributed_type"] == "MULTI_GPU"
+
+
+@pytest.mark.parametrize("model", ["llama-3-8b-instruct", "mistral-7b-instruct-v0.3", "qwen2-7b-instruct",
+                                   "olmo-7b-0724-instruct"])
+def test_paper_dpo_recipes_carry_the_authors_values(model):
+    recipe = RECIPES / model / "dpo.yaml"
+    args = parse_stage("dpo", ["--config", str(recipe)])
+    assert (args.beta, args.learning_rate, args.per_device_train_batch_size, args.gradient_accumulation_steps,
+            args.num_train_epochs) == (0.9, 1e-5, 4, 12, 1)
+    assert args.model_name_or_path == f"checkpoints/{model}-sft"  # DPO starts from the SFT model
+    assert "[authors]" in recipe.read_text()
