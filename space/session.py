@@ -371,10 +371,14 @@ def induce(session: ChatSession, roles: Roles) -> str | None:
             return None
         history = lane.history()
         n_turns = len(lane.turns)
+        persona = session.persona
+    if persona is None:
+        return None
     prompt = roles.prompts["induction"]
     lines = [f"{'User' if m['role'] == 'user' else 'Assistant'}: {m['content']}" for m in history]
     messages = [{"role": "system", "content": prompt["system"]},
-                {"role": "user", "content": prompt.render("user", history="\n".join(lines))}]
+                {"role": "user", "content": prompt.render("user", profile=persona.profile,
+                                                          personality=persona.personality, history="\n".join(lines))}]
     backend = roles.induction()
     config = GenerationConfig(max_new_tokens=roles.config.induction_max_new_tokens)
     completion = backend.generate([messages], config)[0]

@@ -143,3 +143,28 @@ def test_other_settings_in_same_folder_are_refused(tmp_path):
     generate_conversations(_cfg(tmp_path, n_conversations=1, turns=1), backends=_roles(RoleBackend()))
     with pytest.raises(ValueError, match="other settings"):
         generate_conversations(_cfg(tmp_path, n_conversations=1, turns=2), backends=_roles(RoleBackend()))
+
+
+def test_induction_sees_the_full_persona_and_the_conversation(tmp_path):
+    backend = RoleBackend()
+    cfg = _cfg(tmp_path, n_conversations=2, turns=2)
+    generate_conversations(cfg, backends=_roles(backend))
+    pairs = persona_pairs(cfg)
+    induction_requests = [m for convs, _ in backend.calls for m in convs if _role_of(m) == "induction"]
+    assert len(induction_requests) == 4
+    seen = []
+    for messages in induction_requests:
+        prompt = messages[-1]["content"]
+        # exactly one persona, whole (profile and personality), and the user's latest message are in the prompt
+        matching = [p.id for p in pairs if p.profile in prompt and p.personality in prompt]
+        assert len(matching) == 1 and "my message" in prompt
+        seen += matching
+    assert sorted(seen) == sorted([p.id for p in pairs] * 2)
+
+
+def test_role_play_prompt_frames_a_friend_and_forbids_advice_seeking_and_analysis():
+    from aloe_bench.core.prompts import load_prompts
+
+    system = load_prompts()["user_simulator"]["system"]
+    assert "AI assistant" not in system and "friend" in system
+    assert "do not keep asking for advice" in system and "analysis about the role-play" in system

@@ -176,10 +176,12 @@ def parse_induction_lenient(text: str) -> tuple[str, str, bool] | None:
     return (cleaned[:400], "None", True) if cleaned else None
 
 
-def induction_messages(prompts, history: list[dict]) -> list[dict]:
+def induction_messages(prompts, persona: Persona, history: list[dict]) -> list[dict]:
+    """The induction role sees the whole persona and the conversation, and says which parts have been revealed."""
     prompt = prompts["induction"]
     return [{"role": "system", "content": prompt["system"]},
-            {"role": "user", "content": prompt.render("user", history=format_history(history))}]
+            {"role": "user", "content": prompt.render("user", profile=persona.profile, personality=persona.personality,
+                                                      history=format_history(history))}]
 
 
 def responder_messages(prompts, history: list[dict], revealed: tuple[str, str] | None) -> list[dict]:
@@ -263,7 +265,7 @@ class Generator:
             return
         asked = [c.history + [{"role": "user", "content": m}] for c, m in speaking]
 
-        induced = self._retry("induction", [induction_messages(self.prompts, h) for h in asked],
+        induced = self._retry("induction", [induction_messages(self.prompts, c.persona, h) for (c, _), h in zip(speaking, asked)],
                               self._config(self.cfg.induction_max_new_tokens, turn), self._parse_induction)
         ready = []
         for (conv, message), history, ind in zip(speaking, asked, induced):
