@@ -46,10 +46,15 @@ class BuildConfig:
     overwrite: bool = field(default=False, metadata={"help": "Replace an existing output folder."})
     pretty_name: str = field(default="ALOE persona preference trees", metadata={"help": "Card title."})
     license: str = field(default="apache-2.0", metadata={"help": "Card license."})
+    format: str = field(default="aloe", metadata={
+        "choices": ["aloe", "aloe-release"], "help": "Input format: aloe (written by `aloe generate`) or aloe-release (the ALOE authors' "
+                "datasets/conversations.jsonl)."})
 
     def __post_init__(self):
         if not 0.0 <= self.test_fraction < 1.0:
             raise ValueError(f"test_fraction must be in [0, 1), got {self.test_fraction}")
+        if self.format not in ("aloe", "aloe-release"):
+            raise ValueError(f"format must be 'aloe' or 'aloe-release', got {self.format!r}")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -316,8 +321,13 @@ def build_dataset(cfg: BuildConfig) -> dict:
     from datasets import Dataset
 
     source = Path(cfg.conversations)
-    records = read_conversations(source)
-    meta = read_meta((source if source.is_dir() else source.parent) / META_FILE)
+    if cfg.format == "aloe-release":
+        from .release import read_release
+
+        records, meta = read_release(source), None
+    else:
+        records = read_conversations(source)
+        meta = read_meta((source if source.is_dir() else source.parent) / META_FILE)
     rows, counts = build_rows(records, cfg.test_fraction)
     empty = [name for name in SPLITS if not present_splits(rows, name)]
     if empty:
