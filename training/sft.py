@@ -28,6 +28,11 @@ class AloeArguments:
     mix_dataset_config: str | None = field(default=None, metadata={"help": "Config name of the mix dataset."})
     mix_split: str = field(default="train", metadata={"help": "Split of the mix dataset."})
     mix_messages_field: str = field(default="messages", metadata={"help": "Column holding the mix conversations."})
+    mix_role_field: str = field(default="role", metadata={"help": "Key of a message's speaker in the mix dataset."})
+    mix_content_field: str = field(default="content", metadata={"help": "Key of a message's text in the mix dataset."})
+    mix_role_map: str | None = field(default=None, metadata={
+        "help": "Speaker names to chat roles, e.g. 'human:user,gpt:assistant' (names already system/user/assistant "
+                "need no entry)."})
     mix_max_samples: int | None = field(default=None, metadata={"help": "Use at most this many mix conversations."})
     max_train_samples: int | None = field(default=None, metadata={"help": "Train on the first N rows only."})
     max_eval_samples: int | None = field(default=None, metadata={"help": "Evaluate on the first N test rows only."})
@@ -102,21 +107,53 @@ def sft_rows(dataset: str, source: str, split: str, revision: str | None = None,
     return _head(ds.select_columns(["prompt", "completion"]), limit)
 
 
+def _role_map(text: str | None) -> dict[str, str]:
+    mapping = {}
+    for pair in (text or "").split(","):
+        if pair.strip():
+            name, sep, role = pair.partition(":")
+            if not sep or role.strip() not in ("system", "user", "assistant"):
+                raise TrainingDataError(f"mix_role_map: {pair.strip()!r} is not NAME:system|user|assistant")
+            mapping[name.strip()] = role.strip()
+    return mapping
+
+
 def mix_rows(aloe: AloeArguments, features):
-    """The general multi-turn mix as prompt/completion rows: each conversation's last assistant turn is the target."""
+    """The general multi-turn mix as prompt/completion rows, one per assistant turn of every conversation.
+
+    Each assistant turn is a completion on the conversation before it, so every assistant turn of a mix
+    conversation is trained (completion-only loss, as for the ALOE rows) and no user or system text is.
+    """
+    where = f"mix dataset {aloe.mix_dataset} [{aloe.mix_split}]"
     ds = load_split(aloe.mix_dataset, aloe.mix_dataset_config, aloe.mix_split)
-    _require_columns(ds, [aloe.mix_messages_field], f"mix dataset {aloe.mix_dataset} [{aloe.mix_split}]")
+    _require_columns(ds, [aloe.mix_messages_field], where)
     ds = _head(ds, aloe.mix_max_samples)
+    roles = _role_map(aloe.mix_role_map)
+    role_key, content_key = aloe.mix_role_field, aloe.mix_content_field
 
-    def split_last(row):
-        messages = [{"role": m["role"], "content": m["content"]} for m in row[aloe.mix_messages_field]]
-        last = max((i for i, m in enumerate(messages) if m["role"] == "assistant"), default=None)
-        if last is None or last == 0:
-            return {"prompt": [], "completion": []}
-        return {"prompt": messages[:last], "completion": [messages[last]]}
+    def message(item, row: int, k: int) -> dict:
+        if not isinstance(item, dict) or role_key not in item or content_key not in item:
+            keys = sorted(item) if isinstance(item, dict) else type(item).__name__
+            raise TrainingDataError(f"{where}, row {row}, {aloe.mix_messages_field}[{k}]: needs fields "
+                                    f"{role_key!r} and {content_key!r} (has {keys}); set mix_role_field/mix_content_field")
+        role = roles.get(item[role_key], item[role_key])
+        if role not in ("system", "user", "assistant"):
+            raise TrainingDataError(f"{where}, row {row}, {aloe.mix_messages_field}[{k}]: speaker {item[role_key]!r} "
+                                    "is not system/user/assistant; map it with mix_role_map")
+        return {"role": role, "content": item[content_key] or ""}
 
-    ds = ds.map(split_last, remove_columns=ds.column_names, features=features)
-    return ds.filter(lambda row: len(row["completion"]) > 0)
+    def per_assistant_turn(batch, indices):
+        out = {"prompt": [], "completion": []}
+        for row, conversation in zip(indices, batch[aloe.mix_messages_field]):
+            messages = [message(item, row, k) for k, item in enumerate(conversation or [])]
+            for k, msg in enumerate(messages):
+                if msg["role"] == "assistant" and any(m["role"] == "user" for m in messages[:k]):
+                    out["prompt"].append(messages[:k])
+                    out["completion"].append([msg])
+        return out
+
+    return ds.map(per_assistant_turn, batched=True, with_indices=True, remove_columns=ds.column_names,
+                  features=features)
 
 
 def build_sft_dataset(script, aloe: AloeArguments, seed: int = 42):
