@@ -171,12 +171,19 @@ def _run_results_push(args) -> int:
     except (ResultsDatasetError, ValueError) as exc:
         print(f"aloe results push: {exc}", file=sys.stderr)
         return 2
+    except Exception as exc:  # Hub errors (offline, auth, HTTP): say what failed; the runs on disk are untouched
+        print(f"aloe results push: upload to {args.repo_id} failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
     if args.local_dir is None and args.model_card:
         report["model_cards"] = []
         for run in runs:
             model = evaluated_hub_model(run.results)
             if model is not None:
-                report["model_cards"].append(publish_model_eval_results(run.results, model, args.repo_id,
-                                                                        create_pr=args.create_pr))
+                try:
+                    report["model_cards"].append(publish_model_eval_results(run.results, model, args.repo_id,
+                                                                            create_pr=args.create_pr))
+                except Exception as exc:
+                    report["model_cards"].append({"model": model, "status": "failed",
+                                                  "reason": f"{type(exc).__name__}: {exc}"})
     print(json.dumps(report, indent=2))
-    return 0
+    return 1 if any(c["status"] == "failed" for c in report.get("model_cards", [])) else 0

@@ -68,7 +68,7 @@ def publish_model_eval_results(results: dict, model_repo: str, results_repo: str
     try:
         card = ModelCard.load(model_repo, token=api.token)
     except (EntryNotFoundError, RepositoryNotFoundError):
-        card = ModelCard("---\n---\n")
+        card = ModelCard("")
     source = f"https://huggingface.co/datasets/{results_repo}" if results_repo else None
     new = aloe_eval_results(results, source_url=source)
     replaced = {(e.dataset_type, e.metric_type) for e in new}

@@ -120,7 +120,7 @@ def test_harness_scores_the_checkpoint_and_the_card_carries_it(dpo_dir):
     assert main(["eval", "--model", str(dpo_dir), "--max_personas", "1", "--turns", "2", "--output_dir",
                  str(dpo_dir / "aloe_eval"), "--bootstrap_resamples", "10", "--progress", "false",
                  "--reply_max_new_tokens", "16", "--user_max_new_tokens", "16"]) == 0
-    results = json.loads(next((dpo_dir / "aloe_eval").glob("results_*.json")).read_text())
+    results = json.loads(next((dpo_dir / "aloe_eval").rglob("results_*.json")).read_text())  # <model>/ layout
     folder = build_push_folder(dpo_dir, repo_id="someone/aloe-dpo-tiny")
     card = (folder / "README.md").read_text()
     assert "base_model: HuggingFaceTB/SmolLM2-135M-Instruct" in card
