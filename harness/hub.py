@@ -8,6 +8,7 @@ leaderboard). A model the token's user does not own gets a pull request with `cr
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 from aloe_bench.core.eval_results import (EVAL_RESULTS_PATH, aloe_eval_results, eval_result_entries,
@@ -91,4 +92,7 @@ def push_results(files, results: dict, repo_id: str, public: bool = False, creat
     model = evaluated_hub_model(results)
     if model is not None:
         pushed["model_card"] = publish_model_eval_results(results, model, repo_id, create_pr=create_pr)
+        if pushed["model_card"]["status"] == "skipped":
+            print(f"aloe eval --push-to-hub: eval results not written to {model}: {pushed['model_card']['reason']}",
+                  file=sys.stderr)
     return pushed
