@@ -13,7 +13,6 @@ import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
-import pytest
 import yaml
 from datasets import load_dataset
 

@@ -1,6 +1,7 @@
 """Checking a Hub dataset folder (`<config>/<split>-*.parquet` + README.md whose YAML declares `configs`).
 
-`check_dataset_folder` reads the card's front matter and every parquet file of the configs asked for, and
+`check_dataset_folder` reads the card's metadata (`huggingface_hub.DatasetCard.load(...).data`, with `data_files`
+validated and normalised by `datasets`' own helpers) and every parquet file of the configs asked for, and
 raises one clear error naming the file and the field (or line) that is wrong: a missing or malformed
 README, a card without `configs`, a config or split that is not declared, a `data_files` path that
 matches nothing, a file that is not parquet, a missing column or a column of the wrong type. Readers
