@@ -199,7 +199,14 @@ def _existing_results(folder: Path) -> dict[str, dict]:
 
     rows = {}
     for path in sorted((folder / "results").glob("*.parquet")):
-        for row in pq.read_table(path).to_pylist():
+        try:
+            table = pq.read_table(path)
+        except Exception as exc:
+            raise ResultsDatasetError(f"{path}: not a readable parquet file ({type(exc).__name__}: {exc})") from None
+        if "split" not in table.column_names:
+            raise ResultsDatasetError(f"{path}: a results file of the older layout (one `train` split for all runs, "
+                                      "no 'split' column); publish into a new folder or repo")
+        for row in table.to_pylist():
             rows[row["split"]] = row
     return rows
 
@@ -263,16 +270,17 @@ def merge_runs(runs: list[Run], folder: str | Path, repo_id: str | None = None, 
         raise ResultsDatasetError("no runs to push (give run folders holding results_*.json)")
     rows = _existing_results(folder)
     pushed, latest_written = [], {}
-    for run in runs:
+    prepared = []
+    for run in runs:  # every run is read and checked before anything is written
         results = run.results
         if "run_id" not in results:
             raise ResultsDatasetError(f"{run.results_path}: no 'run_id' (not written by aloe eval)")
-        split = split_name(results)
         samples = [sample_row(r, results, f"{run.samples_path}") for r in run.samples()]
         if not samples:
             raise ResultsDatasetError(f"{run.samples_path}: no sample rows")
+        prepared.append((split_name(results), samples, results_row(results)))
+    for split, samples, row in prepared:
         _write(samples, SAMPLES, folder / "samples" / f"{split}.parquet")
-        row = results_row(results)
         _write([row], RESULTS, folder / "results" / f"{split}.parquet")
         rows[split] = row
         pushed.append(split)

@@ -229,3 +229,15 @@ def test_push_errors_name_the_source(tmp_path):
     proc = cli("results", "push", str(tmp_path / "a"), "--local-dir", str(tmp_path / "ds"))
     assert proc.returncode == 2 and f"{samples}:2: invalid JSON" in proc.stderr
     assert not (tmp_path / "ds").exists()
+
+
+def test_a_folder_of_the_older_layout_is_refused_by_name(tmp_path):
+    from datasets import Dataset
+
+    old = tmp_path / "ds" / "results" / "20260101T000001-org-a.parquet"
+    old.parent.mkdir(parents=True)
+    Dataset.from_list([{"run_id": "1", "model": "org/a"}]).to_parquet(str(old))
+    make_run(tmp_path / "a", "20260101T000002", "org/a", text_judge=False)
+    proc = cli("results", "push", str(tmp_path / "a"), "--local-dir", str(tmp_path / "ds"))
+    assert proc.returncode == 2 and f"{old}: a results file of the older layout" in proc.stderr
+    assert not (tmp_path / "ds" / "samples").exists()
