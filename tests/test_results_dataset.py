@@ -241,3 +241,27 @@ def test_a_folder_of_the_older_layout_is_refused_by_name(tmp_path):
     proc = cli("results", "push", str(tmp_path / "a"), "--local-dir", str(tmp_path / "ds"))
     assert proc.returncode == 2 and f"{old}: a results file of the older layout" in proc.stderr
     assert not (tmp_path / "ds" / "samples").exists()
+
+
+def test_eval_push_to_hub_goes_through_the_same_push(tmp_path, upstream_dir, monkeypatch):
+    """`aloe eval --push-to-hub` (scripted backends) uploads the same folder `aloe results push` builds."""
+    import huggingface_hub.constants as hub_constants
+
+    from aloe_bench.harness import EvalConfig, evaluate_model
+    from test_harness_loop import make_roles
+
+    with HubStub() as stub:
+        monkeypatch.setattr(hub_constants, "ENDPOINT", stub.url)
+        monkeypatch.setattr(hub_constants, "HF_HUB_OFFLINE", False)
+        monkeypatch.setenv("HF_TOKEN", "hf_stub_token")
+        cfg = EvalConfig(personas=str(upstream_dir), max_personas=2, turns=2, output_dir=str(tmp_path / "run"),
+                         bootstrap_resamples=20, progress=False, push_to_hub="me/aloe-results")
+        results = evaluate_model(cfg, roles=make_roles()[0])
+    assert stub.created[0]["visibility"] == "private"
+    (commit,) = stub.commits
+    split = f"run_{results['run_id']}_{results['fingerprint'][:8]}"
+    assert commit["repo"] == "me/aloe-results" and f"samples/{split}.parquet" in commit["files"]
+    local = tmp_path / "local"
+    proc = cli("results", "push", str(tmp_path / "run"), "--local-dir", str(local))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert (local / "samples" / f"{split}.parquet").read_bytes() == commit["files"][f"samples/{split}.parquet"]
