@@ -87,7 +87,7 @@ def _run(plan, upstream, model, server_label, n_personas, turns, timeout_s, max_
         backends = {id(b): b for b in (roles.model, roles.user.backend, roles.judge.backend)}.values()
         results = evaluate_model(cfg, roles)
         proxy_stats = proxy.stats()
-        rows = RunFiles(cfg.output_dir, results["fingerprint"]).load_samples()
+        rows = RunFiles(cfg.output_dir, results["fingerprint"], results["model"]).load_samples()
         persona_ids = sorted({r["persona_id"] for r in rows} | set(_persona_ids(cfg)))
     failed_ids = set().union(*(b.stats.failed_request_ids for b in backends))
     client = _merge([b.stats.to_dict() for b in backends])

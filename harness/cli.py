@@ -1,4 +1,4 @@
-"""Harness subcommands: `aloe eval`, `aloe metrics`, `aloe bench eval`, `aloe bench hostile`,
+"""Harness subcommands: `aloe eval`, `aloe metrics`, `aloe results push`, `aloe bench eval`, `aloe bench hostile`,
 `aloe bench faults`."""
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ def register(sub, bench_sub) -> None:
     metrics = sub.add_parser("metrics", help="AL_avg, IR, N_IR, R2, N_R2 of an AL(k) curve, as JSON.")
     metrics.add_argument("--al", required=True, help="Comma-separated AL(1),...,AL(K), e.g. 3.38,3.35,3.5")
     metrics.set_defaults(handler=_run_metrics)
+
+    _register_results(sub)
 
     bench = bench_sub.add_parser("eval", help="Lockstep vs one-conversation-at-a-time on the same small run.")
     bench.add_argument("--personas", type=int, default=16)
@@ -135,3 +137,53 @@ def _run_bench_faults(args) -> int:
                           base_url=args.base_url, model=args.model)
     emit_report(result, args.output)
     return 0
+
+
+# -- aloe results ---------------------------------------------------------------------------------------
+def _register_results(sub) -> None:
+    results = sub.add_parser("results", help="Publish ALOE runs as a results dataset (Hub repo or local folder).")
+    results_sub = results.add_subparsers(dest="results_command", required=True)
+    push = results_sub.add_parser("push", help="Add runs (aloe eval output folders or results files) to a results "
+                                               "dataset: one split per run, `latest_<model>`, a `results` config.")
+    push.add_argument("runs", nargs="+", metavar="RUN_DIR", help="aloe eval --output_dir folders or results_*.json")
+    push.add_argument("--repo-id", "--repo_id", dest="repo_id", default=None, help="Results dataset repo ORG/NAME.")
+    push.add_argument("--local-dir", "--local_dir", dest="local_dir", default=None,
+                      help="Build or merge into this folder exactly as it would be uploaded; upload nothing.")
+    push.add_argument("--public", action="store_true", help="Create the repo public (default: private).")
+    push.add_argument("--create-pr", "--create_pr", dest="create_pr", action="store_true",
+                      help="Open a pull request with the eval results on evaluated models you do not own.")
+    push.add_argument("--no-model-card", dest="model_card", action="store_false",
+                      help="Do not write eval results to the evaluated models' repos.")
+    push.set_defaults(handler=_run_results_push)
+
+
+def _run_results_push(args) -> int:
+    from .hub import evaluated_hub_model, publish_model_eval_results
+    from .results_dataset import ResultsDatasetError, load_runs, push_runs
+
+    if args.local_dir is None and not args.repo_id:
+        print("aloe results push: give --repo-id ORG/NAME (or --local-dir DIR to build the folder only)",
+              file=sys.stderr)
+        return 2
+    try:
+        runs = load_runs(args.runs)
+        report = push_runs(runs, args.repo_id, public=args.public, local_dir=args.local_dir)
+    except (ResultsDatasetError, ValueError) as exc:
+        print(f"aloe results push: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # Hub errors (offline, auth, HTTP): say what failed; the runs on disk are untouched
+        print(f"aloe results push: upload to {args.repo_id} failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    if args.local_dir is None and args.model_card:
+        report["model_cards"] = []
+        for run in runs:
+            model = evaluated_hub_model(run.results)
+            if model is not None:
+                try:
+                    report["model_cards"].append(publish_model_eval_results(run.results, model, args.repo_id,
+                                                                            create_pr=args.create_pr))
+                except Exception as exc:
+                    report["model_cards"].append({"model": model, "status": "failed",
+                                                  "reason": f"{type(exc).__name__}: {exc}"})
+    print(json.dumps(report, indent=2))
+    return 1 if any(c["status"] == "failed" for c in report.get("model_cards", [])) else 0

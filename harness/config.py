@@ -30,7 +30,7 @@ class EvalConfig:
     temperature: float = field(default=0.0, metadata={"help": "Evaluated model temperature (0 = greedy)."})
     user_temperature: float = field(default=0.7, metadata={"help": "User simulator temperature."})
     seed: int = field(default=0, metadata={"help": "Seed for sampling, bootstrap and retries."})
-    output_dir: str = field(default="runs/embedded", metadata={"help": "Where results_*.json and samples_*.jsonl go."})
+    output_dir: str = field(default="runs/embedded", metadata={"help": "Where <model>/results_*.json and samples_*.jsonl go."})
     cache: bool = field(default=True, metadata={"help": "Use the on-disk request cache in output_dir."})
     lockstep: bool = field(default=True, metadata={"help": "Batch turn k of all conversations (False: one at a time)."})
     batch_size: int | None = field(default=None, metadata={"help": "Local micro-batch size (default 16 CPU, 64 GPU)."})
@@ -43,6 +43,9 @@ class EvalConfig:
         "help": "Retries (with backoff) of a failed endpoint request before it is recorded as failed."})
     bootstrap_resamples: int = field(default=1000, metadata={"help": "Bootstrap resamples for the intervals."})
     push_to_hub: str | None = field(default=None, metadata={"help": "Results dataset repo id (ORG/NAME) to publish to."})
+    public: bool = field(default=False, metadata={"help": "Make a new results dataset repo public (default private)."})
+    create_pr: bool = field(default=False, metadata={
+        "help": "Open a pull request with the eval results on a model repo you do not own."})
     progress: bool = field(default=True, metadata={"help": "Show a progress bar."})
 
     def __post_init__(self):

@@ -1,122 +1,98 @@
-"""Publishing results: a results dataset repo on the Hub, and eval results on the model's card when the user owns it.
+"""Publishing results: the results dataset repo (harness/results_dataset.py) and the evaluated model's eval results.
 
-The upload folder is built on disk first (`build_results_folder`), loadable with `datasets.load_dataset(folder,
-"results")`, then sent in one commit. Each run adds its own parquet files, so a repo accumulates runs.
+On the model repo, one commit writes both the legacy `model-index` in README.md and `.eval_results/aloe.yaml`
+(huggingface_hub's `EvalResultEntry` format, which the Hub shows on the model page and the benchmark's
+leaderboard). A model the token's user does not own gets a pull request with `create_pr=True` instead.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import re
+import sys
 from pathlib import Path
 
-from datasets import Dataset, Features, List, Value
+from aloe_bench.core.eval_results import (EVAL_RESULTS_PATH, aloe_eval_results, eval_result_entries,
+                                          eval_results_yaml)
+from aloe_bench.core.run_files import Run
 
-METRICS = Features({
-    "run_id": Value("string"),
-    "model": Value("string"),
-    "judge": Value("string"),
-    "created": Value("string"),
-    "metrics": {
-        "AL": List(Value("float64")),
-        "AL_avg": Value("float64"), "IR": Value("float64"), "N_IR": Value("float64"),
-        "R2": Value("float64"), "N_R2": Value("float64"),
-        "intervals": {name: List(Value("float64")) for name in ("AL_avg", "IR", "N_IR", "R2", "N_R2")},
-    },
-    "counts": {name: Value("int64") for name in ("conversations", "turns", "rows", "scored", "judge_failures",
-                                                 "generation_failures", "stopped_conversations")},
-    "config": Value("string"),  # the full config block, as JSON
-})
-
-CARD = """---
-configs:
-- config_name: results
-  data_files:
-  - split: train
-    path: results/*.parquet
-  default: true
-- config_name: samples
-  data_files:
-  - split: train
-    path: samples/*.parquet
-tags:
-- aloe
-- evaluation
-- personalization
----
-
-# ALOE results
-
-Results of the ALOE benchmark (multi-turn personalised alignment) written by `aloe eval --push-to-hub`.
-
-- `results`: one row per run: model, judge, AL per turn, AL_avg, IR, N_IR, R2, N_R2 with bootstrap intervals,
-  counts, and the full config (model revisions, prompt hashes, seeds, package versions) as JSON.
-- `samples`: one row per persona and turn: user message, reply, judge answer and score (null when the judge failed).
-
-Always read a score together with its judge: runs judged by the embedded 135M model are smoke runs.
-
-```python
-from datasets import load_dataset
-results = load_dataset("{repo_id}", "results", split="train")
-```
-"""
+from .results_dataset import merge_runs, push_runs
 
 
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-")[:80]
+class _MemoryRun(Run):
+    """A run whose sample rows are already in memory."""
+
+    def __init__(self, results: dict, rows: list[dict], where: Path):
+        super().__init__(results, where, where)
+        self._rows = rows
+
+    def samples(self) -> list[dict]:
+        return self._rows
 
 
-def results_row(results: dict) -> dict:
-    metrics = results["metrics"]
-    return {
-        "run_id": results["run_id"], "model": results["model"], "judge": results["judge"],
-        "created": results["created"],
-        "metrics": {k: metrics[k] for k in ("AL", "AL_avg", "IR", "N_IR", "R2", "N_R2", "intervals")},
-        "counts": results["counts"],
-        "config": json.dumps(results["config"], sort_keys=True),
-    }
+def build_results_folder(samples: list[dict], results: dict, folder: Path, repo_id: str | None) -> Path:
+    """Build (or merge into) the results dataset folder with one run, exactly as it is uploaded."""
+    merge_runs([_MemoryRun(results, samples, Path(folder))], folder, repo_id, complete=True)
+    return Path(folder)
 
 
-def build_results_folder(samples: list[dict], results: dict, folder: Path, repo_id: str) -> Path:
-    """Write the exact folder that `push_results` uploads."""
-    folder = Path(folder)
-    stem = f"{results['run_id']}-{_slug(results['model'])}"
-    (folder / "results").mkdir(parents=True, exist_ok=True)
-    (folder / "samples").mkdir(parents=True, exist_ok=True)
-    Dataset.from_list([results_row(results)], features=METRICS).to_parquet(folder / "results" / f"{stem}.parquet")
-    flat = [{**row, "judge_distribution": json.dumps(row.get("judge_distribution")),
-             "latency_s": json.dumps(row.get("latency_s")), "tokens": json.dumps(row.get("tokens"))} for row in samples]
-    Dataset.from_list(flat).to_parquet(folder / "samples" / f"{stem}.parquet")
-    (folder / "README.md").write_text(CARD.replace("{repo_id}", repo_id), encoding="utf-8")
-    return folder
+def model_index_results(results: dict, results_repo: str | None = None):
+    """Legacy model-index `EvalResult` entries (AL_avg, IR, N_IR), sourced to the results repo when given."""
+    return aloe_eval_results(results, source_url=f"https://huggingface.co/datasets/{results_repo}" if results_repo
+                             else None)
 
 
-def model_index_results(results: dict, results_repo: str):
-    """EvalResult entries for the evaluated model's card (AL_avg, IR, N_IR), sourced to the results repo."""
-    from aloe_bench.core.eval_results import aloe_eval_results
+def evaluated_hub_model(results: dict) -> str | None:
+    """The Hub repo id of the evaluated model, or None (local folder, endpoint, embedded)."""
+    spec = (((results.get("config") or {}).get("models") or {}).get("model") or {}).get("spec") or {}
+    name = spec.get("name")
+    if spec.get("kind") != "hf" or not name or Path(name).exists() or name.count("/") != 1:
+        return None
+    return name
 
-    return aloe_eval_results(results, dataset_type=results_repo,
-                             dataset_name=f"ALOE ({results['config']['personas']['name']})",
-                             source_url=f"https://huggingface.co/datasets/{results_repo}")
+
+def publish_model_eval_results(results: dict, model_repo: str, results_repo: str | None = None,
+                               create_pr: bool = False, token: str | None = None) -> dict:
+    """Write model-index + `.eval_results/aloe.yaml` to `model_repo` in one commit (a PR with `create_pr`).
+
+    Without `create_pr`, a model the token's user does not own is left alone and the answer says so.
+    """
+    from huggingface_hub import CommitOperationAdd, HfApi, ModelCard
+    from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError
+
+    api = HfApi(token=token or os.environ.get("HF_TOKEN"))
+    me = api.whoami()
+    owners = {me.get("name")} | {org.get("name") for org in me.get("orgs", []) or []}
+    owned = model_repo.split("/")[0] in owners
+    if not owned and not create_pr:
+        return {"model": model_repo, "status": "skipped",
+                "reason": f"{me.get('name')} does not own {model_repo}; pass --create-pr to open a pull request"}
+    try:
+        card = ModelCard.load(model_repo, token=api.token)
+    except (EntryNotFoundError, RepositoryNotFoundError):
+        card = ModelCard("")
+    source = f"https://huggingface.co/datasets/{results_repo}" if results_repo else None
+    new = aloe_eval_results(results, source_url=source)
+    replaced = {(e.dataset_type, e.metric_type) for e in new}
+    kept = [e for e in card.data.eval_results or [] if (e.dataset_type, e.metric_type) not in replaced]
+    card.data.eval_results = kept + new  # other benchmarks' entries stay
+    card.data.model_name = card.data.model_name or model_repo.split("/")[-1]
+    entries = eval_result_entries(results, source_url=source, source_name="ALOE results" if source else None)
+    operations = [CommitOperationAdd("README.md", str(card).encode()),
+                  CommitOperationAdd(EVAL_RESULTS_PATH, eval_results_yaml(entries).encode())]
+    commit = api.create_commit(model_repo, operations, create_pr=create_pr,
+                               commit_message="Add ALOE eval results (aloe-bench)")
+    return {"model": model_repo, "status": "pull request" if create_pr else "committed",
+            "url": getattr(commit, "pr_url", None) or getattr(commit, "commit_url", None)}
 
 
-def push_results(files, results: dict, repo_id: str) -> str:
-    """Upload this run's results to `repo_id` (a dataset repo) in one commit; update the model card if owned."""
-    from huggingface_hub import HfApi, metadata_update
-    from huggingface_hub.repocard_data import eval_results_to_model_index
-
-    folder = build_results_folder(files.load_samples(), results, files.dir / "hub" / files.run_id, repo_id)
-    api = HfApi(token=os.environ.get("HF_TOKEN"))
-    api.create_repo(repo_id, repo_type="dataset", exist_ok=True)
-    commit = api.upload_folder(repo_id=repo_id, repo_type="dataset", folder_path=folder,
-                               commit_message=f"ALOE results {results['run_id']} for {results['model']}")
-    model = results["config"]["models"]["model"]["spec"]
-    if model["kind"] == "hf" and not Path(model["name"]).exists():
-        me = api.whoami()
-        owners = {me.get("name")} | {org.get("name") for org in me.get("orgs", [])}
-        if model["name"].split("/")[0] in owners:
-            index = eval_results_to_model_index(model["name"], model_index_results(results, repo_id))
-            metadata_update(model["name"], {"model-index": index}, overwrite=True, token=api.token,
-                            commit_message="Add ALOE eval results")
-    return commit.commit_url if hasattr(commit, "commit_url") else str(commit)
+def push_results(files, results: dict, repo_id: str, public: bool = False, create_pr: bool = False) -> dict:
+    """`aloe eval --push-to-hub`: this run to the results dataset repo, then its scores to the model's repo."""
+    run = _MemoryRun(results, files.load_samples(), Path(files.results_path))
+    pushed = push_runs([run], repo_id, public=public)
+    model = evaluated_hub_model(results)
+    if model is not None:
+        pushed["model_card"] = publish_model_eval_results(results, model, repo_id, create_pr=create_pr)
+        if pushed["model_card"]["status"] == "skipped":
+            print(f"aloe eval --push-to-hub: eval results not written to {model}: {pushed['model_card']['reason']}",
+                  file=sys.stderr)
+    return pushed

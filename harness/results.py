@@ -1,4 +1,8 @@
-"""Run files: the append-only samples log (resumable), the manifest, and the results summary."""
+"""Run files: the append-only samples log (resumable), the manifest, and the results summary.
+
+Files go to `output_dir/<model name>/` (as lm-eval writes them; `core.run_files` reads both layouts), the
+manifest `runs.json` and the request cache stay in `output_dir`. A run begun in the flat layout keeps its files.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,8 @@ from importlib import metadata
 from pathlib import Path
 
 from aloe_bench.core.config import atomic_write_json
+from aloe_bench.core.eval_results import benchmark_dataset, metric_args
+from aloe_bench.core.run_files import locate_run_files
 
 PACKAGES = ("aloe-bench", "torch", "transformers", "datasets", "evaluate", "huggingface-hub",
             "sentence-transformers", "openai", "trl", "peft", "gradio", "vllm")
@@ -32,7 +38,7 @@ def fingerprint(payload: dict) -> str:
 class RunFiles:
     """Files of one run in `output_dir`. Runs with the same fingerprint share a run id, so re-running resumes."""
 
-    def __init__(self, output_dir: str | Path, run_fingerprint: str):
+    def __init__(self, output_dir: str | Path, run_fingerprint: str, model_id: str | None = None):
         self.dir = Path(output_dir)
         self.dir.mkdir(parents=True, exist_ok=True)
         manifest_path = self.dir / "runs.json"
@@ -42,8 +48,8 @@ class RunFiles:
             atomic_write_json(manifest_path, manifest)
         self.run_id = manifest[run_fingerprint]
         self.fingerprint = run_fingerprint
-        self.samples_path = self.dir / f"samples_{self.run_id}.jsonl"
-        self.results_path = self.dir / f"results_{self.run_id}.json"
+        self.results_path, self.samples_path = locate_run_files(self.dir, self.run_id, model_id)
+        self.samples_path.parent.mkdir(parents=True, exist_ok=True)
         self.cache_path = self.dir / "requests_cache.sqlite"
 
     def load_samples(self) -> list[dict]:
@@ -80,3 +86,28 @@ class RunFiles:
 
     def write_results(self, results: dict) -> None:
         atomic_write_json(self.results_path, results)
+
+
+LM_EVAL_METRICS = ("AL_avg", "IR", "N_IR", "R2", "N_R2")
+
+
+def add_lm_eval_keys(results: dict) -> dict:
+    """Add the keys leaderboard tooling built for lm-eval/lighteval reads, next to the project's own:
+    `results: {aloe: {metric: value, metric_stderr-style intervals...}}`, `config.model_name`, `config.model_sha`."""
+    metrics = results["metrics"]
+    task = {name: metrics.get(name) for name in LM_EVAL_METRICS}
+    for name in LM_EVAL_METRICS:
+        interval = (metrics.get("intervals") or {}).get(name)
+        if interval:
+            task[f"{name}_ci95"] = interval
+    task["alias"] = "aloe"
+    task.update(metric_args(results))
+    results["results"] = {"aloe": task}
+    results["versions"] = {"aloe": (results.get("config") or {}).get("prompts", {}).get("version")}
+    results["n-samples"] = {"aloe": {"original": (results["config"].get("personas") or {}).get("count"),
+                                     "effective": (results.get("counts") or {}).get("conversations")}}
+    config = results["config"]
+    config["model_name"] = results["model"]
+    config["model_sha"] = ((config.get("models") or {}).get("model") or {}).get("resolved_revision")
+    config["benchmark"] = {"dataset": benchmark_dataset(), "config": "personas", "split": "test"}
+    return results

@@ -26,7 +26,7 @@ from aloe_bench.core.simulator import UserSimulator
 from aloe_bench.core.specs import ModelSpec
 
 from .config import EvalConfig
-from .results import RunFiles, fingerprint, package_versions
+from .results import RunFiles, add_lm_eval_keys, fingerprint, package_versions
 
 SMOKE_NOTE = ("judged by the embedded 135M model: a smoke-run signal only, not a number anyone should cite; "
               "use a real judge (an OpenAI-compatible endpoint) for results")
@@ -199,7 +199,7 @@ def evaluate_model(cfg: EvalConfig, roles: Roles | None = None, persona_set: Per
     selected = persona_set.subset(cfg.max_personas)
     roles = roles or build_roles(cfg)
     config_block = run_config(cfg, roles, persona_set)
-    files = RunFiles(cfg.output_dir, fingerprint(_identity(config_block)))
+    files = RunFiles(cfg.output_dir, fingerprint(_identity(config_block)), roles.model.model_id)
     if cfg.cache and roles.cache is None:
         roles = with_cache(roles, RequestCache(files.cache_path))
 
@@ -244,7 +244,7 @@ def evaluate_model(cfg: EvalConfig, roles: Roles | None = None, persona_set: Per
     if cfg.push_to_hub:
         from .hub import push_results
 
-        push_results(files, results, cfg.push_to_hub)
+        push_results(files, results, cfg.push_to_hub, public=cfg.public, create_pr=cfg.create_pr)
     return results
 
 
@@ -252,7 +252,7 @@ def _identity(config_block: dict) -> dict:
     """What makes two runs the same run: models, prompts, personas, sampling; not sizes or machinery."""
     identity = {k: v for k, v in config_block.items() if k != "packages"}
     ignored = ("turns", "max_personas", "output_dir", "cache", "lockstep", "batch_size", "device",
-               "max_concurrency", "requests_per_minute", "bootstrap_resamples", "push_to_hub",
+               "max_concurrency", "requests_per_minute", "bootstrap_resamples", "push_to_hub", "public", "create_pr",
                "request_timeout_s", "request_max_retries")
     identity["run"] = {k: v for k, v in identity["run"].items() if k not in ignored}
     identity["models"] = {role: {k: v for k, v in info.items() if k not in ("max_concurrency", "device")}
@@ -296,12 +296,13 @@ def build_results(rows, persona_set, cfg: EvalConfig, config_block: dict, roles:
                    + judge_failures + generation_failures, "scored": int(np.isfinite(scores).sum()),
                    "judge_failures": judge_failures, "generation_failures": generation_failures,
                    "stopped_conversations": len(stopped)},
-        "files": {"samples": files.samples_path.name},
+        "files": {"samples": files.samples_path.relative_to(files.dir).as_posix()},
         "config": config_block,
     }
+    config_block["personas"]["evaluated"] = len(ids)  # the set's size is `count`; this is what was scored
     if roles.judge.backend.spec.kind == "embedded":
         results["judge_note"] = SMOKE_NOTE
-    return results
+    return add_lm_eval_keys(results)
 
 
 def evaluate_personas(profiles: list[str], personalities: list[str], **config) -> dict:

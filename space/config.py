@@ -23,7 +23,7 @@ class SpaceConfig:
     induction_model: str | None = field(default=None, metadata={"help": "Model that reads what the user revealed (default: the judge's)."})
     judge_preset: str = field(default="paper", metadata={"help": "Judge prompt preset: paper or robust."})
     personas: str = field(default="default", metadata={"help": "Extra persona source offered beside the packaged sets (folder, .jsonl, hub:ORG/NAME)."})
-    results: str = field(default="runs", metadata={"help": "Leaderboard source: a folder of results_*.json or hub:ORG/NAME."})
+    results: str = field(default="runs", metadata={"help": "Leaderboard source: a run folder, a results dataset folder, or hub:ORG/NAME."})
     reply_max_new_tokens: int = field(default=96, metadata={"help": "Length bound of an assistant reply."})
     user_max_new_tokens: int = field(default=64, metadata={"help": "Length bound of a simulated user message."})
     induction_max_new_tokens: int = field(default=64, metadata={"help": "Length bound of the induction summary."})

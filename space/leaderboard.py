@@ -1,7 +1,11 @@
-"""The leaderboard tab's table, built from harness result files (a local folder or a Hub results dataset).
+"""The leaderboard tab's table, built from harness result files or a results dataset (a Hub id or its local folder).
 
-Reads the result format by its keys (model, judge, created, metrics{AL_avg, IR, N_IR, intervals}); it does
-not import the harness. A malformed file is reported by name and skipped; the others still show.
+Sources: a folder of `aloe eval` outputs in either layout (flat `results_*.json` or `<model>/results_*.json`, read
+with `aloe_bench.core.run_files`), a results dataset folder as `aloe results push --local-dir` builds it, or a Hub
+results dataset (`hub:ORG/NAME`), both the current one (a row per run with protocol and personas) and the older
+one (`results`/`train` with the same result keys). Rows are read by their keys (model, judge, created,
+metrics{AL_avg, IR, N_IR, intervals}); it does not import the harness. A malformed file is reported by name and
+skipped; the others still show.
 """
 
 from __future__ import annotations
@@ -75,33 +79,53 @@ def from_folder(folder: str | Path) -> Leaderboard:
     folder = Path(folder).expanduser()
     if not folder.is_dir():
         raise LeaderboardError(f"results folder {folder}: not found (run `aloe eval --output_dir {folder}` first)")
+    if _is_results_dataset(folder):
+        return _from_dataset(str(folder), f"{folder} (results dataset)")
+    from aloe_bench.core.run_files import RunFileError, find_results_files
+
     board = Leaderboard(source=str(folder))
-    for path in sorted(folder.rglob("results_*.json")):
+    for path in sorted(find_results_files(folder)):
         try:
             record = json.loads(path.read_text(encoding="utf-8"))
             board.rows.append(row_from_result(record, str(path)))
         except json.JSONDecodeError as exc:
             board.problems.append(f"{path}: line {exc.lineno}: invalid JSON ({exc.msg})")
+        except (ValueError, RunFileError) as exc:
+            board.problems.append(str(exc))
+    return _sorted(board)
+
+
+def _is_results_dataset(folder: Path) -> bool:
+    """A folder laid out as a results dataset repo: a card declaring a `results` config."""
+    if not (folder / "README.md").is_file() or not (folder / "results").is_dir():
+        return False
+    from aloe_bench.core.hub_folder import read_card_configs
+
+    try:
+        return "results" in read_card_configs(folder)
+    except ValueError:
+        return False
+
+
+def _from_dataset(source: str, label: str, split: str = "train") -> Leaderboard:
+    from aloe_bench.core.hub_folder import load_dataset_source
+
+    try:
+        rows = load_dataset_source(source, "results", split=split)
+    except Exception as exc:
+        raise LeaderboardError(f"Hub results dataset {source!r} could not be read: {type(exc).__name__}: {exc}") from exc
+    board = Leaderboard(source=label)
+    for number, record in enumerate(rows):
+        try:
+            board.rows.append(row_from_result(dict(record), f"{label} (results/{split}, row {number})"))
         except ValueError as exc:
             board.problems.append(str(exc))
     return _sorted(board)
 
 
 def from_hub(repo_id: str, split: str = "train") -> Leaderboard:
-    """The `results` config of a Hub dataset whose rows carry the result-file keys."""
-    from aloe_bench.core.hub_folder import load_dataset_source
-
-    try:
-        rows = load_dataset_source(repo_id, "results", split=split)
-    except Exception as exc:
-        raise LeaderboardError(f"Hub results dataset {repo_id!r} could not be read: {type(exc).__name__}: {exc}") from exc
-    board = Leaderboard(source=f"hub:{repo_id}")
-    for number, record in enumerate(rows):
-        try:
-            board.rows.append(row_from_result(dict(record), f"hub:{repo_id} (results/{split}, row {number})"))
-        except ValueError as exc:
-            board.problems.append(str(exc))
-    return _sorted(board)
+    """The `results` config of a Hub results dataset (current or older layout): its rows carry the result keys."""
+    return _from_dataset(repo_id, f"hub:{repo_id}", split)
 
 
 def load_leaderboard(source: str) -> Leaderboard:

@@ -33,7 +33,7 @@ def built(generated, tmp_path_factory):
 
 def test_every_config_loads_and_counts_match(built):
     out, summary = built
-    assert sorted(p.name for p in out.iterdir()) == ["README.md", "conversations", "dpo", "personas", "sft"]
+    assert sorted(p.name for p in out.iterdir()) == ["README.md", "conversations", "dpo", "eval.yaml", "personas", "sft"]
     for name, splits in summary["rows"].items():
         data = load_dataset(str(out), name)
         assert {s: data[s].num_rows for s in data} == splits

@@ -287,12 +287,12 @@ def _eval_command(server, proxy, output_dir):
 
 
 def _rows(folder: Path) -> list[dict]:
-    (samples,) = folder.glob("samples_*.jsonl")
+    (samples,) = folder.rglob("samples_*.jsonl")  # OUTPUT_DIR/<model>/, as lm-eval
     return [json.loads(line) for line in samples.read_text().splitlines()]
 
 
 def _results(folder: Path) -> dict:
-    (path,) = folder.glob("results_*.json")
+    (path,) = folder.rglob("results_*.json")
     return json.loads(path.read_text())
 
 
@@ -310,7 +310,7 @@ def test_sigkill_mid_eval_then_rerun_equals_an_uninterrupted_run(server, faulted
                                 stderr=subprocess.DEVNULL)
         deadline = time.time() + 300
         while time.time() < deadline and proc.poll() is None:
-            samples = list(killed.glob("samples_*.jsonl"))
+            samples = list(killed.rglob("samples_*.jsonl"))
             if samples and samples[0].read_bytes().count(b"\n") >= 1:
                 break
             time.sleep(0.2)
@@ -318,7 +318,7 @@ def test_sigkill_mid_eval_then_rerun_equals_an_uninterrupted_run(server, faulted
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
         rows_at_kill = len(_rows(killed))
-        assert 0 < rows_at_kill < len(_rows(whole)) and not list(killed.glob("results_*.json"))
+        assert 0 < rows_at_kill < len(_rows(whole)) and not list(killed.rglob("results_*.json"))
         again = subprocess.run(_eval_command(server, proxy, killed), env=env, capture_output=True, text=True,
                                timeout=400)
         assert again.returncode == 0, again.stderr[-3000:]

@@ -73,16 +73,18 @@ def test_rerun_is_free_and_identical(cli_run, upstream_dir):
 def test_results_hub_folder_loads_and_offline_push_fails_clearly(cli_run, tmp_path, monkeypatch):
     out, summary, _ = cli_run
     results = json.loads(Path(summary["results_file"]).read_text())
-    files = RunFiles(out, results["fingerprint"])
+    files = RunFiles(out, results["fingerprint"], results["model"])
+    assert files.results_path == Path(summary["results_file"])  # the run is found again in <model>/
     folder = build_results_folder(files.load_samples(), results, tmp_path / "upload", "me/aloe-results")
     loaded = load_dataset(str(folder), "results", split="train")
     assert loaded[0]["model"] == results["model"] and loaded[0]["metrics"]["AL"] == pytest.approx(
         results["metrics"]["AL"])
-    samples = load_dataset(str(folder), "samples", split="train")
-    assert len(samples) == 4
+    samples = load_dataset(str(folder), "samples", split=loaded[0]["split"])
+    assert len(samples) == 4 and set(samples["run_id"]) == {results["run_id"]}
     assert "configs:" in (folder / "README.md").read_text()
     entries = model_index_results(results, "me/aloe-results")
     assert entries and all(e.source_url.endswith("me/aloe-results") for e in entries)
+    assert all(e.metric_args["personas"] == 2 and e.metric_args["turns"] == 2 for e in entries)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     from huggingface_hub.errors import OfflineModeIsEnabled
 

@@ -51,8 +51,15 @@ def test_lockstep_batches_every_turn(tmp_path, upstream_dir):
         (pid, t) for pid in {r["persona_id"] for r in rows} for t in (1, 2))
     second = [r for r in rows if r["turn"] == 2][0]
     assert second["reply"] == "reply to: " + second["user_message"]
-    on_disk = json.loads((tmp_path / "run" / f"results_{results['run_id']}.json").read_text())
+    from aloe_bench.core.run_files import model_dir_name
+
+    # lm-eval's layout: OUTPUT_DIR/<model name>/results_<run id>.json
+    on_disk = json.loads((tmp_path / "run" / model_dir_name(results["model"]) / f"results_{results['run_id']}.json"
+                          ).read_text())
     assert on_disk["metrics"] == results["metrics"]
+    assert on_disk["results"]["aloe"]["AL_avg"] == results["metrics"]["AL_avg"]
+    assert on_disk["config"]["model_name"] == results["model"] and "model_sha" in on_disk["config"]
+    assert on_disk["config"]["personas"]["evaluated"] == 3 and on_disk["results"]["aloe"]["personas"] == 3
     cfg_block = on_disk["config"]
     assert set(cfg_block["prompts"]["sha256"]) == {"user_simulator", "judge_paper"}
     assert cfg_block["personas"]["count"] == 100 and cfg_block["packages"]["transformers"]

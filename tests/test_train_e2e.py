@@ -120,7 +120,7 @@ def test_harness_scores_the_checkpoint_and_the_card_carries_it(dpo_dir):
     assert main(["eval", "--model", str(dpo_dir), "--max_personas", "1", "--turns", "2", "--output_dir",
                  str(dpo_dir / "aloe_eval"), "--bootstrap_resamples", "10", "--progress", "false",
                  "--reply_max_new_tokens", "16", "--user_max_new_tokens", "16"]) == 0
-    results = json.loads(next((dpo_dir / "aloe_eval").glob("results_*.json")).read_text())
+    results = json.loads(next((dpo_dir / "aloe_eval").rglob("results_*.json")).read_text())  # <model>/ layout
     folder = build_push_folder(dpo_dir, repo_id="someone/aloe-dpo-tiny")
     card = (folder / "README.md").read_text()
     assert "base_model: HuggingFaceTB/SmolLM2-135M-Instruct" in card
@@ -147,7 +147,9 @@ def test_push_folder_is_what_gets_uploaded_and_offline_upload_fails_clearly(dpo_
     assert {"model.safetensors", "config.json", "tokenizer.json", "tokenizer_config.json", "README.md",
             "aloe_recipe.yaml", "aloe_training.json", "aloe_preference_eval.json"} <= names
     assert not any(n.startswith("checkpoint-") or n in ("training_args.bin", "hub") for n in names)
-    assert all(p.is_file() for p in folder.iterdir())
+    # only files, plus `.eval_results/` holding exactly the Hub's eval-results file when a harness run exists
+    assert all(p.is_file() or (p.name == ".eval_results" and [q.name for q in p.iterdir()] == ["aloe.yaml"])
+               for p in folder.iterdir())
     assert (folder / "model.safetensors").stat().st_size == (dpo_dir / "model.safetensors").stat().st_size
     with pytest.raises(HubUploadError, match="HF_HUB_OFFLINE") as err:
         push_checkpoint(dpo_dir, "someone/aloe-dpo-tiny")

@@ -13,6 +13,10 @@ import os
 import shutil
 from pathlib import Path
 
+from aloe_bench.core.eval_results import EVAL_RESULTS_PATH, eval_result_entries, eval_results_yaml
+from aloe_bench.core.licenses import MODEL_LICENSES
+from aloe_bench.core.run_files import RunFileError, find_results_files, read_results
+
 from .sft import RECIPE_FILE, TRAINING_INFO
 
 PUSH_DIR = "hub"
@@ -20,13 +24,7 @@ EVAL_RESULTS_FILE = "aloe_eval_results.json"
 PREFERENCE_EVAL_FILE = "aloe_preference_eval.json"
 # Top-level files of a checkpoint that never go to the Hub (optimizer/trainer state, pickles).
 NOT_PUSHED = {"training_args.bin", "trainer_state.json", "optimizer.pt", "scheduler.pt", "rng_state.pth"}
-KNOWN_LICENSES = {
-    "HuggingFaceTB/SmolLM2-135M-Instruct": "apache-2.0",
-    "mistralai/Mistral-7B-Instruct-v0.3": "apache-2.0",
-    "Qwen/Qwen2-7B-Instruct": "apache-2.0",
-    "allenai/OLMo-7B-0724-Instruct-hf": "apache-2.0",
-    "meta-llama/Meta-Llama-3-8B-Instruct": "llama3",
-}
+KNOWN_LICENSES = MODEL_LICENSES
 CITATION = """@inproceedings{wu-etal-2025-aligning,
     title = "Aligning {LLM}s with Individual Preferences via Interaction",
     author = "Wu, Shujin and Fung, May and Qian, Cheng and Kim, Jeonghwan and Hakkani-Tur, Dilek and Ji, Heng",
@@ -107,23 +105,19 @@ def read_info(checkpoint: str | Path) -> dict:
 
 def find_eval_results(checkpoint: str | Path, source: str | Path | None = None) -> dict | None:
     """The newest harness results for this checkpoint: from `source` (folder or results_*.json) or
-    `<checkpoint>/aloe_eval/`. A results file made for another model is an error, not a silent skip."""
+    `<checkpoint>/aloe_eval/`, in either layout (flat or `<model name>/`). A results file made for another model
+    is an error, not a silent skip."""
     checkpoint = Path(checkpoint).resolve()
     source = Path(source) if source else checkpoint / "aloe_eval"
-    if source.is_file():
-        files = [source]
-    elif source.is_dir():
-        files = sorted(source.glob("results_*.json"), key=lambda p: p.stat().st_mtime)
-    else:
-        files = []
+    files = find_results_files(source)
     if not files:
         if source != checkpoint / "aloe_eval":
             raise FileNotFoundError(f"{source}: no ALOE results_*.json found")
         return None
-    results = json.loads(files[-1].read_text())
-    for key in ("model", "judge", "metrics"):
-        if key not in results:
-            raise ValueError(f"{files[-1]}: not an ALOE results file (no {key!r})")
+    try:
+        results = read_results(files[-1])
+    except RunFileError as exc:
+        raise ValueError(str(exc)) from None
     if Path(str(results["model"])).resolve() != checkpoint:
         raise ValueError(f"{files[-1]}: results are for model {results['model']!r}, not for {checkpoint}")
     results["_file"] = str(files[-1])
@@ -171,14 +165,19 @@ def preference_table(evaluation: dict) -> str:
 
 
 def _eval_results(results: dict, dataset_id: str, repo_id: str | None):
+    """Model-index entries on the one benchmark identity, with the number of personas actually evaluated."""
     from aloe_bench.core.eval_results import aloe_eval_results
 
-    personas = results.get("config", {}).get("personas", {})
     return aloe_eval_results(
-        results, dataset_type="aloe-eval-personas",
-        dataset_name=f"ALOE eval personas ({personas.get('name', 'default')}, {personas.get('count', '?')})",
-        source_url=f"https://huggingface.co/{repo_id}/blob/main/{EVAL_RESULTS_FILE}" if repo_id else None,
+        results, source_url=f"https://huggingface.co/{repo_id}/blob/main/{EVAL_RESULTS_FILE}" if repo_id else None,
         source_name="aloe-bench harness")
+
+
+def eval_results_file(results: dict, repo_id: str | None) -> str:
+    """`.eval_results/aloe.yaml` for a checkpoint's harness run (`EvalResultEntry` via huggingface_hub)."""
+    source = f"https://huggingface.co/{repo_id}/blob/main/{EVAL_RESULTS_FILE}" if repo_id else None
+    return eval_results_yaml(eval_result_entries(results, source_url=source,
+                                                 source_name="aloe-bench harness" if source else None))
 
 
 def render_card(checkpoint: str | Path, repo_id: str | None = None, eval_results: dict | None = None,
@@ -244,6 +243,8 @@ def build_push_folder(checkpoint: str | Path, repo_id: str | None = None, eval_s
     if results is not None:
         clean = {k: v for k, v in results.items() if not k.startswith("_")}
         (checkpoint / EVAL_RESULTS_FILE).write_text(json.dumps(clean, indent=2))
+        (checkpoint / EVAL_RESULTS_PATH).parent.mkdir(exist_ok=True)
+        (checkpoint / EVAL_RESULTS_PATH).write_text(eval_results_file(results, repo_id), encoding="utf-8")
     target = checkpoint / PUSH_DIR
     if target.exists():
         shutil.rmtree(target)
@@ -255,6 +256,9 @@ def build_push_folder(checkpoint: str | Path, repo_id: str | None = None, eval_s
             os.link(item, target / item.name)
         except OSError:
             shutil.copy2(item, target / item.name)
+    if results is not None:  # `.eval_results/` is the one dot-folder that goes to the Hub
+        (target / EVAL_RESULTS_PATH).parent.mkdir()
+        shutil.copy2(checkpoint / EVAL_RESULTS_PATH, target / EVAL_RESULTS_PATH)
     return target
 
 

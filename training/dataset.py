@@ -17,9 +17,8 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
 from aloe_bench.core import schema
+from aloe_bench.core.eval_results import benchmark_eval_yaml
 from aloe_bench.core.hub_folder import check_dataset_folder, load_dataset_source
 from aloe_bench.core.personas import PersonaFileError, load_persona_set, read_jsonl
 
@@ -28,6 +27,7 @@ from .generate import CONVERSATIONS_FILE, META_FILE, count_conversations
 SPLITS = {"personas": ("train", "test"), "conversations": ("train",), "sft": ("train", "test"),
           "dpo": ("train", "test")}
 DEFAULT_CONFIG = "dpo"
+EVAL_FILE = "eval.yaml"  # makes the Hub treat the dataset as the ALOE benchmark (its personas/test split)
 
 
 class DatasetBuildError(ValueError):
@@ -235,16 +235,43 @@ def _shorten(value, limit: int = 300):
     return value
 
 
-def render_card(cfg: BuildConfig, rows: dict, counts: dict, meta: dict | None) -> str:
-    front = {
-        "license": cfg.license, "pretty_name": cfg.pretty_name, "language": ["en"],
-        "task_categories": ["text-generation"],
-        "tags": ["personalization", "alignment", "dpo", "sft", "synthetic", "aloe-bench"],
-        "configs": [{"config_name": name, "data_files": [{"split": s, "path": f"{name}/{s}-*.parquet"}
-                                                         for s in present_splits(rows, name)],
-                     **({"default": True} if name == DEFAULT_CONFIG else {})} for name in SPLITS],
-    }
-    lines = ["---", yaml.safe_dump(front, sort_keys=False).strip(), "---", "", f"# {cfg.pretty_name}", "",
+CARD_TEMPLATE = "---\n{{ card_data }}\n---\n\n{{ body }}\n"
+USAGE_PLACEHOLDER = "ORG/NAME"
+
+
+def _size_category(n: int) -> str:
+    for limit, label in ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M")):
+        if n < limit:
+            return label
+    return "1M<n<10M"
+
+
+def render_card(cfg: BuildConfig, rows: dict, counts: dict, meta: dict | None, repo_id: str | None = None) -> str:
+    """The dataset card: `DatasetCard.from_template(DatasetCardData(...))` with the configs, sizes and the
+    generator models' licences; the usage snippet names `repo_id` (ORG/NAME until it is pushed)."""
+    from huggingface_hub import DatasetCard, DatasetCardData
+
+    from aloe_bench.core.licenses import generator_licenses
+
+    generators = [info.get("model_id") for info in (meta or {}).get("models", {}).values()]
+    _, licence_lines = generator_licenses(generators)
+    largest = max((n for config in counts["rows"].values() for n in config.values()), default=0)
+    data = DatasetCardData(
+        license=cfg.license, pretty_name=cfg.pretty_name, language=["en"], task_categories=["text-generation"],
+        annotations_creators=["machine-generated"], language_creators=["machine-generated"],
+        size_categories=[_size_category(largest)], source_datasets=["original"],
+        tags=["personalization", "alignment", "dpo", "sft", "synthetic", "aloe-bench"],
+        configs=[{"config_name": name, "data_files": [{"split": s, "path": f"{name}/{s}-*.parquet"}
+                                                      for s in present_splits(rows, name)],
+                  **({"default": True} if name == DEFAULT_CONFIG else {})} for name in SPLITS],
+    )
+    body = _card_body(cfg, rows, counts, meta, licence_lines).replace(
+        f'load_dataset("{USAGE_PLACEHOLDER}"', f'load_dataset("{repo_id or USAGE_PLACEHOLDER}"')
+    return str(DatasetCard.from_template(data, template_str=CARD_TEMPLATE, body=body))
+
+
+def _card_body(cfg: BuildConfig, rows: dict, counts: dict, meta: dict | None, licence_lines: list[str]) -> str:
+    lines = [f"# {cfg.pretty_name}", "",
              "Multi-turn conversations in which a simulated user slowly reveals who they are (profile) and shows "
              "how they talk (personality). At every turn two replies were written: one by a responder told what "
              "the user had revealed so far, one by a responder that saw only the conversation; a judge holding "
@@ -265,6 +292,11 @@ def render_card(cfg: BuildConfig, rows: dict, counts: dict, meta: dict | None) -
               "- sft/dpo `test` holds whole conversations (split by conversation id hash).", "",
               "```python", "from datasets import load_dataset", "",
               'dpo = load_dataset("ORG/NAME", "dpo")  # or "sft", "conversations", "personas"', "```", "",
+              "The `personas` config's `test` split is the ALOE benchmark's persona set; `eval.yaml` declares it as "
+              "a benchmark (one task per metric: AL_avg, IR, N_IR) so models' `.eval_results/aloe.yaml` link to it.",
+              "", "## Licence", "",
+              f"Card licence: {cfg.license}. The texts were written by models and come under their terms:", "",
+              *([f"- {line}" for line in licence_lines] or ["- (generation metadata not found)"]), "",
               "## How it was made", ""]
     if meta:
         lines += ["| role | model | revision |", "| --- | --- | --- |"]
@@ -352,6 +384,7 @@ def build_dataset(cfg: BuildConfig) -> dict:
                 Dataset.from_list(splits[split], features=schema.CONFIGS[name]).to_parquet(
                     str(tmp / name / f"{split}-00000-of-00001.parquet"))
         (tmp / "README.md").write_text(render_card(cfg, rows, counts, meta), encoding="utf-8")
+        (tmp / EVAL_FILE).write_text(benchmark_eval_yaml(), encoding="utf-8")
         loaded = {}
         for name in SPLITS:  # the folder must load exactly as the Hub would load it
             with warnings.catch_warnings():
@@ -395,11 +428,19 @@ def push_dataset(folder: str | Path, repo_id: str, private: bool = False, commit
     token = os.environ.get("HF_TOKEN")
     if not token:
         raise DatasetBuildError("set HF_TOKEN in the environment (a token with write access) to push")
+    readme = folder / "README.md"
+    card = readme.read_text(encoding="utf-8")
+    usage = f'load_dataset("{USAGE_PLACEHOLDER}"'
+    if usage in card:  # the usage snippet names the repo it is pushed to
+        readme.write_text(card.replace(usage, f'load_dataset("{repo_id}"'), encoding="utf-8")
     try:
         create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True, token=token)
         info = upload_folder(folder_path=str(folder), repo_id=repo_id, repo_type="dataset", token=token,
                              commit_message=commit_message or "Upload ALOE preference dataset (aloe-bench)")
-    except OfflineModeIsEnabled as exc:
+    except BaseException as exc:
+        readme.write_text(card, encoding="utf-8")  # a failed push leaves the folder as it was
+        if not isinstance(exc, OfflineModeIsEnabled):
+            raise
         raise DatasetBuildError(f"cannot push {folder} to {repo_id}: HF_HUB_OFFLINE=1 is set ({exc}); "
                                 "unset it on a machine with network access") from None
     return str(getattr(info, "commit_url", info))

@@ -1,6 +1,7 @@
 """Checking a Hub dataset folder (`<config>/<split>-*.parquet` + README.md whose YAML declares `configs`).
 
-`check_dataset_folder` reads the card's front matter and every parquet file of the configs asked for, and
+`check_dataset_folder` reads the card's metadata (`huggingface_hub.DatasetCard.load(...).data`, with `data_files`
+validated and normalised by `datasets`' own helpers) and every parquet file of the configs asked for, and
 raises one clear error naming the file and the field (or line) that is wrong: a missing or malformed
 README, a card without `configs`, a config or split that is not declared, a `data_files` path that
 matches nothing, a file that is not parquet, a missing column or a column of the wrong type. Readers
@@ -14,7 +15,14 @@ from pathlib import Path
 import yaml
 
 
-def _front_matter(readme: Path, error) -> dict:
+def _card_data(readme: Path, error) -> dict:
+    """The card's metadata as `huggingface_hub.DatasetCard.load(readme).data`, with errors that name the file and line.
+
+    The checks before parsing exist because the card parser reads a file without front matter as an empty card;
+    a dataset folder needs one.
+    """
+    from huggingface_hub import DatasetCard
+
     if not readme.is_file():
         raise error(f"{readme}: missing (a dataset folder needs a card whose YAML declares its configs)")
     try:
@@ -24,50 +32,47 @@ def _front_matter(readme: Path, error) -> dict:
     lines = text.split("\n")
     if not lines or lines[0].strip() != "---":
         raise error(f"{readme}:1: no YAML front matter (the card must start with a '---' line)")
-    end = next((i for i in range(1, len(lines)) if lines[i].strip() == "---"), None)
-    if end is None:
+    if not any(line.strip() == "---" for line in lines[1:]):
         raise error(f"{readme}: the YAML front matter opened on line 1 is never closed with '---'")
     try:
-        front = yaml.safe_load("\n".join(lines[1:end]))
+        data = DatasetCard.load(readme).data
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f":{mark.line + 2}" if mark is not None else ""
         raise error(f"{readme}{line}: invalid YAML front matter ({getattr(exc, 'problem', None) or exc})") from None
-    if not isinstance(front, dict):
-        raise error(f"{readme}: the YAML front matter must be a mapping, got {type(front).__name__}")
-    return front
+    except ValueError as exc:  # the metadata block is not a mapping
+        raise error(f"{readme}: the YAML front matter must be a mapping ({exc})") from None
+    return data.to_dict()
 
 
 def _data_files(value, where: str, error) -> dict[str, list[str]]:
-    """`data_files` in any of the card's forms -> {split: [path patterns]}."""
-    if isinstance(value, str):
-        return {"train": [value]}
-    if isinstance(value, list) and all(isinstance(v, str) for v in value) and value:
-        return {"train": list(value)}
-    if isinstance(value, dict):
-        value = [{"split": k, "path": v} for k, v in value.items()]
-    if not isinstance(value, list) or not value:
+    """`data_files` in any of the card's forms -> {split: [path patterns]}, validated and normalised by `datasets`."""
+    from datasets.data_files import sanitize_patterns
+    from datasets.utils.metadata import MetadataConfigs
+
+    if not value or (isinstance(value, list) and not all(isinstance(v, (str, dict)) for v in value)):
         raise error(f"{where}.data_files: expected a path, a list of paths or a list of {{split, path}}")
-    out: dict[str, list[str]] = {}
-    for j, entry in enumerate(value):
-        at = f"{where}.data_files[{j}]"
-        if not isinstance(entry, dict):
-            raise error(f"{at}: expected a mapping with 'split' and 'path'")
-        split, paths = entry.get("split", "train"), entry.get("path")
-        if not isinstance(split, str) or not split:
-            raise error(f"{at}.split: must be a non-empty string")
-        if isinstance(paths, str):
-            paths = [paths]
-        if not isinstance(paths, list) or not paths or not all(isinstance(p, str) and p for p in paths):
-            raise error(f"{at}.path: must be a path or a list of paths")
-        out.setdefault(split, []).extend(paths)
-    return out
+    for j, entry in enumerate(value if isinstance(value, list) else []):
+        if isinstance(entry, dict):
+            paths = entry.get("path")
+            if not isinstance(entry.get("split"), str) or not entry["split"]:
+                raise error(f"{where}.data_files[{j}].split: must be a non-empty string")
+            if isinstance(paths, str):
+                paths = [paths]
+            if not isinstance(paths, list) or not paths or not all(isinstance(p, str) and p for p in paths):
+                raise error(f"{where}.data_files[{j}].path: must be a path or a list of paths")
+    try:
+        MetadataConfigs._raise_if_data_files_field_not_valid({"data_files": value})
+        return {str(split): list(paths) for split, paths in sanitize_patterns(value).items()}
+    except (ValueError, TypeError, KeyError) as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise error(f"{where}.data_files: not valid for datasets ({first})") from None
 
 
 def read_card_configs(folder: str | Path, error=ValueError) -> dict[str, dict[str, list[str]]]:
-    """`{config_name: {split: [path patterns]}}` from the folder's README.md front matter."""
+    """`{config_name: {split: [path patterns]}}` from the folder's README.md metadata (`DatasetCard.load`)."""
     readme = Path(folder) / "README.md"
-    front = _front_matter(readme, error)
+    front = _card_data(readme, error)
     configs = front.get("configs")
     if configs is None:
         raise error(f"{readme}: the YAML front matter has no 'configs' (config_name + data_files per config)")
