@@ -68,3 +68,20 @@ def test_bad_input_is_a_message_not_a_crash(tmp_path, tab):
     (tmp_path / "runs" / "other" / f"samples_{RUN_ID}.jsonl").rename(tmp_path / "runs" / "other" / "samples_x.jsonl")
     _, status, _ = tab.on_start(str(tmp_path / "runs"), "", "ann", RateSession())
     assert "give a run id" in status
+
+
+def test_a_results_dataset_folder_loads_like_the_run(tmp_path):
+    import json
+
+    from aloe_bench.harness.hub import build_results_folder
+
+    rows = write_run(tmp_path / "run")
+    results = json.loads((tmp_path / "run" / f"results_{RUN_ID}.json").read_text())
+    results.update(metrics={"AL": [4.75, 4.75, 4.75], "AL_avg": 4.75, "IR": 0.0, "N_IR": None, "R2": None,
+                            "N_R2": None, "intervals": {k: [None, None] for k in ("AL_avg", "IR", "N_IR", "R2", "N_R2")}},
+                   counts={k: 0 for k in ("conversations", "turns", "rows", "scored", "judge_failures",
+                                          "generation_failures", "stopped_conversations")})
+    folder = build_results_folder(rows, results, tmp_path / "hub", "org/results")
+    from_dataset = load_items(str(folder))
+    from_files = load_items(str(tmp_path / "run"))
+    assert from_dataset == from_files and len(from_dataset) == 6
