@@ -34,7 +34,8 @@ KEYBOARD_JS = """
     if (target && (target.tagName === "INPUT" || target.tagName === "TEXTAREA" || target.isContentEditable)) return;
     if (event.ctrlKey || event.metaKey || event.altKey) return;
     const id = keys[event.key];
-    const button = id && document.getElementById(id);
+    const found = id && document.getElementById(id);
+    const button = found && (found.tagName === "BUTTON" ? found : found.querySelector("button"));
     if (!button || button.offsetParent === null) return;  // the Rate tab is not visible
     event.preventDefault();
     button.click();
