@@ -85,3 +85,46 @@ def test_a_results_dataset_folder_loads_like_the_run(tmp_path):
     from_dataset = load_items(str(folder))
     from_files = load_items(str(tmp_path / "run"))
     assert from_dataset == from_files and len(from_dataset) == 6
+
+
+def test_two_gradio_client_sessions_rate_at_once_into_separate_complete_files(tmp_path):
+    """Two raters over loopback at the same time (each its own gradio session): no mixing, nothing lost."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from gradio_client import Client
+
+    from aloe_bench.space.ui import build_demo
+    from test_space_ui import free_port
+
+    rows = write_run(tmp_path / "runs" / "m", personas=3, turns=2)
+    port = free_port()
+    demo = build_demo(SpaceConfig(port=port, results=str(tmp_path / "runs"), ratings_dir=str(tmp_path / "ratings")))
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    barrier = threading.Barrier(2, timeout=60)
+
+    def rater(name_score):
+        name, score = name_score
+        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+        client.predict(str(tmp_path / "runs"), "", name, api_name="/rate_start")
+        barrier.wait()
+        shown = []
+        for _ in rows:
+            shown.append(client.predict(api_name=f"/rate_{score}"))
+        client.close()
+        return shown
+
+    try:
+        with ThreadPoolExecutor(2) as pool:
+            statuses = list(pool.map(rater, [("eve", 2), ("fay", 4)]))
+    finally:
+        demo.close()
+    for shown in statuses:
+        md, status = shown[-1]
+        assert "All rows done" in md and f"{len(rows)} rating(s) saved" in status
+        assert all("REPLY-" in m for m, _ in shown[:-1])
+    for name, score in (("eve", 2), ("fay", 4)):
+        records = read_ratings(tmp_path / "ratings" / f"ratings-{name}.jsonl")
+        assert {r["rater"] for r in records} == {name} and {r["score"] for r in records} == {score}
+        assert sorted((r["persona_id"], r["turn"]) for r in records) == sorted(
+            (r["persona_id"], r["turn"]) for r in rows)
