@@ -14,6 +14,9 @@ def register(sub, bench_sub) -> None:
 
     add_recipe_parser(sub, "eval", [EvalConfig], _run_eval,
                       "Score a model on ALOE (offline on the embedded model by default).")
+    from .judge_cli import register as register_judge
+
+    register_judge(sub)  # `aloe judge rescore | agree | push-ratings`
 
     metrics = sub.add_parser("metrics", help="AL_avg, IR, N_IR, R2, N_R2 of an AL(k) curve, as JSON.")
     metrics.add_argument("--al", required=True, help="Comma-separated AL(1),...,AL(K), e.g. 3.38,3.35,3.5")

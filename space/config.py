@@ -37,13 +37,17 @@ class SpaceConfig:
     session_ttl_s: float = field(default=7200.0, metadata={"help": "A session with no event for this many seconds is dropped and its conversation freed (a closed tab's is kept an hour, gradio's rule)."})
     max_extra_models: int = field(default=2, metadata={"help": "Model specs visitors may load beyond the configured ones (each stays in memory); further ones are refused."})
     allow_model_change: bool = field(default=True, metadata={"help": "Let visitors change model specs in the UI (off on a public Space that should only run its own models)."})
+    # Rate tab (people rate replies to check a judge): where ratings go, what it loads first, how much
+    rate_source: str = field(default="", metadata={"help": "Run the Rate tab offers first (default: the results source)."})
+    ratings_dir: str = field(default="ratings", metadata={"help": "Folder of the per-rater ratings files (ratings-<rater>.jsonl)."})
+    max_rate_rows: int = field(default=5000, metadata={"help": "Rows of one run the Rate tab loads at most."})
     share: bool = field(default=False, metadata={"help": "Open a public gradio.live link (needs network)."})
 
     def __post_init__(self):
         if self.judge_preset not in ("paper", "robust"):
             raise ValueError(f"judge_preset {self.judge_preset!r}: choose paper or robust")
         for name in ("reply_max_new_tokens", "user_max_new_tokens", "induction_max_new_tokens", "max_input_chars",
-                     "max_turns", "max_autoplay_turns", "concurrency_limit", "max_queue", "max_sessions"):
+                     "max_turns", "max_autoplay_turns", "max_rate_rows", "concurrency_limit", "max_queue", "max_sessions"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.session_ttl_s <= 0:

@@ -25,6 +25,7 @@ from aloe_bench.core.specs import ModelSpec
 from . import session as S
 from .config import SpaceConfig
 from .leaderboard import COLUMNS, LeaderboardError, load_leaderboard
+from .rate import add_rate_tab
 from .redact import redact, scrub
 
 EXPORT_DIR = Path(tempfile.gettempdir()) / "aloe-space-exports"
@@ -335,6 +336,7 @@ class SpaceUI:
                     load_btn = gr.Button("Load", scale=1, elem_id="lb-load")
                 board = gr.Dataframe(pd.DataFrame(columns=COLUMNS), interactive=False, elem_id="leaderboard")
                 board_note = gr.Markdown("", elem_id="lb-note")
+            add_rate_tab(demo, cfg)  # the Rate tab (space/rate.py): people rate replies, blind, to check a judge
 
             view_out = [chat_a, chat_b, plot_a, plot_b, summary_a, summary_b]
             persona_out = [persona_md, revealed, *view_out, status]

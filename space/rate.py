@@ -1,0 +1,259 @@
+"""The Rate tab: people score replies 1-5, blind to the model and the judge, to check a judge against them.
+
+A rater loads a run (a samples file, a run folder, or a results dataset: a local folder or `hub:ORG/NAME`),
+gives a rater id, and sees one row at a time (persona, the conversation up to that turn, the reply) in an
+order seeded by the rater id. Each rating (or skip) is appended at once, fsynced, to that rater's own file
+`<ratings_dir>/ratings-<rater>.jsonl`; going back and rating again appends a new record, and the last one
+wins when ratings are read. Keys: 1-5 rate, s skips, b or Backspace goes back (not while typing in a box).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import gradio as gr
+
+from aloe_bench.core.judge import clip_text
+from aloe_bench.core.personas import PersonaFileError, load_persona_set
+from aloe_bench.core.ratings import RatingsError, append_rating, check_rater, rating_record
+
+from .redact import redact, scrub
+
+# Keyboard shortcuts, installed once per page: a key clicks the matching button while the Rate tab is shown.
+KEYBOARD_JS = """
+() => {
+  if (window.__aloeRateKeys) return;
+  window.__aloeRateKeys = true;
+  const keys = {"1": "rate-1", "2": "rate-2", "3": "rate-3", "4": "rate-4", "5": "rate-5",
+                "s": "rate-skip", "b": "rate-back", "Backspace": "rate-back"};
+  document.addEventListener("keydown", (event) => {
+    const target = event.target;
+    if (target && (target.tagName === "INPUT" || target.tagName === "TEXTAREA" || target.isContentEditable)) return;
+    if (event.ctrlKey || event.metaKey || event.altKey) return;
+    const id = keys[event.key];
+    const found = id && document.getElementById(id);
+    const button = found && (found.tagName === "BUTTON" ? found : found.querySelector("button"));
+    if (!button || button.offsetParent === null) return;  // the Rate tab is not visible
+    event.preventDefault();
+    button.click();
+  });
+}
+"""
+
+
+class RateError(ValueError):
+    """The source cannot be rated (missing file, unknown personas); worded for the page."""
+
+
+@dataclass(frozen=True)
+class Item:
+    run_id: str
+    persona_id: str
+    turn: int
+    profile: str
+    personality: str
+    history: tuple  # (user, assistant) pairs before this turn
+    message: str
+    reply: str
+
+
+@dataclass
+class RateSession:
+    """One browser session's rating state: who rates, what, in which order, and where they are."""
+
+    rater: str | None = None
+    items: list[Item] = field(default_factory=list)
+    order: list[int] = field(default_factory=list)
+    position: int = 0
+    path: Path | None = None
+    written: int = 0
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    rows = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").split("\n"), 1):
+        if line.strip():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                raise RateError(f"{path.name}:{number}: invalid JSON") from None
+    return rows
+
+
+def _runs_in_folder(folder: Path) -> list[tuple[str, list[dict], dict | None]]:
+    """(run id, sample rows, results) for every run under `folder`: run files, or a results dataset folder."""
+    runs = []
+    for samples in sorted(folder.rglob("samples_*.jsonl")):
+        run_id = samples.stem[len("samples_"):]
+        results = samples.with_name(f"results_{run_id}.json")
+        runs.append((run_id, _read_jsonl(samples), json.loads(results.read_text()) if results.is_file() else None))
+    if runs or not (folder / "samples").is_dir():
+        return runs
+    import pandas as pd  # a results dataset: samples/<stem>.parquet beside results/<stem>.parquet
+
+    for samples in sorted((folder / "samples").glob("*.parquet")):
+        results_file = folder / "results" / samples.name
+        results = pd.read_parquet(results_file).iloc[0].to_dict() if results_file.is_file() else None
+        if results is not None and isinstance(results.get("config"), str):
+            results["config"] = json.loads(results["config"])
+        run_id = results["run_id"] if results else samples.stem.split("-")[0]
+        runs.append((run_id, pd.read_parquet(samples).to_dict("records"), results))
+    return runs
+
+
+def _resolve(source: str) -> Path:
+    source = (source or "").strip()
+    if not source:
+        raise RateError("give a samples file, a run folder, or a results dataset (folder or hub:ORG/NAME)")
+    if source.startswith("hub:"):
+        from huggingface_hub import snapshot_download
+
+        try:
+            return Path(snapshot_download(source[4:], repo_type="dataset", allow_patterns=["results/*", "samples/*"]))
+        except Exception as exc:
+            raise RateError(f"Hub dataset {source[4:]!r} could not be read: {type(exc).__name__}: {exc}") from None
+    return Path(source).expanduser()
+
+
+def load_items(source: str, run_id: str | None = None, max_rows: int = 5000) -> list[Item]:
+    """The rateable rows of one run in `source`: every row with a message and a reply, with its history."""
+    path = _resolve(source)
+    if path.is_file():
+        if not path.name.startswith("samples_"):
+            raise RateError(f"{path.name}: expected a samples_<run id>.jsonl file")
+        rid = path.stem[len("samples_"):]
+        results_path = path.with_name(f"results_{rid}.json")
+        runs = [(rid, _read_jsonl(path), json.loads(results_path.read_text()) if results_path.is_file() else None)]
+    elif path.is_dir():
+        runs = _runs_in_folder(path)
+    else:
+        raise RateError(f"{source}: no such file or folder")
+    if run_id:
+        runs = [r for r in runs if r[0] == run_id.strip()]
+    if not runs:
+        raise RateError(f"{source}: no run found" + (f" with id {run_id}" if run_id else ""))
+    if len(runs) > 1:
+        raise RateError(f"{source} holds {len(runs)} runs ({', '.join(r[0] for r in runs)}): give a run id")
+    rid, rows, results = runs[0]
+    if results is None:
+        raise RateError(f"{source}: run {rid} has no results file, so its personas are unknown")
+    run_cfg = results.get("config", {}).get("run", {})
+    try:
+        personas = {p.id: p for p in load_persona_set(run_cfg.get("personas", "default"),
+                                                      run_cfg.get("max_personalities", 5))}
+    except (PersonaFileError, OSError) as exc:
+        raise RateError(f"run {rid}: its persona set {run_cfg.get('personas')!r} cannot be read: {exc}") from None
+    rows = sorted(rows, key=lambda r: (r["persona_id"], int(r["turn"])))
+    items, history = [], {}
+    for row in rows:
+        so_far = history.setdefault(row["persona_id"], [])
+        if row.get("user_message") is None or row.get("reply") is None or row.get("error"):
+            continue
+        persona = personas.get(row["persona_id"])
+        if persona is None:
+            raise RateError(f"run {rid}: persona {row['persona_id']!r} is not in its persona set")
+        items.append(Item(rid, row["persona_id"], int(row["turn"]), persona.profile, persona.personality,
+                          tuple(so_far), row["user_message"], row["reply"]))
+        so_far.append((row["user_message"], row["reply"]))
+        if len(items) >= max_rows:
+            break
+    if not items:
+        raise RateError(f"run {rid}: no row with a message and a reply to rate")
+    return items
+
+
+def shuffled(n: int, rater: str, run_id: str) -> list[int]:
+    """A random order of n rows, the same every time for the same rater and run."""
+    order = list(range(n))
+    random.Random(f"{rater}\x00{run_id}").shuffle(order)
+    return order
+
+
+CLIP = 1500  # characters of each shown text
+
+
+def item_markdown(item: Item) -> str:
+    """Persona, conversation so far and the reply: no model name, no judge score."""
+    lines = [f"**Profile:** {clip_text(item.profile, CLIP)}", "", f"**Personality:** {clip_text(item.personality, CLIP)}",
+             "", f"### Conversation (turn {item.turn})"]
+    for user, assistant in item.history:
+        lines += [f"**User:** {clip_text(user, CLIP)}", "", f"**Assistant:** {clip_text(assistant, CLIP)}", ""]
+    lines += [f"**User:** {clip_text(item.message, CLIP)}", "", "### Reply to rate", "", clip_text(item.reply, CLIP)]
+    return "\n".join(lines)
+
+
+class RateTab:
+    def __init__(self, config):
+        self.config = config
+        self.ratings_dir = Path(config.ratings_dir).expanduser()
+
+    def _show(self, state: RateSession, note: str = ""):
+        if state.position >= len(state.order):
+            return ("**All rows done.** Thank you!", f"{state.written} rating(s) saved to `{state.path.name}`. {note}")
+        item = state.items[state.order[state.position]]
+        progress = f"Row {state.position + 1} of {len(state.order)} · {state.written} saved to `{state.path.name}`"
+        return item_markdown(item), (f"{note} · " if note else "") + progress
+
+    def on_start(self, source, run_id, rater, state: RateSession):
+        try:
+            rater = check_rater(rater)
+            items = load_items(source, run_id, self.config.max_rate_rows)
+        except (RateError, RatingsError) as exc:
+            return scrub(("", redact(f"⚠️ {exc}"), state))
+        state.rater, state.items, state.position, state.written = rater, items, 0, 0
+        state.order = shuffled(len(items), rater, items[0].run_id)
+        state.path = self.ratings_dir / f"ratings-{rater}.jsonl"
+        return scrub((*self._show(state, f"Loaded run {items[0].run_id}"), state))
+
+    def on_rate(self, score, state: RateSession):
+        if not state.items:
+            return ("", "⚠️ load a run first", state)
+        if state.position >= len(state.order):
+            return (*self._show(state), state)
+        item = state.items[state.order[state.position]]
+        append_rating(state.path, rating_record(state.rater, item.run_id, item.persona_id, item.turn, score))
+        state.written += 1
+        state.position += 1
+        return scrub((*self._show(state, "skipped" if score is None else f"rated {score}"), state))
+
+    def on_back(self, state: RateSession):
+        if not state.items:
+            return ("", "⚠️ load a run first", state)
+        state.position = max(0, state.position - 1)
+        return scrub((*self._show(state, "back one row: a new rating replaces the earlier one"), state))
+
+    def build(self, demo) -> None:
+        """The tab's widgets and events; call inside the app's `gr.Blocks`."""
+        cfg = self.config
+        state = gr.State(RateSession(), time_to_live=cfg.session_ttl_s)
+        with gr.Tab("Rate"):
+            gr.Markdown("Rate replies 1-5 for how well they fit this user (style, relevance, human-like), without "
+                        "seeing which model wrote them or what the judge said. Keys: **1-5** rate, **s** skip, "
+                        "**b** / Backspace back.")
+            with gr.Row():
+                source = gr.Textbox(cfg.rate_source or cfg.results, label="Run: samples file, run folder, or results "
+                                    "dataset (folder or hub:ORG/NAME)", scale=4, elem_id="rate-source")
+                run_id = gr.Textbox("", label="Run id (if several)", scale=1, elem_id="rate-run-id")
+                rater = gr.Textbox("", label="Your rater id", max_length=64, scale=1, elem_id="rate-rater")
+                start = gr.Button("Start", scale=1, elem_id="rate-start")
+            shown = gr.Markdown("", elem_id="rate-item")
+            with gr.Row():
+                buttons = [gr.Button(str(n), elem_id=f"rate-{n}") for n in range(1, 6)]
+                skip = gr.Button("Skip (s)", elem_id="rate-skip")
+                back = gr.Button("Back (b)", elem_id="rate-back")
+            status = gr.Markdown("", elem_id="rate-status")
+        out = [shown, status, state]
+        limits = dict(concurrency_id="rate", concurrency_limit=cfg.concurrency_limit, show_progress="hidden")
+        start.click(self.on_start, [source, run_id, rater, state], out, api_name="rate_start", **limits)
+        for n, button in enumerate(buttons, 1):
+            button.click(lambda s, n=n: self.on_rate(n, s), state, out, api_name=f"rate_{n}", **limits)
+        skip.click(lambda s: self.on_rate(None, s), state, out, api_name="rate_skip", **limits)
+        back.click(self.on_back, state, out, api_name="rate_back", **limits)
+        demo.load(None, None, None, js=KEYBOARD_JS)
+
+
+def add_rate_tab(demo, config) -> None:
+    RateTab(config).build(demo)
