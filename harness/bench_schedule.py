@@ -65,9 +65,7 @@ def _requests_by_role(records: list[dict]) -> dict:
 
 def _run(server: LatencyServer, schedule: str, n_personas: int, turns: int, max_concurrency: int,
          persona_source: str, local_model: str | None = None, reply_max_new_tokens: int = 48) -> dict:
-    from aloe_bench.core.backends import load_backend
-
-    from .runner import evaluate_model
+    from .runner import build_roles, evaluate_model
 
     server.reset()
     remote = {"base_url": server.base_url, "api_key_env": "ALOE_LATENCY_SERVER_KEY"}
@@ -79,21 +77,23 @@ def _run(server: LatencyServer, schedule: str, n_personas: int, turns: int, max_
             judge_scoring="text", personas=persona_source, max_personas=n_personas, turns=turns,
             max_concurrency=max_concurrency, reply_max_new_tokens=reply_max_new_tokens, output_dir=out,
             cache=False, progress=False, bootstrap_resamples=100, **schedule_options(schedule))
-        batches_before = None
-        if local_model:
-            worker = getattr(load_backend(local_model), "worker", None)
-            batches_before = worker.stats.to_dict() if worker is not None else None
-        results = evaluate_model(cfg)
+        roles = build_roles(cfg)
+        worker = getattr(roles.model, "worker", None) if local_model else None  # the in-process model's batcher
+        batches_before = worker.stats.to_dict() if worker is not None else None
+        results = evaluate_model(cfg, roles)
     records = server.records()
     run = {"wall_s": results["throughput"]["wall_s"], "requests": len(records),
            "requests_by_role": _requests_by_role(records), "scored": results["counts"]["scored"],
            "judge_failures": results["counts"]["judge_failures"],
            "generation_failures": results["counts"]["generation_failures"], **critical_path(records)}
     if batches_before is not None:
-        after = load_backend(local_model).worker.stats.to_dict()
+        after = worker.stats.to_dict()
         run["local_model_batches"] = {"batches": after["batches"] - batches_before["batches"],
                                       "requests": after["requests"] - batches_before["requests"],
-                                      "jobs": after["jobs"] - batches_before["jobs"]}
+                                      "jobs": after["jobs"] - batches_before["jobs"],
+                                      "batch_sizes": {size: count - batches_before["sizes"].get(size, 0)
+                                                      for size, count in after["sizes"].items()
+                                                      if count > batches_before["sizes"].get(size, 0)}}
     return run
 
 
