@@ -34,7 +34,7 @@ def test_remote_judging_overlaps_the_next_turn(tmp_path, upstream_dir):
     roles = Roles(model, UserSimulator(users, GenerationConfig(8)), Judge(judge, JudgeConfig("paper", "text")),
                   GenerationConfig(8), None)
     cfg = EvalConfig(personas=str(upstream_dir), max_personas=2, turns=2, output_dir=str(tmp_path), cache=False,
-                     progress=False, bootstrap_resamples=20)
+                     progress=False, bootstrap_resamples=20, schedule="lockstep")
     results = evaluate_model(cfg, roles=roles)
     assert results["counts"]["scored"] == 4
     judge_turn1, user_turn2 = judge.spans[0], users.spans[1]
