@@ -58,9 +58,10 @@ class UserSimulator:
         return {"generation": self.config.to_dict(), "max_retries": self.max_retries,
                 "prompt_sha256": self.prompts["user_simulator"].sha256[:16], "model": self.backend.describe()}
 
-    def _attempt_config(self, attempt: int) -> GenerationConfig:
-        return self.config if attempt == 0 else replace(
-            self.config, seed=self.config.seed + 1000 * attempt, temperature=max(self.config.temperature, 0.7))
+    def _attempt_config(self, attempt: int, config: GenerationConfig | None = None) -> GenerationConfig:
+        config = config or self.config
+        return config if attempt == 0 else replace(
+            config, seed=config.seed + 1000 * attempt, temperature=max(config.temperature, 0.7))
 
     @staticmethod
     def _cleaned(completion: Completion) -> Completion:
@@ -86,12 +87,15 @@ class UserSimulator:
             pending = still
         return results
 
-    async def anext_message(self, persona: Persona, history: list[dict]) -> Completion:
-        """`next_messages` for one conversation, awaitable: same request, same retries and seeds."""
+    async def anext_message(self, persona: Persona, history: list[dict],
+                            config: GenerationConfig | None = None) -> Completion:
+        """`next_messages` for one conversation, awaitable: same request, same retries and seeds.
+
+        `config` replaces the simulator's own for this call (a caller that seeds each turn differently)."""
         request = role_play_messages(persona, history, self.prompts)
         completion = Completion(None, error="not run")
         for attempt in range(self.max_retries + 1):
-            completion = self._cleaned(await self.backend.agenerate(request, self._attempt_config(attempt)))
+            completion = self._cleaned(await self.backend.agenerate(request, self._attempt_config(attempt, config)))
             if completion.ok:
                 break
         return completion
