@@ -72,6 +72,10 @@ def register(sub, bench_sub) -> None:
     faults.add_argument("--output", default=None, help="Also write the JSON here.")
     faults.set_defaults(handler=_run_bench_faults)
 
+    from .bench_schedule import add_parser as add_bench_schedule
+
+    add_bench_schedule(bench_sub)
+
 
 def _run_eval(args) -> int:
     from aloe_bench.core.config import dataclass_from_args

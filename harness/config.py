@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+SCHEDULES = ("free", "lockstep", "sequential")
+
 
 @dataclass
 class EvalConfig:
@@ -32,7 +34,9 @@ class EvalConfig:
     seed: int = field(default=0, metadata={"help": "Seed for sampling, bootstrap and retries."})
     output_dir: str = field(default="runs/embedded", metadata={"help": "Where <model>/results_*.json and samples_*.jsonl go."})
     cache: bool = field(default=True, metadata={"help": "Use the on-disk request cache in output_dir."})
-    lockstep: bool = field(default=True, metadata={"help": "Batch turn k of all conversations (False: one at a time)."})
+    schedule: str = field(default="free", metadata={
+        "help": "free (every conversation its own task), lockstep (turn k of all at once) or sequential (one at a "
+                "time, the paper's loop)."})
     batch_size: int | None = field(default=None, metadata={"help": "Local micro-batch size (default 16 CPU, 64 GPU)."})
     device: str | None = field(default=None, metadata={"help": "cpu, cuda, cuda:1, mps (default: best available)."})
     dtype: str | None = field(default=None, metadata={"help": "bfloat16, float16, float32 (default: bf16 on GPU)."})
@@ -41,6 +45,10 @@ class EvalConfig:
     request_timeout_s: float = field(default=120.0, metadata={"help": "Timeout of one request to an endpoint."})
     request_max_retries: int = field(default=4, metadata={
         "help": "Retries (with backoff) of a failed endpoint request before it is recorded as failed."})
+    tensor_parallel_size: int | None = field(default=None, metadata={"help": "vLLM: GPUs per model."})
+    gpu_memory_utilization: float | None = field(default=None, metadata={"help": "vLLM: share of GPU memory."})
+    max_model_len: int | None = field(default=None, metadata={"help": "vLLM: context length."})
+    enable_prefix_caching: bool | None = field(default=None, metadata={"help": "vLLM: reuse shared prompt prefixes."})
     bootstrap_resamples: int = field(default=1000, metadata={"help": "Bootstrap resamples for the intervals."})
     push_to_hub: str | None = field(default=None, metadata={"help": "Results dataset repo id (ORG/NAME) to publish to."})
     public: bool = field(default=False, metadata={"help": "Make a new results dataset repo public (default private)."})
@@ -53,6 +61,8 @@ class EvalConfig:
             raise ValueError(f"turns must be >= 1, got {self.turns}")
         if self.max_personas is not None and self.max_personas < 1:
             raise ValueError(f"max_personas must be >= 1, got {self.max_personas}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -1,13 +1,15 @@
-"""The ALOE evaluation loop: conversations advance in lockstep, turn k of all of them at once.
+"""The ALOE evaluation loop, under one of three schedules (`EvalConfig.schedule`).
 
-Per turn: the role-play user writes a message (one batched call), the evaluated model answers
-(one batched call), the judge scores each reply. With a remote backend in play, judging turn k runs
-in a worker thread while turn k+1 is simulated. Rows are appended to the samples log as each turn
-is judged, so a re-run resumes where the last one stopped.
+Per turn: the role-play user writes a message, the evaluated model answers, the judge scores the reply.
+`free` (the default) runs every conversation as its own asyncio task, with each turn's judge off the
+critical path, over backends that batch single requests as they come; `lockstep` makes turn k of all
+conversations one batched call per role; `sequential` runs one conversation at a time (the paper's loop).
+Rows are appended to the samples log as each turn is judged, so a re-run resumes where the last one stopped.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -58,7 +60,10 @@ def _backend(spec_text, base_url, cfg: EvalConfig, revision=None, remote_options
     spec = ModelSpec.parse(spec_text, revision=revision, base_url=base_url, api_key_env=cfg.api_key_env,
                            engine=cfg.engine)
     remote = dict(timeout_s=cfg.request_timeout_s, max_retries=cfg.request_max_retries) | (remote_options or {})
-    options = dict(batch_size=cfg.batch_size, device=cfg.device, dtype=cfg.dtype) if not spec.is_remote else dict(
+    options = dict(batch_size=cfg.batch_size, device=cfg.device, dtype=cfg.dtype) | (dict(
+        tensor_parallel_size=cfg.tensor_parallel_size, gpu_memory_utilization=cfg.gpu_memory_utilization,
+        max_model_len=cfg.max_model_len, enable_prefix_caching=cfg.enable_prefix_caching)
+        if spec.engine == "vllm" else {}) if not spec.is_remote else dict(
         max_concurrency=cfg.max_concurrency, requests_per_minute=cfg.requests_per_minute, **remote)
     return load_backend(spec, **{k: v for k, v in options.items() if v is not None})
 
@@ -139,8 +144,41 @@ class _Stats:
         return tokens
 
 
+def _turn_row(conv: Conversation, turn: int, user, reply, stats: _Stats) -> tuple[dict, list[dict]]:
+    """The sample row of one simulated turn (not yet judged); advances `conv` or stops it on an error."""
+    row = {"persona_id": conv.persona.id, "profile_id": conv.persona.profile_id,
+           "personality_id": conv.persona.personality_id, "turn": turn,
+           "user_message": user.text if user.ok else None,
+           "reply": reply.text if reply is not None and reply.ok else None,
+           "latency_s": {"user": round(user.latency_s, 4),
+                         "reply": round(reply.latency_s, 4) if reply is not None else None},
+           "tokens": {"user": stats.add(user), "reply": stats.add(reply) if reply is not None else 0},
+           "error": None if user.ok else f"user simulator: {user.error}"}
+    if reply is not None and not reply.ok:
+        row["error"] = f"model: {reply.error}"
+    history_before = list(conv.history)
+    if row["error"] is None:
+        conv.history += [{"role": "user", "content": row["user_message"]},
+                         {"role": "assistant", "content": row["reply"]}]
+    else:
+        conv.stopped = row["error"]
+    conv.turns_done = turn
+    return row, history_before
+
+
+def _judged(row: dict, verdict, stats: _Stats) -> dict:
+    """`row` with the judge's verdict (or empty judge fields when the turn was not judged)."""
+    row.update(score=None, judge_raw=None, judge_distribution=None, judge_error=None, judge_attempts=0)
+    if verdict is not None:
+        stats.generated_tokens += verdict.tokens
+        row.update(score=verdict.score, judge_raw=verdict.raw, judge_distribution=verdict.distribution,
+                   judge_error=verdict.error, judge_attempts=verdict.attempts)
+        row["latency_s"]["judge"] = round(verdict.latency_s, 4)
+    return row
+
+
 def _step(group: list[Conversation], turn: int, roles: Roles, stats: _Stats):
-    """Simulate one turn for `group`; return a thunk that judges it and builds the sample rows."""
+    """Simulate one turn for `group` (lockstep, sequential); return a thunk that judges it and builds the rows."""
     active = [c for c in group if c.turns_done == turn - 1 and c.stopped is None]
     if not active:
         return lambda: []
@@ -149,45 +187,69 @@ def _step(group: list[Conversation], turn: int, roles: Roles, stats: _Stats):
     replies = roles.model.generate([c.history + [{"role": "user", "content": u.text}] for c, u in speaking],
                                    roles.reply_config)
     reply_of = {id(c): r for (c, _), r in zip(speaking, replies)}
-    records = []
-    for conv, user in zip(active, users):
-        reply = reply_of.get(id(conv))
-        row = {"persona_id": conv.persona.id, "profile_id": conv.persona.profile_id,
-               "personality_id": conv.persona.personality_id, "turn": turn,
-               "user_message": user.text if user.ok else None,
-               "reply": reply.text if reply is not None and reply.ok else None,
-               "latency_s": {"user": round(user.latency_s, 4),
-                             "reply": round(reply.latency_s, 4) if reply is not None else None},
-               "tokens": {"user": stats.add(user), "reply": stats.add(reply) if reply is not None else 0},
-               "error": None if user.ok else f"user simulator: {user.error}"}
-        if reply is not None and not reply.ok:
-            row["error"] = f"model: {reply.error}"
-        history_before = list(conv.history)
-        if row["error"] is None:
-            conv.history += [{"role": "user", "content": row["user_message"]},
-                             {"role": "assistant", "content": row["reply"]}]
-        else:
-            conv.stopped = row["error"]
-        conv.turns_done = turn
-        records.append((conv, row, history_before))
+    records = [(conv, *_turn_row(conv, turn, user, reply_of.get(id(conv)), stats))
+               for conv, user in zip(active, users)]
 
     def judge_rows() -> list[dict]:
         scored = [(conv, row, hist) for conv, row, hist in records if row["error"] is None]
         verdicts = roles.judge.score([JudgeItem(c.persona, r["user_message"], r["reply"], h) for c, r, h in scored])
         verdict_of = {id(r): v for (_, r, _), v in zip(scored, verdicts)}
-        rows = []
-        for _, row, _ in records:
-            verdict = verdict_of.get(id(row))
-            row.update(score=None, judge_raw=None, judge_distribution=None, judge_error=None, judge_attempts=0)
-            if verdict is not None:
-                stats.generated_tokens += verdict.tokens
-                row.update(score=verdict.score, judge_raw=verdict.raw, judge_distribution=verdict.distribution,
-                           judge_error=verdict.error, judge_attempts=verdict.attempts)
-                row["latency_s"]["judge"] = round(verdict.latency_s, 4)
-            rows.append(row)
-        return rows
+        return [_judged(row, verdict_of.get(id(row)), stats) for _, row, _ in records]
 
     return judge_rows
+
+
+async def _converse(conv: Conversation, turns: int, roles: Roles, stats: _Stats, write) -> None:
+    """One conversation as its own task: user message, reply, next turn; each turn's judge runs alongside.
+
+    The next user message does not wait for this turn's judge. Rows of one conversation are still written
+    in turn order (each judge task writes after the previous turn's), so an interrupted run resumes cleanly.
+    A cancelled task writes nothing: a row is appended whole or not at all.
+    """
+    previous: asyncio.Task | None = None
+
+    async def judge_and_write(row: dict, history: list[dict], before: asyncio.Task | None) -> None:
+        verdict = None
+        if row["error"] is None:
+            verdict = await roles.judge.ascore(JudgeItem(conv.persona, row["user_message"], row["reply"], history))
+        if before is not None:
+            await before
+        write([_judged(row, verdict, stats)])
+
+    try:
+        for turn in range(conv.turns_done + 1, turns + 1):
+            if conv.stopped is not None:
+                break
+            user = await roles.user.anext_message(conv.persona, conv.history)
+            reply = None
+            if user.ok:
+                reply = await roles.model.agenerate(conv.history + [{"role": "user", "content": user.text}],
+                                                    roles.reply_config)
+            row, history = _turn_row(conv, turn, user, reply, stats)
+            previous = asyncio.create_task(judge_and_write(row, history, previous))
+        if previous is not None:
+            await previous
+    except BaseException:
+        if previous is not None and not previous.done():
+            previous.cancel()
+        raise
+
+
+async def _run_free(conversations: list[Conversation], turns: int, roles: Roles, stats: _Stats, write) -> None:
+    """Every conversation at once, each its own task; one that raises stops alone, the rest finish first."""
+    tasks = [asyncio.create_task(_converse(c, turns, roles, stats, write)) for c in conversations
+             if c.stopped is None and c.turns_done < turns]
+    try:
+        outcomes = await asyncio.gather(*tasks, return_exceptions=True)
+    finally:
+        for task in tasks:
+            task.cancel()
+        backends = {id(b): b for b in (roles.model, roles.user.backend, roles.judge.backend)}
+        for backend in backends.values():
+            await backend.aclose()
+    errors = [o for o in outcomes if isinstance(o, BaseException)]
+    if errors:
+        raise errors[0]
 
 
 def evaluate_model(cfg: EvalConfig, roles: Roles | None = None, persona_set: PersonaSet | None = None) -> dict:
@@ -208,29 +270,16 @@ def evaluate_model(cfg: EvalConfig, roles: Roles | None = None, persona_set: Per
     stats = _Stats()
     total = len(conversations) * cfg.turns
     done = sum(min(c.turns_done, cfg.turns) if c.stopped is None else cfg.turns for c in conversations.values())
-    groups = [list(conversations.values())] if cfg.lockstep else [[c] for c in conversations.values()]
     began = time.perf_counter()
     bar = tqdm(total=total, initial=done, unit="turn", desc="ALOE", disable=not cfg.progress)
-    executor = ThreadPoolExecutor(max_workers=1) if roles.overlap else None
     try:
-        for group in groups:
-            pending: Future | None = None
-            start = min((c.turns_done for c in group if c.stopped is None), default=cfg.turns) + 1
-            for turn in range(start, cfg.turns + 1):
-                bar.set_postfix_str(f"turn {turn}/{cfg.turns}")
-                judge_rows = _step(group, turn, roles, stats)
-                if pending is not None:
-                    _write(files, pending.result(), bar)
-                if executor is not None:
-                    pending = executor.submit(judge_rows)
-                else:
-                    _write(files, judge_rows(), bar)
-            if pending is not None:
-                _write(files, pending.result(), bar)
+        if cfg.schedule == "free":
+            _run_async(_run_free(list(conversations.values()), cfg.turns, roles, stats,
+                                  lambda rows: _write(files, rows, bar)))
+        else:
+            _run_groups(conversations, cfg, roles, stats, files, bar)
     finally:
         bar.close()
-        if executor is not None:
-            executor.shutdown(wait=True)
     wall = time.perf_counter() - began
 
     rows = files.load_samples()
@@ -248,12 +297,51 @@ def evaluate_model(cfg: EvalConfig, roles: Roles | None = None, persona_set: Per
     return results
 
 
+def _run_async(coro):
+    """`asyncio.run`, also from code that is itself inside a running event loop (a notebook, a Space handler)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coro).result()
+
+
+def _run_groups(conversations: dict[str, Conversation], cfg: EvalConfig, roles: Roles, stats: _Stats,
+                files: RunFiles, bar) -> None:
+    """The lockstep (one group of all) and sequential (groups of one) schedules, turn by turn.
+
+    With a remote backend in play, judging turn k runs in a worker thread while turn k+1 is simulated.
+    """
+    groups = [list(conversations.values())] if cfg.schedule == "lockstep" else [[c] for c in conversations.values()]
+    executor = ThreadPoolExecutor(max_workers=1) if roles.overlap else None
+    try:
+        for group in groups:
+            pending: Future | None = None
+            start = min((c.turns_done for c in group if c.stopped is None), default=cfg.turns) + 1
+            for turn in range(start, cfg.turns + 1):
+                bar.set_postfix_str(f"turn {turn}/{cfg.turns}")
+                judge_rows = _step(group, turn, roles, stats)
+                if pending is not None:
+                    _write(files, pending.result(), bar)
+                if executor is not None:
+                    pending = executor.submit(judge_rows)
+                else:
+                    _write(files, judge_rows(), bar)
+            if pending is not None:
+                _write(files, pending.result(), bar)
+    finally:
+        if executor is not None:
+            executor.shutdown(wait=True)
+
+
 def _identity(config_block: dict) -> dict:
     """What makes two runs the same run: models, prompts, personas, sampling; not sizes or machinery."""
     identity = {k: v for k, v in config_block.items() if k != "packages"}
-    ignored = ("turns", "max_personas", "output_dir", "cache", "lockstep", "batch_size", "device",
+    ignored = ("turns", "max_personas", "output_dir", "cache", "schedule", "batch_size", "device",
                "max_concurrency", "requests_per_minute", "bootstrap_resamples", "push_to_hub", "public", "create_pr",
-               "request_timeout_s", "request_max_retries")
+               "request_timeout_s", "request_max_retries",
+               "tensor_parallel_size", "gpu_memory_utilization", "max_model_len", "enable_prefix_caching")
     identity["run"] = {k: v for k, v in identity["run"].items() if k not in ignored}
     identity["models"] = {role: {k: v for k, v in info.items() if k not in ("max_concurrency", "device")}
                           for role, info in identity["models"].items()}

@@ -57,7 +57,8 @@ class RoleBackend(ScriptedBackend):
 
 
 def _cfg(tmp_path, **kw):
-    base = dict(output_dir=str(tmp_path), n_conversations=3, turns=2, progress=False, cache=False, judge_scoring="text")
+    base = dict(output_dir=str(tmp_path), n_conversations=3, turns=2, progress=False, cache=False, judge_scoring="text",
+                schedule="lockstep")
     return GenerateConfig(**{**base, **kw})
 
 

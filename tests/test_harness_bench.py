@@ -41,7 +41,7 @@ def test_bench_eval_runs_both_loops_and_reports_roles(monkeypatch):
         model = Tokenising(fn=lambda m, c: "a reply of five words")
         users = Tokenising(fn=lambda m, c: "hello there")
         judge = Tokenising(["4"])
-        made.append(cfg.lockstep)
+        made.append(cfg.schedule == "lockstep")
         return Roles(model, UserSimulator(users, GenerationConfig(8)),
                      Judge(judge, JudgeConfig("paper", "text", max_retries=0)), GenerationConfig(8), None)
 

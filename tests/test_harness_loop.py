@@ -30,7 +30,7 @@ def make_roles(judge_answers=("4",), user=user_fn):
 
 def config(tmp_path, upstream_dir, **kw):
     values = dict(personas=str(upstream_dir), max_personas=3, turns=2, output_dir=str(tmp_path / "run"),
-                  bootstrap_resamples=50, progress=False)
+                  bootstrap_resamples=50, progress=False, schedule="lockstep")
     return EvalConfig(**{**values, **kw})
 
 
@@ -67,7 +67,7 @@ def test_lockstep_batches_every_turn(tmp_path, upstream_dir):
 
 def test_sequential_mode_runs_one_conversation_at_a_time(tmp_path, upstream_dir):
     roles, model, _, _ = make_roles()
-    results = evaluate_model(config(tmp_path, upstream_dir, lockstep=False, cache=False), roles=roles)
+    results = evaluate_model(config(tmp_path, upstream_dir, schedule="sequential", cache=False), roles=roles)
     assert [len(batch) for batch, _ in model.calls] == [1] * 6
     assert results["counts"]["scored"] == 6
 

@@ -9,6 +9,7 @@ Each finished conversation is appended to `conversations.jsonl` at once; a re-ru
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import os
@@ -59,7 +60,10 @@ class GenerateConfig:
     judge_max_new_tokens: int = field(default=128, metadata={"help": "Max new tokens of the pair judge (text)."})
     user_temperature: float = field(default=0.7, metadata={"help": "User simulator temperature."})
     temperature: float = field(default=0.0, metadata={"help": "Induction, responder and judge temperature."})
-    group_size: int = field(default=16, metadata={"help": "Conversations in flight at once (one batch per role)."})
+    group_size: int = field(default=16, metadata={"help": "lockstep: conversations in flight at once (one batch per role)."})
+    schedule: str = field(default="free", metadata={
+        "help": "free (every conversation its own task, pair judge off the critical path) or lockstep (group_size "
+                "conversations turn by turn, one batched call per role)."})
     seed: int = field(default=0, metadata={"help": "Seed of pair sampling, judge order and continuation."})
     cache: bool = field(default=True, metadata={"help": "Keep a request cache in output_dir (repeats are free)."})
     request_timeout_s: float = field(default=120.0, metadata={"help": "Timeout of one request to an endpoint."})
@@ -72,6 +76,8 @@ class GenerateConfig:
             raise ValueError(f"turns must be between 1 and 10, got {self.turns}")
         if self.n_conversations < 1 or self.group_size < 1:
             raise ValueError("n_conversations and group_size must be >= 1")
+        if self.schedule not in ("free", "lockstep"):
+            raise ValueError(f"schedule must be free or lockstep, got {self.schedule!r}")
         if self.induction_parse not in ("auto", "strict", "lenient"):
             raise ValueError(f"induction_parse {self.induction_parse!r}: choose auto, strict or lenient")
         if self.judge_scoring not in ("auto", "text", "logprobs"):
@@ -116,6 +122,26 @@ def pool_provenance(path: str | None, default: str) -> dict:
 # ---------------------------------------------------------------------------------------------------
 # Steps
 # ---------------------------------------------------------------------------------------------------
+def _attempt_config(config: GenerationConfig, attempt: int, retry_temperature: float) -> GenerationConfig:
+    return config if attempt == 0 else replace(config, temperature=max(config.temperature, retry_temperature),
+                                               seed=config.seed + 7919 * attempt)
+
+
+def _take(slot: list, completion, attempt: int, parse) -> bool:
+    """Fold one answer into `slot` = [value, raw, attempts, error]; True when it parsed."""
+    slot[2] = attempt + 1
+    if not completion.ok:
+        slot[3] = f"backend: {completion.error}"
+        return False
+    slot[1] = completion.text
+    value = parse(completion.text)
+    if value is None:
+        slot[3] = "unparsable answer"
+        return False
+    slot[0], slot[3] = value, None
+    return True
+
+
 def generate_with_retries(backend: ChatBackend, requests: list[list[dict]], config: GenerationConfig,
                           max_retries: int, retry_temperature: float, parse=lambda text: text.strip() or None):
     """Generate, parse, and re-ask (sampled, new seed) for failed or unparsable answers.
@@ -127,26 +153,21 @@ def generate_with_retries(backend: ChatBackend, requests: list[list[dict]], conf
     for attempt in range(max_retries + 1):
         if not pending:
             break
-        step = config if attempt == 0 else replace(config, temperature=max(config.temperature, retry_temperature),
-                                                   seed=config.seed + 7919 * attempt)
-        completions = backend.generate([requests[i] for i in pending], step)
-        still = []
-        for index, completion in zip(pending, completions):
-            slot = out[index]
-            slot[2] = attempt + 1
-            if not completion.ok:
-                slot[3] = f"backend: {completion.error}"
-                still.append(index)
-                continue
-            slot[1] = completion.text
-            value = parse(completion.text)
-            if value is None:
-                slot[3] = "unparsable answer"
-                still.append(index)
-            else:
-                slot[0], slot[3] = value, None
-        pending = still
+        completions = backend.generate([requests[i] for i in pending], _attempt_config(config, attempt,
+                                                                                       retry_temperature))
+        pending = [i for i, completion in zip(pending, completions) if not _take(out[i], completion, attempt, parse)]
     return [tuple(slot) for slot in out]
+
+
+async def agenerate_with_retries(backend: ChatBackend, request: list[dict], config: GenerationConfig,
+                                 max_retries: int, retry_temperature: float, parse=lambda text: text.strip() or None):
+    """`generate_with_retries` for one request, awaitable: the same seeds, retries and result tuple."""
+    slot = [None, None, 0, "not run"]
+    for attempt in range(max_retries + 1):
+        completion = await backend.agenerate(request, _attempt_config(config, attempt, retry_temperature))
+        if _take(slot, completion, attempt, parse):
+            break
+    return tuple(slot)
 
 
 def parse_induction(text: str) -> tuple[str, str] | None:
@@ -218,7 +239,8 @@ class Conversation:
 
 
 class Generator:
-    """Holds one backend per role (shared when two roles name the same model) and runs lockstep turns."""
+    """Holds one backend per role (shared when two roles name the same model); runs lockstep turns (`step`)
+    or one conversation as its own task (`converse`)."""
 
     def __init__(self, cfg: GenerateConfig, backends: dict[str, ChatBackend], prompts=None):
         from aloe_bench.core.prompts import load_prompts
@@ -247,99 +269,167 @@ class Generator:
         return generate_with_retries(self.backends[role], requests, config, self.cfg.max_retries,
                                      self.cfg.retry_temperature, parse)
 
+    def _user_config(self, turn: int) -> GenerationConfig:
+        return replace(self.user.config, seed=self.cfg.seed * 1000 + turn)
+
+    def _judge_config(self, turn: int) -> GenerationConfig:
+        return GenerationConfig(self.cfg.judge_max_new_tokens, self.cfg.temperature, seed=self.cfg.seed * 1000 + turn)
+
+    def _user_ok(self, conv: Conversation, turn: int, completion) -> bool:
+        if not completion.ok:
+            self.failures["user"] += 1
+            conv.error = f"turn {turn}: user simulator: {completion.error}"
+        return completion.ok
+
+    def _induction_ok(self, conv: Conversation, turn: int, ind) -> bool:
+        if ind[3] is not None:
+            self.failures["induction"] += 1
+            last = (ind[1] or "")[:200]
+            conv.error = f"turn {turn}: induction: {ind[3]} after {ind[2]} attempts (last answer: {last!r})"
+        return ind[3] is None
+
+    def _responders_ok(self, conv: Conversation, turn: int, pref, rej) -> bool:
+        failed = [(name, r) for name, r in (("preferred", pref), ("rejected", rej)) if r[3] is not None]
+        for name, _ in failed:
+            self.failures[name] += 1
+        if failed:
+            conv.error = "; ".join(f"turn {turn}: {n} responder: {r[3]} after {r[2]} attempts" for n, r in failed)
+        return not failed
+
+    def _continue(self, conv: Conversation, turn: int, message: str, ind, pref: str, rej: str) -> dict:
+        """Record the turn (judge fields still empty) and continue with one of the two replies, at random.
+
+        The continuation does not depend on the judge, so the judge can run off the critical path."""
+        rng = conv.rng(turn)
+        position = rng.choice("AB")
+        continued = rng.choice(("preferred", "rejected"))
+        record = {
+            "turn": turn, "user_message": message, "revealed_profile": ind[0][0],
+            "revealed_personality": ind[0][1], "preferred": pref, "rejected": rej,
+            "judge_choice": None, "judge_raw": None, "continued_with": continued,
+            "preferred_position": position, "error": None,
+            "induction_raw": ind[1], "induction_unlabelled": ind[0][2], "attempts": {"induction": ind[2], "judge": 0},
+        }
+        conv.turns.append(record)
+        reply = pref if continued == "preferred" else rej
+        conv.history += [{"role": "user", "content": message}, {"role": "assistant", "content": reply}]
+        return record
+
+    def _judged(self, record: dict, verdict: tuple) -> None:
+        choice, raw, attempts, error = verdict
+        if error is not None:
+            self.failures["judge"] += 1
+        record.update(judge_choice=choice, judge_raw=raw, attempts={**record["attempts"], "judge": attempts},
+                      error=None if error is None else f"pair judge: {error} after {attempts} attempts")
+
+    def _judge_request(self, conv: Conversation, record: dict) -> tuple[list[dict], dict]:
+        pref, rej, position = record["preferred"], record["rejected"], record["preferred_position"]
+        a, b = (pref, rej) if position == "A" else (rej, pref)
+        labels = {"A": "preferred" if position == "A" else "rejected",
+                  "B": "rejected" if position == "A" else "preferred"}
+        return pair_judge_messages(self.judge_prompt, conv.persona, record["user_message"], a, b), labels
+
+    @staticmethod
+    def _from_scores(labels: dict, s) -> tuple:
+        if s.error:
+            return (None, None, 1, f"backend: {s.error}")
+        if s.probs["A"] == s.probs["B"]:
+            return (None, json.dumps(s.probs), 1, "tie between A and B")
+        letter = "A" if s.probs["A"] > s.probs["B"] else "B"
+        return (labels[letter], json.dumps({"probs": s.probs, "mass": s.mass}), 1, None)
+
+    def _parse_letter(self, text):
+        found = re.findall(self.judge_prompt["score_pattern"], text or "")
+        return found[-1] if found else None
+
     def step(self, group: list[Conversation], turn: int) -> None:
-        """Advance every live conversation of `group` by one turn (one batched call per role)."""
+        """Advance every live conversation of `group` by one turn (one batched call per role: lockstep)."""
         live = [c for c in group if c.error is None and len(c.turns) == turn - 1]
         if not live:
             return
-        self.user.config = replace(self.user.config, seed=self.cfg.seed * 1000 + turn)
-        users = self.user.next_messages([c.persona for c in live], [c.history for c in live])
-        speaking = []
-        for conv, completion in zip(live, users):
-            if completion.ok:
-                speaking.append((conv, completion.text))
-            else:
-                self.failures["user"] += 1
-                conv.error = f"turn {turn}: user simulator: {completion.error}"
+        saved, self.user.config = self.user.config, self._user_config(turn)
+        try:
+            users = self.user.next_messages([c.persona for c in live], [c.history for c in live])
+        finally:
+            self.user.config = saved
+        speaking = [(conv, u.text) for conv, u in zip(live, users) if self._user_ok(conv, turn, u)]
         if not speaking:
             return
         asked = [c.history + [{"role": "user", "content": m}] for c, m in speaking]
-
-        induced = self._retry("induction", [induction_messages(self.prompts, c.persona, h) for (c, _), h in zip(speaking, asked)],
+        induced = self._retry("induction", [induction_messages(self.prompts, c.persona, h)
+                                            for (c, _), h in zip(speaking, asked)],
                               self._config(self.cfg.induction_max_new_tokens, turn), self._parse_induction)
-        ready = []
-        for (conv, message), history, ind in zip(speaking, asked, induced):
-            if ind[3] is None:
-                ready.append((conv, message, history, ind))
-            else:
-                self.failures["induction"] += 1
-                last = (ind[1] or "")[:200]
-                conv.error = f"turn {turn}: induction: {ind[3]} after {ind[2]} attempts (last answer: {last!r})"
+        ready = [(conv, message, history, ind) for (conv, message), history, ind in zip(speaking, asked, induced)
+                 if self._induction_ok(conv, turn, ind)]
         reply_config = self._config(self.cfg.reply_max_new_tokens, turn)
         preferred = self._retry("preferred", [responder_messages(self.prompts, h, ind[0]) for _, _, h, ind in ready],
                                 reply_config)
         rejected = self._retry("rejected", [responder_messages(self.prompts, h, None) for _, _, h, _ in ready],
                                reply_config)
+        records = [(conv, self._continue(conv, turn, message, ind, pref[0], rej[0]))
+                   for (conv, message, _, ind), pref, rej in zip(ready, preferred, rejected)
+                   if self._responders_ok(conv, turn, pref, rej)]
+        for (_, record), verdict in zip(records, self._judge(records, turn)):
+            self._judged(record, verdict)
 
-        rows = []
-        for (conv, message, _, ind), pref, rej in zip(ready, preferred, rejected):
-            failed = [(name, r) for name, r in (("preferred", pref), ("rejected", rej)) if r[3] is not None]
-            for name, _ in failed:
-                self.failures[name] += 1
-            if failed:
-                conv.error = "; ".join(f"turn {turn}: {n} responder: {r[3]} after {r[2]} attempts" for n, r in failed)
-                continue
-            rng = conv.rng(turn)
-            position = rng.choice("AB")
-            continued = rng.choice(("preferred", "rejected"))
-            rows.append((conv, message, ind, pref[0], rej[0], position, continued))
-        verdicts = self._judge(rows, turn)
-        for (conv, message, ind, pref, rej, position, continued), (choice, raw, attempts, error) in zip(rows, verdicts):
-            if error is not None:
-                self.failures["judge"] += 1
-            conv.turns.append({
-                "turn": turn, "user_message": message, "revealed_profile": ind[0][0],
-                "revealed_personality": ind[0][1], "preferred": pref, "rejected": rej,
-                "judge_choice": choice, "judge_raw": raw, "continued_with": continued,
-                "preferred_position": position,
-                "error": None if error is None else f"pair judge: {error} after {attempts} attempts",
-                "induction_raw": ind[1], "induction_unlabelled": ind[0][2], "attempts": {"induction": ind[2], "judge": attempts},
-            })
-            reply = pref if continued == "preferred" else rej
-            conv.history += [{"role": "user", "content": message}, {"role": "assistant", "content": reply}]
-
-    def _judge(self, rows, turn: int) -> list[tuple]:
+    def _judge(self, records, turn: int) -> list[tuple]:
         """Which reply the full-persona judge prefers, as "preferred"/"rejected" (or None + error)."""
-        if not rows:
+        if not records:
             return []
-        requests, label_of = [], []
-        for conv, message, _, pref, rej, position, _ in rows:
-            a, b = (pref, rej) if position == "A" else (rej, pref)
-            requests.append(pair_judge_messages(self.judge_prompt, conv.persona, message, a, b))
-            label_of.append({"A": "preferred" if position == "A" else "rejected",
-                             "B": "rejected" if position == "A" else "preferred"})
+        asks = [self._judge_request(conv, record) for conv, record in records]
+        requests, label_of = [r for r, _ in asks], [labels for _, labels in asks]
         if self.judge_scoring == "logprobs":
             scores = self.backends["judge"].score_options(requests, ["A", "B"])
-            out = []
-            for labels, s in zip(label_of, scores):
-                if s.error:
-                    out.append((None, None, 1, f"backend: {s.error}"))
-                elif s.probs["A"] == s.probs["B"]:
-                    out.append((None, json.dumps(s.probs), 1, "tie between A and B"))
-                else:
-                    letter = "A" if s.probs["A"] > s.probs["B"] else "B"
-                    out.append((labels[letter], json.dumps({"probs": s.probs, "mass": s.mass}), 1, None))
-            return out
-        pattern = self.judge_prompt["score_pattern"]
-
-        def parse(text):
-            found = re.findall(pattern, text or "")
-            return found[-1] if found else None
-
-        results = self._retry("judge", requests, GenerationConfig(self.cfg.judge_max_new_tokens, self.cfg.temperature,
-                                                                  seed=self.cfg.seed * 1000 + turn), parse)
+            return [self._from_scores(labels, s) for labels, s in zip(label_of, scores)]
+        results = self._retry("judge", requests, self._judge_config(turn), self._parse_letter)
         return [(None if letter is None else labels[letter], raw, attempts, error)
                 for labels, (letter, raw, attempts, error) in zip(label_of, results)]
+
+    async def _ajudge(self, conv: Conversation, record: dict) -> None:
+        request, labels = self._judge_request(conv, record)
+        if self.judge_scoring == "logprobs":
+            verdict = self._from_scores(labels, await self.backends["judge"].ascore_options(request, ["A", "B"]))
+        else:
+            letter, raw, attempts, error = await agenerate_with_retries(
+                self.backends["judge"], request, self._judge_config(record["turn"]), self.cfg.max_retries,
+                self.cfg.retry_temperature, self._parse_letter)
+            verdict = (None if letter is None else labels[letter], raw, attempts, error)
+        self._judged(record, verdict)
+
+    async def converse(self, conv: Conversation, turns: int) -> None:
+        """One conversation as its own task (the free schedule): the same requests, seeds and records as
+        `step`, one request at a time; each turn's pair judge runs alongside the next turn."""
+        judges: list[asyncio.Task] = []
+
+        async def retry(role, request, config, parse=lambda text: text.strip() or None):
+            return await agenerate_with_retries(self.backends[role], request, config, self.cfg.max_retries,
+                                                self.cfg.retry_temperature, parse)
+
+        try:
+            for turn in range(len(conv.turns) + 1, turns + 1):
+                if conv.error is not None:
+                    break
+                user = await self.user.anext_message(conv.persona, conv.history, self._user_config(turn))
+                if not self._user_ok(conv, turn, user):
+                    break
+                history = conv.history + [{"role": "user", "content": user.text}]
+                ind = await retry("induction", induction_messages(self.prompts, conv.persona, history),
+                                  self._config(self.cfg.induction_max_new_tokens, turn), self._parse_induction)
+                if not self._induction_ok(conv, turn, ind):
+                    break
+                reply_config = self._config(self.cfg.reply_max_new_tokens, turn)
+                pref, rej = await asyncio.gather(
+                    retry("preferred", responder_messages(self.prompts, history, ind[0]), reply_config),
+                    retry("rejected", responder_messages(self.prompts, history, None), reply_config))
+                if not self._responders_ok(conv, turn, pref, rej):
+                    break
+                record = self._continue(conv, turn, user.text, ind, pref[0], rej[0])
+                judges.append(asyncio.create_task(self._ajudge(conv, record)))
+            await asyncio.gather(*judges)
+        except BaseException:
+            for task in judges:
+                task.cancel()
+            raise
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -393,7 +483,7 @@ def build_backends(cfg: GenerateConfig, **remote_options) -> dict[str, ChatBacke
 
 
 # Settings that change how a run is carried out, not what it produces: a resumed run may change them.
-MACHINERY = ("output_dir", "progress", "cache", "group_size", "n_conversations", "request_timeout_s",
+MACHINERY = ("output_dir", "progress", "cache", "group_size", "schedule", "n_conversations", "request_timeout_s",
              "request_max_retries")
 
 
@@ -439,8 +529,24 @@ def generate_conversations(cfg: GenerateConfig, backends: dict[str, ChatBackend]
     prompts_json = json.dumps(meta["prompts"]["sha256"], sort_keys=True)
     bar = tqdm(total=cfg.n_conversations, initial=cfg.n_conversations - len(todo), unit="conv", desc="generate",
                disable=not cfg.progress)
+
+    def write(conv: Conversation) -> None:
+        record = {"id": conv.id, "persona_id": conv.persona.id,
+                  "profile_id": conv.persona.profile_id, "personality_id": conv.persona.personality_id,
+                  "profile": conv.persona.profile, "personality": conv.persona.personality,
+                  "turns": conv.turns, "models": models_json, "prompt_sha256": prompts_json,
+                  "seed": conv.seed, "error": conv.error}
+        with open(conv_path, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(record, ensure_ascii=False) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        finished[conv.id] = record
+        bar.update(1)
+
     try:
-        for start in range(0, len(todo), cfg.group_size):
+        if cfg.schedule == "free":
+            _run_async(_converse_all(generator, todo, cfg.turns, write))
+        for start in range(0, len(todo), cfg.group_size) if cfg.schedule != "free" else ():
             group = todo[start:start + cfg.group_size]
             for turn in range(1, cfg.turns + 1):
                 bar.set_postfix(turn=f"{turn}/{cfg.turns}", **{f"{k}_fail": v for k, v in generator.failures.items() if v})
@@ -448,17 +554,7 @@ def generate_conversations(cfg: GenerateConfig, backends: dict[str, ChatBackend]
                 for conv in group:
                     done_now = conv.error is not None or len(conv.turns) == cfg.turns
                     if done_now and conv.id not in finished:
-                        record = {"id": conv.id, "persona_id": conv.persona.id,
-                                  "profile_id": conv.persona.profile_id, "personality_id": conv.persona.personality_id,
-                                  "profile": conv.persona.profile, "personality": conv.persona.personality,
-                                  "turns": conv.turns, "models": models_json, "prompt_sha256": prompts_json,
-                                  "seed": conv.seed, "error": conv.error}
-                        with open(conv_path, "a", encoding="utf-8") as fh:
-                            fh.write(json.dumps(record, ensure_ascii=False) + "\n")
-                            fh.flush()
-                            os.fsync(fh.fileno())
-                        finished[conv.id] = record
-                        bar.update(1)
+                        write(conv)
     finally:
         bar.close()
     counts = count_conversations(finished.values())
@@ -469,6 +565,39 @@ def generate_conversations(cfg: GenerateConfig, backends: dict[str, ChatBackend]
     meta_path.write_text(json.dumps({**meta, "status": "finished", "counts": counts}, indent=2) + "\n")
     return {**counts, "conversations_file": str(conv_path), "judge_scoring": generator.judge_scoring,
             "induction_parse": generator.induction_parse}
+
+
+async def _converse_all(generator: Generator, todo: list[Conversation], turns: int, write) -> None:
+    """Every conversation its own task, each written whole when it ends; one that raises stops alone and the
+    others finish before the error is raised. A cancelled conversation writes nothing (a re-run redoes it)."""
+
+    async def one(conv: Conversation) -> None:
+        await generator.converse(conv, turns)
+        write(conv)
+
+    tasks = [asyncio.create_task(one(conv)) for conv in todo]
+    try:
+        outcomes = await asyncio.gather(*tasks, return_exceptions=True)
+    finally:
+        for task in tasks:
+            task.cancel()
+        for backend in {id(b): b for b in generator.backends.values()}.values():
+            await backend.aclose()
+    errors = [o for o in outcomes if isinstance(o, BaseException)]
+    if errors:
+        raise errors[0]
+
+
+def _run_async(coro):
+    """`asyncio.run`, also from inside a running event loop (then on a thread of its own)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coro).result()
 
 
 def count_conversations(records) -> dict:

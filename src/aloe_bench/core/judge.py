@@ -201,35 +201,47 @@ class Judge:
         expected = sum(int(k) * p for k, p in option_scores.probs.items())
         return Verdict(round(expected, 6), distribution=option_scores.probs, attempts=1)
 
+    def _attempt_config(self, attempt: int) -> GenerationConfig:
+        base = self.config.generation()
+        return base if attempt == 0 else replace(
+            base, temperature=self.config.retry_temperature, seed=base.seed + attempt)
+
+    def _take(self, verdict: Verdict, completion, attempt: int, quoted: list[str]) -> bool:
+        """Fold one judge answer into `verdict`; True when it holds a score (no retry needed)."""
+        verdict.attempts = attempt + 1
+        verdict.latency_s += completion.latency_s
+        verdict.tokens += 0 if completion.cached else completion.tokens
+        if not completion.ok:
+            verdict.error = f"backend: {completion.error}"
+            return False
+        verdict.raw = completion.text
+        score = parse_score(completion.text, self.prompt["score_pattern"], quoted)
+        if score is None:
+            echoed = parse_score(completion.text, self.prompt["score_pattern"]) is not None
+            verdict.error = ("unparsable judge answer: its only score is inside text copied from its "
+                             "prompt or the evaluated conversation" if echoed else "unparsable judge answer")
+            return False
+        verdict.score, verdict.error = float(score), None
+        return True
+
     def _score_text(self, conversations: list[list[dict]], quoted: list[list[str]]) -> list[Verdict]:
-        pattern = self.prompt["score_pattern"]
         verdicts = [Verdict(None) for _ in conversations]
         pending = list(range(len(conversations)))
-        base = self.config.generation()
         for attempt in range(self.config.max_retries + 1):
             if not pending:
                 break
-            config = base if attempt == 0 else replace(
-                base, temperature=self.config.retry_temperature, seed=base.seed + attempt)
-            completions = self.backend.generate([conversations[i] for i in pending], config)
-            still = []
-            for index, completion in zip(pending, completions):
-                verdict = verdicts[index]
-                verdict.attempts = attempt + 1
-                verdict.latency_s += completion.latency_s
-                verdict.tokens += 0 if completion.cached else completion.tokens
-                if not completion.ok:
-                    verdict.error = f"backend: {completion.error}"
-                    still.append(index)
-                    continue
-                verdict.raw = completion.text
-                score = parse_score(completion.text, pattern, quoted[index])
-                if score is None:
-                    echoed = parse_score(completion.text, pattern) is not None
-                    verdict.error = ("unparsable judge answer: its only score is inside text copied from its "
-                                     "prompt or the evaluated conversation" if echoed else "unparsable judge answer")
-                    still.append(index)
-                else:
-                    verdict.score, verdict.error = float(score), None
-            pending = still
+            completions = self.backend.generate([conversations[i] for i in pending], self._attempt_config(attempt))
+            pending = [index for index, completion in zip(pending, completions)
+                       if not self._take(verdicts[index], completion, attempt, quoted[index])]
         return verdicts
+
+    async def ascore(self, item: JudgeItem) -> Verdict:
+        """`score` for one item, awaitable: the same prompt, parsing, retries and seeds."""
+        messages = self.messages(item)
+        if self.config.scoring == "logprobs":
+            return self._from_distribution(await self.backend.ascore_options(messages, SCORE_OPTIONS))
+        verdict, quoted = Verdict(None), self.quoted(item, messages)
+        for attempt in range(self.config.max_retries + 1):
+            if self._take(verdict, await self.backend.agenerate(messages, self._attempt_config(attempt)), attempt, quoted):
+                break
+        return verdict

@@ -58,6 +58,19 @@ class UserSimulator:
         return {"generation": self.config.to_dict(), "max_retries": self.max_retries,
                 "prompt_sha256": self.prompts["user_simulator"].sha256[:16], "model": self.backend.describe()}
 
+    def _attempt_config(self, attempt: int, config: GenerationConfig | None = None) -> GenerationConfig:
+        config = config or self.config
+        return config if attempt == 0 else replace(
+            config, seed=config.seed + 1000 * attempt, temperature=max(config.temperature, 0.7))
+
+    @staticmethod
+    def _cleaned(completion: Completion) -> Completion:
+        if not completion.ok:
+            return completion
+        text = clean_user_message(completion.text)
+        return replace(completion, text=text) if text else replace(
+            completion, text=None, error="empty user message after cleaning")
+
     def next_messages(self, personas: list[Persona], histories: list[list[dict]]) -> list[Completion]:
         requests = [role_play_messages(p, h, self.prompts) for p, h in zip(personas, histories)]
         results: list[Completion] = [Completion(None, error="not run")] * len(requests)
@@ -65,17 +78,24 @@ class UserSimulator:
         for attempt in range(self.max_retries + 1):
             if not pending:
                 break
-            config = self.config if attempt == 0 else replace(
-                self.config, seed=self.config.seed + 1000 * attempt, temperature=max(self.config.temperature, 0.7))
-            completions = self.backend.generate([requests[i] for i in pending], config)
+            completions = self.backend.generate([requests[i] for i in pending], self._attempt_config(attempt))
             still = []
             for index, completion in zip(pending, completions):
-                if completion.ok:
-                    text = clean_user_message(completion.text)
-                    completion = replace(completion, text=text) if text else replace(
-                        completion, text=None, error="empty user message after cleaning")
-                results[index] = completion
+                results[index] = completion = self._cleaned(completion)
                 if not completion.ok:
                     still.append(index)
             pending = still
         return results
+
+    async def anext_message(self, persona: Persona, history: list[dict],
+                            config: GenerationConfig | None = None) -> Completion:
+        """`next_messages` for one conversation, awaitable: same request, same retries and seeds.
+
+        `config` replaces the simulator's own for this call (a caller that seeds each turn differently)."""
+        request = role_play_messages(persona, history, self.prompts)
+        completion = Completion(None, error="not run")
+        for attempt in range(self.max_retries + 1):
+            completion = self._cleaned(await self.backend.agenerate(request, self._attempt_config(attempt, config)))
+            if completion.ok:
+                break
+        return completion

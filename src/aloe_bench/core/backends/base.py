@@ -1,7 +1,9 @@
 """The chat-backend interface every role (user simulator, evaluated model, judge, responders) talks to.
 
-Backends take *batches* of conversations: local engines turn a batch into one left-padded generate call,
-remote ones into concurrent requests. That is what makes lockstep evaluation fast.
+Backends take *batches* of conversations (`generate`, `score_options`: local engines turn a batch into
+length-sorted left-padded calls, remote ones into concurrent requests: the lockstep loop) and single awaitable
+requests (`agenerate`, `ascore_options`: one task per conversation; local engines gather the requests that
+arrive together into batches, remote ones send them concurrently under a per-backend limit).
 """
 
 from __future__ import annotations
@@ -114,6 +116,9 @@ class ChatBackend(ABC):
     async def ascore_options(self, messages: Messages, options: list[str]) -> OptionScores:
         """`score_options` for one conversation, awaitable (same default as `agenerate`)."""
         return (await asyncio.to_thread(self.score_options, [messages], options))[0]
+
+    async def aclose(self) -> None:
+        """Release what the backend holds for the running event loop (e.g. an HTTP client); a no-op by default."""
 
     def stream(self, messages: Messages, config: GenerationConfig) -> Iterator[str]:
         """Yield the reply's text as it grows; backends without streaming yield it once."""

@@ -1,7 +1,7 @@
 """On-disk request cache: a repeated request (same model, revision, template, messages, settings) is free.
 
 Only successful answers are stored, so failures are retried on the next run. Writes are committed
-after every batch, so a crash loses at most the batch in flight.
+after every batch (or single request), so a crash loses at most what was in flight.
 """
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ import sqlite3
 import threading
 from pathlib import Path
 
-from .base import ChatBackend, Completion, GenerationConfig, Messages, OptionScores
+from .base import Completion, GenerationConfig, Messages, OptionScores
+from .delegating import DelegatingBackend
 
 
 class RequestCache:
@@ -56,31 +57,26 @@ class RequestCache:
             self._db.close()
 
 
-class CachedBackend(ChatBackend):
-    """Wraps a backend; looks every request up in a `RequestCache` before sending the misses as one batch."""
+class CachedBackend(DelegatingBackend):
+    """Wraps a backend; looks every request up in a `RequestCache` first and sends only the misses.
 
-    def __init__(self, inner: ChatBackend, cache: RequestCache):
-        super().__init__(inner.spec)
-        self.inner = inner
+    A batch's misses go to the wrapped backend as one batch; a single awaitable request that hits answers at
+    once, without a request, and a miss goes through the wrapped backend's own async path.
+    """
+
+    def __init__(self, inner, cache: RequestCache):
+        super().__init__(inner)
         self.cache = cache
-        self.is_remote = inner.is_remote
-
-    model_id = property(lambda self: self.inner.model_id)
-    resolved_revision = property(lambda self: self.inner.resolved_revision)
-    chat_template = property(lambda self: self.inner.chat_template)
-
-    def describe(self) -> dict:
-        return self.inner.describe()
-
-    def stream(self, messages, config):
-        return self.inner.stream(messages, config)
 
     def _identity(self) -> dict:
         return {"model": self.inner.model_id, "revision": self.inner.resolved_revision,
                 "template": self.inner.chat_template_hash}
 
+    def _key(self, kind: str, messages: Messages, extra: dict) -> str:
+        return self.cache.key({"kind": kind, **self._identity(), "messages": messages, **extra})
+
     def _cached(self, kind, conversations, extra, compute, encode, decode):
-        keys = [self.cache.key({"kind": kind, **self._identity(), "messages": m, **extra}) for m in conversations]
+        keys = [self._key(kind, m, extra) for m in conversations]
         found = self.cache.get_many(keys)
         self.cache.hits += len(found)
         missing = [i for i, k in enumerate(keys) if k not in found]
@@ -99,20 +95,44 @@ class CachedBackend(ChatBackend):
         return results
 
     def _generate_batch(self, conversations: list[Messages], config: GenerationConfig) -> list[Completion]:
-        def decode(value):
-            return Completion(text=value["text"], tokens=value["tokens"], latency_s=0.0, cached=True)
-
         return self._cached("generate", conversations, {"config": config.to_dict()},
                             lambda batch: self.inner.generate(batch, config),
-                            lambda c: {"text": c.text, "tokens": c.tokens}, decode)
+                            lambda c: {"text": c.text, "tokens": c.tokens}, _decode_completion)
 
     def _score_options_batch(self, conversations: list[Messages], options: list[str]) -> list[OptionScores]:
-        def decode(value):
-            return OptionScores(probs=value["probs"], mass=value["mass"], cached=True)
-
         return self._cached("options", conversations, {"options": options},
                             lambda batch: self.inner.score_options(batch, options),
-                            lambda s: {"probs": s.probs, "mass": s.mass}, decode)
+                            lambda s: {"probs": s.probs, "mass": s.mass}, _decode_scores)
+
+    async def _acached(self, kind, messages, extra, compute, encode, decode):
+        key = self._key(kind, messages, extra)
+        found = self.cache.get_many([key])
+        if key in found:
+            self.cache.hits += 1
+            return decode(found[key])
+        self.cache.misses += 1
+        value = await compute()
+        if value.error is None:
+            self.cache.put_many({key: encode(value)})
+        return value
+
+    async def agenerate(self, messages: Messages, config: GenerationConfig) -> Completion:
+        return await self._acached("generate", messages, {"config": config.to_dict()},
+                                   lambda: self.inner.agenerate(messages, config),
+                                   lambda c: {"text": c.text, "tokens": c.tokens}, _decode_completion)
+
+    async def ascore_options(self, messages: Messages, options: list[str]) -> OptionScores:
+        return await self._acached("options", messages, {"options": options},
+                                   lambda: self.inner.ascore_options(messages, options),
+                                   lambda s: {"probs": s.probs, "mass": s.mass}, _decode_scores)
+
+
+def _decode_completion(value: dict) -> Completion:
+    return Completion(text=value["text"], tokens=value["tokens"], latency_s=0.0, cached=True)
+
+
+def _decode_scores(value: dict) -> OptionScores:
+    return OptionScores(probs=value["probs"], mass=value["mass"], cached=True)
 
 
 __all__ = ["RequestCache", "CachedBackend"]

@@ -1,7 +1,13 @@
-"""Local transformers backend: batched, left-padded generation with the model's own chat template."""
+"""Local transformers backend: batched, left-padded generation with the model's own chat template.
+
+One worker thread owns the model (`batching.ModelWorker`). A caller's list (`generate`, `score_options`) runs as
+one job in length-sorted micro-batches, as the lockstep loop wants; single awaitable requests (`agenerate`,
+`ascore_options`) from concurrent conversation tasks are gathered into padded batches as they come.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import inspect
 import threading
@@ -11,6 +17,8 @@ from pathlib import Path
 import torch
 
 from .base import BackendError, ChatBackend, Completion, GenerationConfig, Messages, OptionScores
+from .batching import ModelWorker, length_buckets
+from .prompting import ChatTemplatePrompts
 
 
 def pick_device(requested: str | None = None) -> str:
@@ -46,7 +54,7 @@ def folder_revision(folder: Path) -> str:
     return "local-sha256:" + digest.hexdigest()[:16]
 
 
-class TransformersBackend(ChatBackend):
+class TransformersBackend(ChatTemplatePrompts, ChatBackend):
     """Runs a causal LM in-process. One instance per model serves every role that uses it."""
 
     def __init__(
@@ -56,6 +64,7 @@ class TransformersBackend(ChatBackend):
         dtype: str | None = None,
         batch_size: int | None = None,
         max_context: int | None = None,
+        score_max_padding: float | None = None,
     ):
         super().__init__(spec)
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -100,7 +109,13 @@ class TransformersBackend(ChatBackend):
                 self._revision = getattr(self.model.config, "_commit_hash", None) or revision
         self.max_context = max_context or self._context_length()
         self.batch_size = batch_size or (64 if self.device == "cuda" else 16)
-        self._lock = threading.Lock()
+        # Prompt-only passes (the judge's option scores) gain little from batching on a CPU, so padding is pure
+        # waste there: length-sorted micro-batches close before padding exceeds this fraction of real tokens.
+        self.score_max_padding = score_max_padding if score_max_padding is not None else (
+            0.1 if self.device == "cpu" else 0.5)
+        self._tokenizer_lock = threading.Lock()  # the caller's thread encodes while the worker decodes
+        self.worker = ModelWorker(self._serve_batch, self._failed, self.batch_size, plan=self._plan,
+                                  name=f"aloe-model-{spec.label}")
         # Models whose forward takes `logits_to_keep` (all current causal LMs) skip the LM head on earlier positions.
         accepts = "logits_to_keep" in inspect.signature(self.model.forward).parameters
         self._last_logits_only = {"logits_to_keep": 1} if accepts else {}
@@ -136,87 +151,119 @@ class TransformersBackend(ChatBackend):
         return limit if isinstance(limit, int) and limit < 1_000_000 else 4096
 
     # -- prompt building ----------------------------------------------------------------------------
-    def _render(self, messages: Messages) -> list[int]:
-        text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
-
-    def encode_prompt(self, messages: Messages, reserve: int) -> list[int]:
-        """Token ids for `messages` plus the generation prompt, left-truncated to fit the context.
-
-        Whole old turns are dropped first (keeping any system message) so the template stays intact;
-        only a single over-long message is cut token-wise from the left.
-        """
-        budget = max(self.max_context - reserve, 1)
-        ids = self._render(messages)
-        if len(ids) <= budget:
-            return ids
-        head = [m for m in messages[:1] if m["role"] == "system"]
-        body = list(messages[len(head):])
-        while len(body) > 1 and len(ids) > budget:
-            body = body[2:] if len(body) > 2 else body[1:]
-            ids = self._render(head + body)
-        return ids[-budget:] if len(ids) > budget else ids
-
     def _pad_batch(self, prompts: list[list[int]]) -> dict:
-        batch = self.tokenizer.pad({"input_ids": prompts}, padding=True, return_tensors="pt")
+        with self._tokenizer_lock:
+            batch = self.tokenizer.pad({"input_ids": prompts}, padding=True, return_tensors="pt")
         return {k: v.to(self.model.device) for k, v in batch.items()}
 
     # -- work ---------------------------------------------------------------------------------------
-    def _generate_batch(self, conversations: list[Messages], config: GenerationConfig) -> list[Completion]:
-        prompts = [self.encode_prompt(m, config.max_new_tokens) for m in conversations]
-        order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
-        results: list[Completion | None] = [None] * len(prompts)
+    def _stop_ids(self) -> set[int]:
         stop_ids = {self.tokenizer.eos_token_id, self.tokenizer.pad_token_id}
         gen_eos = self.model.generation_config.eos_token_id
         stop_ids.update(gen_eos if isinstance(gen_eos, list) else [gen_eos])
         stop_ids.discard(None)
-        for start in range(0, len(order), self.batch_size):
-            chunk = order[start:start + self.batch_size]
-            inputs = self._pad_batch([prompts[i] for i in chunk])
-            sampling = config.temperature > 0
-            kwargs = dict(max_new_tokens=config.max_new_tokens, do_sample=sampling,
-                          pad_token_id=self.tokenizer.pad_token_id)
-            if sampling:
-                kwargs.update(temperature=config.temperature, top_p=config.top_p)
-            else:
-                kwargs.update(temperature=None, top_p=None, top_k=None)
-            began = time.perf_counter()
-            with self._lock, torch.inference_mode():
-                torch.manual_seed(config.seed + start)
-                output = self.model.generate(**inputs, **kwargs)
-            elapsed = time.perf_counter() - began
-            new_tokens = output[:, inputs["input_ids"].shape[1]:].tolist()
-            for row, index in zip(new_tokens, chunk):
-                length = next((j for j, tok in enumerate(row) if tok in stop_ids), len(row))
-                text = self.tokenizer.decode(row[:length], skip_special_tokens=True).strip()
-                results[index] = Completion(text=text, tokens=length, latency_s=elapsed)
-        return results  # type: ignore[return-value]
+        return stop_ids
 
-    def option_token_ids(self, options: list[str]) -> list[int]:
-        ids = []
-        for option in options:
-            encoded = self.tokenizer.encode(option, add_special_tokens=False)
-            if len(encoded) != 1:
-                raise BackendError(f"option {option!r} is {len(encoded)} tokens for {self.model_id}; need exactly 1")
-            ids.append(encoded[0])
-        return ids
+    def _sampling_kwargs(self, config: GenerationConfig) -> dict:
+        kwargs = dict(max_new_tokens=config.max_new_tokens, do_sample=config.temperature > 0,
+                      pad_token_id=self.tokenizer.pad_token_id)
+        if config.temperature > 0:
+            kwargs.update(temperature=config.temperature, top_p=config.top_p)
+        else:
+            kwargs.update(temperature=None, top_p=None, top_k=None)
+        return kwargs
+
+    def _generate_padded(self, prompts: list[list[int]], config: GenerationConfig, seed: int) -> list[Completion]:
+        """One left-padded `generate` call (on the worker thread)."""
+        inputs = self._pad_batch(prompts)
+        began = time.perf_counter()
+        with torch.inference_mode():
+            torch.manual_seed(seed)
+            output = self.model.generate(**inputs, **self._sampling_kwargs(config))
+        elapsed = time.perf_counter() - began
+        stop_ids = self._stop_ids()
+        results = []
+        for row in output[:, inputs["input_ids"].shape[1]:].tolist():
+            length = next((j for j, tok in enumerate(row) if tok in stop_ids), len(row))
+            with self._tokenizer_lock:
+                text = self.tokenizer.decode(row[:length], skip_special_tokens=True).strip()
+            results.append(Completion(text=text, tokens=length, latency_s=elapsed))
+        return results
+
+    def _score_padded(self, prompts: list[list[int]], options: list[str]) -> list[OptionScores]:
+        """One left-padded forward pass; the options' probabilities as the next token (on the worker thread)."""
+        option_ids = torch.tensor(self.option_token_ids(options))
+        inputs = self._pad_batch(prompts)
+        with torch.inference_mode():
+            # Only the last position's logits are needed: skipping the LM head elsewhere saves a quarter
+            # of the judge's compute and a (batch x length x vocab) tensor.
+            logits = self.model(**inputs, **self._last_logits_only).logits[:, -1, :].float()
+        probs = torch.softmax(logits, dim=-1)[:, option_ids.to(logits.device)].cpu()
+        scores = []
+        for row in probs:
+            mass = float(row.sum())
+            scores.append(OptionScores(probs=dict(zip(options, (row / mass).tolist())), mass=mass))
+        return scores
+
+    def _generate_batch(self, conversations: list[Messages], config: GenerationConfig) -> list[Completion]:
+        prompts = [self.encode_prompt(m, config.max_new_tokens) for m in conversations]
+
+        def job() -> list[Completion]:
+            order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+            results: list[Completion | None] = [None] * len(prompts)
+            for start in range(0, len(order), self.batch_size):
+                chunk = order[start:start + self.batch_size]
+                for index, completion in zip(chunk, self._generate_padded([prompts[i] for i in chunk], config,
+                                                                           config.seed + start)):
+                    results[index] = completion
+            return results  # type: ignore[return-value]
+
+        return self.worker.call(job)
 
     def _score_options_batch(self, conversations: list[Messages], options: list[str]) -> list[OptionScores]:
-        option_ids = torch.tensor(self.option_token_ids(options))
+        self.option_token_ids(options)  # a bad option is the caller's error, raised here
         prompts = [self.encode_prompt(m, 1) for m in conversations]
-        scores: list[OptionScores] = []
-        for start in range(0, len(prompts), self.batch_size):
-            inputs = self._pad_batch(prompts[start:start + self.batch_size])
-            with self._lock, torch.inference_mode():
-                # Only the last position's logits are needed: skipping the LM head elsewhere saves a quarter
-                # of the judge's compute and a (batch x length x vocab) tensor.
-                logits = self.model(**inputs, **self._last_logits_only).logits[:, -1, :].float()
-            probs = torch.softmax(logits, dim=-1)[:, option_ids.to(logits.device)].cpu()
-            for row in probs:
-                mass = float(row.sum())
-                normalised = (row / mass).tolist()
-                scores.append(OptionScores(probs=dict(zip(options, normalised)), mass=mass))
-        return scores
+
+        def job() -> list[OptionScores]:
+            scores: list[OptionScores | None] = [None] * len(prompts)
+            for bucket in length_buckets([len(p) for p in prompts], self.batch_size, self.score_max_padding):
+                for index, score in zip(bucket, self._score_padded([prompts[i] for i in bucket], options)):
+                    scores[index] = score
+            return scores  # type: ignore[return-value]
+
+        return self.worker.call(job)
+
+    # -- single requests, batched as they come --------------------------------------------------------
+    async def agenerate(self, messages: Messages, config: GenerationConfig) -> Completion:
+        try:
+            prompt = self.encode_prompt(messages, config.max_new_tokens)
+        except Exception as exc:  # a message the chat template rejects fails this request only
+            return Completion(None, error=f"{type(exc).__name__}: {exc}")
+        return await asyncio.wrap_future(self.worker.submit(("generate", config), len(prompt), prompt))
+
+    async def ascore_options(self, messages: Messages, options: list[str]) -> OptionScores:
+        self.option_token_ids(options)
+        try:
+            prompt = self.encode_prompt(messages, 1)
+        except Exception as exc:
+            return OptionScores(error=f"{type(exc).__name__}: {exc}")
+        return await asyncio.wrap_future(self.worker.submit(("options", tuple(options)), len(prompt), prompt))
+
+    def _plan(self, key, lengths: list[int]) -> list[list[int]] | None:
+        if key[0] == "options":
+            return length_buckets(lengths, self.batch_size, self.score_max_padding)
+        return []  # generation: the worker's own windows by length
+
+    def _serve_batch(self, key, prompts: list[list[int]]) -> list:
+        kind, settings = key
+        if kind == "generate":
+            return self._generate_padded(prompts, settings, settings.seed)
+        return self._score_padded(prompts, list(settings))
+
+    @staticmethod
+    def _failed(key, _prompt, exc: Exception):
+        error = f"{type(exc).__name__}: {exc}"
+        return Completion(None, error=error) if key[0] == "generate" else OptionScores(error=error)
 
     def stream(self, messages: Messages, config: GenerationConfig):
         from transformers import TextIteratorStreamer
@@ -224,31 +271,24 @@ class TransformersBackend(ChatBackend):
         prompt = self.encode_prompt(messages, config.max_new_tokens)
         inputs = self._pad_batch([prompt])
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
-        sampling = config.temperature > 0
-        kwargs = dict(max_new_tokens=config.max_new_tokens, do_sample=sampling, streamer=streamer,
-                      pad_token_id=self.tokenizer.pad_token_id)
-        if sampling:
-            kwargs.update(temperature=config.temperature, top_p=config.top_p)
-        else:
-            kwargs.update(temperature=None, top_p=None, top_k=None)
+        kwargs = dict(self._sampling_kwargs(config), streamer=streamer)
         errors: list[BaseException] = []
 
         def run():
             try:
-                with self._lock, torch.inference_mode():
+                with torch.inference_mode():
                     torch.manual_seed(config.seed)
                     self.model.generate(**inputs, **kwargs)
             except BaseException as exc:  # surfaced to the caller below
                 errors.append(exc)
                 streamer.end()
 
-        worker = threading.Thread(target=run, daemon=True)
-        worker.start()
+        done = self.worker.submit_job(run)  # queued behind whatever the model is doing
         text = ""
         for piece in streamer:
             text += piece
             yield text
-        worker.join()
+        done.result()
         if errors:
             raise BackendError(f"{self.model_id}: {errors[0]}") from errors[0]
 

@@ -1,7 +1,10 @@
 """OpenAI-compatible backend (OpenAI, vLLM, TGI, `transformers serve`, HF Inference Providers).
 
 A batch becomes concurrent async requests, bounded by `max_concurrency` and an optional
-requests-per-minute limit. Two layers of retries, both bounded and with exponential backoff:
+requests-per-minute limit. Single awaitable requests (`agenerate`, `ascore_options`, one task per
+conversation) take the same path: per event loop one `AsyncOpenAI` client and one semaphore of
+`max_concurrency`, and one rate limiter for the whole backend, so thousands of concurrent conversation
+tasks share a bounded number of connections. Two layers of retries, both bounded and with exponential backoff:
 - the `openai` client's own, for timeouts, dropped connections, 408/409/429/5xx (honouring Retry-After);
 - ours, for what the client accepts as a success but is not one: a 200 whose body is not valid JSON
   or not a completion (malformed), a completion with empty content, a stream cut off before its
@@ -22,6 +25,7 @@ import random
 import threading
 import time
 import uuid
+import weakref
 
 from .base import BackendError, ChatBackend, Completion, GenerationConfig, Messages, OptionScores
 
@@ -29,22 +33,34 @@ REQUEST_ID_HEADER = "X-Aloe-Request-Id"
 
 
 class _RateLimiter:
-    """Spaces request starts at least `60 / rpm` seconds apart (no limit when rpm is falsy)."""
+    """Spaces request starts at least `60 / rpm` seconds apart (no limit when rpm is falsy).
+
+    One per backend, shared by every event loop and thread that uses it (slots are handed out under a
+    thread lock; the wait itself is an `asyncio.sleep`).
+    """
 
     def __init__(self, rpm: float | None):
         self.interval = 60.0 / rpm if rpm else 0.0
         self._next = 0.0
-        self._lock = asyncio.Lock()
+        self._lock = threading.Lock()
 
     async def wait(self):
         if not self.interval:
             return
-        async with self._lock:
+        with self._lock:
             now = time.monotonic()
             delay = self._next - now
             self._next = max(now, self._next) + self.interval
         if delay > 0:
             await asyncio.sleep(delay)
+
+
+class _LoopState:
+    """What one event loop holds for one backend: its client and its concurrency gate."""
+
+    def __init__(self, client, max_concurrency: int):
+        self.client = client
+        self.gate = asyncio.Semaphore(max_concurrency)
 
 
 class _Retryable(Exception):
@@ -138,6 +154,9 @@ class OpenAIBackend(ChatBackend):
         self.stats = RetryStats()
         self._id_prefix = uuid.uuid4().hex[:12]
         self._ids = itertools.count(1)
+        self._limiter = _RateLimiter(requests_per_minute)
+        self._loops: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        self._loops_lock = threading.Lock()
 
     def describe(self) -> dict:
         info = super().describe()
@@ -181,92 +200,117 @@ class OpenAIBackend(ChatBackend):
         except (json.JSONDecodeError, APIResponseValidationError) as exc:  # a 200 the client could not read
             raise _malformed(exc) from exc
 
-    def _run(self, coroutine_factory, items):
-        """Run one coroutine per item concurrently on a private event loop; keep order."""
+    # -- per event loop -----------------------------------------------------------------------------
+    def _state(self) -> _LoopState:
+        """The running loop's client and gate, made on first use (an `AsyncOpenAI` client is bound to one loop)."""
         from openai import AsyncOpenAI
 
-        async def main():
-            limiter = _RateLimiter(self.requests_per_minute)
-            gate = asyncio.Semaphore(self.max_concurrency)
-            async with AsyncOpenAI(**self._client_kwargs()) as client:
-                async def one(item):
-                    async with gate:
-                        await limiter.wait()
-                        return await coroutine_factory(client, item)
+        loop = asyncio.get_running_loop()
+        with self._loops_lock:
+            state = self._loops.get(loop)
+            if state is None:
+                state = self._loops[loop] = _LoopState(AsyncOpenAI(**self._client_kwargs()), self.max_concurrency)
+            return state
 
-                return await asyncio.gather(*(one(item) for item in items))
+    async def aclose(self) -> None:
+        """Close the running loop's client (the next request on this loop makes a new one)."""
+        with self._loops_lock:
+            state = self._loops.pop(asyncio.get_running_loop(), None)
+        if state is not None:
+            await state.client.close()
+
+    async def _gated(self, call, messages, *args):
+        state = self._state()
+        async with state.gate:
+            await self._limiter.wait()
+            return await call(state.client, messages, *args)
+
+    def _run(self, coroutine_factory, items):
+        """Run one request per item concurrently on a private event loop; keep order."""
+
+        async def main():
+            try:
+                return await asyncio.gather(*(self._gated(coroutine_factory, item) for item in items))
+            finally:
+                await self.aclose()
 
         return asyncio.run(main())
 
-    def _generate_batch(self, conversations: list[Messages], config: GenerationConfig) -> list[Completion]:
-        kwargs = self._request_kwargs(config)
+    # -- one request ----------------------------------------------------------------------------------
+    async def _completion(self, client, messages: Messages, kwargs: dict) -> Completion:
+        request_id = self._new_request_id()
+        began = time.perf_counter()
 
-        async def call(client, messages):
-            request_id = self._new_request_id()
-            began = time.perf_counter()
+        async def once():
+            response = await self._create(client, request_id, messages=messages, **kwargs)
+            choice = _first_choice(response)
+            text = choice.message.content if choice is not None else None
+            if not isinstance(text, str) or not text.strip():
+                raise _Retryable("empty_content", "empty content")
+            usage = getattr(response, "usage", None)
+            return Completion(text.strip(), tokens=getattr(usage, "completion_tokens", None) or 0)
 
-            async def once():
-                response = await self._create(client, request_id, messages=messages, **kwargs)
-                choice = _first_choice(response)
+        try:
+            completion = await self._attempts(once)
+        except _Retryable as exc:  # recorded per request, never turned into text
+            failure, error = exc.reason, str(exc)
+        except Exception as exc:  # what the client gave up on after its own retries
+            failure, error = type(exc).__name__, f"{type(exc).__name__}: {exc}"
+        else:
+            completion.latency_s = time.perf_counter() - began
+            self.stats.finished(request_id, None)
+            return completion
+        self.stats.finished(request_id, failure)
+        return Completion(None, latency_s=time.perf_counter() - began, error=error)
+
+    async def _option_scores(self, client, messages: Messages, options: list[str]) -> OptionScores:
+        kwargs = dict(model=self.spec.name, max_tokens=1, temperature=0.0, logprobs=True, top_logprobs=20)
+        request_id = self._new_request_id()
+
+        async def once():
+            response = await self._create(client, request_id, messages=messages, **kwargs)
+            choice = _first_choice(response)
+            logprobs = getattr(choice, "logprobs", None) if choice is not None else None
+            content = getattr(logprobs, "content", None) if logprobs is not None else None
+            if not content:
                 text = choice.message.content if choice is not None else None
                 if not isinstance(text, str) or not text.strip():
-                    raise _Retryable("empty_content", "empty content")
-                usage = getattr(response, "usage", None)
-                return Completion(text.strip(), tokens=getattr(usage, "completion_tokens", None) or 0)
+                    raise _Retryable("empty_content", "empty content and no logprobs")
+                return OptionScores(error="no logprobs in response")  # the server does not give them
+            probs: dict[str, float] = {}
+            for entry in content[0].top_logprobs or []:
+                token = entry.token.strip()
+                if token in options:
+                    probs[token] = probs.get(token, 0.0) + math.exp(entry.logprob)
+            mass = sum(probs.values())
+            if mass <= 0:
+                return OptionScores(error="none of the options among the top logprobs")
+            return OptionScores(probs={o: probs.get(o, 0.0) / mass for o in options}, mass=mass)
 
-            try:
-                completion = await self._attempts(once)
-            except _Retryable as exc:  # recorded per request, never turned into text
-                failure, error = exc.reason, str(exc)
-            except Exception as exc:  # what the client gave up on after its own retries
-                failure, error = type(exc).__name__, f"{type(exc).__name__}: {exc}"
-            else:
-                completion.latency_s = time.perf_counter() - began
-                self.stats.finished(request_id, None)
-                return completion
-            self.stats.finished(request_id, failure)
-            return Completion(None, latency_s=time.perf_counter() - began, error=error)
+        try:
+            scores = await self._attempts(once)
+        except _Retryable as exc:
+            scores, failure = OptionScores(error=str(exc)), exc.reason
+        except Exception as exc:
+            scores, failure = OptionScores(error=f"{type(exc).__name__}: {exc}"), type(exc).__name__
+        else:
+            failure = None if scores.error is None else "no_scores"
+        self.stats.finished(request_id, failure)
+        return scores
 
-        return self._run(call, conversations)
+    # -- the interface ----------------------------------------------------------------------------------
+    async def agenerate(self, messages: Messages, config: GenerationConfig) -> Completion:
+        return await self._gated(self._completion, messages, self._request_kwargs(config))
+
+    async def ascore_options(self, messages: Messages, options: list[str]) -> OptionScores:
+        return await self._gated(self._option_scores, messages, list(options))
+
+    def _generate_batch(self, conversations: list[Messages], config: GenerationConfig) -> list[Completion]:
+        kwargs = self._request_kwargs(config)
+        return self._run(lambda client, messages: self._completion(client, messages, kwargs), conversations)
 
     def _score_options_batch(self, conversations: list[Messages], options: list[str]) -> list[OptionScores]:
-        kwargs = dict(model=self.spec.name, max_tokens=1, temperature=0.0, logprobs=True, top_logprobs=20)
-
-        async def call(client, messages):
-            request_id = self._new_request_id()
-
-            async def once():
-                response = await self._create(client, request_id, messages=messages, **kwargs)
-                choice = _first_choice(response)
-                logprobs = getattr(choice, "logprobs", None) if choice is not None else None
-                content = getattr(logprobs, "content", None) if logprobs is not None else None
-                if not content:
-                    text = choice.message.content if choice is not None else None
-                    if not isinstance(text, str) or not text.strip():
-                        raise _Retryable("empty_content", "empty content and no logprobs")
-                    return OptionScores(error="no logprobs in response")  # the server does not give them
-                probs: dict[str, float] = {}
-                for entry in content[0].top_logprobs or []:
-                    token = entry.token.strip()
-                    if token in options:
-                        probs[token] = probs.get(token, 0.0) + math.exp(entry.logprob)
-                mass = sum(probs.values())
-                if mass <= 0:
-                    return OptionScores(error="none of the options among the top logprobs")
-                return OptionScores(probs={o: probs.get(o, 0.0) / mass for o in options}, mass=mass)
-
-            try:
-                scores = await self._attempts(once)
-            except _Retryable as exc:
-                scores, failure = OptionScores(error=str(exc)), exc.reason
-            except Exception as exc:
-                scores, failure = OptionScores(error=f"{type(exc).__name__}: {exc}"), type(exc).__name__
-            else:
-                failure = None if scores.error is None else "no_scores"
-            self.stats.finished(request_id, failure)
-            return scores
-
-        return self._run(call, conversations)
+        return self._run(lambda client, messages: self._option_scores(client, messages, options), conversations)
 
     def stream(self, messages: Messages, config: GenerationConfig):
         """Yield the reply's text as it grows. A stream cut off before its finish_reason, or malformed, or

@@ -1,0 +1,95 @@
+"""`aloe generate` under the free schedule: the same conversations as lockstep, a failing conversation stops
+alone, and every role's prompt is append-only across turns (or, for the pair judge, persona-led)."""
+
+from __future__ import annotations
+
+import json
+import zlib
+
+from aloe_bench.core.prompts import load_prompts
+from aloe_bench.training.generate import GenerateConfig, generate_conversations
+from test_data_generate import RoleBackend, _role_of, _roles
+
+
+class VaryingBackend(RoleBackend):
+    """Answers that depend on the request, so a mixed-up request would show in the records."""
+
+    def _answer(self, messages, config):
+        role = _role_of(messages)
+        digest = zlib.crc32(json.dumps(messages).encode()) % 997
+        if role == "user":
+            if self.fail_user_for and self.fail_user_for in messages[0]["content"] and len(messages) > 2:
+                return RuntimeError("simulated outage")
+            return f"my message {len(messages)} #{digest}"
+        if role == "judge":
+            return "[[A]]" if digest % 2 else "[[B]]"
+        if role == "induction":
+            return f"Profile: fact {digest}\nPersonality: None"
+        return f"{role} reply {digest} seed {config.seed}"
+
+
+def _cfg(tmp_path, name, **kw):
+    base = dict(output_dir=str(tmp_path / name), n_conversations=4, turns=3, progress=False, cache=False,
+                judge_scoring="text")
+    return GenerateConfig(**{**base, **kw})
+
+
+def _records(tmp_path, name):
+    rows = [json.loads(x) for x in (tmp_path / name / "conversations.jsonl").read_text().splitlines()]
+    return sorted(rows, key=lambda r: r["id"])
+
+
+def test_free_and_lockstep_generate_the_same_conversations(tmp_path):
+    free, lock = VaryingBackend(), VaryingBackend()
+    a = generate_conversations(_cfg(tmp_path, "free"), backends=_roles(free))
+    b = generate_conversations(_cfg(tmp_path, "lock", schedule="lockstep"), backends=_roles(lock))
+    assert a["conversations"] == b["conversations"] == 4 and a["turns"] == 12
+    assert {len(batch) for batch, _ in free.calls} == {1}  # one request at a time, one task per conversation
+    assert _records(tmp_path, "free") == _records(tmp_path, "lock")
+    choices = {t["judge_choice"] for r in _records(tmp_path, "free") for t in r["turns"]}
+    assert choices == {"preferred", "rejected"}
+
+
+def test_a_failing_conversation_stops_alone_in_free_generate(tmp_path):
+    probe = generate_conversations(_cfg(tmp_path, "probe", n_conversations=3, turns=1), backends=_roles(RoleBackend()))
+    victim = _records(tmp_path, "probe")[1]["profile"][:60]
+    backend = VaryingBackend(fail_user_for=victim)
+    counts = generate_conversations(_cfg(tmp_path, "run", n_conversations=3), backends=_roles(backend))
+    assert probe["conversations"] == 3 and counts["failed_conversations"] == 1
+    records = _records(tmp_path, "run")
+    failed = [r for r in records if r["error"]]
+    assert len(failed) == 1 and failed[0]["profile"].startswith(victim) and len(failed[0]["turns"]) == 1
+    assert "turn 2: user simulator" in failed[0]["error"]
+    assert all(len(r["turns"]) == 3 for r in records if not r["error"])
+
+
+def test_generate_prompts_are_append_only(tmp_path):
+    """User simulator and both responders: turn k's messages start with turn k-1's. The induction and the pair
+    judge are single-request prompts by design: their fixed part (instructions; the judge's persona) leads, and
+    the induction's conversation text grows at its end."""
+    backend = VaryingBackend()
+    generate_conversations(_cfg(tmp_path, "run", n_conversations=2, turns=3), backends=_roles(backend))
+    requests = [m for batch, _ in backend.calls for m in batch]
+    by_role = {}
+    for messages in requests:
+        by_role.setdefault(_role_of(messages), []).append(messages)
+    prompts = load_prompts()
+    for role in ("user", "preferred", "rejected"):
+        chains = {}
+        for messages in by_role[role]:
+            key = messages[0]["content"] if role == "user" else messages[1]["content"]  # persona / first message
+            chains.setdefault(key, []).append(messages)
+        assert len(chains) == 2 and all(len(c) == 3 for c in chains.values()), role
+        for chain in chains.values():
+            for before, after in zip(chain, chain[1:]):
+                if role == "preferred":  # the revealed facts live in the system prompt, which is rewritten
+                    assert after[1:len(before)] == before[1:], role
+                else:
+                    assert after[:len(before)] == before, role
+    system = prompts["induction"]["system"]
+    for messages in by_role["induction"]:
+        assert messages[0]["content"] == system
+    judge_system = prompts["pair_judge"]["system"]
+    lead_in = prompts["pair_judge"]["user"].split("{message}")[0]
+    assert "{profile}" in lead_in and "{personality}" in lead_in
+    assert all(m[0]["content"] == judge_system for m in by_role["judge"])
