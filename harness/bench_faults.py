@@ -77,7 +77,7 @@ def _run(plan, upstream, model, server_label, n_personas, turns, timeout_s, max_
          max_concurrency, persona_source, output_dir) -> dict:
     with FaultProxy(upstream, plan) as proxy, tempfile.TemporaryDirectory(prefix="aloe-faults-") as tmp:
         spec = f"openai:{model}"
-        cfg = EvalConfig(model=spec, base_url=proxy.base_url, user_model=spec, user_base_url=proxy.base_url,
+        cfg = EvalConfig(protocol="smoke", model=spec, base_url=proxy.base_url, user_model=spec, user_base_url=proxy.base_url,
                          judge_model=spec, judge_base_url=proxy.base_url, judge_scoring="text",
                          personas=persona_source, max_personas=n_personas, turns=turns,
                          reply_max_new_tokens=max_new_tokens, user_max_new_tokens=max_new_tokens,

@@ -66,7 +66,7 @@ class UserSimulator:
             if not pending:
                 break
             config = self.config if attempt == 0 else replace(
-                self.config, seed=self.config.seed + 1000 * attempt, temperature=max(self.config.temperature, 0.7))
+                self.config, seed=self.config.seed + 1000 * attempt, temperature=max(self.config.temperature or 0.0, 0.7))
             completions = self.backend.generate([requests[i] for i in pending], config)
             still = []
             for index, completion in zip(pending, completions):

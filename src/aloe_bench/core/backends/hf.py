@@ -46,6 +46,16 @@ def folder_revision(folder: Path) -> str:
     return "local-sha256:" + digest.hexdigest()[:16]
 
 
+def _sampling_kwargs(config: GenerationConfig) -> dict:
+    """`generate` kwargs for `config`: none when temperature is None (the model's generation_config decides)."""
+    if config.temperature is None:
+        return {}
+    if config.temperature > 0:
+        return dict(do_sample=True, temperature=config.temperature,
+                    **({} if config.top_p is None else {"top_p": config.top_p}))
+    return dict(do_sample=False, temperature=None, top_p=None, top_k=None)
+
+
 class TransformersBackend(ChatBackend):
     """Runs a causal LM in-process. One instance per model serves every role that uses it."""
 
@@ -173,13 +183,8 @@ class TransformersBackend(ChatBackend):
         for start in range(0, len(order), self.batch_size):
             chunk = order[start:start + self.batch_size]
             inputs = self._pad_batch([prompts[i] for i in chunk])
-            sampling = config.temperature > 0
-            kwargs = dict(max_new_tokens=config.max_new_tokens, do_sample=sampling,
-                          pad_token_id=self.tokenizer.pad_token_id)
-            if sampling:
-                kwargs.update(temperature=config.temperature, top_p=config.top_p)
-            else:
-                kwargs.update(temperature=None, top_p=None, top_k=None)
+            kwargs = dict(max_new_tokens=config.max_new_tokens, pad_token_id=self.tokenizer.pad_token_id,
+                          **_sampling_kwargs(config))
             began = time.perf_counter()
             with self._lock, torch.inference_mode():
                 torch.manual_seed(config.seed + start)
@@ -224,13 +229,8 @@ class TransformersBackend(ChatBackend):
         prompt = self.encode_prompt(messages, config.max_new_tokens)
         inputs = self._pad_batch([prompt])
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
-        sampling = config.temperature > 0
-        kwargs = dict(max_new_tokens=config.max_new_tokens, do_sample=sampling, streamer=streamer,
-                      pad_token_id=self.tokenizer.pad_token_id)
-        if sampling:
-            kwargs.update(temperature=config.temperature, top_p=config.top_p)
-        else:
-            kwargs.update(temperature=None, top_p=None, top_k=None)
+        kwargs = dict(max_new_tokens=config.max_new_tokens, streamer=streamer,
+                      pad_token_id=self.tokenizer.pad_token_id, **_sampling_kwargs(config))
         errors: list[BaseException] = []
 
         def run():
