@@ -177,3 +177,16 @@ def test_the_evaluate_module_kwarg_reaches_the_config(tmp_path, monkeypatch):
                                 output_dir=str(tmp_path), bootstrap_resamples=10, progress=False)
     record = results["config"]["protocol"]
     assert record["base"] == "smoke" and set(record["differences"]) == {"personas", "turns"}
+
+
+def test_eval_cli_ends_with_where_the_results_are_and_the_paper_command(tmp_path, monkeypatch, capsys):
+    from aloe_bench.cli import main
+
+    _scripted_backends(monkeypatch)
+    assert main(["eval", "--output_dir", str(tmp_path), "--max_personas", "1", "--turns", "1",
+                 "--bootstrap_resamples", "10", "--progress", "false"]) == 0
+    out, err = capsys.readouterr()
+    summary = json.loads(out)
+    assert summary["protocol"] == "custom" and summary["results_file"].startswith(str(tmp_path))
+    assert f"Results: {summary['results_file']}" in err
+    assert "aloe eval --protocol paper" in err and "openai:gpt-4o-mini-2024-07-18" in err
