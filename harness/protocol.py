@@ -33,9 +33,9 @@ PROTOCOLS: dict[str, dict] = {
     },
     "smoke": {
         "personas": "default",
-        "max_personas": 8,
+        "max_personas": 16,
         "max_personalities": 5,
-        "turns": 3,
+        "turns": 5,
         "reply_max_new_tokens": 48,
         "temperature": 0.0,
         "user_max_new_tokens": 40,

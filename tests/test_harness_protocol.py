@@ -38,7 +38,7 @@ def test_smoke_protocol_resolves_to_small_greedy_caps():
     settings = run_settings(EvalConfig(protocol="smoke"))
     run = settings["run"]
     assert settings["protocol"]["name"] == "smoke"
-    assert run["personas"] == "default" and 1 <= run["max_personas"] <= 16 and 2 <= run["turns"] <= 4
+    assert run["personas"] == "default" and 1 <= run["max_personas"] <= 16 and 2 <= run["turns"] <= 6
     assert settings["reply_generation"]["temperature"] == 0.0 and settings["reply_generation"]["max_new_tokens"] <= 64
     assert settings["user_generation"]["max_new_tokens"] <= 64
     assert settings["judge_generation"] == {"max_new_tokens": 8, "temperature": 0.0, "top_p": 1.0, "seed": 0,
