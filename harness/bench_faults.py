@@ -117,7 +117,10 @@ def _run(plan, upstream, model, server_label, n_personas, turns, timeout_s, max_
 def _persona_ids(cfg: EvalConfig) -> list[str]:
     from aloe_bench.core.personas import load_persona_set
 
-    return [p.id for p in load_persona_set(cfg.personas, cfg.max_personalities).subset(cfg.max_personas)]
+    from .protocol import resolve
+
+    cfg = resolve(cfg)
+    return [p.id for p in load_persona_set(cfg.personas, cfg.max_personalities).subset(cfg.max_personas or None)]
 
 
 def _merge(stats: list[dict]) -> dict:
