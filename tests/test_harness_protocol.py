@@ -190,3 +190,21 @@ def test_eval_cli_ends_with_where_the_results_are_and_the_paper_command(tmp_path
     assert summary["protocol"] == "custom" and summary["results_file"].startswith(str(tmp_path))
     assert f"Results: {summary['results_file']}" in err
     assert "aloe eval --protocol paper" in err and "openai:gpt-4o-mini-2024-07-18" in err
+
+
+@pytest.mark.slow
+def test_temperature_none_uses_the_local_models_own_generation_config(embedded_backend):
+    messages = [[{"role": "user", "content": "Tell me about your weekend plans."}]]
+    own = GenerationConfig(16, None, None, seed=5)
+    # SmolLM2's generation_config sets no sampling: the model's own settings are greedy decoding
+    assert embedded_backend.generate(messages, own)[0].text == embedded_backend.generate(
+        messages, GenerationConfig(16, 0.0, seed=5))[0].text
+    gen = embedded_backend.model.generation_config
+    saved = (gen.do_sample, gen.temperature, gen.top_k, gen.top_p)
+    try:  # a model whose own config samples: None must sample exactly as those settings say
+        gen.do_sample, gen.temperature, gen.top_k, gen.top_p = True, 1.5, 50, None
+        sampled = embedded_backend.generate(messages, own)[0].text
+        assert sampled == embedded_backend.generate(messages, GenerationConfig(16, 1.5, None, seed=5))[0].text
+        assert sampled != embedded_backend.generate(messages, GenerationConfig(16, 0.0, seed=5))[0].text
+    finally:
+        gen.do_sample, gen.temperature, gen.top_k, gen.top_p = saved
