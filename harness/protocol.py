@@ -41,7 +41,7 @@ PROTOCOLS: dict[str, dict] = {
         "user_max_new_tokens": 40,
         "user_temperature": 0.7,
         "judge_preset": "paper",
-        "judge_max_new_tokens": 8,
+        "judge_max_new_tokens": None,  # the judge preset's own length: 8 for `paper`, 256 for `robust`
         "judge_temperature": 0.0,
     },
 }

@@ -208,3 +208,8 @@ def test_temperature_none_uses_the_local_models_own_generation_config(embedded_b
         assert sampled != embedded_backend.generate(messages, GenerationConfig(16, 0.0, seed=5))[0].text
     finally:
         gen.do_sample, gen.temperature, gen.top_k, gen.top_p = saved
+
+
+def test_smoke_with_the_robust_judge_keeps_its_room_to_reason():
+    settings = run_settings(EvalConfig(judge_preset="robust", judge_model="openai:j"))
+    assert settings["judge_generation"]["max_new_tokens"] == 256 and settings["protocol"]["name"] == "custom"
