@@ -77,7 +77,7 @@ def _run(plan, upstream, model, server_label, n_personas, turns, timeout_s, max_
          max_concurrency, persona_source, output_dir) -> dict:
     with FaultProxy(upstream, plan) as proxy, tempfile.TemporaryDirectory(prefix="aloe-faults-") as tmp:
         spec = f"openai:{model}"
-        cfg = EvalConfig(model=spec, base_url=proxy.base_url, user_model=spec, user_base_url=proxy.base_url,
+        cfg = EvalConfig(protocol="smoke", model=spec, base_url=proxy.base_url, user_model=spec, user_base_url=proxy.base_url,
                          judge_model=spec, judge_base_url=proxy.base_url, judge_scoring="text",
                          personas=persona_source, max_personas=n_personas, turns=turns,
                          reply_max_new_tokens=max_new_tokens, user_max_new_tokens=max_new_tokens,
@@ -117,7 +117,10 @@ def _run(plan, upstream, model, server_label, n_personas, turns, timeout_s, max_
 def _persona_ids(cfg: EvalConfig) -> list[str]:
     from aloe_bench.core.personas import load_persona_set
 
-    return [p.id for p in load_persona_set(cfg.personas, cfg.max_personalities).subset(cfg.max_personas)]
+    from .protocol import resolve
+
+    cfg = resolve(cfg)
+    return [p.id for p in load_persona_set(cfg.personas, cfg.max_personalities).subset(cfg.max_personas or None)]
 
 
 def _merge(stats: list[dict]) -> dict:

@@ -12,8 +12,10 @@ def register(sub, bench_sub) -> None:
 
     from .config import EvalConfig
 
-    add_recipe_parser(sub, "eval", [EvalConfig], _run_eval,
-                      "Score a model on ALOE (offline on the embedded model by default).")
+    eval_parser = add_recipe_parser(sub, "eval", [EvalConfig], _run_eval,
+                                    "Score a model on ALOE (offline on the embedded model by default).")
+    eval_parser.add_argument("--print-config", "--print_config", dest="print_config", action="store_true",
+                             help="Print the resolved run config as JSON and exit (loads no model).")
     from .judge_cli import register as register_judge
 
     register_judge(sub)  # `aloe judge rescore | agree | push-ratings`
@@ -83,12 +85,36 @@ def _run_eval(args) -> int:
     from .config import EvalConfig
     from .runner import evaluate_model
 
-    cfg = dataclass_from_args(args, EvalConfig)
+    from .protocol import resolve, run_settings
+
+    try:
+        cfg = resolve(dataclass_from_args(args, EvalConfig))
+    except ValueError as exc:
+        print(f"aloe eval: {exc}", file=sys.stderr)
+        return 2
+    if getattr(args, "print_config", False):
+        print(json.dumps(run_settings(cfg), indent=2, ensure_ascii=False))
+        return 0
     results = evaluate_model(cfg)
-    print(json.dumps({k: results[k] for k in ("model", "judge", "counts")} | {
+    print(json.dumps({k: results[k] for k in ("protocol", "model", "judge", "counts")} | {
         "metrics": {k: v for k, v in results["metrics"].items() if k != "intervals"},
         "results_file": results["results_file"]}, indent=2))
+    print(_next_steps(results), file=sys.stderr)
     return 0
+
+
+def _next_steps(results: dict) -> str:
+    """Where the results are and, after a non-paper run, how to run the paper's protocol."""
+    lines = [f"Results: {results['results_file']} (per-turn rows: {results['files']['samples']} next to it)."]
+    if results["protocol"] != "paper":
+        lines += [f"This was the {results['protocol']!r} protocol: a check that everything runs, not a number "
+                  "to compare with the paper.",
+                  "The paper's protocol, with real models (an OpenAI-compatible endpoint for user and judge):",
+                  "  aloe eval --protocol paper --model ORG/NAME \\",
+                  "    --user_model openai:gpt-4o-mini-2024-07-18 --judge_model openai:gpt-4o-mini-2024-07-18 \\",
+                  "    --output_dir runs/paper",
+                  "(README: \"The paper's protocol\" lists every setting.)"]
+    return "\n".join(lines)
 
 
 def _run_metrics(args) -> int:

@@ -20,17 +20,28 @@ class EvalConfig:
     judge_base_url: str | None = field(default=None, metadata={"help": "Base URL for the judge."})
     api_key_env: str = field(default="OPENAI_API_KEY", metadata={"help": "Env var holding the API key (never logged)."})
     engine: str = field(default="transformers", metadata={"help": "Local engine: transformers or vllm."})
-    personas: str = field(default="default", metadata={"help": "default | folder of pools | personas.jsonl | hub:ORG/NAME"})
-    max_personas: int | None = field(default=None, metadata={"help": "Evaluate only the first N personas."})
-    max_personalities: int = field(default=5, metadata={"help": "Personalities combined with every profile."})
-    turns: int = field(default=10, metadata={"help": "Turns per conversation."})
-    judge_preset: str = field(default="paper", metadata={"help": "paper | robust"})
+    protocol: str | None = field(default=None, metadata={
+        "help": "paper | smoke: a named preset of the fields marked [preset] (default: paper, or smoke when "
+                "the evaluated model is embedded); a flag given explicitly overrides the preset."})
+    personas: str | None = field(default=None, metadata={
+        "help": "[preset] paper | default | folder of pools | personas.jsonl | hub:ORG/NAME"})
+    max_personas: int | None = field(default=None, metadata={
+        "help": "[preset] Evaluate only the first N personas (0: all)."})
+    max_personalities: int | None = field(default=None, metadata={
+        "help": "[preset] Personalities combined with every profile."})
+    turns: int | None = field(default=None, metadata={"help": "[preset] Turns per conversation."})
+    judge_preset: str | None = field(default=None, metadata={"help": "[preset] paper | robust"})
     judge_scoring: str = field(default="auto", metadata={"help": "auto | text | logprobs"})
     judge_max_retries: int = field(default=2, metadata={"help": "Retries of an unparsable judge answer."})
-    reply_max_new_tokens: int = field(default=96, metadata={"help": "Max new tokens of the evaluated model."})
-    user_max_new_tokens: int = field(default=64, metadata={"help": "Max new tokens of the user simulator."})
-    temperature: float = field(default=0.0, metadata={"help": "Evaluated model temperature (0 = greedy)."})
-    user_temperature: float = field(default=0.7, metadata={"help": "User simulator temperature."})
+    judge_max_new_tokens: int | None = field(default=None, metadata={"help": "[preset] Max new tokens of the judge."})
+    judge_temperature: float | None = field(default=None, metadata={"help": "[preset] Judge temperature (0 = greedy)."})
+    reply_max_new_tokens: int | None = field(default=None, metadata={
+        "help": "[preset] Max new tokens of the evaluated model."})
+    user_max_new_tokens: int | None = field(default=None, metadata={"help": "[preset] Max new tokens of the user simulator."})
+    temperature: float | None = field(default=None, metadata={
+        "help": "[preset] Evaluated model temperature (0 = greedy; the paper preset leaves it to the model's own "
+                "generation config, or to the server's defaults for openai: models)."})
+    user_temperature: float | None = field(default=None, metadata={"help": "[preset] User simulator temperature."})
     seed: int = field(default=0, metadata={"help": "Seed for sampling, bootstrap and retries."})
     output_dir: str = field(default="runs/embedded", metadata={"help": "Where <model>/results_*.json and samples_*.jsonl go."})
     cache: bool = field(default=True, metadata={"help": "Use the on-disk request cache in output_dir."})
@@ -57,10 +68,10 @@ class EvalConfig:
     progress: bool = field(default=True, metadata={"help": "Show a progress bar."})
 
     def __post_init__(self):
-        if self.turns < 1:
+        if self.turns is not None and self.turns < 1:
             raise ValueError(f"turns must be >= 1, got {self.turns}")
-        if self.max_personas is not None and self.max_personas < 1:
-            raise ValueError(f"max_personas must be >= 1, got {self.max_personas}")
+        if self.max_personas is not None and self.max_personas < 0:
+            raise ValueError(f"max_personas must be >= 0 (0: all), got {self.max_personas}")
         if self.schedule not in SCHEDULES:
             raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
 

@@ -28,6 +28,7 @@ from aloe_bench.core.simulator import UserSimulator
 from aloe_bench.core.specs import ModelSpec
 
 from .config import EvalConfig
+from .protocol import reply_generation, resolve, run_settings, user_generation
 from .results import RunFiles, add_lm_eval_keys, fingerprint, package_versions
 
 SMOKE_NOTE = ("judged by the embedded 135M model: a smoke-run signal only, not a number anyone should cite; "
@@ -73,16 +74,16 @@ def build_roles(cfg: EvalConfig, **remote_options) -> Roles:
 
     `remote_options` go to OpenAI-compatible backends only (e.g. `timeout_s`, `max_retries`).
     """
+    cfg = resolve(cfg)
     prompts = load_prompts()
     model = _backend(cfg.model, cfg.base_url, cfg, revision=cfg.revision, remote_options=remote_options)
     user_backend = _backend(cfg.user_model, cfg.user_base_url, cfg, remote_options=remote_options)
     judge_backend = _backend(cfg.judge_model, cfg.judge_base_url, cfg, remote_options=remote_options)
-    user = UserSimulator(user_backend, GenerationConfig(cfg.user_max_new_tokens, cfg.user_temperature, seed=cfg.seed),
-                         prompts)
+    user = UserSimulator(user_backend, user_generation(cfg), prompts)
     judge = Judge(judge_backend, JudgeConfig(cfg.judge_preset, cfg.judge_scoring, cfg.judge_max_retries,
-                                             seed=cfg.seed), prompts)
-    reply_config = GenerationConfig(cfg.reply_max_new_tokens, cfg.temperature, seed=cfg.seed)
-    return Roles(model, user, judge, reply_config, None)
+                                             max_new_tokens=cfg.judge_max_new_tokens,
+                                             temperature=cfg.judge_temperature, seed=cfg.seed), prompts)
+    return Roles(model, user, judge, reply_generation(cfg), None)
 
 
 def with_cache(roles: Roles, cache: RequestCache) -> Roles:
@@ -104,8 +105,10 @@ def judge_label(judge: Judge) -> str:
 def run_config(cfg: EvalConfig, roles: Roles, persona_set) -> dict:
     """The config block of a result file: everything needed to trace a number to its source."""
     prompts = load_prompts()
+    settings = run_settings(cfg)
     return {
-        "run": {k: v for k, v in cfg.to_dict().items() if k not in ("progress",)},
+        "protocol": settings["protocol"],
+        "run": settings["run"],
         "models": {
             "model": roles.model.describe(),
             "user_simulator": roles.user.describe(),
@@ -257,8 +260,9 @@ def evaluate_model(cfg: EvalConfig, roles: Roles | None = None, persona_set: Per
 
     `persona_set` overrides `cfg.personas` (the evaluate module passes the personas it was given).
     """
+    cfg = resolve(cfg)
     persona_set = persona_set or load_persona_set(cfg.personas, cfg.max_personalities)
-    selected = persona_set.subset(cfg.max_personas)
+    selected = persona_set.subset(cfg.max_personas or None)
     roles = roles or build_roles(cfg)
     config_block = run_config(cfg, roles, persona_set)
     files = RunFiles(cfg.output_dir, fingerprint(_identity(config_block)), roles.model.model_id)
@@ -337,7 +341,7 @@ def _run_groups(conversations: dict[str, Conversation], cfg: EvalConfig, roles: 
 
 def _identity(config_block: dict) -> dict:
     """What makes two runs the same run: models, prompts, personas, sampling; not sizes or machinery."""
-    identity = {k: v for k, v in config_block.items() if k != "packages"}
+    identity = {k: v for k, v in config_block.items() if k not in ("packages", "protocol")}
     ignored = ("turns", "max_personas", "output_dir", "cache", "schedule", "batch_size", "device",
                "max_concurrency", "requests_per_minute", "bootstrap_resamples", "push_to_hub", "public", "create_pr",
                "request_timeout_s", "request_max_retries",
@@ -374,6 +378,7 @@ def build_results(rows, persona_set, cfg: EvalConfig, config_block: dict, roles:
     label = judge_label(roles.judge)
     results = {
         "benchmark": "ALOE",
+        "protocol": config_block["protocol"]["name"],
         "run_id": files.run_id,
         "fingerprint": files.fingerprint,
         "model": roles.model.model_id,

@@ -216,7 +216,8 @@ def _eval_personas(n=3):
 
 # The evaluation every slow eval test uses: 3 personas x 2 turns, all roles greedy through the proxy; the third
 # persona's requests always get a 500 (a failure that must be recorded, and recorded the same way after a kill).
-EVAL_SETTINGS = dict(judge_scoring="text", judge_max_retries=0, max_personas=3, turns=2, reply_max_new_tokens=16,
+EVAL_SETTINGS = dict(protocol="smoke", judge_scoring="text", judge_max_retries=0, max_personas=3, turns=2,
+                     reply_max_new_tokens=16,
                      user_max_new_tokens=16, user_temperature=0.0, seed=0, bootstrap_resamples=50)
 
 

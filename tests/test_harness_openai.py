@@ -55,7 +55,7 @@ def test_missing_key_names_the_variable_only(monkeypatch):
 
 def test_eval_through_the_server(server, tmp_path, upstream_dir, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test-do-not-leak")
-    cfg = EvalConfig(model=f"openai:{server['model']}", base_url=server["base_url"],
+    cfg = EvalConfig(protocol="smoke", model=f"openai:{server['model']}", base_url=server["base_url"],
                      judge_model=f"openai:{server['model']}", judge_base_url=server["base_url"],
                      personas=str(upstream_dir), max_personas=2, turns=2, output_dir=str(tmp_path),
                      reply_max_new_tokens=24, user_max_new_tokens=24, bootstrap_resamples=50, progress=False)

@@ -117,7 +117,8 @@ def test_harness_scores_the_checkpoint_and_the_card_carries_it(dpo_dir):
     from aloe_bench.cli import main
     from aloe_bench.training.card import build_push_folder
 
-    assert main(["eval", "--model", str(dpo_dir), "--max_personas", "1", "--turns", "2", "--output_dir",
+    assert main(["eval", "--protocol", "smoke", "--model", str(dpo_dir), "--max_personas", "1", "--turns", "2",
+                 "--output_dir",
                  str(dpo_dir / "aloe_eval"), "--bootstrap_resamples", "10", "--progress", "false",
                  "--reply_max_new_tokens", "16", "--user_max_new_tokens", "16"]) == 0
     results = json.loads(next((dpo_dir / "aloe_eval").rglob("results_*.json")).read_text())  # <model>/ layout

@@ -28,11 +28,13 @@ _KWARGS_DESCRIPTION = """\
 Args:
     profiles (`list[str]`, optional): profile of each persona (who the user is).
     personalities (`list[str]`, optional): personality of each persona (how the user talks), same length.
-        Leave both out to use the package's default eval set (or pass `persona_source=`).
+        Leave both out to use the protocol's persona set (or pass `persona_source=`).
     model_id (`str`): the evaluated model: "embedded", a Hub id, a local folder, or "openai:NAME".
     user_model (`str`): the role-play user model spec (default "embedded").
     judge_model (`str`): the judge model spec (default "embedded": a smoke-run judge only).
-    turns (`int`): turns per conversation (default 10).
+    protocol (`str`): "paper" (the authors' settings) or "smoke" (small greedy caps); default "paper" unless
+        model_id is "embedded". Any field given explicitly overrides the preset (the run is then "custom").
+    turns (`int`): turns per conversation (default: the protocol's, 10 for paper).
     output_dir (`str`): where results/samples files go; re-running resumes (default "runs/aloe-evaluate").
     Any other `aloe_bench.harness.EvalConfig` field (revision, base_url, judge_preset, seed, ...) is accepted.
 Returns:
@@ -59,14 +61,21 @@ class Aloe(evaluate.Measurement):
             reference_urls=["https://aclanthology.org/2025.coling-main.511/"],
         )
 
-    def compute(self, *, profiles=None, personalities=None, persona_source="default", **kwargs):
-        """Run ALOE; without `profiles`/`personalities`, evaluate the personas of `persona_source`."""
+    def compute(self, *, profiles=None, personalities=None, persona_source=None, **kwargs):
+        """Run ALOE; without `profiles`/`personalities`, evaluate the personas of `persona_source`
+        (default: the protocol's persona set)."""
         if profiles is None and personalities is None:
             from aloe_bench.core.personas import load_persona_set
+            from aloe_bench.harness import EvalConfig
+            from aloe_bench.harness.protocol import resolve
 
+            if persona_source is None:
+                persona_source = resolve(EvalConfig(model=kwargs.get("model_id", "embedded"),
+                                                    protocol=kwargs.get("protocol"))).personas
             personas = load_persona_set(persona_source).personas
             profiles = [p.profile for p in personas]
             personalities = [p.personality for p in personas]
+            kwargs.setdefault("personas", persona_source)  # recorded as the run's persona source
         return super().compute(profiles=profiles, personalities=personalities, **kwargs)
 
     def _compute(self, profiles, personalities, model_id="embedded", output_dir="runs/aloe-evaluate", **kwargs):

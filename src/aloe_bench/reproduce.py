@@ -136,8 +136,9 @@ def evaluate(cfg: ReproduceConfig, root: Path, models: dict[str, str]) -> dict[s
     results = {}
     for name, spec in models.items():
         out = Path(spec) / "aloe_eval" if Path(spec).is_dir() else root / "eval" / name
-        run = EvalConfig(model=spec, user_model=cfg.model, judge_model=cfg.model, max_personas=cfg.eval_personas,
-                         turns=cfg.eval_turns, reply_max_new_tokens=cfg.reply_max_new_tokens, seed=cfg.seed,
+        run = EvalConfig(protocol="smoke", model=spec, user_model=cfg.model, judge_model=cfg.model,
+                         max_personas=cfg.eval_personas, turns=cfg.eval_turns,
+                         reply_max_new_tokens=cfg.reply_max_new_tokens, user_max_new_tokens=64, seed=cfg.seed,
                          output_dir=str(out))
         results[name] = evaluate_model(run)
         m = results[name]["metrics"]

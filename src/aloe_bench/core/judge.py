@@ -36,6 +36,7 @@ class JudgeConfig:
     max_retries: int = 2
     retry_temperature: float = 0.7
     max_new_tokens: int | None = None  # None: 8 for `paper`, 256 for `robust`
+    temperature: float = 0.0  # of the first attempt (0: greedy); retries sample at `retry_temperature`
     seed: int = 0
     max_text_chars: int = 4000  # each reply, message and history turn shown to the judge is clipped to this
 
@@ -62,7 +63,7 @@ class JudgeConfig:
 
     def generation(self) -> GenerationConfig:
         tokens = self.max_new_tokens or (8 if self.preset == "paper" else 256)
-        return GenerationConfig(max_new_tokens=tokens, temperature=0.0, seed=self.seed)
+        return GenerationConfig(max_new_tokens=tokens, temperature=self.temperature, seed=self.seed)
 
 
 @dataclass

@@ -19,11 +19,12 @@ Messages = list[dict]
 
 @dataclass(frozen=True)
 class GenerationConfig:
-    """Sampling settings for one role. `temperature == 0` means greedy decoding."""
+    """Sampling settings for one role. `temperature == 0` means greedy decoding; `temperature`/`top_p` None mean
+    the model's own defaults (a local model's generation_config, a server's defaults): nothing is overridden."""
 
     max_new_tokens: int = 128
-    temperature: float = 0.0
-    top_p: float = 1.0
+    temperature: float | None = 0.0
+    top_p: float | None = 1.0
     seed: int = 0
 
     def to_dict(self) -> dict:

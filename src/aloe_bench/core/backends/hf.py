@@ -165,10 +165,13 @@ class TransformersBackend(ChatTemplatePrompts, ChatBackend):
         return stop_ids
 
     def _sampling_kwargs(self, config: GenerationConfig) -> dict:
-        kwargs = dict(max_new_tokens=config.max_new_tokens, do_sample=config.temperature > 0,
-                      pad_token_id=self.tokenizer.pad_token_id)
+        """`generate` kwargs; temperature None leaves sampling to the model's own generation_config."""
+        kwargs = dict(max_new_tokens=config.max_new_tokens, pad_token_id=self.tokenizer.pad_token_id)
+        if config.temperature is None:
+            return kwargs
+        kwargs["do_sample"] = config.temperature > 0
         if config.temperature > 0:
-            kwargs.update(temperature=config.temperature, top_p=config.top_p)
+            kwargs.update(temperature=config.temperature, **({} if config.top_p is None else {"top_p": config.top_p}))
         else:
             kwargs.update(temperature=None, top_p=None, top_k=None)
         return kwargs

@@ -168,9 +168,10 @@ class OpenAIBackend(ChatBackend):
                     max_retries=self.max_retries)
 
     def _request_kwargs(self, config: GenerationConfig) -> dict:
-        kwargs = dict(model=self.spec.name, max_tokens=config.max_new_tokens,
-                      temperature=config.temperature, seed=config.seed)
-        if config.top_p < 1.0:
+        kwargs = dict(model=self.spec.name, max_tokens=config.max_new_tokens, seed=config.seed)
+        if config.temperature is not None:  # None: the server's default sampling
+            kwargs["temperature"] = config.temperature
+        if config.top_p is not None and config.top_p < 1.0:
             kwargs["top_p"] = config.top_p
         return kwargs
 

@@ -102,8 +102,12 @@ class VLLMBackend(ChatTemplatePrompts, ChatBackend):
 
     # -- requests on the engine loop -----------------------------------------------------------------
     def _params(self, config: GenerationConfig, **extra):
-        return self._vllm.SamplingParams(max_tokens=config.max_new_tokens, temperature=config.temperature,
-                                         top_p=config.top_p, seed=config.seed, **extra)
+        if config.temperature is None:  # the model's own generation_config, as vLLM reads it
+            defaults = self.llm.get_default_sampling_params()
+            sampling = dict(temperature=defaults.temperature, top_p=defaults.top_p, top_k=defaults.top_k)
+        else:
+            sampling = dict(temperature=config.temperature, top_p=1.0 if config.top_p is None else config.top_p)
+        return self._vllm.SamplingParams(max_tokens=config.max_new_tokens, seed=config.seed, **sampling, **extra)
 
     async def _final_output(self, prompt_ids: list[int], params):
         """Run one request to completion on the engine; cancelling the caller aborts it inside vLLM."""
