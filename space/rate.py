@@ -92,15 +92,17 @@ def _runs_in_folder(folder: Path) -> list[tuple[str, list[dict], dict | None]]:
         runs.append((run_id, _read_jsonl(samples), json.loads(results.read_text()) if results.is_file() else None))
     if runs or not (folder / "samples").is_dir():
         return runs
-    import pandas as pd  # a results dataset: samples/<stem>.parquet beside results/<stem>.parquet
+    import pyarrow.parquet as pq  # a results dataset: samples/<split>.parquet beside results/<split>.parquet
 
     for samples in sorted((folder / "samples").glob("*.parquet")):
+        if samples.name.startswith("latest_"):  # a copy of a model's newest run split, not a run of its own
+            continue
         results_file = folder / "results" / samples.name
-        results = pd.read_parquet(results_file).iloc[0].to_dict() if results_file.is_file() else None
+        results = pq.read_table(results_file).to_pylist()[0] if results_file.is_file() else None
         if results is not None and isinstance(results.get("config"), str):
             results["config"] = json.loads(results["config"])
         run_id = results["run_id"] if results else samples.stem.split("-")[0]
-        runs.append((run_id, pd.read_parquet(samples).to_dict("records"), results))
+        runs.append((run_id, pq.read_table(samples).to_pylist(), results))  # nulls stay None (pandas: NaN)
     return runs
 
 

@@ -148,7 +148,7 @@ def test_a_paper_run_sends_the_paper_settings_and_records_them(tmp_path, monkeyp
     assert {(c.max_new_tokens, c.temperature) for _, c in judge.calls} == {(300, 1.0)}
     assert results["protocol"] == "paper" and results["counts"]["conversations"] == 100
     assert results["counts"]["turns"] == 10 and results["counts"]["scored"] == 1000
-    on_disk = json.loads(next(tmp_path.glob("results_*.json")).read_text())
+    on_disk = json.loads(next(tmp_path.rglob("results_*.json")).read_text())
     assert on_disk["protocol"] == "paper" and on_disk["config"]["protocol"]["differences"] == {}
     assert on_disk["config"]["run"] == run_settings(cfg)["run"]
     assert on_disk["config"]["reply_generation"] == run_settings(cfg)["reply_generation"]

@@ -142,7 +142,7 @@ def test_a_conversation_that_raises_lets_the_others_finish_then_raises(tmp_path,
     out = tmp_path / "run"
     with pytest.raises(ValueError, match="a bug in one request"):
         evaluate_model(config(out, upstream_dir), roles=roles)
-    rows = [json.loads(l) for l in next(out.glob("samples_*.jsonl")).read_text().splitlines()]
+    rows = [json.loads(l) for l in next(out.rglob("samples_*.jsonl")).read_text().splitlines()]
     per_persona = {}
     for r in rows:
         per_persona.setdefault(r["persona_id"], []).append(r["turn"])
@@ -168,7 +168,7 @@ def test_ctrl_c_leaves_a_resumable_run_equal_to_an_uninterrupted_one(tmp_path, u
     out = tmp_path / "cut"
     with pytest.raises(KeyboardInterrupt):
         evaluate_model(config(out, upstream_dir), roles=roles)
-    partial = [json.loads(l) for l in next(out.glob("samples_*.jsonl")).read_text().splitlines()]
+    partial = [json.loads(l) for l in next(out.rglob("samples_*.jsonl")).read_text().splitlines()]
     assert 0 < len(partial) < 12
     again, model, _, _ = make_roles()
     results = evaluate_model(config(out, upstream_dir), roles=again)

@@ -85,7 +85,7 @@ def test_rescore_resumes_after_a_crash_without_duplicates(tmp_path, upstream_dir
     first = []
     with pytest.raises(Crash):
         rescore_run(cfg, judge=fake_judge(first, answer=lambda m: "[[4]]", fail_after=6))
-    partial = [json.loads(l) for l in open(next((tmp_path / "re").glob("samples_*.jsonl")))]
+    partial = [json.loads(l) for l in open(next((tmp_path / "re").rglob("samples_*.jsonl")))]
     assert len(partial) == 4  # the first batch of 4 was written, the second died mid-way
     second = []
     out = rescore_run(cfg, judge=fake_judge(second, answer=lambda m: "[[4]]"))
@@ -97,9 +97,10 @@ def test_rescore_resumes_after_a_crash_without_duplicates(tmp_path, upstream_dir
 
 def test_a_folder_with_two_runs_asks_for_a_run_id(tmp_path, upstream_dir):
     _, run_dir = source_run(tmp_path, upstream_dir)
+    files = list(run_dir.rglob("*_*.json*"))  # wherever the run wrote them (flat or OUTPUT_DIR/<model>/)
     other = run_dir / "other-model"
     other.mkdir()
-    for path in run_dir.glob("*_*.json*"):
+    for path in files:
         (other / path.name.replace("T", "X", 1)).write_text(path.read_text())
     with pytest.raises(RunSourceError, match="several runs.*--run-id"):
         rescore_run(RescoreConfig(str(run_dir), str(tmp_path / "re"), progress=False), judge=fake_judge([]))

@@ -61,7 +61,7 @@ class UserSimulator:
     def _attempt_config(self, attempt: int, config: GenerationConfig | None = None) -> GenerationConfig:
         config = config or self.config
         return config if attempt == 0 else replace(
-            config, seed=config.seed + 1000 * attempt, temperature=max(config.temperature, 0.7))
+            config, seed=config.seed + 1000 * attempt, temperature=max(config.temperature or 0.0, 0.7))
 
     @staticmethod
     def _cleaned(completion: Completion) -> Completion:

@@ -54,6 +54,16 @@ def folder_revision(folder: Path) -> str:
     return "local-sha256:" + digest.hexdigest()[:16]
 
 
+def _sampling_kwargs(config: GenerationConfig) -> dict:
+    """Sampling kwargs of `generate`: none when temperature is None (the model's own generation_config decides)."""
+    if config.temperature is None:
+        return {}
+    if config.temperature > 0:
+        return dict(do_sample=True, temperature=config.temperature,
+                    **({} if config.top_p is None else {"top_p": config.top_p}))
+    return dict(do_sample=False, temperature=None, top_p=None, top_k=None)
+
+
 class TransformersBackend(ChatTemplatePrompts, ChatBackend):
     """Runs a causal LM in-process. One instance per model serves every role that uses it."""
 
@@ -165,16 +175,8 @@ class TransformersBackend(ChatTemplatePrompts, ChatBackend):
         return stop_ids
 
     def _sampling_kwargs(self, config: GenerationConfig) -> dict:
-        """`generate` kwargs; temperature None leaves sampling to the model's own generation_config."""
-        kwargs = dict(max_new_tokens=config.max_new_tokens, pad_token_id=self.tokenizer.pad_token_id)
-        if config.temperature is None:
-            return kwargs
-        kwargs["do_sample"] = config.temperature > 0
-        if config.temperature > 0:
-            kwargs.update(temperature=config.temperature, **({} if config.top_p is None else {"top_p": config.top_p}))
-        else:
-            kwargs.update(temperature=None, top_p=None, top_k=None)
-        return kwargs
+        return dict(max_new_tokens=config.max_new_tokens, pad_token_id=self.tokenizer.pad_token_id,
+                    **_sampling_kwargs(config))
 
     def _generate_padded(self, prompts: list[list[int]], config: GenerationConfig, seed: int) -> list[Completion]:
         """One left-padded `generate` call (on the worker thread)."""
