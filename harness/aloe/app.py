@@ -34,6 +34,9 @@ def run(rows: str, model_id: str, turns: int, max_new_tokens: int):
         personalities.append(personality)
     if not profiles:
         return None, "⚠️ give at least one persona line"
+    allowed = os.environ.get("ALOE_SPACE_ALLOW_MODEL_CHANGE", "").strip().lower() in ("1", "true", "yes")
+    if os.environ.get("SPACE_ID") and not allowed and (model_id or "embedded") != "embedded":
+        return None, "⚠️ this Space evaluates the embedded model only (ALOE_SPACE_ALLOW_MODEL_CHANGE is off)"
     module = load_module()
     out = module.compute(profiles=profiles, personalities=personalities, model_id=model_id or "embedded",
                          turns=int(turns), reply_max_new_tokens=int(max_new_tokens),
