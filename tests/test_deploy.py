@@ -145,3 +145,15 @@ def test_add_batch_evaluates_exactly_the_added_persona(tmp_path):
     out = module.compute(model_id="embedded", turns=1, output_dir=str(tmp_path), reply_max_new_tokens=8,
                          user_max_new_tokens=8, progress=False, bootstrap_resamples=10)
     assert out["counts"]["conversations"] == 1
+
+
+def test_evaluate_page_refuses_a_visitors_model_on_the_hub(monkeypatch):
+    import importlib.util as iu
+
+    spec = iu.spec_from_file_location("aloe_eval_app", Path(__file__).resolve().parents[1] / "harness/aloe/app.py")
+    app = iu.module_from_spec(spec)
+    spec.loader.exec_module(app)
+    monkeypatch.setenv("SPACE_ID", "me/aloe")
+    assert app.run("a | b", "openai:gpt-4o", 1, 8)[1].startswith("⚠️ this Space evaluates the embedded model only")
+    assert app.run("no bar here", "embedded", 1, 8)[1] == "⚠️ line 1: write `profile | personality`"
+    assert "/evaluate" in str(app.build_demo().get_api_info())
