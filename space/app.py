@@ -20,8 +20,31 @@ from aloe_bench.space.config import SpaceConfig
 from aloe_bench.space.ui import build_demo, launch_options
 
 
+# The functions that run a local model: on ZeroGPU each must carry @spaces.GPU (a Space without one is refused).
+GPU_METHODS = ("_generate_batch", "_score_options_batch", "stream")
+
+
+def decorate_for_zerogpu(gpu=None) -> list[str]:
+    """With the `spaces` package present, wrap the local-model methods in `spaces.GPU`; elsewhere change nothing."""
+    gpu = spaces if gpu is None else gpu
+    if gpu is None:
+        return []
+    from aloe_bench.core.backends.hf import TransformersBackend
+
+    done = []
+    for name in GPU_METHODS:
+        method = TransformersBackend.__dict__.get(name)
+        if method is not None and not getattr(method, "_aloe_gpu", False):
+            wrapped = gpu.GPU(method)
+            wrapped._aloe_gpu = True
+            setattr(TransformersBackend, name, wrapped)
+            done.append(name)
+    return done
+
+
 def create_app(config: SpaceConfig | None = None):
     """The Blocks app; inside a Space it listens on all interfaces as the Space runtime expects."""
+    decorate_for_zerogpu()
     if config is None:
         overrides = {"host": "0.0.0.0"} if os.environ.get("SPACE_ID") else {}
         config = SpaceConfig.from_env(**overrides)

@@ -157,3 +157,21 @@ def test_evaluate_page_refuses_a_visitors_model_on_the_hub(monkeypatch):
     assert app.run("a | b", "openai:gpt-4o", 1, 8)[1].startswith("⚠️ this Space evaluates the embedded model only")
     assert app.run("no bar here", "embedded", 1, 8)[1] == "⚠️ line 1: write `profile | personality`"
     assert "/evaluate" in str(app.build_demo().get_api_info())
+
+
+def test_zerogpu_decorates_local_model_functions_only_when_spaces_is_present(monkeypatch):
+    import importlib.util as iu
+    import types
+
+    from aloe_bench.core.backends.hf import TransformersBackend
+
+    spec = iu.spec_from_file_location("space_app_gpu", Path(__file__).resolve().parents[1] / "space/app.py")
+    app = iu.module_from_spec(spec)
+    spec.loader.exec_module(app)
+    assert app.decorate_for_zerogpu() == [] if app.spaces is None else True  # CPU: nothing changes
+    seen = []
+    fake = types.SimpleNamespace(GPU=lambda fn: (seen.append(fn.__name__), (lambda *a, **k: fn(*a, **k)))[1])
+    for name in app.GPU_METHODS:
+        monkeypatch.setattr(TransformersBackend, name, TransformersBackend.__dict__[name])
+    assert app.decorate_for_zerogpu(fake) == list(app.GPU_METHODS) and seen == list(app.GPU_METHODS)
+    assert app.decorate_for_zerogpu(fake) == []  # idempotent
