@@ -78,4 +78,6 @@ class SpaceConfig:
                     values[f.name] = raw
             except ValueError:
                 raise ValueError(f"{ENV_PREFIX}{f.name.upper()}={raw!r}: expected {kind}") from None
+        if environ.get("SPACE_ID") and "allow_model_change" not in values:
+            values["allow_model_change"] = False  # a public Space runs its owner's models unless the owner opts in
         return cls(**{**values, **overrides})

