@@ -35,7 +35,7 @@ PROTOCOLS: dict[str, dict] = {
         "personas": "default",
         "max_personas": 16,
         "max_personalities": 5,
-        "turns": 5,
+        "turns": 4,
         "reply_max_new_tokens": 48,
         "temperature": 0.0,
         "user_max_new_tokens": 40,
