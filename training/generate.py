@@ -468,15 +468,11 @@ def load_finished(path: Path) -> dict[str, dict]:
 def build_backends(cfg: GenerateConfig, **remote_options) -> dict[str, ChatBackend]:
     """One backend per role (shared when roles name the same model); `remote_options` (e.g. `timeout_s`,
     `max_retries`) go to OpenAI-compatible backends only."""
-    from aloe_bench.core.backends import load_backend
-    from aloe_bench.core.specs import ModelSpec
+    from aloe_bench.core.backend_factory import BackendOptions, build_backend
 
-    backends = {}
-    for role, text in cfg.role_specs().items():
-        spec = ModelSpec.parse(text, base_url=cfg.base_url, api_key_env=cfg.api_key_env)
-        remote = dict(timeout_s=cfg.request_timeout_s, max_retries=cfg.request_max_retries) | remote_options
-        backends[role] = load_backend(spec, **(remote if spec.is_remote else {}))
-    return backends
+    remote = dict(timeout_s=cfg.request_timeout_s, max_retries=cfg.request_max_retries) | remote_options
+    options = BackendOptions(api_key_env=cfg.api_key_env, **remote)
+    return {role: build_backend(text, options, base_url=cfg.base_url) for role, text in cfg.role_specs().items()}
 
 
 # Settings that change how a run is carried out, not what it produces: a resumed run may change them.
