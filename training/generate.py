@@ -1,6 +1,7 @@
 """Tree-structured preference conversations: the multi-LLM collaboration that produces ALOE training data.
 
-Per turn, for a group of conversations in lockstep (one batched call per role):
+Per turn of each conversation (its own asyncio task under the free schedule, or a lockstep group with one
+batched call per role):
 role-play user message -> induction of what the user revealed so far -> a preferred responder that
 sees those facts and a rejected responder that does not -> a pair judge with the full persona picks
 the better reply (shown in a random, recorded order) -> one of the two, at random, continues.
