@@ -21,12 +21,11 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from aloe_bench.core.backends import load_backend
+from aloe_bench.core.backend_factory import BackendOptions, build_backend
 from aloe_bench.core.config import atomic_write_json
 from aloe_bench.core.judge import Judge, JudgeConfig, JudgeItem
 from aloe_bench.core.personas import PersonaFileError, load_persona_set, packaged_data, read_jsonl
 from aloe_bench.core.prompts import load_prompts
-from aloe_bench.core.specs import ModelSpec
 
 SUITE_FILE = "hostile_replies.jsonl"
 MODES = ("append", "replace", "translate")
@@ -155,7 +154,7 @@ def bench_hostile(judge_model: str = "embedded", presets: str = "paper,robust", 
     personas = [persona_set.personas[i * stride] for i in range(min(n_personas, len(persona_set)))]
     pairs = [(p, baselines[i % len(baselines)]) for i, p in enumerate(personas)]
     if backend is None:
-        backend = load_backend(ModelSpec.parse(judge_model, base_url=base_url, api_key_env=api_key_env))
+        backend = build_backend(judge_model, BackendOptions(api_key_env=api_key_env), base_url=base_url)
     prompts = load_prompts()
     report = {
         "benchmark": "aloe bench hostile",

@@ -33,6 +33,8 @@ def register(sub, bench_sub) -> None:
     bench.add_argument("--model", default="embedded")
     bench.add_argument("--reply-max-new-tokens", type=int, default=48)
     bench.add_argument("--user-max-new-tokens", type=int, default=48)
+    bench.add_argument("--schedules", default="lockstep,sequential",
+                       help="Comma-separated schedules to run: free, lockstep, sequential.")
     bench.add_argument("--output", default=None, help="Also write the JSON here.")
     bench.set_defaults(handler=_run_bench)
 
@@ -136,7 +138,8 @@ def _run_bench(args) -> int:
 
     result = bench_eval(n_personas=args.personas, turns=args.turns, persona_source=args.persona_source,
                         model=args.model, reply_max_new_tokens=args.reply_max_new_tokens,
-                        user_max_new_tokens=args.user_max_new_tokens)
+                        user_max_new_tokens=args.user_max_new_tokens,
+                        schedules=tuple(s.strip() for s in args.schedules.split(",") if s.strip()))
     emit_report(result, args.output)
     return 0
 

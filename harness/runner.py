@@ -18,7 +18,8 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from aloe_bench import __version__
-from aloe_bench.core.backends import GenerationConfig, load_backend
+from aloe_bench.core.backend_factory import BackendOptions, build_backend
+from aloe_bench.core.backends import GenerationConfig
 from aloe_bench.core.backends.cache import CachedBackend, RequestCache
 from aloe_bench.core.judge import Judge, JudgeConfig, JudgeItem
 from aloe_bench.core.metrics import summarise
@@ -57,16 +58,19 @@ class Roles:
         return any(b.is_remote for b in (self.model, self.user.backend, self.judge.backend))
 
 
+def backend_options(cfg: EvalConfig, **remote_options) -> BackendOptions:
+    """The run's backend options (`remote_options`, e.g. `timeout_s`, override the run's endpoint settings)."""
+    remote = dict(timeout_s=cfg.request_timeout_s, max_retries=cfg.request_max_retries) | remote_options
+    return BackendOptions(api_key_env=cfg.api_key_env, engine=cfg.engine, batch_size=cfg.batch_size,
+                          device=cfg.device, dtype=cfg.dtype, max_concurrency=cfg.max_concurrency,
+                          requests_per_minute=cfg.requests_per_minute, tensor_parallel_size=cfg.tensor_parallel_size,
+                          gpu_memory_utilization=cfg.gpu_memory_utilization, max_model_len=cfg.max_model_len,
+                          enable_prefix_caching=cfg.enable_prefix_caching, **remote)
+
+
 def _backend(spec_text, base_url, cfg: EvalConfig, revision=None, remote_options: dict | None = None):
-    spec = ModelSpec.parse(spec_text, revision=revision, base_url=base_url, api_key_env=cfg.api_key_env,
-                           engine=cfg.engine)
-    remote = dict(timeout_s=cfg.request_timeout_s, max_retries=cfg.request_max_retries) | (remote_options or {})
-    options = dict(batch_size=cfg.batch_size, device=cfg.device, dtype=cfg.dtype) | (dict(
-        tensor_parallel_size=cfg.tensor_parallel_size, gpu_memory_utilization=cfg.gpu_memory_utilization,
-        max_model_len=cfg.max_model_len, enable_prefix_caching=cfg.enable_prefix_caching)
-        if spec.engine == "vllm" else {}) if not spec.is_remote else dict(
-        max_concurrency=cfg.max_concurrency, requests_per_minute=cfg.requests_per_minute, **remote)
-    return load_backend(spec, **{k: v for k, v in options.items() if v is not None})
+    return build_backend(spec_text, backend_options(cfg, **(remote_options or {})), base_url=base_url,
+                         revision=revision)
 
 
 def build_roles(cfg: EvalConfig, **remote_options) -> Roles:

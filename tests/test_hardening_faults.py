@@ -410,7 +410,8 @@ def test_sigkill_mid_generate_then_rerun_equals_an_uninterrupted_run(server, fau
     schedule = tuple(k for k in SCHEDULE if k != "timeout")
     killed = tmp_path / "killed"
     with FaultProxy(server["url"], _plan(schedule, poison=_generate_poison()[1], seed=1)) as proxy:
-        args = ["--output_dir", str(killed), "--base_url", proxy.base_url, "--group_size", "1", "--progress", "false"]
+        args = ["--output_dir", str(killed), "--base_url", proxy.base_url, "--group_size", "1", "--schedule", "lockstep",
+                "--progress", "false"]
         args += [a for role in GENERATE_ROLES for a in (f"--{role}_model", spec)]
         args += [a for key, value in GENERATE_SETTINGS.items() for a in (f"--{key}", str(value))]
         command = [sys.executable, "-m", "aloe_bench.cli", "generate", *args]

@@ -58,3 +58,17 @@ def test_bench_eval_runs_both_loops_and_reports_roles(monkeypatch):
     assert result["lockstep"]["roles"]["model"]["calls"] == 2
     assert result["sequential"]["roles"]["model"]["calls"] == 6
     assert result["speedup"] == round(result["sequential"]["wall_s"] / result["lockstep"]["wall_s"], 2)
+
+
+def test_bench_eval_can_add_the_free_schedule(monkeypatch):
+    def fake_roles(cfg):
+        return Roles(Tokenising(fn=lambda m, c: "a reply"), UserSimulator(Tokenising(fn=lambda m, c: "hi"),
+                                                                          GenerationConfig(8)),
+                     Judge(Tokenising(["3"]), JudgeConfig("paper", "text", max_retries=0)), GenerationConfig(8), None)
+
+    monkeypatch.setattr(bench, "build_roles", fake_roles)
+    result = bench.bench_eval(n_personas=2, turns=2, schedules=("free", "lockstep"))
+    assert result["free"]["scored"] == result["lockstep"]["scored"] == 4
+    assert result["free"]["roles"]["model"]["calls"] == 4 and result["lockstep"]["roles"]["model"]["calls"] == 2
+    assert result["free_over_lockstep_wall"] == round(result["free"]["wall_s"] / result["lockstep"]["wall_s"], 2)
+    assert "speedup" not in result

@@ -1,6 +1,7 @@
 """Tree-structured preference conversations: the multi-LLM collaboration that produces ALOE training data.
 
-Per turn, for a group of conversations in lockstep (one batched call per role):
+Per turn of each conversation (its own asyncio task under the free schedule, or a lockstep group with one
+batched call per role):
 role-play user message -> induction of what the user revealed so far -> a preferred responder that
 sees those facts and a rejected responder that does not -> a pair judge with the full persona picks
 the better reply (shown in a random, recorded order) -> one of the two, at random, continues.
@@ -471,15 +472,11 @@ def load_finished(path: Path) -> dict[str, dict]:
 def build_backends(cfg: GenerateConfig, **remote_options) -> dict[str, ChatBackend]:
     """One backend per role (shared when roles name the same model); `remote_options` (e.g. `timeout_s`,
     `max_retries`) go to OpenAI-compatible backends only."""
-    from aloe_bench.core.backends import load_backend
-    from aloe_bench.core.specs import ModelSpec
+    from aloe_bench.core.backend_factory import BackendOptions, build_backend
 
-    backends = {}
-    for role, text in cfg.role_specs().items():
-        spec = ModelSpec.parse(text, base_url=cfg.base_url, api_key_env=cfg.api_key_env)
-        remote = dict(timeout_s=cfg.request_timeout_s, max_retries=cfg.request_max_retries) | remote_options
-        backends[role] = load_backend(spec, **(remote if spec.is_remote else {}))
-    return backends
+    remote = dict(timeout_s=cfg.request_timeout_s, max_retries=cfg.request_max_retries) | remote_options
+    options = BackendOptions(api_key_env=cfg.api_key_env, **remote)
+    return {role: build_backend(text, options, base_url=cfg.base_url) for role, text in cfg.role_specs().items()}
 
 
 # Settings that change how a run is carried out, not what it produces: a resumed run may change them.

@@ -309,13 +309,13 @@ def grow_pool(cfg: GrowConfig, backend=None, embedder=None) -> dict:
     """Run (or resume) rounds until a stop rule fires; returns a summary. Each round is committed whole."""
     from tqdm.auto import tqdm
 
-    from aloe_bench.core.backends import GenerationConfig, load_backend
+    from aloe_bench.core.backend_factory import BackendOptions, build_backend
+    from aloe_bench.core.backends import GenerationConfig
     from aloe_bench.core.prompts import load_prompts
-    from aloe_bench.core.specs import ModelSpec
 
     prompts = load_prompts()
     if backend is None:
-        backend = load_backend(ModelSpec.parse(cfg.model, base_url=cfg.base_url, api_key_env=cfg.api_key_env))
+        backend = build_backend(cfg.model, BackendOptions(api_key_env=cfg.api_key_env), base_url=cfg.base_url)
     embedder = embedder or load_embedder(cfg.embedder)
     embedder_name = getattr(embedder, "aloe_name", cfg.embedder or "sentence-transformers")
     state = open_pool(cfg)
