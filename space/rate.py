@@ -194,7 +194,7 @@ class RateTab:
 
     def _show(self, state: RateSession, note: str = ""):
         if state.position >= len(state.order):
-            return ("**All rows done.** Thank you!", f"{state.written} rating(s) saved to `{state.path.name}`. {note}")
+            return ("**All rows done.** Thank you!", f"{state.written} saved to `{state.path.name}` (every row rated or skipped). {note}")
         item = state.items[state.order[state.position]]
         progress = f"Row {state.position + 1} of {len(state.order)} · {state.written} saved to `{state.path.name}`"
         return item_markdown(item), (f"{note} · " if note else "") + progress

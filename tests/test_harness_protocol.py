@@ -10,6 +10,7 @@ from aloe_bench.core.backends.openai_backend import OpenAIBackend
 from aloe_bench.core.personas import load_persona_set
 from aloe_bench.core.specs import ModelSpec
 from aloe_bench.harness import EvalConfig, evaluate_model
+from aloe_bench.core import backend_factory
 from aloe_bench.harness import runner
 from aloe_bench.harness.protocol import PRESET_FIELDS, PROTOCOLS, default_protocol, describe, resolve, run_settings
 from fakes import ScriptedBackend
@@ -97,7 +98,7 @@ def test_print_config_prints_the_resolved_settings_without_loading_a_model(tmp_p
     def no_loading(*a, **k):
         raise AssertionError("--print-config loaded a model")
 
-    monkeypatch.setattr(runner, "load_backend", no_loading)
+    monkeypatch.setattr(backend_factory, "load_backend", no_loading)  # every role is built there
     monkeypatch.setattr(runner, "load_persona_set", no_loading)
     assert main(["eval", "--model", str(missing), "--print-config"]) == 0
     printed = json.loads(capsys.readouterr().out)
@@ -132,7 +133,7 @@ def _scripted_backends(monkeypatch):
         backends.append(next(made))
         return backends[-1]
 
-    monkeypatch.setattr(runner, "load_backend", load)
+    monkeypatch.setattr(backend_factory, "load_backend", load)
     return backends
 
 

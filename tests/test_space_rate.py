@@ -121,7 +121,7 @@ def test_two_gradio_client_sessions_rate_at_once_into_separate_complete_files(tm
         demo.close()
     for shown in statuses:
         md, status = shown[-1]
-        assert "All rows done" in md and f"{len(rows)} rating(s) saved" in status
+        assert "All rows done" in md and f"{len(rows)} saved to" in status
         assert all("REPLY-" in m for m, _ in shown[:-1])
     for name, score in (("eve", 2), ("fay", 4)):
         records = read_ratings(tmp_path / "ratings" / f"ratings-{name}.jsonl")

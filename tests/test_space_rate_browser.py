@@ -45,7 +45,8 @@ def open_rate_tab(browser, url, rater):
 
 
 def shown_row(page):
-    persona, turn = REPLY.search(page.locator("#rate-item").inner_text()).groups()
+    """The row being rated: the last reply on screen (the history above it shows the earlier turns' replies)."""
+    persona, turn = REPLY.findall(page.locator("#rate-item").inner_text())[-1]
     return persona, int(turn)
 
 
@@ -59,6 +60,9 @@ def rate(page, how, saved_before):
         page.keyboard.press(how)
     wait_for(lambda: f"{saved_before + 1} saved" in page.locator("#rate-status").inner_text(), 30,
              f"rating {saved_before + 1} to be saved")
+    # the status and the next row are separate outputs of one event: wait for the next row too before going on
+    wait_for(lambda: not REPLY.search(page.locator("#rate-item").inner_text())
+             or shown_row(page) != row, 30, f"the row after rating {saved_before + 1}")
     return row
 
 

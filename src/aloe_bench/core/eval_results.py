@@ -46,7 +46,11 @@ def benchmark_eval_yaml() -> str:
 
 
 def protocol_of(results: dict) -> str:
-    """The protocol preset a run used (`config.run.protocol`), or `custom` for hand-set options."""
+    """The run's protocol label: the preset's name, or `custom` when settings differ from it (the top-level
+    `protocol` of a results file; `config.run.protocol` names only the preset a custom run started from)."""
+    label = results.get("protocol")
+    if isinstance(label, str) and label:
+        return label
     return ((results.get("config") or {}).get("run") or {}).get("protocol") or "custom"
 
 
