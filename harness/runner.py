@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from tqdm.auto import tqdm
 
+from aloe_bench.core.aio import run_sync as _run_async
 from aloe_bench import __version__
 from aloe_bench.core.backend_factory import BackendOptions, build_backend
 from aloe_bench.core.backends import GenerationConfig
@@ -303,16 +304,6 @@ def evaluate_model(cfg: EvalConfig, roles: Roles | None = None, persona_set: Per
 
         push_results(files, results, cfg.push_to_hub, public=cfg.public, create_pr=cfg.create_pr)
     return results
-
-
-def _run_async(coro):
-    """`asyncio.run`, also from code that is itself inside a running event loop (a notebook, a Space handler)."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(coro)
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(asyncio.run, coro).result()
 
 
 def _run_groups(conversations: dict[str, Conversation], cfg: EvalConfig, roles: Roles, stats: _Stats,
