@@ -12,7 +12,7 @@ from aloe_bench.training.generate import (
     parse_induction_lenient,
     persona_pairs,
 )
-from fakes import ScriptedBackend
+from aloe_bench.testing.backends import ScriptedBackend
 
 
 def _role_of(messages):

@@ -4,9 +4,9 @@ from aloe_bench.core.backends import GenerationConfig
 from aloe_bench.core.backends.profiled import ProfiledBackend
 from aloe_bench.core.judge import Judge, JudgeConfig
 from aloe_bench.core.simulator import UserSimulator
-from aloe_bench.harness import bench
+from aloe_bench.bench import eval_loop as bench
 from aloe_bench.harness.runner import Roles
-from fakes import ScriptedBackend
+from aloe_bench.testing.backends import ScriptedBackend
 
 
 class Tokenising(ScriptedBackend):

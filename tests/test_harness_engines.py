@@ -9,7 +9,7 @@ from aloe_bench.core.judge import Judge, JudgeConfig
 from aloe_bench.core.simulator import UserSimulator
 from aloe_bench.harness import EvalConfig, evaluate_model
 from aloe_bench.harness.runner import Roles
-from fakes import ScriptedBackend
+from aloe_bench.testing.backends import ScriptedBackend
 
 
 class TimedBackend(ScriptedBackend):

@@ -15,7 +15,7 @@ from aloe_bench.core.judge import Judge, JudgeConfig
 from aloe_bench.core.simulator import UserSimulator
 from aloe_bench.harness import EvalConfig, evaluate_model
 from aloe_bench.harness.runner import Roles
-from fakes import ScriptedBackend
+from aloe_bench.testing.backends import ScriptedBackend
 
 KEYS = ("persona_id", "turn", "user_message", "reply", "score", "judge_raw", "judge_error", "judge_attempts", "error")
 

@@ -12,7 +12,7 @@ import pytest
 import yaml
 from aloe_bench.space.config import SpaceConfig
 from aloe_bench.space.ui import SpaceUI
-from fakes import ScriptedBackend
+from aloe_bench.testing.backends import ScriptedBackend
 
 SPACE = Path(__file__).resolve().parents[1] / "space"
 PROBS = {"1": 0.0, "2": 0.2, "3": 0.2, "4": 0.4, "5": 0.2}  # expected 3.6

@@ -120,7 +120,7 @@ def _pairs(args) -> int:
     return 0
 
 
-def register(sub, bench_sub) -> None:
+def register(sub) -> None:
     train = sub.add_parser("train", help="Train with TRL: SFT, then DPO / IPO (--loss_type ipo) / KTO.")
     stages = train.add_subparsers(dest="train_command", metavar="STAGE", required=True,
                                   parser_class=argparse.ArgumentParser)

@@ -220,7 +220,7 @@ def push_folder(folder: str | Path, repo_id: str, private: bool = False, token: 
     return str(getattr(info, "commit_url", info))
 
 
-def register(sub, bench_sub) -> None:
+def register(sub) -> None:
     hub = sub.add_parser("hub", help="Build and push the Hub Space folders (chat Space, evaluate module Space).")
     hub_sub = hub.add_subparsers(dest="hub_command", metavar="HUB", required=True)
     build = hub_sub.add_parser("build", help="Write the exact folder a Space repo needs.")

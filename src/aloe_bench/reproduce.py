@@ -227,7 +227,7 @@ def _handler(args) -> int:
     return 0
 
 
-def register(sub, bench_sub) -> None:
+def register(sub) -> None:
     from aloe_bench.core.config import add_recipe_parser
 
     add_recipe_parser(sub, "reproduce", [ReproduceConfig], _handler,

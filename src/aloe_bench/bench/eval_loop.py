@@ -9,8 +9,8 @@ from aloe_bench.core.backends.profiled import ProfiledBackend
 from aloe_bench.core.judge import Judge
 from aloe_bench.core.simulator import UserSimulator
 
-from .config import EvalConfig
-from .runner import Roles, build_roles, evaluate_model
+from aloe_bench.harness.config import EvalConfig
+from aloe_bench.harness.runner import Roles, build_roles, evaluate_model
 
 
 def profiled(roles: Roles) -> tuple[Roles, dict[str, ProfiledBackend]]:
