@@ -39,6 +39,7 @@ from aloe_bench.space.redact import redact, secret_values
 from aloe_bench.testing.backends import ECHO_SPECS, MARKER, echo_loader, marker_score
 from aloe_bench.testing.serve import free_port
 
+
 def percentile(values: list[float], q: float) -> float | None:
     """Nearest-rank percentile (q in 0..100); None for no values."""
     if not values:
