@@ -10,6 +10,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from importlib.metadata import entry_points
 from pathlib import Path
 
 
@@ -18,6 +19,18 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def transformers_command() -> list[str]:
+    """The `transformers` console command of this interpreter's packages: the script beside the interpreter, else
+    its entry point run by the interpreter (a venv that borrows another's site-packages has no script), else PATH."""
+    exe = Path(sys.executable).with_name("transformers")
+    if exe.exists():
+        return [str(exe)]
+    for entry in entry_points(group="console_scripts", name="transformers"):
+        return [sys.executable, "-c", f"import sys; from {entry.module} import {entry.attr} as main; "
+                                      "sys.argv[0] = 'transformers'; sys.exit(main())"]
+    return ["transformers"]
 
 
 class TransformersServe:
@@ -35,9 +48,8 @@ class TransformersServe:
         self._tmp = tempfile.TemporaryDirectory(prefix="aloe-serve-")
         self.log_path = Path(log_path) if log_path else Path(self._tmp.name) / "serve.log"
         self.startup_timeout_s = startup_timeout_s
-        exe = Path(sys.executable).with_name("transformers")
-        self.command = [str(exe) if exe.exists() else "transformers", "serve", self.folder,
-                        "--host", "127.0.0.1", "--port", str(self.port), *extra_args]
+        self.command = [*transformers_command(), "serve", self.folder, "--host", "127.0.0.1", "--port", str(self.port),
+                        *extra_args]
         hub_cache = Path(self._tmp.name) / "hub"  # /v1/models answers 500 unless this folder exists
         hub_cache.mkdir()
         self.env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(hub_cache)}
