@@ -207,14 +207,35 @@ def induction_messages(prompts, persona: Persona, history: list[dict]) -> list[d
                                                       history=format_history(history))}]
 
 
-def responder_messages(prompts, history: list[dict], revealed: tuple[str, str] | None) -> list[dict]:
-    """The preferred responder gets the revealed facts in its system prompt; the rejected one does not."""
+def responder_messages(prompts, history: list[dict], revealed: list[tuple[str, str]] | None) -> list[dict]:
+    """A responder's request: its system message, then the conversation ending on the user's new message.
+
+    The rejected responder (`revealed` None) sees the conversation as it is. The preferred one gets, after each
+    user message, a note of the facts revealed up to that message (`revealed`: one (profile, personality) pair
+    per user message, oldest first): earlier notes stay as they were, so each turn's request starts with the
+    previous turn's (servers with prefix caching reuse it) and the newest note is the induction's latest answer.
+    """
     if revealed is None:
-        system = prompts["responder_rejected"]["system"]
-    else:
-        system = prompts["responder_preferred"].render("system", revealed_profile=revealed[0],
-                                                       revealed_personality=revealed[1])
-    return [{"role": "system", "content": system}, *history]
+        return [{"role": "system", "content": prompts["responder_rejected"]["system"]}, *history]
+    prompt = prompts["responder_preferred"]
+    users = [i for i, m in enumerate(history) if m["role"] == "user"]
+    if len(revealed) != len(users):
+        raise ValueError(f"{len(revealed)} revealed-fact notes for {len(users)} user messages")
+    note_of = dict(zip(users, revealed))
+    messages = [{"role": "system", "content": prompt["system"]}]
+    for i, message in enumerate(history):
+        if i in note_of:
+            profile, personality = note_of[i]
+            message = {"role": "user", "content": prompt.render("note", message=message["content"],
+                                                                revealed_profile=profile,
+                                                                revealed_personality=personality)}
+        messages.append(message)
+    return messages
+
+
+def revealed_so_far(conv: "PairConversation", latest: tuple[str, str]) -> list[tuple[str, str]]:
+    """The revealed facts after each user message of `conv` so far, then `latest` (this turn's induction)."""
+    return [(t["revealed_profile"], t["revealed_personality"]) for t in conv.turns] + [latest[:2]]
 
 
 def pair_judge_messages(prompt, persona: Persona, message: str, reply_a: str, reply_b: str) -> list[dict]:
@@ -366,8 +387,8 @@ class Generator:
         ready = [(conv, message, history, ind) for (conv, message), history, ind in zip(speaking, asked, induced)
                  if self._induction_ok(conv, turn, ind)]
         reply_config = self._config(self.cfg.reply_max_new_tokens, turn)
-        preferred = self._retry("preferred", [responder_messages(self.prompts, h, ind[0]) for _, _, h, ind in ready],
-                                reply_config)
+        preferred = self._retry("preferred", [responder_messages(self.prompts, h, revealed_so_far(c, ind[0]))
+                                              for c, _, h, ind in ready], reply_config)
         rejected = self._retry("rejected", [responder_messages(self.prompts, h, None) for _, _, h, _ in ready],
                                reply_config)
         records = [(conv, self._continue(conv, turn, message, ind, pref[0], rej[0]))
@@ -423,7 +444,8 @@ class Generator:
                     break
                 reply_config = self._config(self.cfg.reply_max_new_tokens, turn)
                 pref, rej = await asyncio.gather(
-                    retry("preferred", responder_messages(self.prompts, history, ind[0]), reply_config),
+                    retry("preferred", responder_messages(self.prompts, history, revealed_so_far(conv, ind[0])),
+                          reply_config),
                     retry("rejected", responder_messages(self.prompts, history, None), reply_config))
                 if not self._responders_ok(conv, turn, pref, rej):
                     break
