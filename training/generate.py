@@ -22,8 +22,9 @@ from pathlib import Path
 
 from aloe_bench.core.aio import run_sync as _run_async
 from aloe_bench.core.backends import ChatBackend, GenerationConfig
-from aloe_bench.core.judge import format_history
+from aloe_bench.core.judge import auto_scoring, format_history
 from aloe_bench.core.personas import Persona, PersonaFileError, PoolItem, packaged_data, read_jsonl, read_pool
+from aloe_bench.core.reask import Reasker
 
 ROLES = ("user", "induction", "preferred", "rejected", "judge")
 PROMPT_NAMES = ("user_simulator", "induction", "responder_preferred", "responder_rejected", "pair_judge",
@@ -124,52 +125,19 @@ def pool_provenance(path: str | None, default: str) -> dict:
 # ---------------------------------------------------------------------------------------------------
 # Steps
 # ---------------------------------------------------------------------------------------------------
-def _attempt_config(config: GenerationConfig, attempt: int, retry_temperature: float) -> GenerationConfig:
-    return config if attempt == 0 else replace(config, temperature=max(config.temperature, retry_temperature),
-                                               seed=config.seed + 7919 * attempt)
-
-
-def _take(slot: list, completion, attempt: int, parse) -> bool:
-    """Fold one answer into `slot` = [value, raw, attempts, error]; True when it parsed."""
-    slot[2] = attempt + 1
-    if not completion.ok:
-        slot[3] = f"backend: {completion.error}"
-        return False
-    slot[1] = completion.text
-    value = parse(completion.text)
-    if value is None:
-        slot[3] = "unparsable answer"
-        return False
-    slot[0], slot[3] = value, None
-    return True
-
-
 def generate_with_retries(backend: ChatBackend, requests: list[list[dict]], config: GenerationConfig,
                           max_retries: int, retry_temperature: float, parse=lambda text: text.strip() or None):
-    """Generate, parse, and re-ask (sampled, new seed) for failed or unparsable answers.
+    """Generate, parse, and re-ask (see `core.reask`) for failed or unparsable answers.
 
     Returns `(value, raw_text, attempts, error)` per request; `value` is None exactly when `error` is set.
     """
-    out: list[list] = [[None, None, 0, "not run"] for _ in requests]
-    pending = list(range(len(requests)))
-    for attempt in range(max_retries + 1):
-        if not pending:
-            break
-        completions = backend.generate([requests[i] for i in pending], _attempt_config(config, attempt,
-                                                                                       retry_temperature))
-        pending = [i for i, completion in zip(pending, completions) if not _take(out[i], completion, attempt, parse)]
-    return [tuple(slot) for slot in out]
+    return [a.as_tuple() for a in Reasker(max_retries, retry_temperature).ask(backend, requests, config, parse)]
 
 
 async def agenerate_with_retries(backend: ChatBackend, request: list[dict], config: GenerationConfig,
                                  max_retries: int, retry_temperature: float, parse=lambda text: text.strip() or None):
     """`generate_with_retries` for one request, awaitable: the same seeds, retries and result tuple."""
-    slot = [None, None, 0, "not run"]
-    for attempt in range(max_retries + 1):
-        completion = await backend.agenerate(request, _attempt_config(config, attempt, retry_temperature))
-        if _take(slot, completion, attempt, parse):
-            break
-    return tuple(slot)
+    return (await Reasker(max_retries, retry_temperature).aask(backend, request, config, parse)).as_tuple()
 
 
 def parse_induction(text: str) -> tuple[str, str] | None:
@@ -255,7 +223,7 @@ class Generator:
                                                                      seed=cfg.seed), self.prompts, cfg.max_retries)
         scoring = cfg.judge_scoring
         if scoring == "auto":
-            scoring = "logprobs" if backends["judge"].spec.kind == "embedded" else "text"
+            scoring = auto_scoring(backends["judge"].spec.kind)  # the pair judge's direct prompt answers "A"/"B"
         self.judge_scoring = scoring
         lenient = cfg.induction_parse == "lenient" or (
             cfg.induction_parse == "auto" and backends["induction"].spec.kind == "embedded")
