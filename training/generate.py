@@ -13,15 +13,14 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import os
 import random
 import re
-import warnings
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from aloe_bench.core.aio import run_sync as _run_async
 from aloe_bench.core.backends import ChatBackend, GenerationConfig
+from aloe_bench.core.io import append_jsonl, atomic_write_json, read_json, repair_tail
 from aloe_bench.core.judge import auto_scoring, format_history
 from aloe_bench.core.personas import Persona, PersonaFileError, PoolItem, packaged_data, read_jsonl, read_pool
 from aloe_bench.core.reask import Reasker
@@ -411,17 +410,7 @@ def drop_torn_tail(path: Path) -> int:
     Records are appended as one line each, newline last, so such a line is a conversation that was never
     fully recorded: it is generated again (from the request cache) instead of blocking the resume.
     """
-    if not path.exists() or path.stat().st_size == 0:
-        return 0
-    with open(path, "r+b") as fh:
-        data = fh.read()
-        if data.endswith(b"\n"):
-            return 0
-        keep = data.rfind(b"\n") + 1
-        fh.truncate(keep)
-    warnings.warn(f"{path}: dropped a torn last line ({len(data) - keep} bytes) left by an interrupted run; "
-                  "that conversation is generated again", stacklevel=2)
-    return len(data) - keep
+    return repair_tail(path, "that conversation is generated again")
 
 
 def load_finished(path: Path) -> dict[str, dict]:
@@ -477,12 +466,12 @@ def generate_conversations(cfg: GenerateConfig, backends: dict[str, ChatBackend]
     meta = run_meta(cfg, backends, prompts)
     meta_path = out / META_FILE
     if meta_path.exists():
-        before = json.loads(meta_path.read_text())
+        before = read_json(meta_path)
         if {k: before.get(k) for k in ("prompts", "pools", "settings")} != {k: meta[k] for k in ("prompts", "pools",
                                                                                                    "settings")}:
             raise ValueError(f"{out} holds a generation run with other settings, pools or prompts "
                              f"(see {meta_path}); use another --output_dir")
-    meta_path.write_text(json.dumps({**meta, "status": "running"}, indent=2) + "\n")
+    atomic_write_json(meta_path, {**meta, "status": "running"})
     cache = RequestCache(out / "cache.sqlite") if cfg.cache else None
     if cache is not None:
         backends = {role: CachedBackend(b, cache) for role, b in backends.items()}
@@ -502,10 +491,7 @@ def generate_conversations(cfg: GenerateConfig, backends: dict[str, ChatBackend]
                   "profile": conv.persona.profile, "personality": conv.persona.personality,
                   "turns": conv.turns, "models": models_json, "prompt_sha256": prompts_json,
                   "seed": conv.seed, "error": conv.error}
-        with open(conv_path, "a", encoding="utf-8") as fh:
-            fh.write(json.dumps(record, ensure_ascii=False) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
+        append_jsonl(conv_path, [record])
         finished[conv.id] = record
         bar.update(1)
 
@@ -528,7 +514,7 @@ def generate_conversations(cfg: GenerateConfig, backends: dict[str, ChatBackend]
         counts["cache"] = {"hits": cache.hits, "misses": cache.misses}
         cache.close()
     meta["resolved"] = {"judge_scoring": generator.judge_scoring, "induction_parse": generator.induction_parse}
-    meta_path.write_text(json.dumps({**meta, "status": "finished", "counts": counts}, indent=2) + "\n")
+    atomic_write_json(meta_path, {**meta, "status": "finished", "counts": counts})
     return {**counts, "conversations_file": str(conv_path), "judge_scoring": generator.judge_scoring,
             "induction_parse": generator.induction_parse}
 

@@ -207,16 +207,26 @@ def repair_tail(path: str | Path, what: str = "that row is written again") -> in
     return cut
 
 
-def append_jsonl(path: str | Path, rows: Iterable[dict]) -> None:
+def append_jsonl(path: str | Path, rows: Iterable[dict], keep_unterminated: bool = False) -> None:
     """Append `rows`, one JSON line each, in one write, then flush and fsync: once this returns they survive
-    a crash. Safe to call from several threads; a torn tail left by an earlier crash is cut first."""
+    a crash. Safe to call from several threads. A row is never glued onto a last line that lacks its newline:
+    that line is cut first as a torn tail (`repair_tail`), or, with `keep_unterminated` (a file the caller has
+    read and validated whole, e.g. a hand-edited pool), ended with a newline and kept."""
     data = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows).encode("utf-8")
     if not data:
         return
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    cut = 0
     with _lock(path):
-        cut = _cut_torn_tail(path)
+        if keep_unterminated:
+            if path.exists() and path.stat().st_size:
+                with open(path, "rb") as fh:
+                    fh.seek(-1, os.SEEK_END)
+                    if fh.read(1) != b"\n":
+                        data = b"\n" + data
+        else:
+            cut = _cut_torn_tail(path)
         with open(path, "ab") as fh:
             fh.write(data)
             fh.flush()
