@@ -14,6 +14,7 @@ import shutil
 from pathlib import Path
 
 from aloe_bench.core.eval_results import EVAL_RESULTS_PATH, eval_result_entries, eval_results_yaml
+from aloe_bench.core.io import atomic_write_json, atomic_write_text
 from aloe_bench.core.licenses import MODEL_LICENSES
 from aloe_bench.core.run_files import RunFileError, find_results_files, read_results
 
@@ -242,9 +243,8 @@ def build_push_folder(checkpoint: str | Path, repo_id: str | None = None, eval_s
     card.save(checkpoint / "README.md")
     if results is not None:
         clean = {k: v for k, v in results.items() if not k.startswith("_")}
-        (checkpoint / EVAL_RESULTS_FILE).write_text(json.dumps(clean, indent=2))
-        (checkpoint / EVAL_RESULTS_PATH).parent.mkdir(exist_ok=True)
-        (checkpoint / EVAL_RESULTS_PATH).write_text(eval_results_file(results, repo_id), encoding="utf-8")
+        atomic_write_json(checkpoint / EVAL_RESULTS_FILE, clean)
+        atomic_write_text(checkpoint / EVAL_RESULTS_PATH, eval_results_file(results, repo_id))
     target = checkpoint / PUSH_DIR
     if target.exists():
         shutil.rmtree(target)
