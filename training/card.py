@@ -8,13 +8,12 @@ uploaded as it is, in one commit.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from pathlib import Path
 
 from aloe_bench.core.eval_results import EVAL_RESULTS_PATH, eval_result_entries, eval_results_yaml
-from aloe_bench.core.io import atomic_write_json, atomic_write_text
+from aloe_bench.core.io import atomic_write_json, atomic_write_text, read_json
 from aloe_bench.core.licenses import MODEL_LICENSES
 from aloe_bench.core.run_files import RunFileError, find_results_files, read_results
 
@@ -101,7 +100,7 @@ def read_info(checkpoint: str | Path) -> dict:
     path = Path(checkpoint) / TRAINING_INFO
     if not path.exists():
         raise FileNotFoundError(f"{path}: not an ALOE training checkpoint (no {TRAINING_INFO})")
-    return json.loads(path.read_text())
+    return read_json(path)
 
 
 def find_eval_results(checkpoint: str | Path, source: str | Path | None = None) -> dict | None:

@@ -115,7 +115,7 @@ def pool_provenance(path: str | None, default: str) -> dict:
             "sha256": hashlib.sha256(Path(source).read_bytes()).hexdigest()[:16]}
     meta = Path(source).with_name(Path(source).name.removesuffix(".jsonl") + "_meta.json")
     if path and meta.exists():
-        grown = json.loads(meta.read_text())
+        grown = read_json(meta)
         info["grown"] = {k: grown.get(k) for k in ("generator", "embedder", "threshold", "rounds", "kept",
                                                    "rejected", "seeds", "prompt_sha256")}
     return info

@@ -6,13 +6,12 @@ SFT source, mix dataset, Hub upload) and TRL's `SFTConfig`, with TRL's `ModelCon
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from aloe_bench.core.io import atomic_write_json, atomic_write_text
+from aloe_bench.core.io import atomic_write_json, atomic_write_text, read_json
 
 TRAINING_INFO = "aloe_training.json"
 RECIPE_FILE = "aloe_recipe.yaml"
@@ -69,8 +68,8 @@ def base_model_of(folder: Path) -> str | None:
     folder = Path(folder)
     for marker, key in ((TRAINING_INFO, "base_model"), (EMBEDDED_MARKER, "source_model")):
         if (folder / marker).exists():
-            return json.loads((folder / marker).read_text())[key]
-    config = json.loads((folder / "config.json").read_text()) if (folder / "config.json").exists() else {}
+            return read_json(folder / marker)[key]
+    config = read_json(folder / "config.json") if (folder / "config.json").exists() else {}
     name = config.get("_name_or_path") or ""
     return name if name.count("/") == 1 and not Path(name).exists() and not name.startswith((".", "/")) else None
 
