@@ -13,17 +13,17 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import os
 import random
 import re
-import warnings
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from aloe_bench.core.aio import run_sync as _run_async
 from aloe_bench.core.backends import ChatBackend, GenerationConfig
-from aloe_bench.core.judge import format_history
+from aloe_bench.core.io import append_jsonl, atomic_write_json, read_json, repair_tail
+from aloe_bench.core.judge import auto_scoring, format_history
 from aloe_bench.core.personas import Persona, PersonaFileError, PoolItem, packaged_data, read_jsonl, read_pool
+from aloe_bench.core.reask import Reasker
 
 ROLES = ("user", "induction", "preferred", "rejected", "judge")
 PROMPT_NAMES = ("user_simulator", "induction", "responder_preferred", "responder_rejected", "pair_judge",
@@ -115,7 +115,7 @@ def pool_provenance(path: str | None, default: str) -> dict:
             "sha256": hashlib.sha256(Path(source).read_bytes()).hexdigest()[:16]}
     meta = Path(source).with_name(Path(source).name.removesuffix(".jsonl") + "_meta.json")
     if path and meta.exists():
-        grown = json.loads(meta.read_text())
+        grown = read_json(meta)
         info["grown"] = {k: grown.get(k) for k in ("generator", "embedder", "threshold", "rounds", "kept",
                                                    "rejected", "seeds", "prompt_sha256")}
     return info
@@ -124,52 +124,19 @@ def pool_provenance(path: str | None, default: str) -> dict:
 # ---------------------------------------------------------------------------------------------------
 # Steps
 # ---------------------------------------------------------------------------------------------------
-def _attempt_config(config: GenerationConfig, attempt: int, retry_temperature: float) -> GenerationConfig:
-    return config if attempt == 0 else replace(config, temperature=max(config.temperature, retry_temperature),
-                                               seed=config.seed + 7919 * attempt)
-
-
-def _take(slot: list, completion, attempt: int, parse) -> bool:
-    """Fold one answer into `slot` = [value, raw, attempts, error]; True when it parsed."""
-    slot[2] = attempt + 1
-    if not completion.ok:
-        slot[3] = f"backend: {completion.error}"
-        return False
-    slot[1] = completion.text
-    value = parse(completion.text)
-    if value is None:
-        slot[3] = "unparsable answer"
-        return False
-    slot[0], slot[3] = value, None
-    return True
-
-
 def generate_with_retries(backend: ChatBackend, requests: list[list[dict]], config: GenerationConfig,
                           max_retries: int, retry_temperature: float, parse=lambda text: text.strip() or None):
-    """Generate, parse, and re-ask (sampled, new seed) for failed or unparsable answers.
+    """Generate, parse, and re-ask (see `core.reask`) for failed or unparsable answers.
 
     Returns `(value, raw_text, attempts, error)` per request; `value` is None exactly when `error` is set.
     """
-    out: list[list] = [[None, None, 0, "not run"] for _ in requests]
-    pending = list(range(len(requests)))
-    for attempt in range(max_retries + 1):
-        if not pending:
-            break
-        completions = backend.generate([requests[i] for i in pending], _attempt_config(config, attempt,
-                                                                                       retry_temperature))
-        pending = [i for i, completion in zip(pending, completions) if not _take(out[i], completion, attempt, parse)]
-    return [tuple(slot) for slot in out]
+    return [a.as_tuple() for a in Reasker(max_retries, retry_temperature).ask(backend, requests, config, parse)]
 
 
 async def agenerate_with_retries(backend: ChatBackend, request: list[dict], config: GenerationConfig,
                                  max_retries: int, retry_temperature: float, parse=lambda text: text.strip() or None):
     """`generate_with_retries` for one request, awaitable: the same seeds, retries and result tuple."""
-    slot = [None, None, 0, "not run"]
-    for attempt in range(max_retries + 1):
-        completion = await backend.agenerate(request, _attempt_config(config, attempt, retry_temperature))
-        if _take(slot, completion, attempt, parse):
-            break
-    return tuple(slot)
+    return (await Reasker(max_retries, retry_temperature).aask(backend, request, config, parse)).as_tuple()
 
 
 def parse_induction(text: str) -> tuple[str, str] | None:
@@ -278,7 +245,7 @@ class Generator:
                                                                      seed=cfg.seed), self.prompts, cfg.max_retries)
         scoring = cfg.judge_scoring
         if scoring == "auto":
-            scoring = "logprobs" if backends["judge"].spec.kind == "embedded" else "text"
+            scoring = auto_scoring(backends["judge"].spec.kind)  # the pair judge's direct prompt answers "A"/"B"
         self.judge_scoring = scoring
         lenient = cfg.induction_parse == "lenient" or (
             cfg.induction_parse == "auto" and backends["induction"].spec.kind == "embedded")
@@ -467,17 +434,7 @@ def drop_torn_tail(path: Path) -> int:
     Records are appended as one line each, newline last, so such a line is a conversation that was never
     fully recorded: it is generated again (from the request cache) instead of blocking the resume.
     """
-    if not path.exists() or path.stat().st_size == 0:
-        return 0
-    with open(path, "r+b") as fh:
-        data = fh.read()
-        if data.endswith(b"\n"):
-            return 0
-        keep = data.rfind(b"\n") + 1
-        fh.truncate(keep)
-    warnings.warn(f"{path}: dropped a torn last line ({len(data) - keep} bytes) left by an interrupted run; "
-                  "that conversation is generated again", stacklevel=2)
-    return len(data) - keep
+    return repair_tail(path, "that conversation is generated again")
 
 
 def load_finished(path: Path) -> dict[str, dict]:
@@ -533,12 +490,12 @@ def generate_conversations(cfg: GenerateConfig, backends: dict[str, ChatBackend]
     meta = run_meta(cfg, backends, prompts)
     meta_path = out / META_FILE
     if meta_path.exists():
-        before = json.loads(meta_path.read_text())
+        before = read_json(meta_path)
         if {k: before.get(k) for k in ("prompts", "pools", "settings")} != {k: meta[k] for k in ("prompts", "pools",
                                                                                                    "settings")}:
             raise ValueError(f"{out} holds a generation run with other settings, pools or prompts "
                              f"(see {meta_path}); use another --output_dir")
-    meta_path.write_text(json.dumps({**meta, "status": "running"}, indent=2) + "\n")
+    atomic_write_json(meta_path, {**meta, "status": "running"})
     cache = RequestCache(out / "cache.sqlite") if cfg.cache else None
     if cache is not None:
         backends = {role: CachedBackend(b, cache) for role, b in backends.items()}
@@ -558,10 +515,7 @@ def generate_conversations(cfg: GenerateConfig, backends: dict[str, ChatBackend]
                   "profile": conv.persona.profile, "personality": conv.persona.personality,
                   "turns": conv.turns, "models": models_json, "prompt_sha256": prompts_json,
                   "seed": conv.seed, "error": conv.error}
-        with open(conv_path, "a", encoding="utf-8") as fh:
-            fh.write(json.dumps(record, ensure_ascii=False) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
+        append_jsonl(conv_path, [record])
         finished[conv.id] = record
         bar.update(1)
 
@@ -584,7 +538,7 @@ def generate_conversations(cfg: GenerateConfig, backends: dict[str, ChatBackend]
         counts["cache"] = {"hits": cache.hits, "misses": cache.misses}
         cache.close()
     meta["resolved"] = {"judge_scoring": generator.judge_scoring, "induction_parse": generator.induction_parse}
-    meta_path.write_text(json.dumps({**meta, "status": "finished", "counts": counts}, indent=2) + "\n")
+    atomic_write_json(meta_path, {**meta, "status": "finished", "counts": counts})
     return {**counts, "conversations_file": str(conv_path), "judge_scoring": generator.judge_scoring,
             "induction_parse": generator.induction_parse}
 

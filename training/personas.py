@@ -8,17 +8,15 @@ round. The pool file is written so `load_persona_set(folder)` reads it: `profile
 
 from __future__ import annotations
 
-import json
-import os
 import random
 import re
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from aloe_bench.core.io import append_jsonl, atomic_write_json, atomic_write_jsonl
 from aloe_bench.core.personas import PersonaFileError, PoolItem, packaged_data, read_jsonl, read_pool
 
 KINDS = ("profile", "personality")
@@ -183,28 +181,10 @@ def parse_items(text: str | None, min_chars: int = 25) -> list[str]:
 # ---------------------------------------------------------------------------------------------------
 # Pool files
 # ---------------------------------------------------------------------------------------------------
-def _atomic_write_lines(path: Path, rows: list[dict]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        for row in rows:
-            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
-
-
 def _append_lines(path: Path, rows: list[dict]) -> None:
-    if rows and path.exists() and path.stat().st_size:
-        with open(path, "rb") as fh:
-            fh.seek(-1, os.SEEK_END)
-            torn = fh.read(1) != b"\n"  # a hand-edited file without a final newline: never glue a row onto it
-    else:
-        torn = False
-    with open(path, "a", encoding="utf-8") as fh:
-        if torn:
-            fh.write("\n")
-        fh.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
-        fh.flush()
-        os.fsync(fh.fileno())
+    """Append to the pool or the round log: `open_pool` read and validated both whole, so a last line without
+    its newline is a hand edit, kept (ended with a newline), never a torn row."""
+    append_jsonl(path, rows, keep_unterminated=True)
 
 
 @dataclass
@@ -241,7 +221,7 @@ def open_pool(cfg: GrowConfig) -> PoolState:
         seeds = read_pool(Path(cfg.seeds) if cfg.seeds else packaged_data(SEED_FILES[cfg.kind]), "seed")
         rows = [{"id": s.id, "text": s.text, "round": 0, "nearest": None, "similarity": None, "generator": "seed"}
                 for s in seeds]
-        _atomic_write_lines(pool_path, rows)
+        atomic_write_jsonl(pool_path, rows)
         if rounds_path.exists():
             rounds_path.unlink()
         return PoolState(rows, [])
@@ -275,7 +255,7 @@ def open_pool(cfg: GrowConfig) -> PoolState:
     done = rounds[-1]["round"] if rounds else 0
     complete = [r for r in rows if int(r.get("round", 0)) <= done]
     if len(complete) != len(rows):
-        _atomic_write_lines(pool_path, complete)  # a crash between the pool append and the round log line
+        atomic_write_jsonl(pool_path, complete)  # a crash between the pool append and the round log line
     return PoolState(complete, rounds)
 
 
@@ -369,7 +349,7 @@ def grow_pool(cfg: GrowConfig, backend=None, embedder=None) -> dict:
                       "embedder": embedder_name, "threshold": cfg.threshold}
             # Pool rows first, the round line last: `open_pool` drops rows of a round with no log line.
             _append_lines(pool_path, new_rows)
-            _append_lines(rejected_path, rejected_rows)
+            append_jsonl(rejected_path, rejected_rows)  # never read back: a torn tail is cut
             _append_lines(rounds_path, [record])
             state.rows += new_rows
             state.rounds.append(record)
@@ -388,7 +368,7 @@ def grow_pool(cfg: GrowConfig, backend=None, embedder=None) -> dict:
             "kept": totals["kept"], "rejected": totals["rejected"], "stopped": reason,
             "prompt_sha256": prompts.hashes([f"persona_grow_{cfg.kind}"]), "config": asdict(cfg)}
     meta_path = pool_path.with_name(pool_path.name.removesuffix(".jsonl") + "_meta.json")
-    meta_path.write_text(json.dumps(meta, indent=2) + "\n")
+    atomic_write_json(meta_path, meta)
     return {**meta, "pool_file": str(pool_path)}
 
 
