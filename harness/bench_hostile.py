@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from aloe_bench.core.backend_factory import BackendOptions, build_backend
-from aloe_bench.core.config import atomic_write_json
+from aloe_bench.core.files import atomic_write_json
 from aloe_bench.core.judge import Judge, JudgeConfig, JudgeItem
 from aloe_bench.core.personas import PersonaFileError, load_persona_set, packaged_data, read_jsonl
 from aloe_bench.core.prompts import load_prompts

@@ -13,7 +13,7 @@ import time
 from importlib import metadata
 from pathlib import Path
 
-from aloe_bench.core.config import atomic_write_json
+from aloe_bench.core.files import atomic_write_json
 from aloe_bench.core.eval_results import benchmark_dataset, metric_args
 from aloe_bench.core.run_files import locate_run_files
 

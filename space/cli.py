@@ -6,12 +6,12 @@ from __future__ import annotations
 
 
 def register(sub, bench_sub) -> None:
-    from aloe_bench.core.config import add_recipe_parser
+    from aloe_bench.core.recipes import add_recipe_command
 
     from .config import SpaceConfig
 
-    add_recipe_parser(sub, "space", [SpaceConfig], _run_space,
-                      "Serve the ALOE chat Space (persona chat, per-turn judge scores, leaderboard).")
+    add_recipe_command(sub, "space", [SpaceConfig], _run_space,
+                       "Serve the ALOE chat Space (persona chat, per-turn judge scores, leaderboard).")
 
     bench = bench_sub.add_parser(
         "space", help="Load test of the Space on 127.0.0.1: concurrent client sessions, leaks, latency, memory.")
@@ -32,7 +32,7 @@ def register(sub, bench_sub) -> None:
 
 
 def _run_space(args) -> int:
-    from aloe_bench.core.config import dataclass_from_args
+    from aloe_bench.core.recipes import dataclass_from_args
 
     from .config import SpaceConfig
     from .ui import build_demo, launch_options
@@ -46,7 +46,7 @@ def _run_space(args) -> int:
 
 
 def _run_bench(args) -> int:
-    from aloe_bench.core.config import emit_report
+    from aloe_bench.core.files import emit_report
 
     from .loadtest import run_load_test
 

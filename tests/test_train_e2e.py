@@ -184,7 +184,8 @@ def test_kto_with_lora_saves_a_merged_loadable_folder(sft_dir, dataset_dir):
 
 
 def test_missing_dataset_config_names_it(tmp_path):
-    from aloe_bench.training.sft import TrainingDataError, sft_rows
+    from aloe_bench.training.common import TrainingDataError
+    from aloe_bench.training.sft import sft_rows
 
     only_sft = write_dataset(tmp_path / "only_sft", configs=("sft",))
     with pytest.raises(TrainingDataError, match="dpo"):

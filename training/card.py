@@ -17,7 +17,7 @@ from aloe_bench.core.eval_results import EVAL_RESULTS_PATH, eval_result_entries,
 from aloe_bench.core.licenses import MODEL_LICENSES
 from aloe_bench.core.run_files import RunFileError, find_results_files, read_results
 
-from .sft import RECIPE_FILE, TRAINING_INFO
+from .common import RECIPE_FILE, TRAINING_INFO
 
 PUSH_DIR = "hub"
 EVAL_RESULTS_FILE = "aloe_eval_results.json"
