@@ -141,7 +141,8 @@ def test_harness_scores_the_checkpoint_and_the_card_carries_it(dpo_dir):
 
 
 def test_push_folder_is_what_gets_uploaded_and_offline_upload_fails_clearly(dpo_dir):
-    from aloe_bench.training.card import HubUploadError, build_push_folder, push_checkpoint
+    from aloe_bench.core.hub_upload import HubUploadError
+    from aloe_bench.training.card import build_push_folder, push_checkpoint
 
     folder = build_push_folder(dpo_dir, repo_id="someone/aloe-dpo-tiny")
     names = {p.name for p in folder.iterdir()}

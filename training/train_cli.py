@@ -28,7 +28,7 @@ def _push_target(args) -> str | None:
 
 def _upload(upload) -> int:
     """Run `upload()` (it returns the commit URL) and print the URL, or the upload error as one line."""
-    from .card import HubUploadError
+    from aloe_bench.core.hub_upload import HubUploadError
 
     try:
         url = upload()
