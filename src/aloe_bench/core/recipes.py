@@ -55,6 +55,7 @@ class RecipeParser(TrlParser):
     `lazy_types` is a function returning the dataclasses, called when the command is parsed or its help shown:
     the training stages use it because TRL's trainer configs import torch, which `aloe metrics` must not pay for.
     Used as the `parser_class` of the `aloe` subcommands, so every subcommand (nested ones too) is one of these.
+    A recipe becomes the parser's defaults, so build a fresh parser per command line (as `aloe` does).
     """
 
     def __init__(self, dataclass_types=None, *, lazy_types=None, **kwargs):
