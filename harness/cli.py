@@ -7,12 +7,12 @@ import sys
 
 
 def register(sub) -> None:
-    from aloe_bench.core.config import add_recipe_parser
+    from aloe_bench.core.recipes import add_recipe_command
 
     from .config import EvalConfig
 
-    eval_parser = add_recipe_parser(sub, "eval", [EvalConfig], _run_eval,
-                                    "Score a model on ALOE (offline on the embedded model by default).")
+    eval_parser = add_recipe_command(sub, "eval", [EvalConfig], _run_eval,
+                                     "Score a model on ALOE (offline on the embedded model by default).")
     eval_parser.add_argument("--print-config", "--print_config", dest="print_config", action="store_true",
                              help="Print the resolved run config as JSON and exit (loads no model).")
     from .judge_cli import register as register_judge
@@ -27,7 +27,7 @@ def register(sub) -> None:
 
 
 def _run_eval(args) -> int:
-    from aloe_bench.core.config import dataclass_from_args
+    from aloe_bench.core.recipes import dataclass_from_args
 
     from .config import EvalConfig
     from .runner import evaluate_model

@@ -219,7 +219,7 @@ def _size_category(n: int) -> str:
     return "1M<n<10M"
 
 
-def render_card(rows: list[dict], n_samples: int, repo_id: str | None):
+def render_results_card(rows: list[dict], n_samples: int, repo_id: str | None):
     """The dataset card (a `huggingface_hub.DatasetCard`) for the runs in `rows` (results-config rows)."""
     from huggingface_hub import DatasetCard, DatasetCardData
 
@@ -299,7 +299,7 @@ def merge_runs(runs: list[Run], folder: str | Path, repo_id: str | None = None, 
     for path in sorted((folder / "samples").glob("*.parquet")):
         counts[path.stem] = pq.ParquetFile(path).metadata.num_rows
     n_samples = sum(v for k, v in counts.items() if not k.startswith("latest_"))
-    render_card(ordered, n_samples, repo_id).save(folder / "README.md")
+    render_results_card(ordered, n_samples, repo_id).save(folder / "README.md")
     if complete:
         check_folder(folder, [r["split"] for r in ordered])
     return MergeReport(str(folder), pushed, len(ordered), counts)

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 
 def register(sub) -> None:
-    from aloe_bench.core.config import add_recipe_parser
+    from aloe_bench.core.recipes import add_recipe_command
 
     from .config import SpaceConfig
 
-    add_recipe_parser(sub, "space", [SpaceConfig], _run_space,
-                      "Serve the ALOE chat Space (persona chat, per-turn judge scores, leaderboard).")
+    add_recipe_command(sub, "space", [SpaceConfig], _run_space,
+                       "Serve the ALOE chat Space (persona chat, per-turn judge scores, leaderboard).")
 
 
 def _run_space(args) -> int:
-    from aloe_bench.core.config import dataclass_from_args
+    from aloe_bench.core.recipes import dataclass_from_args
 
     from .config import SpaceConfig
     from .ui import build_demo, launch_options

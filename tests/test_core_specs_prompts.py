@@ -7,7 +7,7 @@ from importlib import resources
 
 import pytest
 
-from aloe_bench.core.config import ConfigError, read_recipe
+from aloe_bench.core.recipes import ConfigError, read_recipe
 from aloe_bench.core.prompts import load_prompts
 from aloe_bench.core.specs import ModelSpec
 from aloe_bench.harness.config import EvalConfig
@@ -74,15 +74,25 @@ def test_recipe_rejects_unknown_fields(tmp_path):
 
 def test_cli_flags_override_the_recipe(tmp_path):
     from aloe_bench.cli import build_parser
-    from aloe_bench.core.config import apply_recipe, dataclass_from_args
+    from aloe_bench.core.recipes import dataclass_from_args
 
     recipe = tmp_path / "eval.yaml"
     recipe.write_text("turns: 3\njudge_preset: robust\nseed: 7\n")
     parser = build_parser()
     argv = ["eval", "--config", str(recipe), "--turns", "5", "--user-model", "openai:x"]
-    args = apply_recipe(parser, parser.parse_args(argv), argv)
+    args = parser.parse_args(argv)
     cfg = dataclass_from_args(args, EvalConfig)
     assert (cfg.turns, cfg.judge_preset, cfg.seed, cfg.user_model) == (5, "robust", 7, "openai:x")
+
+
+def test_recipe_flag_is_spelled_in_full(tmp_path):
+    from aloe_bench.cli import build_parser
+
+    recipe = tmp_path / "eval.yaml"
+    recipe.write_text("turns: 3\n")
+    assert build_parser().parse_args(["eval", f"--config={recipe}"]).turns == 3
+    with pytest.raises(ConfigError, match="--config in full"):  # an abbreviation would skip the recipe
+        build_parser().parse_args(["eval", "--conf", str(recipe)])
 
 
 def test_cli_reports_bad_recipe(tmp_path):

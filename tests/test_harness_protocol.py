@@ -71,10 +71,10 @@ def test_unknown_protocol_is_a_clear_error():
 
 def _parse(argv):
     from aloe_bench.cli import build_parser
-    from aloe_bench.core.config import apply_recipe, dataclass_from_args
+    from aloe_bench.core.recipes import dataclass_from_args
 
     parser = build_parser()
-    args = apply_recipe(parser, parser.parse_args(argv), argv)
+    args = parser.parse_args(argv)
     return dataclass_from_args(args, EvalConfig)
 
 

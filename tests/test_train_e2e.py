@@ -141,7 +141,8 @@ def test_harness_scores_the_checkpoint_and_the_card_carries_it(dpo_dir):
 
 
 def test_push_folder_is_what_gets_uploaded_and_offline_upload_fails_clearly(dpo_dir):
-    from aloe_bench.training.card import HubUploadError, build_push_folder, push_checkpoint
+    from aloe_bench.core.hub_upload import HubUploadError
+    from aloe_bench.training.card import build_push_folder, push_checkpoint
 
     folder = build_push_folder(dpo_dir, repo_id="someone/aloe-dpo-tiny")
     names = {p.name for p in folder.iterdir()}
@@ -184,7 +185,8 @@ def test_kto_with_lora_saves_a_merged_loadable_folder(sft_dir, dataset_dir):
 
 
 def test_missing_dataset_config_names_it(tmp_path):
-    from aloe_bench.training.sft import TrainingDataError, sft_rows
+    from aloe_bench.training.common import TrainingDataError
+    from aloe_bench.training.sft import sft_rows
 
     only_sft = write_dataset(tmp_path / "only_sft", configs=("sft",))
     with pytest.raises(TrainingDataError, match="dpo"):

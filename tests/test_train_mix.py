@@ -9,7 +9,8 @@ import pytest
 from datasets import Dataset
 from trl import ScriptArguments
 
-from aloe_bench.training.sft import AloeArguments, TrainingDataError, build_sft_dataset
+from aloe_bench.training.common import AloeArguments, TrainingDataError
+from aloe_bench.training.sft import build_sft_dataset
 
 from test_train_e2e import write_dataset
 

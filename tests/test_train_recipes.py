@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-from aloe_bench.core.config import ConfigError
+from aloe_bench.core.recipes import ConfigError
 from aloe_bench.training.train_cli import _bool_or_repo, parse_stage
 
 RECIPES = Path(__file__).resolve().parents[1] / "training" / "recipes"
@@ -63,6 +65,30 @@ def test_unknown_recipe_key_is_an_error_naming_the_file(tmp_path):
     bad.write_text("model_name_or_path: embedded\nlearning_rat: 1.0e-5\n")
     with pytest.raises(ConfigError, match=r"bad\.yaml.*learning_rat"):
         parse_stage("sft", ["--config", str(bad)])
+
+
+def test_effective_recipe_is_what_the_run_set_and_nothing_else():
+    args = parse_stage("sft", ["--model_name_or_path", "embedded", "--learning_rate", "1e-4"])
+    assert args.effective_recipe == {"model_name_or_path": "embedded", "learning_rate": 1e-4}
+
+
+def test_stages_parse_in_one_pass_of_the_aloe_command(tmp_path):
+    from aloe_bench.cli import build_parser
+
+    recipe = RECIPES / "embedded" / "dpo.yaml"
+    args = build_parser().parse_args(["train", "dpo", f"--config={recipe}", "--beta", "0.25", "--push_to_hub", "org/name"])
+    assert (args.beta, args.learning_rate, args.push_to_hub) == (0.25, 5e-5, "org/name")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("beta: 0.1\nbeat: 2\n")
+    with pytest.raises(ConfigError, match=r"bad\.yaml: unknown field\(s\) beat"):
+        build_parser().parse_args(["train", "dpo", "--config", str(bad)])
+
+
+def test_commands_that_do_not_train_never_import_torch():
+    code = ("import sys; from aloe_bench.cli import build_parser; "
+            "build_parser().parse_args(['metrics', '--al', '1,2']); print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
 
 
 def test_push_flag_takes_a_repo_or_a_boolean():

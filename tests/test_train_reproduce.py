@@ -6,14 +6,14 @@ import argparse
 import json
 
 import pytest
-from transformers import HfArgumentParser
 
+from aloe_bench.core.recipes import RecipeParser
 from aloe_bench.reproduce import ReproduceConfig, register, reproduce_section
 
 
 def _parser():
     parser = argparse.ArgumentParser(prog="aloe")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=HfArgumentParser)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=RecipeParser)
     register(sub)
     return parser
 

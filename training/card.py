@@ -14,10 +14,11 @@ from pathlib import Path
 
 from aloe_bench.core.eval_results import EVAL_RESULTS_PATH, eval_result_entries, eval_results_yaml
 from aloe_bench.core.io import atomic_write_json, atomic_write_text, read_json
+from aloe_bench.core.hub_upload import upload_folder_once
 from aloe_bench.core.licenses import MODEL_LICENSES
 from aloe_bench.core.run_files import RunFileError, find_results_files, read_results
 
-from .sft import RECIPE_FILE, TRAINING_INFO
+from .common import RECIPE_FILE, TRAINING_INFO
 
 PUSH_DIR = "hub"
 EVAL_RESULTS_FILE = "aloe_eval_results.json"
@@ -90,10 +91,6 @@ Score it on ALOE with `aloe eval --model {{ repo_ref }}`.
 {{ citation }}
 ```
 """
-
-
-class HubUploadError(RuntimeError):
-    """An upload could not be made; the message says why and where the ready folder is."""
 
 
 def read_info(checkpoint: str | Path) -> dict:
@@ -180,7 +177,7 @@ def eval_results_file(results: dict, repo_id: str | None) -> str:
                                                  source_name="aloe-bench harness" if source else None))
 
 
-def render_card(checkpoint: str | Path, repo_id: str | None = None, eval_results: dict | None = None,
+def render_model_card(checkpoint: str | Path, repo_id: str | None = None, eval_results: dict | None = None,
                 extra: str | None = None, model_name: str | None = None):
     """Render the model card (a `huggingface_hub.ModelCard`) for a checkpoint from its recorded run info."""
     from huggingface_hub import ModelCard, ModelCardData
@@ -238,7 +235,7 @@ def build_push_folder(checkpoint: str | Path, repo_id: str | None = None, eval_s
     (weights, tokenizer, card, recipe, run info, metrics). Files are hard-linked when possible (no extra disk)."""
     checkpoint = Path(checkpoint)
     results = find_eval_results(checkpoint, eval_source)
-    card = render_card(checkpoint, repo_id=repo_id, eval_results=results, extra=extra, model_name=model_name)
+    card = render_model_card(checkpoint, repo_id=repo_id, eval_results=results, extra=extra, model_name=model_name)
     card.save(checkpoint / "README.md")
     if results is not None:
         clean = {k: v for k, v in results.items() if not k.startswith("_")}
@@ -264,20 +261,9 @@ def build_push_folder(checkpoint: str | Path, repo_id: str | None = None, eval_s
 def push_checkpoint(checkpoint: str | Path, repo_id: str, private: bool = False,
                     eval_source: str | Path | None = None) -> str:
     """Build the push folder and upload it in one commit (`HF_TOKEN` from the environment); return the commit URL."""
-    from huggingface_hub import create_repo, upload_folder
-    from huggingface_hub.errors import OfflineModeIsEnabled
-
     if repo_id.count("/") != 1:
         raise ValueError(f"--push_to_hub needs ORG/NAME, got {repo_id!r}")
     folder = build_push_folder(checkpoint, repo_id=repo_id, eval_source=eval_source)
-    token = os.environ.get("HF_TOKEN") or None
-    try:
-        create_repo(repo_id, repo_type="model", private=private, exist_ok=True, token=token)
-        commit = upload_folder(repo_id=repo_id, folder_path=folder, repo_type="model", token=token,
-                               commit_message=f"Upload ALOE {read_info(checkpoint)['stage']} checkpoint")
-    except OfflineModeIsEnabled as exc:
-        raise HubUploadError(f"cannot upload to {repo_id}: Hub access is disabled (HF_HUB_OFFLINE is set). "
-                             f"The folder is ready at {folder}; upload it when online.") from exc
-    except Exception as exc:  # network/auth errors from the Hub client: say what failed, keep the folder
-        raise HubUploadError(f"upload of {folder} to {repo_id} failed: {type(exc).__name__}: {exc}") from exc
-    return str(getattr(commit, "commit_url", commit))
+    return upload_folder_once(folder, repo_id, repo_type="model", private=private,
+                              token=os.environ.get("HF_TOKEN") or None,
+                              commit_message=f"Upload ALOE {read_info(checkpoint)['stage']} checkpoint")

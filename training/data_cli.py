@@ -6,20 +6,21 @@ import json
 import sys
 
 
-def register(sub) -> None:
-    from transformers import HfArgumentParser
+def _actions(sub, name: str, help: str):
+    """`aloe NAME ACTION ...`: a subcommand whose own subcommands are its actions (recipe-aware like every level)."""
+    return sub.add_parser(name, help=help).add_subparsers(dest=f"{name}_command", metavar="ACTION", required=True)
 
-    from aloe_bench.core.config import add_recipe_parser
+
+def register(sub) -> None:
+    from aloe_bench.core.recipes import add_recipe_command
 
     from .dataset import BuildConfig
     from .generate import GenerateConfig
     from .personas import GrowConfig
 
-    personas = sub.add_parser("personas", help="Persona pools: grow one by self-generation, compare two.")
-    personas_sub = personas.add_subparsers(dest="personas_command", metavar="ACTION", required=True,
-                                           parser_class=HfArgumentParser)
-    add_recipe_parser(personas_sub, "grow", [GrowConfig], _grow,
-                      "Expand a profile or personality pool by self-generation with embedding de-duplication.")
+    personas_sub = _actions(sub, "personas", "Persona pools: grow one by self-generation, compare two.")
+    add_recipe_command(personas_sub, "grow", [GrowConfig], _grow,
+                       "Expand a profile or personality pool by self-generation with embedding de-duplication.")
     overlap = personas_sub.add_parser("overlap", help="Closest pairs between two pools (e.g. eval vs training).")
     overlap.add_argument("a", help="Pool file (.jsonl) or folder of pools, or 'default' for the packaged eval set.")
     overlap.add_argument("b", help="Second pool file or folder, or 'seeds' for the packaged training seeds.")
@@ -28,14 +29,12 @@ def register(sub) -> None:
     overlap.add_argument("--threshold", type=float, default=0.6, help="Exit 1 when any pair is above it.")
     overlap.set_defaults(handler=_overlap)
 
-    add_recipe_parser(sub, "generate", [GenerateConfig], _generate,
-                      "Generate preference conversation trees (multi-LLM collaboration), resumable.")
+    add_recipe_command(sub, "generate", [GenerateConfig], _generate,
+                       "Generate preference conversation trees (multi-LLM collaboration), resumable.")
 
-    dataset = sub.add_parser("dataset", help="Build the Hub dataset folder from generated conversations; push it.")
-    dataset_sub = dataset.add_subparsers(dest="dataset_command", metavar="ACTION", required=True,
-                                         parser_class=HfArgumentParser)
-    add_recipe_parser(dataset_sub, "build", [BuildConfig], _build,
-                      "Write the dataset repo folder (personas, conversations, sft, dpo + card).")
+    dataset_sub = _actions(sub, "dataset", "Build the Hub dataset folder from generated conversations; push it.")
+    add_recipe_command(dataset_sub, "build", [BuildConfig], _build,
+                       "Write the dataset repo folder (personas, conversations, sft, dpo + card).")
     push = dataset_sub.add_parser("push", help="Upload a built dataset folder in one commit (token from HF_TOKEN).")
     push.add_argument("folder")
     push.add_argument("--repo-id", "--repo_id", dest="repo_id", required=True, help="ORG/NAME")
@@ -45,7 +44,7 @@ def register(sub) -> None:
 
 
 def _grow(args) -> int:
-    from aloe_bench.core.config import dataclass_from_args
+    from aloe_bench.core.recipes import dataclass_from_args
 
     from .personas import GrowConfig, grow_pool
 
@@ -87,7 +86,7 @@ def _overlap(args) -> int:
 
 
 def _generate(args) -> int:
-    from aloe_bench.core.config import dataclass_from_args
+    from aloe_bench.core.recipes import dataclass_from_args
 
     from .generate import GenerateConfig, generate_conversations
 
@@ -96,7 +95,7 @@ def _generate(args) -> int:
 
 
 def _build(args) -> int:
-    from aloe_bench.core.config import dataclass_from_args
+    from aloe_bench.core.recipes import dataclass_from_args
     from aloe_bench.core.personas import PersonaFileError
 
     from .dataset import BuildConfig, DatasetBuildError, build_dataset

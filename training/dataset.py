@@ -247,7 +247,7 @@ def _size_category(n: int) -> str:
     return "1M<n<10M"
 
 
-def render_card(cfg: BuildConfig, rows: dict, counts: dict, meta: dict | None, repo_id: str | None = None) -> str:
+def render_dataset_card(cfg: BuildConfig, rows: dict, counts: dict, meta: dict | None, repo_id: str | None = None) -> str:
     """The dataset card: `DatasetCard.from_template(DatasetCardData(...))` with the configs, sizes and the
     generator models' licences; the usage snippet names `repo_id` (ORG/NAME until it is pushed)."""
     from huggingface_hub import DatasetCard, DatasetCardData
@@ -384,7 +384,7 @@ def build_dataset(cfg: BuildConfig) -> dict:
             for split in present_splits(rows, name):
                 Dataset.from_list(splits[split], features=schema.CONFIGS[name]).to_parquet(
                     str(tmp / name / f"{split}-00000-of-00001.parquet"))
-        atomic_write_text(tmp / "README.md", render_card(cfg, rows, counts, meta))
+        atomic_write_text(tmp / "README.md", render_dataset_card(cfg, rows, counts, meta))
         atomic_write_text(tmp / EVAL_FILE, benchmark_eval_yaml())
         loaded = {}
         for name in SPLITS:  # the folder must load exactly as the Hub would load it
@@ -415,8 +415,7 @@ def build_dataset(cfg: BuildConfig) -> dict:
 
 def push_dataset(folder: str | Path, repo_id: str, private: bool = False, commit_message: str | None = None) -> str:
     """Upload the built folder as one commit; the token comes only from HF_TOKEN. Returns the commit URL."""
-    from huggingface_hub import create_repo, upload_folder
-    from huggingface_hub.errors import OfflineModeIsEnabled
+    from aloe_bench.core.hub_upload import upload_folder_once
 
     folder = Path(folder)
     missing = [str(p) for p in [folder / "README.md", *(folder / c for c in SPLITS)] if not p.exists()]
@@ -435,13 +434,9 @@ def push_dataset(folder: str | Path, repo_id: str, private: bool = False, commit
     if usage in card:  # the usage snippet names the repo it is pushed to
         atomic_write_text(readme, card.replace(usage, f'load_dataset("{repo_id}"'))
     try:
-        create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True, token=token)
-        info = upload_folder(folder_path=str(folder), repo_id=repo_id, repo_type="dataset", token=token,
-                             commit_message=commit_message or "Upload ALOE preference dataset (aloe-bench)")
-    except BaseException as exc:
+        return upload_folder_once(folder, repo_id, repo_type="dataset", private=private, token=token,
+                                  commit_message=commit_message or "Upload ALOE preference dataset (aloe-bench)",
+                                  error=DatasetBuildError)
+    except BaseException:
         atomic_write_text(readme, card)  # a failed push leaves the folder as it was
-        if not isinstance(exc, OfflineModeIsEnabled):
-            raise
-        raise DatasetBuildError(f"cannot push {folder} to {repo_id}: HF_HUB_OFFLINE=1 is set ({exc}); "
-                                "unset it on a machine with network access") from None
-    return str(getattr(info, "commit_url", info))
+        raise

@@ -10,18 +10,14 @@ from pathlib import Path
 
 from aloe_bench.core.io import atomic_write_json
 
-from .sft import (
+from .common import (
     AloeArguments,
     TrainingDataError,
-    _head,
-    _require_columns,
-    last_checkpoint,
+    head,
     load_split,
-    prepare_training_args,
-    report_throughput,
-    resolve_model,
-    save_final,
-    throughput,
+    prepare_run,
+    require_columns,
+    train_and_save,
     write_run_info,
 )
 
@@ -33,14 +29,14 @@ def preference_splits(script, aloe: AloeArguments):
     config = script.dataset_config or "dpo"
     columns = ["prompt", "chosen", "rejected"]
     train = load_split(script.dataset_name, config, script.dataset_train_split)
-    _require_columns(train, columns, f"{script.dataset_name} [{config}/{script.dataset_train_split}]")
-    train = _head(train.select_columns(columns), aloe.max_train_samples)
+    require_columns(train, columns, f"{script.dataset_name} [{config}/{script.dataset_train_split}]")
+    train = head(train.select_columns(columns), aloe.max_train_samples)
     try:
         test = load_split(script.dataset_name, config, script.dataset_test_split)
     except TrainingDataError:
         return train, None
-    _require_columns(test, columns, f"{script.dataset_name} [{config}/{script.dataset_test_split}]")
-    return train, _head(test.select_columns(columns), aloe.max_eval_samples)
+    require_columns(test, columns, f"{script.dataset_name} [{config}/{script.dataset_test_split}]")
+    return train, head(test.select_columns(columns), aloe.max_eval_samples)
 
 
 def _completion_ids(tokenizer, prompt: list[dict], completion: list[dict]) -> tuple[list[int], list[int]]:
@@ -130,18 +126,10 @@ def print_preference_eval(result: dict) -> None:
 def run_preference(script, aloe: AloeArguments, training_args, model_args, method: str = "dpo",
                    recipe: dict | None = None) -> dict:
     """Train DPO/IPO (DPOTrainer) or KTO (KTOTrainer on unpaired desirable/undesirable rows) and save the result."""
-    from trl import DPOTrainer, KTOTrainer, get_peft_config, unpair_preference_dataset
+    from trl import DPOTrainer, KTOTrainer, unpair_preference_dataset
 
-    model_path, base_model = resolve_model(model_args.model_name_or_path)
-    base_model = aloe.base_model_id or base_model
-    if base_model is None:
-        raise ValueError(f"{model_args.model_name_or_path}: cannot tell its Hub base model; pass --base_model_id")
-    prepare_training_args(training_args)
+    model_path, base_model = prepare_run(aloe, training_args, model_args)
     train, test = preference_splits(script, aloe)
-    if training_args.model_init_kwargs is None and model_args.dtype:
-        training_args.model_init_kwargs = {"dtype": model_args.dtype}
-    if test is None:
-        training_args.eval_strategy = "no"
     if method == "kto":
         trainer_cls = KTOTrainer
         train_data = unpair_preference_dataset(train)
@@ -149,27 +137,14 @@ def run_preference(script, aloe: AloeArguments, training_args, model_args, metho
     else:
         trainer_cls = DPOTrainer
         train_data, eval_data = train, test
-    trainer = trainer_cls(
-        model=model_path,
-        args=training_args,
-        train_dataset=train_data,
-        eval_dataset=eval_data if training_args.eval_strategy != "no" else None,
-        peft_config=get_peft_config(model_args),
-    )
-    result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint
-                           or last_checkpoint(training_args.output_dir))
-    stats = throughput(trainer, result)
-    metrics = {"train": result.metrics, "throughput": stats}
-    if eval_data is not None and len(eval_data):
-        metrics["trl_eval"] = trainer.evaluate(eval_data)  # TRL's own batch-mean rewards: a cross-check of ours
-    save_final(trainer, training_args.output_dir, aloe.merge_lora)
-    del trainer
+    # TRL's own batch-mean rewards on the test rows ("trl_eval"): a cross-check of the preference eval below
+    metrics = train_and_save(method, trainer_cls, model_path, train_data, eval_data, training_args, model_args, aloe,
+                             eval_key="trl_eval")
     loss_type = getattr(training_args, "loss_type", None)
     info = {"stage": method, "loss_type": loss_type, "beta": training_args.beta, "base_model": base_model,
             "parent_model": model_args.model_name_or_path, "dataset": script.dataset_name,
             "dataset_config": script.dataset_config or "dpo", "lora": bool(model_args.use_peft),
             "train_rows": len(train), "metrics": metrics}
-    report_throughput(method, stats)
     if test is not None and len(test) and (not model_args.use_peft or aloe.merge_lora):
         evaluation = preference_eval(training_args.output_dir, model_path, test, training_args.beta,
                                      batch_size=training_args.per_device_eval_batch_size)

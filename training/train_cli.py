@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 
-from aloe_bench.core.config import dataclass_from_args
-from aloe_bench.core.io import atomic_write_json
+from aloe_bench.core.recipes import ConfigError, RecipeParser, dataclass_from_args, read_recipe
 
 
 def _bool_or_repo(value):
@@ -19,16 +17,8 @@ def _bool_or_repo(value):
     return text
 
 
-def _retype_push_flag(parser) -> None:
-    for action in parser._actions:
-        if action.dest == "push_to_hub":
-            action.type = _bool_or_repo
-            action.metavar = "ORG/NAME"
-            action.help = "Upload the final checkpoint (with the project's model card) to this Hub repo, in one commit."
-
-
 def _push_target(args) -> str | None:
-    value = getattr(args, "push_to_hub", False)
+    value = _bool_or_repo(getattr(args, "push_to_hub", None))
     if value is True:
         if not getattr(args, "hub_model_id", None):
             raise SystemExit("aloe: error: --push_to_hub needs a repo id: --push_to_hub ORG/NAME")
@@ -36,14 +26,29 @@ def _push_target(args) -> str | None:
     return value or None
 
 
-def _train(args, config_cls, method: str) -> int:
+def _upload(upload) -> int:
+    """Run `upload()` (it returns the commit URL) and print the URL, or the upload error as one line."""
+    from aloe_bench.core.hub_upload import HubUploadError
+
+    try:
+        url = upload()
+    except HubUploadError as exc:
+        print(f"aloe: error: {exc}", file=sys.stderr)
+        return 1
+    print(f"uploaded: {url}")
+    return 0
+
+
+def _train(args, method: str) -> int:
     from trl import ModelConfig, ScriptArguments
 
-    from .card import HubUploadError, build_push_folder, push_checkpoint
-    from .sft import AloeArguments, run_sft
+    from .card import build_push_folder, push_checkpoint
+    from .common import AloeArguments
+    from .stage_configs import STAGE_CONFIGS
 
     repo = _push_target(args)
-    args.push_to_hub = False
+    recipe = effective_recipe(args, stage_types(method))
+    args.push_to_hub = None
     script = dataclass_from_args(args, ScriptArguments)
     if not script.dataset_name:
         raise SystemExit("aloe: error: name the training data with --dataset_name (a Hub id or a dataset folder)")
@@ -51,62 +56,39 @@ def _train(args, config_cls, method: str) -> int:
     model_args = dataclass_from_args(args, ModelConfig)
     if not model_args.model_name_or_path:
         raise SystemExit("aloe: error: name the model with --model_name_or_path (embedded, a Hub id or a folder)")
-    training_args = dataclass_from_args(args, config_cls)
+    training_args = dataclass_from_args(args, STAGE_CONFIGS[method])
     if method == "sft":
-        run_sft(script, aloe, training_args, model_args, recipe=args.effective_recipe)
+        from .sft import run_sft
+
+        run_sft(script, aloe, training_args, model_args, recipe=recipe)
     else:
         from .preference import run_preference
 
-        run_preference(script, aloe, training_args, model_args, method=method, recipe=args.effective_recipe)
+        run_preference(script, aloe, training_args, model_args, method=method, recipe=recipe)
     folder = build_push_folder(training_args.output_dir, repo_id=repo, eval_source=aloe.eval_results)
     print(f"checkpoint: {training_args.output_dir} (loads with AutoModelForCausalLM); push folder: {folder}")
     if repo:
-        try:
-            url = push_checkpoint(training_args.output_dir, repo, private=bool(training_args.hub_private_repo),
-                                  eval_source=aloe.eval_results)
-        except HubUploadError as exc:
-            print(f"aloe: error: {exc}", file=sys.stderr)
-            return 1
-        print(f"uploaded: {url}")
+        return _upload(lambda: push_checkpoint(training_args.output_dir, repo,
+                                               private=bool(training_args.hub_private_repo),
+                                               eval_source=aloe.eval_results))
     return 0
 
 
-def _sft(args) -> int:
-    from trl import SFTConfig
-
-    return _train(args, SFTConfig, "sft")
-
-
-def _dpo(args) -> int:
-    from trl import DPOConfig
-
-    return _train(args, DPOConfig, "dpo")
-
-
-def _kto(args) -> int:
-    from trl import KTOConfig
-
-    return _train(args, KTOConfig, "kto")
-
-
 def _card(args) -> int:
-    from .card import HubUploadError, build_push_folder, push_checkpoint
+    from .card import build_push_folder, push_checkpoint
 
     if args.push_to_hub:
-        try:
-            print(f"uploaded: {push_checkpoint(args.checkpoint, args.push_to_hub, args.private, args.eval_results)}")
-        except HubUploadError as exc:
-            print(f"aloe: error: {exc}", file=sys.stderr)
-            return 1
-        return 0
+        return _upload(lambda: push_checkpoint(args.checkpoint, args.push_to_hub, args.private, args.eval_results))
     folder = build_push_folder(args.checkpoint, repo_id=args.repo_id, eval_source=args.eval_results)
     print(f"card: {folder / 'README.md'}\npush folder: {folder}")
     return 0
 
 
 def _pairs(args) -> int:
+    from aloe_bench.core.io import atomic_write_json
+
+    from .common import load_split, resolve_model
     from .preference import preference_eval, print_preference_eval
-    from .sft import load_split, resolve_model
 
     pairs = load_split(args.dataset_name, args.dataset_config, args.split)
     if args.max_samples:
@@ -120,13 +102,11 @@ def _pairs(args) -> int:
 
 def register(sub) -> None:
     train = sub.add_parser("train", help="Train with TRL: SFT, then DPO / IPO (--loss_type ipo) / KTO.")
-    stages = train.add_subparsers(dest="train_command", metavar="STAGE", required=True,
-                                  parser_class=argparse.ArgumentParser)
+    stages = train.add_subparsers(dest="train_command", metavar="STAGE", required=True)
     for name, text in STAGE_HELP.items():
-        # TRL is imported only when a stage runs: the stage parses its own flags (see `parse_stage`).
-        stage = stages.add_parser(name, help=text, add_help=False, prefix_chars="\x00")
-        stage.add_argument("rest", nargs=argparse.REMAINDER)
-        stage.set_defaults(handler=lambda args, name=name: run_stage(name, args.rest))
+        # the stage's dataclasses (TRL's configs import torch) load only when the stage is parsed or its help shown
+        stage = stages.add_parser(name, lazy_types=lambda name=name: stage_types(name), help=text, description=text)
+        stage.set_defaults(handler=lambda args, name=name: _train(args, name))
     card = stages.add_parser("card", help="(Re)write a checkpoint's model card and push folder; optionally upload.")
     card.add_argument("checkpoint")
     card.add_argument("--repo_id", default=None, help="Repo id to name in the card (no upload).")
@@ -155,47 +135,41 @@ STAGE_HELP = {
 
 def stage_types(name: str) -> list:
     """The recipe dataclasses of a stage: TRL's ScriptArguments, ours, TRL's ModelConfig and the trainer config."""
-    from trl import DPOConfig, KTOConfig, ModelConfig, ScriptArguments, SFTConfig
+    from trl import ModelConfig, ScriptArguments
 
-    from .sft import AloeArguments
+    from .common import AloeArguments
+    from .stage_configs import STAGE_CONFIGS
 
-    return [ScriptArguments, AloeArguments, ModelConfig, {"sft": SFTConfig, "dpo": DPOConfig, "kto": KTOConfig}[name]]
+    return [ScriptArguments, AloeArguments, ModelConfig, STAGE_CONFIGS[name]]
+
+
+def effective_recipe(args, dataclass_types: list) -> dict:
+    """The recipe as run: the YAML's fields, then every field the command line set away from its default.
+
+    "Default" is what the stage's flags give with nothing on the command line (HfArgumentParser's defaults are
+    not always the dataclass's: TrainingArguments' `debug` parses to None, for one).
+    """
+    recipe = {key: getattr(args, key) for key in read_recipe(args.config, dataclass_types)} if args.config else {}
+    defaults = vars(RecipeParser(dataclass_types).parse_args([]))
+    for name, default in defaults.items():
+        if name not in recipe and name != "config" and hasattr(args, name) and getattr(args, name) != default:
+            recipe[name] = getattr(args, name)
+    return recipe
 
 
 def parse_stage(name: str, argv: list[str]):
     """Parse a stage's flags with `--config recipe.yaml` as defaults (flags win; unknown recipe keys are errors)."""
-    from transformers import HfArgumentParser
-
-    from aloe_bench.core.config import add_recipe_parser, apply_recipe
-
-    root = argparse.ArgumentParser(prog="aloe train")
-    stages = root.add_subparsers(dest="stage", required=True, parser_class=HfArgumentParser)
-    parser = add_recipe_parser(stages, name, stage_types(name), None, STAGE_HELP[name])
-    _retype_push_flag(parser)
-    full = [name, *argv]
-    args = apply_recipe(root, root.parse_args(full), full)
-    args.effective_recipe = effective_recipe(parser, args, argv)
+    parser = RecipeParser(stage_types(name), prog=f"aloe train {name}", description=STAGE_HELP[name])
+    args = parser.parse_args(argv)
+    args.effective_recipe = effective_recipe(args, stage_types(name))
     return args
 
 
-def effective_recipe(parser, args, argv: list[str]) -> dict:
-    """The recipe as run: the YAML's keys and every flag given on the command line, with their final values."""
-    from aloe_bench.core.config import read_recipe
-
-    keys = list(read_recipe(args.config, args.recipe_types)) if args.config else []
-    given = {token.split("=", 1)[0] for token in argv if token.startswith("--")}
-    for action in parser._actions:
-        if given & set(action.option_strings) and action.dest not in keys and action.dest not in ("config", "help"):
-            keys.append(action.dest.removeprefix("no_") if action.dest.startswith("no_") else action.dest)
-    return {k: getattr(args, k) for k in keys if hasattr(args, k)}
-
-
 def run_stage(name: str, argv: list[str]) -> int:
-    from aloe_bench.core.config import ConfigError
-
+    """`aloe train NAME ARGV...` from Python (the reproduction and the tests): exit code, 2 on a bad recipe."""
     try:
         args = parse_stage(name, argv)
     except ConfigError as exc:
         print(f"aloe: error: {exc}", file=sys.stderr)
         return 2
-    return {"sft": _sft, "dpo": _dpo, "kto": _kto}[name](args)
+    return _train(args, name)

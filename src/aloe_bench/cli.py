@@ -6,9 +6,7 @@ import argparse
 import importlib
 import sys
 
-from transformers import HfArgumentParser
-
-from aloe_bench.core.config import ConfigError, apply_recipe
+from aloe_bench.core.recipes import ConfigError, RecipeParser
 
 # Modules with a `register(sub)` that adds their subcommands; imported lazily so `aloe metrics` never loads torch.
 # `aloe bench ...` lives in the bench package: its registration imports no benchmark (see aloe_bench/bench/cli.py).
@@ -24,7 +22,7 @@ AREAS = (
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="aloe", description="Personalised alignment through interaction (ALOE).")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=HfArgumentParser)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=RecipeParser)
     for area in AREAS:
         try:
             module = importlib.import_module(area)
@@ -39,9 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     argv = sys.argv[1:] if argv is None else argv
-    args = parser.parse_args(argv)
     try:
-        args = apply_recipe(parser, args, argv)
+        args = parser.parse_args(argv)  # a subcommand's `--config` recipe is read as it parses (RecipeParser)
     except ConfigError as exc:
         parser.exit(2, f"aloe: error: {exc}\n")
     try:

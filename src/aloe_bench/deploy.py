@@ -205,21 +205,14 @@ def check_folder(folder: Path) -> None:
 
 def push_folder(folder: str | Path, repo_id: str, private: bool = False, token: str | None = None) -> str:
     """One commit: create the Space repo (gradio sdk) if needed, upload the whole folder. Returns the commit URL."""
-    from huggingface_hub import HfApi
-    from huggingface_hub.errors import OfflineModeIsEnabled
+    from aloe_bench.core.hub_upload import upload_folder_once
 
     folder = Path(folder)
     check_folder(folder)
     if not re.fullmatch(r"[\w.-]+/[\w.-]+", repo_id):
         raise DeployError(f"--repo-id {repo_id!r}: expected ORG/NAME")
-    api = HfApi(token=token)  # None: HF_TOKEN or the cached login
-    try:
-        api.create_repo(repo_id, repo_type="space", space_sdk="gradio", private=private, exist_ok=True)
-        info = api.upload_folder(repo_id=repo_id, repo_type="space", folder_path=str(folder),
-                                 commit_message="Deploy with aloe hub push")
-    except OfflineModeIsEnabled:
-        raise DeployError("offline (HF_HUB_OFFLINE=1): nothing was pushed; unset it to reach the Hub") from None
-    return str(getattr(info, "commit_url", info))
+    return upload_folder_once(folder, repo_id, repo_type="space", space_sdk="gradio", private=private, token=token,
+                              commit_message="Deploy with aloe hub push", error=DeployError)
 
 
 def register(sub) -> None:

@@ -111,7 +111,7 @@ def build_dataset_folder(cfg: ReproduceConfig, root: Path, generated: Path) -> P
 
 
 def train(cfg: ReproduceConfig, root: Path, dataset: Path) -> dict[str, Path]:
-    from aloe_bench.training.sft import TRAINING_INFO
+    from aloe_bench.training.common import TRAINING_INFO
     from aloe_bench.training.train_cli import run_stage
 
     import aloe_bench.training
@@ -221,14 +221,14 @@ def run_reproduce(cfg: ReproduceConfig) -> dict:
 
 
 def _handler(args) -> int:
-    from aloe_bench.core.config import dataclass_from_args
+    from aloe_bench.core.recipes import dataclass_from_args
 
     run_reproduce(dataclass_from_args(args, ReproduceConfig))
     return 0
 
 
 def register(sub) -> None:
-    from aloe_bench.core.config import add_recipe_parser
+    from aloe_bench.core.recipes import add_recipe_command
 
-    add_recipe_parser(sub, "reproduce", [ReproduceConfig], _handler,
-                      "Small-scale paper reproduction on one model: personas, data, SFT, DPO, ALOE table in the card.")
+    add_recipe_command(sub, "reproduce", [ReproduceConfig], _handler,
+                       "Small-scale paper reproduction on one model: personas, data, SFT, DPO, ALOE table in the card.")

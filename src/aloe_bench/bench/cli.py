@@ -62,7 +62,7 @@ def _add_eval(bench_sub) -> None:
 
 
 def _run_eval(args) -> int:
-    from aloe_bench.core.config import emit_report
+    from aloe_bench.core.io import emit_report
 
     from .eval_loop import bench_eval
 
@@ -139,7 +139,7 @@ def _add_faults(bench_sub) -> None:
 
 
 def _run_faults(args) -> int:
-    from aloe_bench.core.config import emit_report
+    from aloe_bench.core.io import emit_report
 
     from .faults import bench_faults
 
@@ -164,7 +164,7 @@ def _add_personas(bench_sub) -> None:
 
 
 def _run_personas(args) -> int:
-    from aloe_bench.core.config import emit_report
+    from aloe_bench.core.io import emit_report
 
     from .personas import bench_dedup
 
@@ -194,7 +194,7 @@ def _add_space(bench_sub) -> None:
 
 
 def _run_space(args) -> int:
-    from aloe_bench.core.config import emit_report
+    from aloe_bench.core.io import emit_report
 
     from .space_load import run_load_test
 

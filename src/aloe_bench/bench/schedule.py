@@ -104,7 +104,7 @@ def bench_schedule(n_personas: int = 64, turns: int = 10, max_concurrency: int =
                    mixed_turns: int = 3, mixed_model: str = "embedded", reply_max_new_tokens: int = 48,
                    output=None) -> dict:
     """Run the evaluation once per schedule (and the mixed run) and compare wall times with the bounds."""
-    from aloe_bench.core.config import atomic_write_json
+    from aloe_bench.core.io import atomic_write_json
 
     report: dict = {
         "benchmark": "aloe bench schedule",
@@ -185,7 +185,7 @@ def add_parser(bench_sub) -> None:
 def _cli(args) -> int:
     import sys
 
-    from aloe_bench.core.config import emit_report
+    from aloe_bench.core.io import emit_report
 
     try:
         report = bench_schedule(

@@ -81,6 +81,12 @@ def _revision(results: dict, revision: str | None) -> str | None:
     return personas.get("revision")
 
 
+def _card_scores(results: dict) -> list[tuple[str, float]]:
+    """(metric, value rounded to 4 places) for each card metric the run has; metrics that are None are left out."""
+    return [(name, round(float(results["metrics"][name]), 4)) for name in CARD_METRICS
+            if results["metrics"].get(name) is not None]
+
+
 def aloe_eval_results(results: dict, dataset_type: str | None = None, dataset_name: str | None = None,
                       source_url: str | None = None, source_name: str = "aloe-bench",
                       dataset_revision: str | None = None) -> list:
@@ -91,18 +97,13 @@ def aloe_eval_results(results: dict, dataset_type: str | None = None, dataset_na
     personas = personas_evaluated(results)
     dataset_name = dataset_name or f"ALOE ({personas} personas x {(results.get('counts') or {}).get('turns')} turns)"
     source = {"source_name": source_name, "source_url": source_url} if source_url else {}
-    entries = []
-    for name in CARD_METRICS:
-        value = results["metrics"].get(name)
-        if value is None:
-            continue
-        entries.append(EvalResult(
-            task_type="text-generation", task_name="Personalised multi-turn alignment (ALOE)",
-            dataset_type=dataset_type, dataset_name=dataset_name, dataset_config=BENCHMARK_CONFIG,
-            dataset_split=BENCHMARK_SPLIT, dataset_revision=_revision(results, dataset_revision),
-            metric_type=name, metric_name=f"ALOE {name}", metric_value=round(float(value), 4),
-            metric_config=f"judge: {results['judge']}", metric_args=metric_args(results), **source))
-    return entries
+    return [EvalResult(
+        task_type="text-generation", task_name="Personalised multi-turn alignment (ALOE)",
+        dataset_type=dataset_type, dataset_name=dataset_name, dataset_config=BENCHMARK_CONFIG,
+        dataset_split=BENCHMARK_SPLIT, dataset_revision=_revision(results, dataset_revision),
+        metric_type=name, metric_name=f"ALOE {name}", metric_value=value,
+        metric_config=f"judge: {results['judge']}", metric_args=metric_args(results), **source)
+        for name, value in _card_scores(results)]
 
 
 def eval_result_entries(results: dict, source_url: str | None = None, source_name: str | None = None,
@@ -111,16 +112,11 @@ def eval_result_entries(results: dict, source_url: str | None = None, source_nam
     from huggingface_hub import EvalResultEntry
 
     created = results.get("created")
-    entries = []
-    for name in CARD_METRICS:
-        value = results["metrics"].get(name)
-        if value is None:
-            continue
-        entries.append(EvalResultEntry(
-            dataset_id=benchmark_dataset(), task_id=TASK_IDS[name], value=round(float(value), 4),
-            dataset_revision=_revision(results, dataset_revision), date=created,
-            source_url=source_url, source_name=source_name if source_url else None, notes=_notes(results)))
-    return entries
+    return [EvalResultEntry(
+        dataset_id=benchmark_dataset(), task_id=TASK_IDS[name], value=value,
+        dataset_revision=_revision(results, dataset_revision), date=created,
+        source_url=source_url, source_name=source_name if source_url else None, notes=_notes(results))
+        for name, value in _card_scores(results)]
 
 
 def eval_results_yaml(entries: list) -> str:

@@ -284,3 +284,10 @@ def atomic_write_json(path: str | Path, data, **dumps) -> None:
 def atomic_write_jsonl(path: str | Path, rows: Iterable[dict]) -> None:
     """A whole JSONL file written atomically (rewriting a log, writing a pool)."""
     atomic_write_text(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+
+
+def emit_report(report: dict, output: str | Path | None = None) -> None:
+    """Print a report's JSON to stdout and, with `output`, write the same JSON there (atomically)."""
+    print(json.dumps(report, indent=2, ensure_ascii=False))
+    if output:
+        atomic_write_json(output, report)

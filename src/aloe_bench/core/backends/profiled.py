@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 
 from .base import Completion, GenerationConfig, Messages, OptionScores
@@ -59,6 +60,16 @@ class ProfiledBackend(DelegatingBackend):
             self._in_flight += 1
         return now
 
+    @contextmanager
+    def _call(self):
+        """Time one call to `inner` (yields its start); a call that raises is recorded as a call that did nothing."""
+        began = self._start()
+        try:
+            yield began
+        except BaseException:
+            self._record([], 0, began, 0)
+            raise
+
     def _record(self, conversations, reserve, began, generated) -> None:
         now = time.perf_counter()
         prompt = self._prompt_tokens(conversations, reserve)  # counted after the clock stopped
@@ -74,42 +85,26 @@ class ProfiledBackend(DelegatingBackend):
             p.prompt_tokens = None if prompt is None or p.prompt_tokens is None else p.prompt_tokens + prompt
 
     def _generate_batch(self, conversations: list[Messages], config: GenerationConfig) -> list[Completion]:
-        began = self._start()
-        try:
+        with self._call() as began:
             out = self.inner.generate(conversations, config)
-        except BaseException:
-            self._record([], 0, began, 0)
-            raise
         self._record(conversations, config.max_new_tokens, began, sum(c.tokens for c in out if not c.cached))
         return out
 
     def _score_options_batch(self, conversations: list[Messages], options: list[str]) -> list[OptionScores]:
-        began = self._start()
-        try:
+        with self._call() as began:
             out = self.inner.score_options(conversations, options)
-        except BaseException:
-            self._record([], 0, began, 0)
-            raise
         self._record(conversations, 1, began, 0)
         return out
 
     async def agenerate(self, messages: Messages, config: GenerationConfig) -> Completion:
-        began = self._start()
-        try:
+        with self._call() as began:
             out = await self.inner.agenerate(messages, config)
-        except BaseException:
-            self._record([], 0, began, 0)
-            raise
         self._record([messages], config.max_new_tokens, began, 0 if out.cached else out.tokens)
         return out
 
     async def ascore_options(self, messages: Messages, options: list[str]) -> OptionScores:
-        began = self._start()
-        try:
+        with self._call() as began:
             out = await self.inner.ascore_options(messages, options)
-        except BaseException:
-            self._record([], 0, began, 0)
-            raise
         self._record([messages], 1, began, 0)
         return out
 

@@ -1,0 +1,130 @@
+"""Recipes: one YAML file of dataclass fields per run, parsed by TRL's `TrlParser`; command-line flags override it.
+
+`aloe eval --config eval.yaml --turns 5` makes the recipe's values the defaults of the subcommand's flags (TRL's
+`set_defaults_with_config`), so a flag given on the command line wins, in one parse. Two things differ from
+`trl sft --config`: a key no flag knows is an error naming the file and the key (a typo must not be dropped
+silently), and there is no `env:` block (secrets come from the environment only, never from a recipe).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from pathlib import Path
+
+import yaml
+from trl import TrlParser
+
+
+class ConfigError(ValueError):
+    """A recipe file is malformed; the message names the file and the field."""
+
+
+def load_recipe(path: str | Path) -> dict:
+    """The recipe's mapping of field: value; a missing file, bad YAML (with its line) or a non-mapping is an error."""
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"{path}: no such recipe file")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise ConfigError(f"{where}: invalid YAML: {getattr(exc, 'problem', exc)}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a recipe must be a mapping of field: value")
+    return data
+
+
+def _config_path(argv: list[str]) -> str | None:
+    """The value of the last `--config PATH` / `--config=PATH` before a `--` (argparse's rule: the last one wins)."""
+    path = None
+    for i, token in enumerate(argv):
+        if token == "--":
+            break
+        if token == "--config" and i + 1 < len(argv):
+            path = argv[i + 1]
+        elif token.startswith("--config="):
+            path = token.split("=", 1)[1]
+    return path
+
+
+class RecipeParser(TrlParser):
+    """An `aloe` subcommand: flags from dataclasses (HfArgumentParser) and, when it has any, `--config recipe.yaml`.
+
+    `lazy_types` is a function returning the dataclasses, called when the command is parsed or its help shown:
+    the training stages use it because TRL's trainer configs import torch, which `aloe metrics` must not pay for.
+    Used as the `parser_class` of the `aloe` subcommands, so every subcommand (nested ones too) is one of these.
+    A recipe becomes the parser's defaults, so build a fresh parser per command line (as `aloe` does).
+    """
+
+    def __init__(self, dataclass_types=None, *, lazy_types=None, **kwargs):
+        super().__init__(dataclass_types, **kwargs)
+        self._lazy_types = lazy_types
+        self.takes_recipe = bool(self.dataclass_types) or lazy_types is not None
+        if self.takes_recipe:
+            self.add_argument("--config", default=None, metavar="RECIPE.yaml",
+                              help="YAML recipe of this command's fields; flags given on the command line override it")
+
+    def _load_types(self) -> None:
+        if self._lazy_types is None:
+            return
+        load, self._lazy_types = self._lazy_types, None
+        for dtype in load():
+            if "config" in dtype.__dataclass_fields__:  # TrlParser's rule: `config` names the recipe file
+                raise ValueError(f"dataclass {dtype.__name__} has a field named 'config', reserved for the recipe file")
+            self.dataclass_types.append(dtype)
+            self._add_dataclass_arguments(dtype)
+
+    def apply_recipe(self, path: str | Path) -> dict:
+        """Make the recipe's values this parser's defaults; return the recipe. Unknown keys raise ConfigError."""
+        self._load_types()
+        data = load_recipe(path)
+        reserved = [key for key in data if key in ("config", "help")]
+        left = self.set_defaults_with_config(**{k: v for k, v in data.items() if k not in reserved})
+        unknown = sorted(reserved + [flag.removeprefix("--") for flag in left[::2]])
+        if unknown:
+            raise ConfigError(f"{path}: unknown field(s) {', '.join(unknown)}")
+        return data
+
+    def parse_known_args(self, args=None, namespace=None):
+        self._load_types()
+        args = list(sys.argv[1:] if args is None else args)
+        path = _config_path(args) if self.takes_recipe else None
+        if path is not None:
+            self.apply_recipe(path)
+        namespace, extras = super().parse_known_args(args, namespace)
+        if self.takes_recipe and getattr(namespace, "config", None) not in (None, path):  # e.g. `--conf x.yaml`
+            raise ConfigError(f"{namespace.config}: name the recipe with --config in full")
+        return namespace, extras
+
+    def format_help(self) -> str:
+        self._load_types()
+        return super().format_help()
+
+    def format_usage(self) -> str:
+        self._load_types()
+        return super().format_usage()
+
+
+def read_recipe(path: str | Path, dataclass_types) -> dict:
+    """Load a recipe and check every key against the dataclasses' fields (what `--config` would apply)."""
+    return RecipeParser(dataclass_types).apply_recipe(path)
+
+
+def add_recipe_command(sub, name: str, dataclass_types, handler, help: str) -> RecipeParser:
+    """A subcommand whose flags come from `dataclass_types` and that takes `--config recipe.yaml`.
+
+    `sub` comes from `add_subparsers(parser_class=RecipeParser)` (the `aloe` command's and every nested one).
+    """
+    parser = sub.add_parser(name, dataclass_types=dataclass_types, help=help, description=help)
+    if not isinstance(parser, RecipeParser):
+        raise TypeError(f"{name}: its subparsers need parser_class=RecipeParser to read recipes")
+    parser.set_defaults(handler=handler)
+    return parser
+
+
+def dataclass_from_args(args, dtype):
+    """Build `dtype` from the parsed namespace (its fields only)."""
+    names = {f.name for f in dataclasses.fields(dtype) if f.init}
+    return dtype(**{k: v for k, v in vars(args).items() if k in names})
