@@ -31,7 +31,7 @@ from aloe_bench.core.specs import ModelSpec
 
 from .config import EvalConfig
 from .protocol import reply_generation, resolve, run_settings, user_generation
-from .results import RunFiles, add_lm_eval_keys, fingerprint, package_versions
+from .results import RunFiles, SampleWriter, add_lm_eval_keys, fingerprint, package_versions
 
 SMOKE_NOTE = ("judged by the embedded 135M model: a smoke-run signal only, not a number anyone should cite; "
               "use a real judge (an OpenAI-compatible endpoint) for results")
@@ -225,16 +225,17 @@ async def _converse(conv: Conversation, turns: int, roles: Roles, stats: _Stats,
         write([_judged(row, verdict, stats)])
 
     try:
-        for turn in range(conv.turns_done + 1, turns + 1):
-            if conv.stopped is not None:
-                break
-            user = await roles.user.anext_message(conv.persona, conv.history)
-            reply = None
-            if user.ok:
-                reply = await roles.model.agenerate(conv.history + [{"role": "user", "content": user.text}],
-                                                    roles.reply_config)
-            row, history = _turn_row(conv, turn, user, reply, stats)
-            previous = asyncio.create_task(judge_and_write(row, history, previous))
+        with roles.model.expecting():  # between its replies, the model may hold a small batch for this conversation
+            for turn in range(conv.turns_done + 1, turns + 1):
+                if conv.stopped is not None:
+                    break
+                user = await roles.user.anext_message(conv.persona, conv.history)
+                reply = None
+                if user.ok:
+                    reply = await roles.model.agenerate(conv.history + [{"role": "user", "content": user.text}],
+                                                        roles.reply_config)
+                row, history = _turn_row(conv, turn, user, reply, stats)
+                previous = asyncio.create_task(judge_and_write(row, history, previous))
         if previous is not None:
             await previous
     except BaseException:
@@ -283,8 +284,13 @@ def evaluate_model(cfg: EvalConfig, roles: Roles | None = None, persona_set: Per
     bar = tqdm(total=total, initial=done, unit="turn", desc="ALOE", disable=not cfg.progress)
     try:
         if cfg.schedule == "free":
-            _run_async(_run_free(list(conversations.values()), cfg.turns, roles, stats,
-                                  lambda rows: _write(files, rows, bar)))
+            writer = SampleWriter(files, on_written=lambda rows: bar.update(len(rows)))
+            try:
+                _run_async(_run_free(list(conversations.values()), cfg.turns, roles, stats, writer.write))
+            except BaseException:
+                writer.close(raise_error=False)  # rows already judged still reach the log; the run's error wins
+                raise
+            writer.close()
         else:
             _run_groups(conversations, cfg, roles, stats, files, bar)
     finally:
