@@ -102,8 +102,8 @@ class SpaceUI:
         self.default_set = next(iter(self.sets))
 
     # -- helpers ----------------------------------------------------------------------------------
-    def roles(self, config: SpaceConfig) -> S.Roles:
-        return S.Roles(config, self.loader)
+    def roles(self, config: SpaceConfig) -> S.SpaceRoles:
+        return S.SpaceRoles(config, self.loader)
 
     def _lanes(self, session: S.ChatSession):
         lanes = list(session.lanes) + [None] * (2 - len(session.lanes))

@@ -14,7 +14,7 @@ from aloe_bench.core.backends import GenerationConfig
 from aloe_bench.core.judge import Judge, JudgeConfig
 from aloe_bench.core.simulator import UserSimulator
 from aloe_bench.harness import EvalConfig, evaluate_model
-from aloe_bench.harness.runner import Roles
+from aloe_bench.harness.runner import EvalRoles
 from fakes import ScriptedBackend
 
 KEYS = ("persona_id", "turn", "user_message", "reply", "score", "judge_raw", "judge_error", "judge_attempts", "error")
@@ -36,7 +36,7 @@ def judge_fn(messages, config):
 
 def make_roles(user=user_fn, reply=reply_fn, judge=judge_fn, backend=ScriptedBackend, scoring="text"):
     model, users, judges = backend(fn=reply), backend(fn=user), backend(fn=judge, options={"4": 0.5, "2": 0.5})
-    roles = Roles(model, UserSimulator(users, GenerationConfig(16, 0.7, seed=3)),
+    roles = EvalRoles(model, UserSimulator(users, GenerationConfig(16, 0.7, seed=3)),
                   Judge(judges, JudgeConfig("paper", scoring, max_retries=1)), GenerationConfig(16), None)
     return roles, model, users, judges
 
@@ -91,7 +91,7 @@ def test_free_keeps_the_judge_off_the_critical_path(tmp_path, upstream_dir):
 
     model = ScriptedBackend(fn=reply_fn)
     users, judges = User(fn=user_fn), Judge_(fn=judge_fn)
-    roles = Roles(model, UserSimulator(users, GenerationConfig(16, 0.7)),
+    roles = EvalRoles(model, UserSimulator(users, GenerationConfig(16, 0.7)),
                   Judge(judges, JudgeConfig("paper", "text", max_retries=0)), GenerationConfig(16), None)
     began = time.monotonic()
     results = evaluate_model(config(tmp_path, upstream_dir, max_personas=2, turns=3, cache=False), roles=roles)

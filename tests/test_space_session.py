@@ -30,7 +30,7 @@ def make(config=None, reply=None, judge=None, user=None, compare=False):
     }
     session = S.new_session(config)
     session.persona = PERSONA
-    return session, S.Roles(config, loader=lambda spec: backends[spec]), backends
+    return session, S.SpaceRoles(config, loader=lambda spec: backends[spec]), backends
 
 
 def send(session, roles, text):
@@ -103,7 +103,7 @@ def test_unknown_model_is_a_message_not_a_crash():
         raise OSError("nope/missing is not a local folder and the Hub is offline")
 
     with pytest.raises(S.SpaceError, match="could not load the assistant model 'nope/missing'.*Hub is offline"):
-        send(session, S.Roles(config, loader=loader), "hi")
+        send(session, S.SpaceRoles(config, loader=loader), "hi")
     assert session.n_turns == 0
 
 
@@ -123,7 +123,7 @@ def test_unparsable_text_judge_is_a_failure_not_a_number():
     config = SpaceConfig(model="a/model", user_model="u/model", judge_model="j/model")
     session, _, backends = make(config=config)
     backends["j/model"] = judge
-    roles = S.Roles(config, loader=lambda spec: backends[spec])
+    roles = S.SpaceRoles(config, loader=lambda spec: backends[spec])
     send(session, roles, "hi")
     S.score_pending(session, roles)
     turn = session.lanes[0].turns[0]

@@ -247,5 +247,5 @@ def test_an_unexpected_backend_exception_is_a_message_too():
             raise RuntimeError("CUDA driver vanished")
 
     ui.loader = lambda spec: Raising() if spec == "embedded" else fakes()[1](spec)
-    list(S.autoplay(session, S.Roles(ui.config, fakes()[1]), 1))
+    list(S.autoplay(session, S.SpaceRoles(ui.config, fakes()[1]), 1))
     assert ui.on_induce(session, ui.config) == "⚠️ unexpected error: RuntimeError: CUDA driver vanished"

@@ -224,7 +224,9 @@ def pair_judge_messages(prompt, persona: Persona, message: str, reply_a: str, re
 
 
 @dataclass
-class Conversation:
+class PairConversation:
+    """One generated conversation: a persona pair's turns, each with a preferred and a rejected reply."""
+
     index: int
     persona: Persona
     seed: int
@@ -277,20 +279,20 @@ class Generator:
     def _judge_config(self, turn: int) -> GenerationConfig:
         return GenerationConfig(self.cfg.judge_max_new_tokens, self.cfg.temperature, seed=self.cfg.seed * 1000 + turn)
 
-    def _user_ok(self, conv: Conversation, turn: int, completion) -> bool:
+    def _user_ok(self, conv: PairConversation, turn: int, completion) -> bool:
         if not completion.ok:
             self.failures["user"] += 1
             conv.error = f"turn {turn}: user simulator: {completion.error}"
         return completion.ok
 
-    def _induction_ok(self, conv: Conversation, turn: int, ind) -> bool:
+    def _induction_ok(self, conv: PairConversation, turn: int, ind) -> bool:
         if ind[3] is not None:
             self.failures["induction"] += 1
             last = (ind[1] or "")[:200]
             conv.error = f"turn {turn}: induction: {ind[3]} after {ind[2]} attempts (last answer: {last!r})"
         return ind[3] is None
 
-    def _responders_ok(self, conv: Conversation, turn: int, pref, rej) -> bool:
+    def _responders_ok(self, conv: PairConversation, turn: int, pref, rej) -> bool:
         failed = [(name, r) for name, r in (("preferred", pref), ("rejected", rej)) if r[3] is not None]
         for name, _ in failed:
             self.failures[name] += 1
@@ -298,7 +300,7 @@ class Generator:
             conv.error = "; ".join(f"turn {turn}: {n} responder: {r[3]} after {r[2]} attempts" for n, r in failed)
         return not failed
 
-    def _continue(self, conv: Conversation, turn: int, message: str, ind, pref: str, rej: str) -> dict:
+    def _continue(self, conv: PairConversation, turn: int, message: str, ind, pref: str, rej: str) -> dict:
         """Record the turn (judge fields still empty) and continue with one of the two replies, at random.
 
         The continuation does not depend on the judge, so the judge can run off the critical path."""
@@ -324,7 +326,7 @@ class Generator:
         record.update(judge_choice=choice, judge_raw=raw, attempts={**record["attempts"], "judge": attempts},
                       error=None if error is None else f"pair judge: {error} after {attempts} attempts")
 
-    def _judge_request(self, conv: Conversation, record: dict) -> tuple[list[dict], dict]:
+    def _judge_request(self, conv: PairConversation, record: dict) -> tuple[list[dict], dict]:
         pref, rej, position = record["preferred"], record["rejected"], record["preferred_position"]
         a, b = (pref, rej) if position == "A" else (rej, pref)
         labels = {"A": "preferred" if position == "A" else "rejected",
@@ -344,7 +346,7 @@ class Generator:
         found = re.findall(self.judge_prompt["score_pattern"], text or "")
         return found[-1] if found else None
 
-    def step(self, group: list[Conversation], turn: int) -> None:
+    def step(self, group: list[PairConversation], turn: int) -> None:
         """Advance every live conversation of `group` by one turn (one batched call per role: lockstep)."""
         live = [c for c in group if c.error is None and len(c.turns) == turn - 1]
         if not live:
@@ -387,7 +389,7 @@ class Generator:
         return [(None if letter is None else labels[letter], raw, attempts, error)
                 for labels, (letter, raw, attempts, error) in zip(label_of, results)]
 
-    async def _ajudge(self, conv: Conversation, record: dict) -> None:
+    async def _ajudge(self, conv: PairConversation, record: dict) -> None:
         request, labels = self._judge_request(conv, record)
         if self.judge_scoring == "logprobs":
             verdict = self._from_scores(labels, await self.backends["judge"].ascore_options(request, ["A", "B"]))
@@ -398,7 +400,7 @@ class Generator:
             verdict = (None if letter is None else labels[letter], raw, attempts, error)
         self._judged(record, verdict)
 
-    async def converse(self, conv: Conversation, turns: int) -> None:
+    async def converse(self, conv: PairConversation, turns: int) -> None:
         """One conversation as its own task (the free schedule): the same requests, seeds and records as
         `step`, one request at a time; each turn's pair judge runs alongside the next turn."""
         judges: list[asyncio.Task] = []
@@ -521,14 +523,14 @@ def generate_conversations(cfg: GenerateConfig, backends: dict[str, ChatBackend]
     generator = Generator(cfg, backends, prompts)
     conv_path = out / CONVERSATIONS_FILE
     finished = load_finished(conv_path)
-    todo = [Conversation(i, p, cfg.seed * 1_000_003 + i) for i, p in enumerate(persona_pairs(cfg), start=1)]
+    todo = [PairConversation(i, p, cfg.seed * 1_000_003 + i) for i, p in enumerate(persona_pairs(cfg), start=1)]
     todo = [c for c in todo if c.id not in finished]
     models_json = json.dumps(cfg.role_specs(), sort_keys=True)
     prompts_json = json.dumps(meta["prompts"]["sha256"], sort_keys=True)
     bar = tqdm(total=cfg.n_conversations, initial=cfg.n_conversations - len(todo), unit="conv", desc="generate",
                disable=not cfg.progress)
 
-    def write(conv: Conversation) -> None:
+    def write(conv: PairConversation) -> None:
         record = {"id": conv.id, "persona_id": conv.persona.id,
                   "profile_id": conv.persona.profile_id, "personality_id": conv.persona.personality_id,
                   "profile": conv.persona.profile, "personality": conv.persona.personality,
@@ -565,11 +567,11 @@ def generate_conversations(cfg: GenerateConfig, backends: dict[str, ChatBackend]
             "induction_parse": generator.induction_parse}
 
 
-async def _converse_all(generator: Generator, todo: list[Conversation], turns: int, write) -> None:
+async def _converse_all(generator: Generator, todo: list[PairConversation], turns: int, write) -> None:
     """Every conversation its own task, each written whole when it ends; one that raises stops alone and the
     others finish before the error is raised. A cancelled conversation writes nothing (a re-run redoes it)."""
 
-    async def one(conv: Conversation) -> None:
+    async def one(conv: PairConversation) -> None:
         await generator.converse(conv, turns)
         write(conv)
 

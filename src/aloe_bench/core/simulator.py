@@ -45,29 +45,32 @@ def role_play_messages(persona: Persona, history: list[dict], prompts: PromptBoo
 
 
 class UserSimulator:
-    """Batched role-play user; empty messages (after cleaning) are retried with a new seed, then failed."""
+    """Batched role-play user; empty messages (after cleaning) are retried with a new seed, then failed.
+
+    `max_chars` clips each message (the Space bounds a simulated message like one typed by a person)."""
 
     def __init__(self, backend: ChatBackend, config: GenerationConfig, prompts: PromptBook | None = None,
-                 max_retries: int = 2):
+                 max_retries: int = 2, max_chars: int | None = None):
         self.backend = backend
         self.config = config
         self.prompts = prompts or load_prompts()
         self.max_retries = max_retries
+        self.max_chars = max_chars
 
     def describe(self) -> dict:
-        return {"generation": self.config.to_dict(), "max_retries": self.max_retries,
+        info = {"generation": self.config.to_dict(), "max_retries": self.max_retries,
                 "prompt_sha256": self.prompts["user_simulator"].sha256[:16], "model": self.backend.describe()}
+        return info if self.max_chars is None else {**info, "max_chars": self.max_chars}
 
     def _attempt_config(self, attempt: int, config: GenerationConfig | None = None) -> GenerationConfig:
         config = config or self.config
         return config if attempt == 0 else replace(
             config, seed=config.seed + 1000 * attempt, temperature=max(config.temperature or 0.0, 0.7))
 
-    @staticmethod
-    def _cleaned(completion: Completion) -> Completion:
+    def _cleaned(self, completion: Completion) -> Completion:
         if not completion.ok:
             return completion
-        text = clean_user_message(completion.text)
+        text = clean_user_message(completion.text)[:self.max_chars].strip()
         return replace(completion, text=text) if text else replace(
             completion, text=None, error="empty user message after cleaning")
 
