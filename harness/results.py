@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import queue
+import threading
 import time
 from importlib import metadata
 from pathlib import Path
@@ -65,6 +67,57 @@ class RunFiles:
 
     def write_results(self, results: dict) -> None:
         atomic_write_json(self.results_path, results)
+
+
+class SampleWriter:
+    """Appends rows to a run's samples log on its own thread, in the order `write` was called.
+
+    Durable appends (fsync) block for milliseconds each; on the event loop they would stall every conversation.
+    Rows queued while an append runs go out together with one fsync; each row is still a whole line, in order,
+    so a run killed at any point resumes as before. `close` waits for every queued row and raises the first
+    error; after an error, `write` raises it too (the caller stops; nothing already written is lost).
+    """
+
+    def __init__(self, files: RunFiles, on_written=None):
+        self.files = files
+        self.on_written = on_written or (lambda rows: None)
+        self.error: BaseException | None = None
+        self._queue: queue.Queue = queue.Queue()
+        self._thread = threading.Thread(target=self._loop, name="aloe-samples-writer", daemon=True)
+        self._thread.start()
+
+    def write(self, rows: list[dict]) -> None:
+        if self.error is not None:
+            raise self.error
+        if rows:
+            self._queue.put(rows)
+
+    def close(self, raise_error: bool = True) -> None:
+        """Wait until every queued row is on disk; raise the first error (unless `raise_error` is false)."""
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+        if self.error is not None and raise_error:
+            raise self.error
+
+    def _loop(self) -> None:
+        while True:
+            batch = [self._queue.get()]
+            while True:  # take whatever else is queued: one append, one fsync
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            stop = None in batch
+            rows = [row for item in batch if item is not None for row in item]
+            if rows and self.error is None:
+                try:
+                    self.files.append_samples(rows)
+                    self.on_written(rows)
+                except BaseException as exc:  # surfaced by the next `write` and by `close`
+                    self.error = exc
+            if stop:
+                return
 
 
 LM_EVAL_METRICS = ("AL_avg", "IR", "N_IR", "R2", "N_R2")

@@ -30,7 +30,7 @@ from aloe_bench.core.specs import ModelSpec
 
 from .config import EvalConfig
 from .protocol import reply_generation, resolve, run_settings, user_generation
-from .results import RunFiles, add_lm_eval_keys, fingerprint, package_versions
+from .results import RunFiles, SampleWriter, add_lm_eval_keys, fingerprint, package_versions
 
 SMOKE_NOTE = ("judged by the embedded 135M model: a smoke-run signal only, not a number anyone should cite; "
               "use a real judge (an OpenAI-compatible endpoint) for results")
@@ -205,8 +205,14 @@ def evaluate_model(cfg: EvalConfig, roles: EvalRoles | None = None, persona_set:
     bar = tqdm(total=total, initial=done, unit="turn", desc="ALOE", disable=not cfg.progress)
     try:
         if cfg.schedule == "free":
-            _run_async(converse_all(list(conversations.values()), cfg.turns, roles,
-                                    lambda conv, record: _write(files, [_row(conv.persona, record, stats)], bar)))
+            writer = SampleWriter(files, on_written=lambda rows: bar.update(len(rows)))
+            try:
+                _run_async(converse_all(list(conversations.values()), cfg.turns, roles,
+                                        lambda conv, record: writer.write([_row(conv.persona, record, stats)])))
+            except BaseException:
+                writer.close(raise_error=False)  # rows already judged still reach the log; the run's error wins
+                raise
+            writer.close()
         else:
             _run_groups(conversations, cfg, roles, stats, files, bar)
     finally:

@@ -92,6 +92,8 @@ def _run(server: LatencyServer, schedule: str, n_personas: int, turns: int, max_
         run["local_model_batches"] = {"batches": after["batches"] - batches_before["batches"],
                                       "requests": after["requests"] - batches_before["requests"],
                                       "jobs": after["jobs"] - batches_before["jobs"],
+                                      "held": after["held"] - batches_before["held"],
+                                      "held_s": round(after["held_s"] - batches_before["held_s"], 3),
                                       "batch_sizes": {size: count - batches_before["sizes"].get(size, 0)
                                                       for size, count in after["sizes"].items()
                                                       if count > batches_before["sizes"].get(size, 0)}}
@@ -102,8 +104,11 @@ def bench_schedule(n_personas: int = 64, turns: int = 10, max_concurrency: int =
                    median_s: float = 0.5, sigma: float = 0.8, schedules: tuple[str, ...] = ("free", "lockstep"),
                    persona_source: str = "default", mixed: bool = True, mixed_personas: int = 16,
                    mixed_turns: int = 3, mixed_model: str = "embedded", reply_max_new_tokens: int = 48,
-                   output=None) -> dict:
-    """Run the evaluation once per schedule (and the mixed run) and compare wall times with the bounds."""
+                   output=None, main: bool = True) -> dict:
+    """Run the evaluation once per schedule (and the mixed run) and compare wall times with the bounds.
+
+    `main=False` skips the all-remote runs (only the mixed run, when `mixed`).
+    """
     from aloe_bench.core.io import atomic_write_json
 
     report: dict = {
@@ -114,11 +119,12 @@ def bench_schedule(n_personas: int = 64, turns: int = 10, max_concurrency: int =
         "runs": {},
     }
     with LatencyServer(seed=seed, median_s=median_s, sigma=sigma, user_role=ROLES["user"]) as server:
-        for schedule in schedules:
+        for schedule in schedules if main else ():
             report["runs"][schedule] = _run(server, schedule, n_personas, turns, max_concurrency, persona_source)
             if output:
                 atomic_write_json(output, report)
-        report["summary"] = summarise(report["runs"])
+        if main:
+            report["summary"] = summarise(report["runs"])
         if mixed:
             report["mixed"] = {"setup": {"personas": mixed_personas, "turns": mixed_turns, "model": mixed_model,
                                          "reply_max_new_tokens": reply_max_new_tokens,
@@ -173,6 +179,8 @@ def add_parser(bench_sub) -> None:
     parser.add_argument("--persona-source", "--persona_source", dest="persona_source", default="default")
     parser.add_argument("--no-mixed", dest="mixed", action="store_false",
                         help="Skip the mixed run (embedded model in-process, user and judge on the server).")
+    parser.add_argument("--no-main", dest="main", action="store_false",
+                        help="Skip the all-remote runs (only the mixed run).")
     parser.add_argument("--mixed-personas", "--mixed_personas", dest="mixed_personas", type=int, default=16)
     parser.add_argument("--mixed-turns", "--mixed_turns", dest="mixed_turns", type=int, default=3)
     parser.add_argument("--mixed-model", "--mixed_model", dest="mixed_model", default="embedded")
@@ -194,7 +202,7 @@ def _cli(args) -> int:
             schedules=tuple(s.strip() for s in args.schedules.split(",") if s.strip()),
             persona_source=args.persona_source, mixed=args.mixed, mixed_personas=args.mixed_personas,
             mixed_turns=args.mixed_turns, mixed_model=args.mixed_model,
-            reply_max_new_tokens=args.reply_max_new_tokens, output=args.output)
+            reply_max_new_tokens=args.reply_max_new_tokens, output=args.output, main=args.main)
     except ValueError as exc:
         print(f"aloe bench schedule: {exc}", file=sys.stderr)
         return 2

@@ -9,6 +9,7 @@ replies through the `reply` hook. Batched schedules (lockstep) advance the same 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -110,15 +111,17 @@ async def converse(state: ConversationState, turns: int, roles: ConversationRole
         on_judged(record)
 
     try:
-        for turn in range(state.turns_done + 1, turns + 1):
-            if state.stopped is not None:
-                break
-            user = await roles.user.anext_message(state.persona, state.history)
-            answer = None
-            if user.ok:
-                answer = await (reply(state, user.text) if reply is not None
-                                else roles.model.agenerate(state.request(user.text), roles.reply_config))
-            previous = asyncio.create_task(judge_then_report(state.advance(turn, user, answer), previous))
+        # Between its replies the model may hold a small batch for this conversation (when it asks for them itself).
+        with roles.model.expecting() if reply is None else contextlib.nullcontext():
+            for turn in range(state.turns_done + 1, turns + 1):
+                if state.stopped is not None:
+                    break
+                user = await roles.user.anext_message(state.persona, state.history)
+                answer = None
+                if user.ok:
+                    answer = await (reply(state, user.text) if reply is not None
+                                    else roles.model.agenerate(state.request(user.text), roles.reply_config))
+                previous = asyncio.create_task(judge_then_report(state.advance(turn, user, answer), previous))
         if previous is not None:
             await previous
     except BaseException:

@@ -9,9 +9,11 @@ arrive together into batches, remote ones send them concurrently under a per-bac
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
+from typing import ContextManager
 from dataclasses import asdict, dataclass, field
 
 Messages = list[dict]
@@ -117,6 +119,12 @@ class ChatBackend(ABC):
     async def ascore_options(self, messages: Messages, options: list[str]) -> OptionScores:
         """`score_options` for one conversation, awaitable (same default as `agenerate`)."""
         return (await asyncio.to_thread(self.score_options, [messages], options))[0]
+
+    def expecting(self) -> ContextManager:
+        """Context for a caller that keeps sending this backend generation requests (a conversation): whenever it
+        has none in the backend it is on its way back, and a batching backend may hold a small batch open for it.
+        A no-op by default."""
+        return contextlib.nullcontext()
 
     async def aclose(self) -> None:
         """Release what the backend holds for the running event loop (e.g. an HTTP client); a no-op by default."""

@@ -8,10 +8,19 @@ conversations at different turns share a batch, and nobody waits for a whole loc
 
 Arrivals are debounced: a burst of requests (many conversation tasks resuming at once, each tokenising its
 prompt first) is gathered before the batch starts, up to `max_wait_s` after the first of them.
+
+Small batches are held open for callers known to be on their way. A caller that keeps sending requests of
+one kind (a conversation: reply, then a message from a remote role-play user, then the next reply) runs inside
+`expecting(kind)`; while it has no request in this worker it is "out" and will be back. When a batch would be
+smaller than `max_batch`, some of these callers are out, and no other work is queued, the worker waits for them
+up to `hold_fraction` of the recent run time of that kind of batch. A decode costs about the same wall time for 1 sequence as for 16 on a CPU, so running the first arrival
+alone makes everyone who arrives a moment later wait a whole batch. With nobody out, nothing is held.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import itertools
 import threading
 import time
@@ -56,6 +65,12 @@ class _Item:
     payload: Any = None
     job: Callable[[], Any] | None = None
     submitted: float = field(default_factory=time.perf_counter)
+    client: int | None = None  # the `expecting()` caller that sent it, if any
+
+
+# (worker id, client id) of every `expecting()` the current task or thread is inside (tasks it starts inherit
+# them): a request it sends that worker shows the caller is in, not out.
+_CLIENTS: contextvars.ContextVar[tuple] = contextvars.ContextVar("aloe_batching_clients", default=())
 
 
 @dataclass
@@ -67,11 +82,13 @@ class BatchStats:
     jobs: int = 0
     sizes: Counter = field(default_factory=Counter)
     split_after_error: int = 0  # batches that failed as a whole and were re-run one request at a time
+    held: int = 0  # batches held open for expected callers
+    held_s: float = 0.0  # total time those holds took
 
     def to_dict(self) -> dict:
         return {"batches": self.batches, "requests": self.requests, "jobs": self.jobs,
                 "largest": max(self.sizes, default=0), "sizes": dict(sorted(self.sizes.items())),
-                "split_after_error": self.split_after_error}
+                "split_after_error": self.split_after_error, "held": self.held, "held_s": round(self.held_s, 3)}
 
 
 class ModelWorker:
@@ -81,10 +98,15 @@ class ModelWorker:
     exception into that request's failed result. A batch that raises is re-run one request at a time, so one
     bad request fails alone. `plan(key, lengths) -> list of index lists` may split a key's pending requests
     into batches (default: windows of `max_batch` by length).
+
+    Holding: a small batch waits for callers inside `expecting(kind)`, where `kind_of(key)` is the batch's kind, up
+    to `hold_fraction` x the moving average of that key's batch run times (`first_hold_s` before one has run);
+    see the module docstring.
     """
 
     def __init__(self, run_batch, on_error, max_batch: int, plan=None, debounce_s: float = 0.02,
-                 max_wait_s: float = 0.25, name: str = "aloe-model-worker"):
+                 max_wait_s: float = 0.25, name: str = "aloe-model-worker", hold_fraction: float = 0.5,
+                 first_hold_s: float = 2.0, ema_weight: float = 0.3, kind_of: Callable[[Hashable], Hashable] = None):
         self._run_batch = run_batch
         self._on_error = on_error
         self._plan = plan
@@ -92,7 +114,15 @@ class ModelWorker:
         self.debounce_s = debounce_s
         self.max_wait_s = max_wait_s
         self.name = name
+        self.hold_fraction = hold_fraction
+        self.first_hold_s = first_hold_s
+        self.ema_weight = ema_weight
+        self._kind_of = kind_of or (lambda key: key)
         self.stats = BatchStats()
+        self._clients: dict[int, Hashable] = {}  # callers inside `expecting(kind)`: client id -> kind
+        self._client_ids = itertools.count()
+        self._running_clients: set[int] = set()  # clients with a request in the batch that runs now
+        self._run_time: dict[Hashable, float] = {}  # per key, moving average of batch run times (s)
         self._cond = threading.Condition()
         self._queue: list[_Item] = []
         self._seq = itertools.count()
@@ -103,7 +133,9 @@ class ModelWorker:
     # -- client side ----------------------------------------------------------------------------------
     def submit(self, key: Hashable, length: int, payload: Any) -> Future:
         """Queue one request; the future gets its result (never an exception unless the worker is closed)."""
-        return self._put(_Item(next(self._seq), Future(), key=key, length=length, payload=payload))
+        mine = [client for worker, client in _CLIENTS.get() if worker == id(self)]
+        return self._put(_Item(next(self._seq), Future(), key=key, length=length, payload=payload,
+                               client=mine[-1] if mine else None))
 
     def submit_job(self, fn: Callable[[], Any]) -> Future:
         """Queue a whole job (runs alone on the worker thread)."""
@@ -114,6 +146,27 @@ class ModelWorker:
         if threading.current_thread() is self._thread:
             return fn()
         return self.submit_job(fn).result()
+
+    @contextlib.contextmanager
+    def expecting(self, kind: Hashable):
+        """While inside, the caller is a client that sends requests of `kind`; with none in the worker, it is out."""
+        with self._cond:
+            client = next(self._client_ids)
+            self._clients[client] = kind
+        token = _CLIENTS.set(_CLIENTS.get() + ((id(self), client),))
+        try:
+            yield
+        finally:
+            _CLIENTS.reset(token)
+            with self._cond:
+                del self._clients[client]
+                self._cond.notify_all()
+
+    def hold_bound(self, key: Hashable) -> float:
+        """How long a small batch of `key` may wait for expected callers: a fraction of its usual run time."""
+        if key in self._run_time:
+            return self.hold_fraction * self._run_time[key]
+        return self.first_hold_s
 
     def close(self) -> None:
         with self._cond:
@@ -143,11 +196,13 @@ class ModelWorker:
                 head = min(self._queue, key=lambda i: i.seq)
                 if head.job is None:
                     self._gather(head)
+                    self._hold(head)
                     chosen = self._choose(head)
                 else:
                     chosen = [head]
                 for item in chosen:
                     self._queue.remove(item)
+                self._running_clients = {i.client for i in chosen if i.client is not None}
             live = [i for i in chosen if i.future.set_running_or_notify_cancel()]
             if not live:
                 continue
@@ -166,6 +221,35 @@ class ModelWorker:
             if same >= self.max_batch or quiet_for >= self.debounce_s or now - started >= self.max_wait_s:
                 return
             self._cond.wait(min(self.debounce_s - quiet_for, self.max_wait_s - (now - started)))
+
+    def _out(self, kind: Hashable) -> int:
+        """Callers inside `expecting(kind)` with no request in this worker: requests that may come during a hold."""
+        inside = {i.client for i in self._queue} | self._running_clients
+        return sum(1 for client, k in self._clients.items() if k == kind and client not in inside)
+
+    def _hold(self, head: _Item) -> None:
+        """Hold a small batch (lock held) while expected callers are out and nothing else waits; bounded."""
+        bound = self.hold_bound(head.key)
+        started = time.monotonic()
+        held = False
+        while not self._closed:
+            now = time.monotonic()
+            same = sum(1 for i in self._queue if i.job is None and i.key == head.key)
+            other = len(self._queue) - same
+            out = self._out(self._kind_of(head.key))
+            quiet_for = now - self._last_arrival
+            if same >= self.max_batch or other or now - started >= bound:
+                break
+            if out == 0:  # everyone is in (once held, wait until arrivals have been quiet for `debounce_s`)
+                if not held or quiet_for >= self.debounce_s:
+                    break
+                self._cond.wait(self.debounce_s - quiet_for)
+                continue
+            held = True
+            self._cond.wait(bound - (now - started))
+        if held:
+            self.stats.held += 1
+            self.stats.held_s += time.monotonic() - started
 
     def _choose(self, head: _Item) -> list[_Item]:
         group = sorted((i for i in self._queue if i.job is None and i.key == head.key), key=lambda i: i.length)
@@ -196,6 +280,7 @@ class ModelWorker:
         self.stats.batches += 1
         self.stats.requests += len(items)
         self.stats.sizes[len(items)] += 1
+        began = time.perf_counter()
         try:
             results = self._run_batch(key, [i.payload for i in items])
             if len(results) != len(items):
@@ -212,6 +297,11 @@ class ModelWorker:
                     except Exception as single:
                         results.append(self._on_error(key, item.payload, single))
         done = time.perf_counter()
+        previous = self._run_time.get(key)
+        took = done - began
+        self._run_time[key] = took if previous is None else previous + self.ema_weight * (took - previous)
+        with self._cond:
+            self._running_clients = set()
         for item, result in zip(items, results):
             if hasattr(result, "latency_s"):
                 result.latency_s = done - item.submitted  # what this request waited, queueing included

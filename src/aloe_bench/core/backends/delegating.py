@@ -38,6 +38,9 @@ class DelegatingBackend(ChatBackend):
     async def ascore_options(self, messages: Messages, options: list[str]) -> OptionScores:
         return await self.inner.ascore_options(messages, options)
 
+    def expecting(self):
+        return self.inner.expecting()
+
     async def aclose(self) -> None:
         await self.inner.aclose()
 

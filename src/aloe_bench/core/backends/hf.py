@@ -125,7 +125,7 @@ class TransformersBackend(ChatTemplatePrompts, ChatBackend):
             0.1 if self.device == "cpu" else 0.5)
         self._tokenizer_lock = threading.Lock()  # the caller's thread encodes while the worker decodes
         self.worker = ModelWorker(self._serve_batch, self._failed, self.batch_size, plan=self._plan,
-                                  name=f"aloe-model-{spec.label}")
+                                  name=f"aloe-model-{spec.label}", kind_of=lambda key: key[0])
         # Models whose forward takes `logits_to_keep` (all current causal LMs) skip the LM head on earlier positions.
         accepts = "logits_to_keep" in inspect.signature(self.model.forward).parameters
         self._last_logits_only = {"logits_to_keep": 1} if accepts else {}
@@ -253,6 +253,9 @@ class TransformersBackend(ChatTemplatePrompts, ChatBackend):
         except Exception as exc:
             return OptionScores(error=f"{type(exc).__name__}: {exc}")
         return await asyncio.wrap_future(self.worker.submit(("options", tuple(options)), len(prompt), prompt))
+
+    def expecting(self):
+        return self.worker.expecting("generate")
 
     def _plan(self, key, lengths: list[int]) -> list[list[int]] | None:
         if key[0] == "options":
