@@ -42,6 +42,16 @@ PUBLIC_SPECS_NOTE = ("Specs: `embedded`, `ORG/NAME`. A model you choose here nev
                      "(`openai:NAME`) are only those the owner configured.")
 
 
+def _check_oauth_extra() -> None:
+    """Sign-in needs gradio's `oauth` extra; say so in one line rather than deep inside gradio's app creation."""
+    try:
+        import authlib  # noqa: F401
+        import itsdangerous  # noqa: F401
+    except ImportError:
+        raise RuntimeError("oauth is on (the card's hf_oauth: true, or ALOE_SPACE_OAUTH) but gradio's oauth extra is "
+                           "missing: pip install 'gradio[oauth]' (aloe hub build space --oauth adds it)") from None
+
+
 def _message(exc: Exception) -> str:
     """What the status line says about a failure (a SpaceError is already worded for people); secrets redacted."""
     text = f"⚠️ {exc}" if isinstance(exc, S.SpaceError) else f"⚠️ unexpected error: {type(exc).__name__}: {exc}"
@@ -277,6 +287,8 @@ class SpaceUI:
         template.persona = first
         compare_on = cfg.compare_model is not None
         can_change = cfg.allow_model_change
+        if cfg.oauth:
+            _check_oauth_extra()
 
         # gradio's cached copies of exported files are deleted like the sessions they came from
         ttl = int(cfg.session_ttl_s)

@@ -249,3 +249,15 @@ def test_oauth_build_asks_for_read_repos_and_installs_gradios_oauth_extra():
     assert any(line.startswith("gradio[oauth]==") for line in text.splitlines())
     assert "## Visitors and secrets" in deploy.space_card("space", "---\ntitle: T\n---\n# T\n", "cpu-basic", False,
                                                           "3.11").text
+
+
+def test_gradio_fills_the_visitors_token_into_the_wrapped_handlers():
+    """gradio finds `gr.OAuthToken | None` parameters by type hint; the secret-scrubbing wrapper must keep them."""
+    from gradio.utils import get_type_hints, is_special_typed_parameter
+
+    from aloe_bench.space.ui import _endpoint
+
+    ui, _ = _space_ui({})
+    for handler, session_arg in ((ui.on_send, 1), (ui.on_score, 0), (ui.on_induce, 0), (ui.on_autoplay, 1)):
+        wrapped = _endpoint(handler, session_arg)
+        assert is_special_typed_parameter("oauth_token", get_type_hints(wrapped)), handler.__name__
