@@ -7,6 +7,8 @@ import os
 import sys
 from pathlib import Path
 
+from aloe_bench.core.io import atomic_write_text
+
 RATINGS_CARD = """---
 configs:
 - config_name: ratings
@@ -117,7 +119,7 @@ def build_ratings_folder(files: list[str], folder: str | Path) -> Path:
     (folder / "ratings").mkdir(parents=True, exist_ok=True)
     for rater, rows in sorted(by_rater.items()):
         Dataset.from_list(rows, features=features).to_parquet(folder / "ratings" / f"{rater}.parquet")
-    (folder / "README.md").write_text(RATINGS_CARD, encoding="utf-8")
+    atomic_write_text(folder / "README.md", RATINGS_CARD)
     return folder
 
 

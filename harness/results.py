@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from importlib import metadata
 from pathlib import Path
 
-from aloe_bench.core.config import atomic_write_json
 from aloe_bench.core.eval_results import benchmark_dataset, metric_args
-from aloe_bench.core.run_files import locate_run_files
+from aloe_bench.core.io import append_jsonl, atomic_write_json, read_json, read_log, repair_tail
+from aloe_bench.core.run_files import RunFileError, locate_run_files
 
 PACKAGES = ("aloe-bench", "torch", "transformers", "datasets", "evaluate", "huggingface-hub",
             "sentence-transformers", "openai", "trl", "peft", "gradio", "vllm")
@@ -42,7 +41,7 @@ class RunFiles:
         self.dir = Path(output_dir)
         self.dir.mkdir(parents=True, exist_ok=True)
         manifest_path = self.dir / "runs.json"
-        manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
+        manifest = read_json(manifest_path) if manifest_path.exists() else {}
         if run_fingerprint not in manifest:
             manifest[run_fingerprint] = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
             atomic_write_json(manifest_path, manifest)
@@ -53,36 +52,16 @@ class RunFiles:
         self.cache_path = self.dir / "requests_cache.sqlite"
 
     def load_samples(self) -> list[dict]:
-        """Rows written so far. A torn last line (crash mid-write) is dropped and rewritten cleanly.
-
-        A last line without its newline counts as torn even when it parses: appending after it would glue
-        the next row onto it.
-        """
+        """Rows written so far. A torn last line (a crash mid-append) is cut first (`core.io.repair_tail`): the
+        row it held is run again."""
         if not self.samples_path.exists():
             return []
-        rows, good_bytes = [], 0
-        with open(self.samples_path, "rb") as fh:
-            for raw in fh:
-                if not raw.endswith(b"\n"):
-                    break
-                try:
-                    rows.append(json.loads(raw))
-                except json.JSONDecodeError:
-                    break
-                good_bytes += len(raw)
-        if good_bytes != self.samples_path.stat().st_size:
-            with open(self.samples_path, "r+b") as fh:
-                fh.truncate(good_bytes)
-        return rows
+        repair_tail(self.samples_path, "that row is run again")
+        return read_log(self.samples_path, RunFileError, "a sample row")
 
     def append_samples(self, rows: list[dict]) -> None:
-        if not rows:
-            return
-        with open(self.samples_path, "a", encoding="utf-8") as fh:
-            for row in rows:
-                fh.write(json.dumps(row, ensure_ascii=False) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
+        """Append rows durably (fsynced); callable from a writer thread."""
+        append_jsonl(self.samples_path, rows)
 
     def write_results(self, results: dict) -> None:
         atomic_write_json(self.results_path, results)

@@ -1,18 +1,17 @@
 """The ALOE evaluation loop, under one of three schedules (`EvalConfig.schedule`).
 
 Per turn: the role-play user writes a message, the evaluated model answers, the judge scores the reply.
-`free` (the default) runs every conversation as its own asyncio task, with each turn's judge off the
-critical path, over backends that batch single requests as they come; `lockstep` makes turn k of all
+`free` (the default) runs every conversation as its own asyncio task (`aloe_bench.core.conversation`), with
+each turn's judge off the critical path, over backends that batch single requests as they come; `lockstep` makes turn k of all
 conversations one batched call per role; `sequential` runs one conversation at a time (the paper's loop).
 Rows are appended to the samples log as each turn is judged, so a re-run resumes where the last one stopped.
 """
 
 from __future__ import annotations
 
-import asyncio
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -20,9 +19,9 @@ from tqdm.auto import tqdm
 from aloe_bench.core.aio import run_sync as _run_async
 from aloe_bench import __version__
 from aloe_bench.core.backend_factory import BackendOptions, build_backend
-from aloe_bench.core.backends import GenerationConfig
 from aloe_bench.core.backends.cache import CachedBackend, RequestCache
-from aloe_bench.core.judge import Judge, JudgeConfig, JudgeItem
+from aloe_bench.core.conversation import ConversationRoles, ConversationState, TurnRecord, converse_all
+from aloe_bench.core.judge import Judge, JudgeConfig
 from aloe_bench.core.metrics import summarise
 from aloe_bench.core.personas import Persona, PersonaSet, load_persona_set
 from aloe_bench.core.prompts import load_prompts
@@ -38,25 +37,15 @@ SMOKE_NOTE = ("judged by the embedded 135M model: a smoke-run signal only, not a
 
 
 @dataclass
-class Conversation:
-    persona: Persona
-    history: list[dict] = field(default_factory=list)
-    turns_done: int = 0
-    stopped: str | None = None
+class EvalRoles(ConversationRoles):
+    """The roles of an evaluation run, plus the request cache their backends look up (None: no cache)."""
 
-
-@dataclass
-class Roles:
-    model: object
-    user: UserSimulator
-    judge: Judge
-    reply_config: GenerationConfig
-    cache: RequestCache | None
+    cache: RequestCache | None = None
 
     @property
     def overlap(self) -> bool:
         """Overlap judging with simulation only when some role waits on the network."""
-        return any(b.is_remote for b in (self.model, self.user.backend, self.judge.backend))
+        return any(b.is_remote for b in self.backends())
 
 
 def backend_options(cfg: EvalConfig, **remote_options) -> BackendOptions:
@@ -74,7 +63,7 @@ def _backend(spec_text, base_url, cfg: EvalConfig, revision=None, remote_options
                          revision=revision)
 
 
-def build_roles(cfg: EvalConfig, **remote_options) -> Roles:
+def build_roles(cfg: EvalConfig, **remote_options) -> EvalRoles:
     """The three roles of a run; backends are shared when two roles name the same model.
 
     `remote_options` go to OpenAI-compatible backends only (e.g. `timeout_s`, `max_retries`).
@@ -88,12 +77,12 @@ def build_roles(cfg: EvalConfig, **remote_options) -> Roles:
     judge = Judge(judge_backend, JudgeConfig(cfg.judge_preset, cfg.judge_scoring, cfg.judge_max_retries,
                                              max_new_tokens=cfg.judge_max_new_tokens,
                                              temperature=cfg.judge_temperature, seed=cfg.seed), prompts)
-    return Roles(model, user, judge, reply_generation(cfg), None)
+    return EvalRoles(model, user, judge, reply_generation(cfg), None)
 
 
-def with_cache(roles: Roles, cache: RequestCache) -> Roles:
+def with_cache(roles: EvalRoles, cache: RequestCache) -> EvalRoles:
     """The same roles with every backend looking requests up in `cache` first."""
-    return Roles(
+    return EvalRoles(
         CachedBackend(roles.model, cache),
         UserSimulator(CachedBackend(roles.user.backend, cache), roles.user.config, roles.user.prompts,
                       roles.user.max_retries),
@@ -107,7 +96,7 @@ def judge_label(judge: Judge) -> str:
     return f"{judge.backend.model_id} ({judge.config.preset}, {judge.config.scoring})"
 
 
-def run_config(cfg: EvalConfig, roles: Roles, persona_set) -> dict:
+def run_config(cfg: EvalConfig, roles: EvalRoles, persona_set) -> dict:
     """The config block of a result file: everything needed to trace a number to its source."""
     prompts = load_prompts()
     settings = run_settings(cfg)
@@ -129,7 +118,7 @@ def run_config(cfg: EvalConfig, roles: Roles, persona_set) -> dict:
     }
 
 
-def _resume(conversations: dict[str, Conversation], rows: list[dict]) -> None:
+def _resume(conversations: dict[str, ConversationState], rows: list[dict]) -> None:
     for row in sorted(rows, key=lambda r: (r["persona_id"], r["turn"])):
         conv = conversations.get(row["persona_id"])
         if conv is None or row["turn"] != conv.turns_done + 1:
@@ -152,31 +141,18 @@ class _Stats:
         return tokens
 
 
-def _turn_row(conv: Conversation, turn: int, user, reply, stats: _Stats) -> tuple[dict, list[dict]]:
-    """The sample row of one simulated turn (not yet judged); advances `conv` or stops it on an error."""
-    row = {"persona_id": conv.persona.id, "profile_id": conv.persona.profile_id,
-           "personality_id": conv.persona.personality_id, "turn": turn,
+def _row(persona: Persona, record: TurnRecord, stats: _Stats) -> dict:
+    """The sample row of one turn, with the judge's verdict (empty judge fields when the turn was not judged)."""
+    user, reply, verdict = record.user, record.reply, record.verdict
+    row = {"persona_id": persona.id, "profile_id": persona.profile_id,
+           "personality_id": persona.personality_id, "turn": record.turn,
            "user_message": user.text if user.ok else None,
            "reply": reply.text if reply is not None and reply.ok else None,
            "latency_s": {"user": round(user.latency_s, 4),
                          "reply": round(reply.latency_s, 4) if reply is not None else None},
            "tokens": {"user": stats.add(user), "reply": stats.add(reply) if reply is not None else 0},
-           "error": None if user.ok else f"user simulator: {user.error}"}
-    if reply is not None and not reply.ok:
-        row["error"] = f"model: {reply.error}"
-    history_before = list(conv.history)
-    if row["error"] is None:
-        conv.history += [{"role": "user", "content": row["user_message"]},
-                         {"role": "assistant", "content": row["reply"]}]
-    else:
-        conv.stopped = row["error"]
-    conv.turns_done = turn
-    return row, history_before
-
-
-def _judged(row: dict, verdict, stats: _Stats) -> dict:
-    """`row` with the judge's verdict (or empty judge fields when the turn was not judged)."""
-    row.update(score=None, judge_raw=None, judge_distribution=None, judge_error=None, judge_attempts=0)
+           "error": record.error,
+           "score": None, "judge_raw": None, "judge_distribution": None, "judge_error": None, "judge_attempts": 0}
     if verdict is not None:
         stats.generated_tokens += verdict.tokens
         row.update(score=verdict.score, judge_raw=verdict.raw, judge_distribution=verdict.distribution,
@@ -185,82 +161,28 @@ def _judged(row: dict, verdict, stats: _Stats) -> dict:
     return row
 
 
-def _step(group: list[Conversation], turn: int, roles: Roles, stats: _Stats):
+def _step(group: list[ConversationState], turn: int, roles: EvalRoles, stats: _Stats):
     """Simulate one turn for `group` (lockstep, sequential); return a thunk that judges it and builds the rows."""
     active = [c for c in group if c.turns_done == turn - 1 and c.stopped is None]
     if not active:
         return lambda: []
     users = roles.user.next_messages([c.persona for c in active], [c.history for c in active])
     speaking = [(c, u) for c, u in zip(active, users) if u.ok]
-    replies = roles.model.generate([c.history + [{"role": "user", "content": u.text}] for c, u in speaking],
-                                   roles.reply_config)
+    replies = roles.model.generate([c.request(u.text) for c, u in speaking], roles.reply_config)
     reply_of = {id(c): r for (c, _), r in zip(speaking, replies)}
-    records = [(conv, *_turn_row(conv, turn, user, reply_of.get(id(conv)), stats))
-               for conv, user in zip(active, users)]
+    records = [(conv, conv.advance(turn, user, reply_of.get(id(conv)))) for conv, user in zip(active, users)]
 
     def judge_rows() -> list[dict]:
-        scored = [(conv, row, hist) for conv, row, hist in records if row["error"] is None]
-        verdicts = roles.judge.score([JudgeItem(c.persona, r["user_message"], r["reply"], h) for c, r, h in scored])
-        verdict_of = {id(r): v for (_, r, _), v in zip(scored, verdicts)}
-        return [_judged(row, verdict_of.get(id(row)), stats) for _, row, _ in records]
+        scored = [(conv, record) for conv, record in records if record.error is None]
+        verdicts = roles.judge.score([record.judge_item(conv.persona) for conv, record in scored])
+        for (_, record), verdict in zip(scored, verdicts):
+            record.verdict = verdict
+        return [_row(conv.persona, record, stats) for conv, record in records]
 
     return judge_rows
 
 
-async def _converse(conv: Conversation, turns: int, roles: Roles, stats: _Stats, write) -> None:
-    """One conversation as its own task: user message, reply, next turn; each turn's judge runs alongside.
-
-    The next user message does not wait for this turn's judge. Rows of one conversation are still written
-    in turn order (each judge task writes after the previous turn's), so an interrupted run resumes cleanly.
-    A cancelled task writes nothing: a row is appended whole or not at all.
-    """
-    previous: asyncio.Task | None = None
-
-    async def judge_and_write(row: dict, history: list[dict], before: asyncio.Task | None) -> None:
-        verdict = None
-        if row["error"] is None:
-            verdict = await roles.judge.ascore(JudgeItem(conv.persona, row["user_message"], row["reply"], history))
-        if before is not None:
-            await before
-        write([_judged(row, verdict, stats)])
-
-    try:
-        for turn in range(conv.turns_done + 1, turns + 1):
-            if conv.stopped is not None:
-                break
-            user = await roles.user.anext_message(conv.persona, conv.history)
-            reply = None
-            if user.ok:
-                reply = await roles.model.agenerate(conv.history + [{"role": "user", "content": user.text}],
-                                                    roles.reply_config)
-            row, history = _turn_row(conv, turn, user, reply, stats)
-            previous = asyncio.create_task(judge_and_write(row, history, previous))
-        if previous is not None:
-            await previous
-    except BaseException:
-        if previous is not None and not previous.done():
-            previous.cancel()
-        raise
-
-
-async def _run_free(conversations: list[Conversation], turns: int, roles: Roles, stats: _Stats, write) -> None:
-    """Every conversation at once, each its own task; one that raises stops alone, the rest finish first."""
-    tasks = [asyncio.create_task(_converse(c, turns, roles, stats, write)) for c in conversations
-             if c.stopped is None and c.turns_done < turns]
-    try:
-        outcomes = await asyncio.gather(*tasks, return_exceptions=True)
-    finally:
-        for task in tasks:
-            task.cancel()
-        backends = {id(b): b for b in (roles.model, roles.user.backend, roles.judge.backend)}
-        for backend in backends.values():
-            await backend.aclose()
-    errors = [o for o in outcomes if isinstance(o, BaseException)]
-    if errors:
-        raise errors[0]
-
-
-def evaluate_model(cfg: EvalConfig, roles: Roles | None = None, persona_set: PersonaSet | None = None) -> dict:
+def evaluate_model(cfg: EvalConfig, roles: EvalRoles | None = None, persona_set: PersonaSet | None = None) -> dict:
     """Run (or resume) an ALOE evaluation described by `cfg`; write and return the results dict.
 
     `persona_set` overrides `cfg.personas` (the evaluate module passes the personas it was given).
@@ -274,7 +196,7 @@ def evaluate_model(cfg: EvalConfig, roles: Roles | None = None, persona_set: Per
     if cfg.cache and roles.cache is None:
         roles = with_cache(roles, RequestCache(files.cache_path))
 
-    conversations = {p.id: Conversation(p) for p in selected}
+    conversations = {p.id: ConversationState(p) for p in selected}
     _resume(conversations, files.load_samples())
     stats = _Stats()
     total = len(conversations) * cfg.turns
@@ -283,8 +205,8 @@ def evaluate_model(cfg: EvalConfig, roles: Roles | None = None, persona_set: Per
     bar = tqdm(total=total, initial=done, unit="turn", desc="ALOE", disable=not cfg.progress)
     try:
         if cfg.schedule == "free":
-            _run_async(_run_free(list(conversations.values()), cfg.turns, roles, stats,
-                                  lambda rows: _write(files, rows, bar)))
+            _run_async(converse_all(list(conversations.values()), cfg.turns, roles,
+                                    lambda conv, record: _write(files, [_row(conv.persona, record, stats)], bar)))
         else:
             _run_groups(conversations, cfg, roles, stats, files, bar)
     finally:
@@ -306,7 +228,7 @@ def evaluate_model(cfg: EvalConfig, roles: Roles | None = None, persona_set: Per
     return results
 
 
-def _run_groups(conversations: dict[str, Conversation], cfg: EvalConfig, roles: Roles, stats: _Stats,
+def _run_groups(conversations: dict[str, ConversationState], cfg: EvalConfig, roles: EvalRoles, stats: _Stats,
                 files: RunFiles, bar) -> None:
     """The lockstep (one group of all) and sequential (groups of one) schedules, turn by turn.
 
@@ -352,7 +274,7 @@ def _write(files: RunFiles, rows: list[dict], bar) -> None:
     bar.update(len(rows))
 
 
-def build_results(rows, persona_set, cfg: EvalConfig, config_block: dict, roles: Roles, files: RunFiles) -> dict:
+def build_results(rows, persona_set, cfg: EvalConfig, config_block: dict, roles: EvalRoles, files: RunFiles) -> dict:
     ids = [p.id for p in persona_set]
     position = {pid: i for i, pid in enumerate(ids)}
     scores = np.full((len(ids), cfg.turns), np.nan)

@@ -6,13 +6,14 @@ found. A folder holding several runs needs a run id, and the error lists the one
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from aloe_bench.core.io import DataFileError, read_json, read_log
 
-class RunSourceError(ValueError):
-    """The folder or file does not name exactly one run."""
+
+class RunSourceError(DataFileError):
+    """The folder or file does not name exactly one run, or its files cannot be read."""
 
 
 @dataclass
@@ -22,31 +23,11 @@ class RunSource:
     results_path: Path | None
 
     def results(self) -> dict | None:
-        if self.results_path is None:
-            return None
-        try:
-            return json.loads(self.results_path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise RunSourceError(f"{self.results_path}: line {exc.lineno}: invalid JSON ({exc.msg})") from None
+        return None if self.results_path is None else read_json(self.results_path, RunSourceError)
 
     def rows(self) -> list[dict]:
-        rows = []
-        with open(self.samples_path, encoding="utf-8") as fh:
-            lines = fh.read().split("\n")
-        for number, line in enumerate(lines, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                if number == len(lines):  # a torn last line from a killed run
-                    break
-                raise RunSourceError(f"{self.samples_path}:{number}: invalid JSON ({exc.msg})") from None
-            for key in ("persona_id", "turn"):
-                if not isinstance(row, dict) or key not in row:
-                    raise RunSourceError(f"{self.samples_path}:{number}: missing field {key!r}")
-            rows.append(row)
-        return rows
+        """The sample rows (a torn last line from a killed run is left out); each needs `persona_id` and `turn`."""
+        return read_log(self.samples_path, RunSourceError, "a sample row", required=("persona_id", "turn"))
 
 
 def _run_id(path: Path, prefix: str) -> str:

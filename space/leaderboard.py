@@ -81,15 +81,13 @@ def from_folder(folder: str | Path) -> Leaderboard:
         raise LeaderboardError(f"results folder {folder}: not found (run `aloe eval --output_dir {folder}` first)")
     if _is_results_dataset(folder):
         return _from_dataset(str(folder), f"{folder} (results dataset)")
+    from aloe_bench.core.io import read_json
     from aloe_bench.core.run_files import RunFileError, find_results_files
 
     board = Leaderboard(source=str(folder))
     for path in sorted(find_results_files(folder)):
         try:
-            record = json.loads(path.read_text(encoding="utf-8"))
-            board.rows.append(row_from_result(record, str(path)))
-        except json.JSONDecodeError as exc:
-            board.problems.append(f"{path}: line {exc.lineno}: invalid JSON ({exc.msg})")
+            board.rows.append(row_from_result(read_json(path, RunFileError), str(path)))
         except (ValueError, RunFileError) as exc:
             board.problems.append(str(exc))
     return _sorted(board)

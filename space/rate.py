@@ -16,6 +16,7 @@ from pathlib import Path
 
 import gradio as gr
 
+from aloe_bench.core.io import DataFileError, read_json, read_log
 from aloe_bench.core.judge import clip_text
 from aloe_bench.core.personas import PersonaFileError, load_persona_set
 from aloe_bench.core.ratings import RatingsError, append_rating, check_rater, rating_record
@@ -72,24 +73,26 @@ class RateSession:
     written: int = 0
 
 
-def _read_jsonl(path: Path) -> list[dict]:
-    rows = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").split("\n"), 1):
-        if line.strip():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                raise RateError(f"{path.name}:{number}: invalid JSON") from None
-    return rows
+def _for_page(path: Path, read):
+    """`read(path)`, its file errors worded for the page: the file is named, the server's folders are not."""
+    try:
+        return read(path)
+    except DataFileError as exc:
+        raise RateError(str(exc).replace(str(path), path.name)) from None
+
+
+def _read_run(run_id: str, samples: Path) -> tuple[str, list[dict], dict | None]:
+    """(run id, sample rows, results or None) of a run's files; a torn last row (a run still writing) is left out."""
+    results = samples.with_name(f"results_{run_id}.json")
+    return (run_id, _for_page(samples, lambda p: read_log(p, what="a sample row")),
+            _for_page(results, read_json) if results.is_file() else None)
 
 
 def _runs_in_folder(folder: Path) -> list[tuple[str, list[dict], dict | None]]:
     """(run id, sample rows, results) for every run under `folder`: run files, or a results dataset folder."""
     runs = []
     for samples in sorted(folder.rglob("samples_*.jsonl")):
-        run_id = samples.stem[len("samples_"):]
-        results = samples.with_name(f"results_{run_id}.json")
-        runs.append((run_id, _read_jsonl(samples), json.loads(results.read_text()) if results.is_file() else None))
+        runs.append(_read_run(samples.stem[len("samples_"):], samples))
     if runs or not (folder / "samples").is_dir():
         return runs
     import pyarrow.parquet as pq  # a results dataset: samples/<split>.parquet beside results/<split>.parquet
@@ -126,9 +129,7 @@ def load_items(source: str, run_id: str | None = None, max_rows: int = 5000) -> 
     if path.is_file():
         if not path.name.startswith("samples_"):
             raise RateError(f"{path.name}: expected a samples_<run id>.jsonl file")
-        rid = path.stem[len("samples_"):]
-        results_path = path.with_name(f"results_{rid}.json")
-        runs = [(rid, _read_jsonl(path), json.loads(results_path.read_text()) if results_path.is_file() else None)]
+        runs = [_read_run(path.stem[len("samples_"):], path)]
     elif path.is_dir():
         runs = _runs_in_folder(path)
     else:

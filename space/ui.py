@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
-import json
 import tempfile
 import time
 import uuid
@@ -20,6 +19,7 @@ import gradio as gr
 import pandas as pd
 
 from aloe_bench.core.backends import load_backend
+from aloe_bench.core.io import atomic_write_json
 from aloe_bench.core.specs import ModelSpec
 
 from . import session as S
@@ -117,12 +117,12 @@ class SpaceUI:
         self.default_set = next(iter(self.sets))
 
     # -- helpers ----------------------------------------------------------------------------------
-    def roles(self, config: SpaceConfig, oauth_token: gr.OAuthToken | None = None) -> S.Roles:
+    def roles(self, config: SpaceConfig, oauth_token: gr.OAuthToken | None = None) -> S.SpaceRoles:
         """The session's roles; models the visitor chose load with their own token (`oauth_token`), if any."""
         loader = self.loader
         if isinstance(loader, S.BoundedLoader):
             loader = loader.for_visitor(getattr(oauth_token, "token", None) or None)
-        return S.Roles(config, loader)
+        return S.SpaceRoles(config, loader)
 
     def _lanes(self, session: S.ChatSession):
         lanes = list(session.lanes) + [None] * (2 - len(session.lanes))
@@ -236,7 +236,7 @@ class SpaceUI:
         prune_exports(self.config.session_ttl_s)
         # a random name: ids and timestamps repeat across sessions, and names must not be guessable
         path = EXPORT_DIR / f"aloe-conversation-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex}.json"
-        path.write_text(json.dumps(data, indent=2, ensure_ascii=False), encoding="utf-8")
+        atomic_write_json(path, data)
         return str(path), data
 
     def on_settings(self, model, compare, user, judge, session, config):

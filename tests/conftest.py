@@ -50,7 +50,7 @@ def server(embedded_model_dir, tmp_path_factory):
     faster than the default on a CPU shared with other jobs. Without --continuous-batching it runs one
     request at a time, so greedy answers are deterministic.
     """
-    from aloe_bench.core.faults import TransformersServe
+    from aloe_bench.testing.serve import TransformersServe
 
     log = tmp_path_factory.mktemp("serve") / "serve.log"
     with TransformersServe(embedded_model_dir, log_path=log) as serve:

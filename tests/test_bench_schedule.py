@@ -8,8 +8,8 @@ import pytest
 from aloe_bench.core.backends import GenerationConfig
 from aloe_bench.core.backends.openai_backend import OpenAIBackend
 from aloe_bench.core.specs import ModelSpec
-from aloe_bench.harness.bench_schedule import ROLES, _run, critical_path
-from aloe_bench.harness.latency_server import LatencyServer, draw_latency
+from aloe_bench.bench.schedule import ROLES, _run, critical_path
+from aloe_bench.bench.latency_server import LatencyServer, draw_latency
 
 
 @pytest.fixture(scope="module")

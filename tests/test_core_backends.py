@@ -9,7 +9,7 @@ from aloe_bench.core.backends import BackendError, GenerationConfig, load_backen
 from aloe_bench.core.backends.cache import CachedBackend, RequestCache
 from aloe_bench.core.personas import Persona
 from aloe_bench.core.simulator import clean_user_message, role_play_messages
-from fakes import ScriptedBackend
+from aloe_bench.testing.backends import ScriptedBackend
 
 pytestmark = pytest.mark.slow
 GREEDY = GenerationConfig(max_new_tokens=12, temperature=0.0)

@@ -15,7 +15,7 @@ from aloe_bench.core.backends.batching import ModelWorker, length_buckets
 from aloe_bench.core.backends.cache import CachedBackend, RequestCache
 from aloe_bench.core.backends.profiled import ProfiledBackend
 from aloe_bench.core.specs import ModelSpec
-from fakes import ScriptedBackend
+from aloe_bench.testing.backends import ScriptedBackend
 
 GREEDY = GenerationConfig(max_new_tokens=8)
 

@@ -5,7 +5,7 @@ import pytest
 from aloe_bench.core.judge import Judge, JudgeConfig, JudgeItem, parse_score
 from aloe_bench.core.personas import Persona
 from aloe_bench.core.prompts import load_prompts
-from fakes import ScriptedBackend
+from aloe_bench.testing.backends import ScriptedBackend
 
 PAPER = load_prompts()["judge_paper"]["score_pattern"]
 ROBUST = load_prompts()["judge_robust"]["score_pattern"]

@@ -12,7 +12,7 @@ from aloe_bench.training.generate import (
     parse_induction_lenient,
     persona_pairs,
 )
-from fakes import ScriptedBackend
+from aloe_bench.testing.backends import ScriptedBackend
 
 
 def _role_of(messages):
@@ -21,7 +21,7 @@ def _role_of(messages):
         return "user"
     if "note what the user has revealed" in system:
         return "induction"
-    if "What you have learned about this user" in system:
+    if "not written by them" in system:  # prompts 1.4: the facts follow each user message
         return "preferred"
     if system.startswith("You are a helpful assistant"):
         return "rejected"

@@ -6,8 +6,11 @@ from __future__ import annotations
 import json
 import zlib
 
+import pytest
+
 from aloe_bench.core.prompts import load_prompts
 from aloe_bench.training.generate import GenerateConfig, generate_conversations
+from fakes import assert_append_only
 from test_data_generate import RoleBackend, _role_of, _roles
 
 
@@ -63,29 +66,50 @@ def test_a_failing_conversation_stops_alone_in_free_generate(tmp_path):
     assert all(len(r["turns"]) == 3 for r in records if not r["error"])
 
 
-def test_generate_prompts_are_append_only(tmp_path):
-    """User simulator and both responders: turn k's messages start with turn k-1's. The induction and the pair
-    judge are single-request prompts by design: their fixed part (instructions; the judge's persona) leads, and
-    the induction's conversation text grows at its end."""
+def role_chains(backend) -> dict[str, list[list[list[dict]]]]:
+    """Each conversation's requests, turn by turn, of the role-play user and the two responders."""
+    chains = {}
+    for batch, _ in backend.calls:
+        for messages in batch:
+            role = _role_of(messages)
+            if role in ("user", "preferred", "rejected"):
+                key = messages[0]["content"] if role == "user" else messages[1]["content"]  # persona / first message
+                chains.setdefault(role, {}).setdefault(key, []).append(messages)
+    return {role: list(by_key.values()) for role, by_key in chains.items()}
+
+
+@pytest.mark.parametrize("schedule", ["free", "lockstep"])
+def test_generate_prompts_are_append_only(tmp_path, schedule):
+    """User simulator and both responders: turn k's messages start with turn k-1's. The preferred responder's
+    revealed facts follow each user message (the newest holds this turn's induction), so its prompt only grows.
+    The induction and the pair judge are single-request prompts by design: their fixed part (instructions; the
+    judge's persona) leads, and the induction's conversation text grows at its end."""
     backend = VaryingBackend()
-    generate_conversations(_cfg(tmp_path, "run", n_conversations=2, turns=3), backends=_roles(backend))
+    generate_conversations(_cfg(tmp_path, "run", n_conversations=2, turns=3, schedule=schedule),
+                           backends=_roles(backend))
     requests = [m for batch, _ in backend.calls for m in batch]
     by_role = {}
     for messages in requests:
         by_role.setdefault(_role_of(messages), []).append(messages)
     prompts = load_prompts()
+    chains = role_chains(backend)
     for role in ("user", "preferred", "rejected"):
-        chains = {}
-        for messages in by_role[role]:
-            key = messages[0]["content"] if role == "user" else messages[1]["content"]  # persona / first message
-            chains.setdefault(key, []).append(messages)
-        assert len(chains) == 2 and all(len(c) == 3 for c in chains.values()), role
-        for chain in chains.values():
-            for before, after in zip(chain, chain[1:]):
-                if role == "preferred":  # the revealed facts live in the system prompt, which is rewritten
-                    assert after[1:len(before)] == before[1:], role
-                else:
-                    assert after[:len(before)] == before, role
+        assert len(chains[role]) == 2 and all(len(c) == 3 for c in chains[role]), role
+        for chain in chains[role]:
+            assert_append_only(chain, role)
+    # the protocol's meaning: the preferred responder sees the message plus the facts induced so far, turn by
+    # turn; the rejected one sees only the conversation
+    records = {r["turns"][0]["user_message"]: r for r in _records(tmp_path, "run")}
+    for pref_chain, rej_chain in zip(sorted(chains["preferred"], key=lambda c: c[0][1]["content"]),
+                                     sorted(chains["rejected"], key=lambda c: c[0][1]["content"])):
+        record = records[rej_chain[0][1]["content"]]
+        for k, (pref, rej) in enumerate(zip(pref_chain, rej_chain)):
+            turn = record["turns"][k]
+            assert rej[-1]["content"] == turn["user_message"] and "Note" not in json.dumps(rej)
+            assert pref[-1]["content"].startswith(turn["user_message"] + "\n")
+            assert f"Profile: {turn['revealed_profile']}" in pref[-1]["content"]
+            assert [m for m in pref[1:] if m["role"] == "assistant"] == [m for m in rej[1:] if m["role"] == "assistant"]
+            assert pref[0]["content"] == prompts["responder_preferred"]["system"]  # fixed: no facts in it
     system = prompts["induction"]["system"]
     for messages in by_role["induction"]:
         assert messages[0]["content"] == system
@@ -93,3 +117,19 @@ def test_generate_prompts_are_append_only(tmp_path):
     lead_in = prompts["pair_judge"]["user"].split("{message}")[0]
     assert "{profile}" in lead_in and "{personality}" in lead_in
     assert all(m[0]["content"] == judge_system for m in by_role["judge"])
+
+
+@pytest.mark.slow
+def test_generate_conversation_roles_are_token_prefixes_under_the_embedded_chat_template(tmp_path,
+                                                                                        embedded_model_dir):
+    """What a local model is given: the role-play user's and both responders' turn-k prompts, rendered with the
+    embedded model's chat template (generation prompt included), start with turn k-1's, text and tokens."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(embedded_model_dir)
+    backend = VaryingBackend()
+    generate_conversations(_cfg(tmp_path, "run", n_conversations=2, turns=3), backends=_roles(backend))
+    for role, chains in role_chains(backend).items():
+        assert len(chains) == 2 and all(len(c) == 3 for c in chains), role
+        for chain in chains:
+            assert_append_only(chain, role, tokenizer)

@@ -7,9 +7,9 @@ import re
 
 import numpy as np
 import pytest
+from aloe_bench.bench.personas import bench_dedup
 from aloe_bench.training.personas import (
     GrowConfig,
-    bench_dedup,
     grow_pool,
     open_pool,
     parse_items,
@@ -18,7 +18,7 @@ from aloe_bench.training.personas import (
     read_any_pool,
     select_novel,
 )
-from fakes import ScriptedBackend
+from aloe_bench.testing.backends import ScriptedBackend
 
 from aloe_bench.core.personas import PersonaFileError, load_persona_set
 

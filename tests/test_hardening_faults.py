@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pytest
 
-from aloe_bench.core.faults import FAULT_KINDS, FaultPlan, FaultProxy, parse_rates
+from aloe_bench.testing.fault_proxy import FAULT_KINDS, FaultPlan, FaultProxy, parse_rates
 
 # One of each fault among the first numbered requests, then a few more at random (no random timeouts: each
 # costs a client timeout of wall time).
@@ -248,7 +248,7 @@ def faulted_eval(server, tmp_path_factory):
 
 @pytest.mark.slow
 def test_eval_through_faults_finishes_and_records_what_failed(faulted_eval):
-    from aloe_bench.harness.bench_faults import check_rows
+    from aloe_bench.bench.faults import check_rows
 
     personas, stats, results, roles = _eval_personas(), faulted_eval["stats"], faulted_eval["results"], \
         faulted_eval["roles"]
@@ -301,7 +301,7 @@ def _results(folder: Path) -> dict:
 def test_sigkill_mid_eval_then_rerun_equals_an_uninterrupted_run(server, faulted_eval, tmp_path):
     """`aloe eval` in a subprocess, through the proxy (other faults, another seed, its own empty cache), is
     SIGKILLed once its first rows are on disk and run again: the result equals the uninterrupted run's."""
-    from aloe_bench.harness.bench_faults import check_rows
+    from aloe_bench.bench.faults import check_rows
 
     schedule = tuple(k for k in SCHEDULE if k != "timeout")  # the CLI keeps the default 120 s client timeout
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}

@@ -22,8 +22,8 @@ from hypothesis import strategies as st
 from aloe_bench.core.judge import Judge, JudgeConfig, JudgeItem, clip_text, parse_score
 from aloe_bench.core.personas import Persona, PersonaFileError
 from aloe_bench.core.prompts import load_prompts, neutralise
-from aloe_bench.harness.bench_hostile import bench_hostile, load_suite
-from fakes import ScriptedBackend
+from aloe_bench.bench.hostile import bench_hostile, load_suite
+from aloe_bench.testing.backends import ScriptedBackend
 
 BOOK = load_prompts()
 PAPER = BOOK["judge_paper"]["score_pattern"]

@@ -35,7 +35,7 @@ from hypothesis import strategies as st
 from aloe_bench.core.personas import PersonaFileError, RepairWarning, load_persona_set, read_pool
 from aloe_bench.training.dataset import BuildConfig, DatasetBuildError, build_dataset, push_dataset
 from aloe_bench.training.personas import GrowConfig, grow_pool
-from fakes import ScriptedBackend
+from aloe_bench.testing.backends import ScriptedBackend
 
 
 

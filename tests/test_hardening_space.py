@@ -19,12 +19,13 @@ from pathlib import Path
 from typing import ClassVar
 
 import pytest
+from aloe_bench.bench.space_load import run_load_test
 from aloe_bench.space import session as S
 from aloe_bench.space.config import SpaceConfig
-from aloe_bench.space.loadtest import echo_loader, free_port, run_load_test
 from aloe_bench.space.redact import redact, scrub, secret_values
 from aloe_bench.space.ui import SpaceUI, _message, launch_options
-from fakes import ScriptedBackend
+from aloe_bench.testing.backends import ScriptedBackend, echo_loader
+from aloe_bench.testing.serve import free_port
 
 OPENAI_SENTINEL = "sk-sentinel-OPENAI-7f3c9e1d2b4a6c8e0f"
 HF_SENTINEL = "hf_sentinelHFTOKEN9d8c7b6a5e4f3a2b1c"

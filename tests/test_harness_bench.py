@@ -4,9 +4,9 @@ from aloe_bench.core.backends import GenerationConfig
 from aloe_bench.core.backends.profiled import ProfiledBackend
 from aloe_bench.core.judge import Judge, JudgeConfig
 from aloe_bench.core.simulator import UserSimulator
-from aloe_bench.harness import bench
-from aloe_bench.harness.runner import Roles
-from fakes import ScriptedBackend
+from aloe_bench.bench import eval_loop as bench
+from aloe_bench.harness.runner import EvalRoles
+from aloe_bench.testing.backends import ScriptedBackend
 
 
 class Tokenising(ScriptedBackend):
@@ -42,7 +42,7 @@ def test_bench_eval_runs_both_loops_and_reports_roles(monkeypatch):
         users = Tokenising(fn=lambda m, c: "hello there")
         judge = Tokenising(["4"])
         made.append(cfg.schedule == "lockstep")
-        return Roles(model, UserSimulator(users, GenerationConfig(8)),
+        return EvalRoles(model, UserSimulator(users, GenerationConfig(8)),
                      Judge(judge, JudgeConfig("paper", "text", max_retries=0)), GenerationConfig(8), None)
 
     monkeypatch.setattr(bench, "build_roles", fake_roles)
@@ -62,7 +62,7 @@ def test_bench_eval_runs_both_loops_and_reports_roles(monkeypatch):
 
 def test_bench_eval_can_add_the_free_schedule(monkeypatch):
     def fake_roles(cfg):
-        return Roles(Tokenising(fn=lambda m, c: "a reply"), UserSimulator(Tokenising(fn=lambda m, c: "hi"),
+        return EvalRoles(Tokenising(fn=lambda m, c: "a reply"), UserSimulator(Tokenising(fn=lambda m, c: "hi"),
                                                                           GenerationConfig(8)),
                      Judge(Tokenising(["3"]), JudgeConfig("paper", "text", max_retries=0)), GenerationConfig(8), None)
 

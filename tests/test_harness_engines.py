@@ -8,8 +8,8 @@ from aloe_bench.core.backends import GenerationConfig
 from aloe_bench.core.judge import Judge, JudgeConfig
 from aloe_bench.core.simulator import UserSimulator
 from aloe_bench.harness import EvalConfig, evaluate_model
-from aloe_bench.harness.runner import Roles
-from fakes import ScriptedBackend
+from aloe_bench.harness.runner import EvalRoles
+from aloe_bench.testing.backends import ScriptedBackend
 
 
 class TimedBackend(ScriptedBackend):
@@ -31,7 +31,7 @@ def test_remote_judging_overlaps_the_next_turn(tmp_path, upstream_dir):
     users = TimedBackend(0.3, fn=lambda m, c: "hello there")
     model = TimedBackend(0.3, fn=lambda m, c: "hi back")
     judge = TimedBackend(0.5, answers=["3"])
-    roles = Roles(model, UserSimulator(users, GenerationConfig(8)), Judge(judge, JudgeConfig("paper", "text")),
+    roles = EvalRoles(model, UserSimulator(users, GenerationConfig(8)), Judge(judge, JudgeConfig("paper", "text")),
                   GenerationConfig(8), None)
     cfg = EvalConfig(personas=str(upstream_dir), max_personas=2, turns=2, output_dir=str(tmp_path), cache=False,
                      progress=False, bootstrap_resamples=20, schedule="lockstep")

@@ -8,8 +8,8 @@ from aloe_bench.core.backends import GenerationConfig
 from aloe_bench.core.judge import Judge, JudgeConfig
 from aloe_bench.core.simulator import UserSimulator
 from aloe_bench.harness import EvalConfig, evaluate_model
-from aloe_bench.harness.runner import Roles
-from fakes import ScriptedBackend
+from aloe_bench.harness.runner import EvalRoles
+from aloe_bench.testing.backends import ScriptedBackend
 
 
 def user_fn(messages, config):
@@ -24,7 +24,7 @@ def make_roles(judge_answers=("4",), user=user_fn):
     model = ScriptedBackend(fn=lambda m, c: f"reply to: {m[-1]['content']}")
     users = ScriptedBackend(fn=user)
     judge = ScriptedBackend(list(judge_answers))
-    return Roles(model, UserSimulator(users, GenerationConfig(16, 0.7)),
+    return EvalRoles(model, UserSimulator(users, GenerationConfig(16, 0.7)),
                  Judge(judge, JudgeConfig("paper", "text", max_retries=1)), GenerationConfig(16), None), model, users, judge
 
 

@@ -13,7 +13,7 @@ from aloe_bench.harness import EvalConfig, evaluate_model
 from aloe_bench.core import backend_factory
 from aloe_bench.harness import runner
 from aloe_bench.harness.protocol import PRESET_FIELDS, PROTOCOLS, default_protocol, describe, resolve, run_settings
-from fakes import ScriptedBackend
+from aloe_bench.testing.backends import ScriptedBackend
 
 
 def test_every_preset_field_defaults_to_none_and_both_presets_set_all_of_them():

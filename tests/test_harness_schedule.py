@@ -14,8 +14,9 @@ from aloe_bench.core.backends import GenerationConfig
 from aloe_bench.core.judge import Judge, JudgeConfig
 from aloe_bench.core.simulator import UserSimulator
 from aloe_bench.harness import EvalConfig, evaluate_model
-from aloe_bench.harness.runner import Roles
-from fakes import ScriptedBackend
+from aloe_bench.harness.runner import EvalRoles
+from aloe_bench.testing.backends import ScriptedBackend
+from fakes import assert_append_only
 
 KEYS = ("persona_id", "turn", "user_message", "reply", "score", "judge_raw", "judge_error", "judge_attempts", "error")
 
@@ -36,7 +37,7 @@ def judge_fn(messages, config):
 
 def make_roles(user=user_fn, reply=reply_fn, judge=judge_fn, backend=ScriptedBackend, scoring="text"):
     model, users, judges = backend(fn=reply), backend(fn=user), backend(fn=judge, options={"4": 0.5, "2": 0.5})
-    roles = Roles(model, UserSimulator(users, GenerationConfig(16, 0.7, seed=3)),
+    roles = EvalRoles(model, UserSimulator(users, GenerationConfig(16, 0.7, seed=3)),
                   Judge(judges, JudgeConfig("paper", scoring, max_retries=1)), GenerationConfig(16), None)
     return roles, model, users, judges
 
@@ -91,7 +92,7 @@ def test_free_keeps_the_judge_off_the_critical_path(tmp_path, upstream_dir):
 
     model = ScriptedBackend(fn=reply_fn)
     users, judges = User(fn=user_fn), Judge_(fn=judge_fn)
-    roles = Roles(model, UserSimulator(users, GenerationConfig(16, 0.7)),
+    roles = EvalRoles(model, UserSimulator(users, GenerationConfig(16, 0.7)),
                   Judge(judges, JudgeConfig("paper", "text", max_retries=0)), GenerationConfig(16), None)
     began = time.monotonic()
     results = evaluate_model(config(tmp_path, upstream_dir, max_personas=2, turns=3, cache=False), roles=roles)
@@ -178,30 +179,36 @@ def test_ctrl_c_leaves_a_resumable_run_equal_to_an_uninterrupted_one(tmp_path, u
     assert again_rows[:len(partial)] == partial  # what was written before the interrupt is kept, not redone
 
 
-@pytest.mark.parametrize("preset", ["paper", "robust"])
-def test_every_role_prompt_is_append_only_across_turns(tmp_path, upstream_dir, preset):
-    """User simulator and evaluated model: turn k's messages start with turn k-1's messages (prefix caching
-    reuses them). The judge is not conversation-shaped by design (one request per reply): its fixed part, the
-    system message and the persona (and for `robust` the history up to the previous turn), leads every request."""
-    roles, model, users, judges = make_roles()
-    roles.judge = Judge(judges, JudgeConfig(preset, "text", max_retries=0))
-    evaluate_model(config(tmp_path, upstream_dir, max_personas=3, turns=4, cache=False), roles=roles)
+def conversation_chains(users, model) -> dict[str, list[list[list[dict]]]]:
+    """Each conversation's requests, turn by turn, of the role-play user and of the evaluated model."""
 
     def by_conversation(backend, key):
         groups = {}
         for batch, _ in backend.calls:
             for messages in batch:
                 groups.setdefault(key(messages), []).append(messages)
-        return groups
+        return list(groups.values())
 
-    for role, backend, key in (("user", users, lambda m: m[0]["content"]),
-                               ("model", model, lambda m: m[0]["content"].split(" seed ")[0])):
-        groups = by_conversation(backend, key)
-        assert len(groups) == 3, role
-        for requests in groups.values():
+    return {"user": by_conversation(users, lambda m: m[0]["content"]),
+            "model": by_conversation(model, lambda m: m[0]["content"].split(" seed ")[0])}
+
+
+@pytest.mark.parametrize("schedule", ["free", "lockstep"])
+@pytest.mark.parametrize("preset", ["paper", "robust"])
+def test_every_role_prompt_is_append_only_across_turns(tmp_path, upstream_dir, preset, schedule):
+    """User simulator and evaluated model: turn k's messages start with turn k-1's messages (prefix caching
+    reuses them). The judge is not conversation-shaped by design (one request per reply): its fixed part, the
+    system message and the persona (and for `robust` the history up to the previous turn), leads every request."""
+    roles, model, users, judges = make_roles()
+    roles.judge = Judge(judges, JudgeConfig(preset, "text", max_retries=0))
+    evaluate_model(config(tmp_path, upstream_dir, max_personas=3, turns=4, cache=False, schedule=schedule),
+                   roles=roles)
+
+    for role, chains in conversation_chains(users, model).items():
+        assert len(chains) == 3, role
+        for requests in chains:
             assert len(requests) == 4, role
-            for before, after in zip(requests, requests[1:]):
-                assert len(after) > len(before) and after[:len(before)] == before, role
+            assert_append_only(requests, role)
 
     prompt = roles.judge.prompt
     judged = [m for batch, _ in judges.calls for m in batch]
@@ -224,3 +231,19 @@ def test_every_role_prompt_is_append_only_across_turns(tmp_path, upstream_dir, p
                     continue  # turn 1 has no history
                 history_end = before.index(f"user turn {k} of") - len(separator)
                 assert after.startswith(before[:history_end])  # the history grows at its end
+
+
+@pytest.mark.slow
+def test_conversation_roles_are_token_prefixes_under_the_embedded_chat_template(tmp_path, upstream_dir,
+                                                                                embedded_model_dir):
+    """What a local model is given: the role-play user's and the evaluated model's turn-k prompts, rendered with
+    the embedded model's chat template (generation prompt included), start with turn k-1's, text and tokens."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(embedded_model_dir)
+    roles, model, users, _ = make_roles()
+    evaluate_model(config(tmp_path, upstream_dir, max_personas=2, turns=3, cache=False), roles=roles)
+    for role, chains in conversation_chains(users, model).items():
+        assert len(chains) == 2 and all(len(c) == 3 for c in chains), role
+        for requests in chains:
+            assert_append_only(requests, role, tokenizer)

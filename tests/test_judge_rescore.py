@@ -10,7 +10,7 @@ from aloe_bench.core.judge import Judge, JudgeConfig
 from aloe_bench.harness import evaluate_model
 from aloe_bench.harness.rescore import RescoreConfig, rescore_run
 from aloe_bench.harness.runsource import RunSourceError
-from fakes import ScriptedBackend
+from aloe_bench.testing.backends import ScriptedBackend
 from test_harness_loop import config, make_roles
 
 

@@ -8,7 +8,7 @@ import random
 import pytest
 from aloe_bench.space import session as S
 from aloe_bench.space.config import SpaceConfig
-from fakes import ScriptedBackend
+from aloe_bench.testing.backends import ScriptedBackend
 
 from aloe_bench.core.metrics import aloe_metrics
 from aloe_bench.core.personas import Persona
@@ -30,7 +30,7 @@ def make(config=None, reply=None, judge=None, user=None, compare=False):
     }
     session = S.new_session(config)
     session.persona = PERSONA
-    return session, S.Roles(config, loader=lambda spec: backends[spec]), backends
+    return session, S.SpaceRoles(config, loader=lambda spec: backends[spec]), backends
 
 
 def send(session, roles, text):
@@ -103,7 +103,7 @@ def test_unknown_model_is_a_message_not_a_crash():
         raise OSError("nope/missing is not a local folder and the Hub is offline")
 
     with pytest.raises(S.SpaceError, match="could not load the assistant model 'nope/missing'.*Hub is offline"):
-        send(session, S.Roles(config, loader=loader), "hi")
+        send(session, S.SpaceRoles(config, loader=loader), "hi")
     assert session.n_turns == 0
 
 
@@ -123,7 +123,7 @@ def test_unparsable_text_judge_is_a_failure_not_a_number():
     config = SpaceConfig(model="a/model", user_model="u/model", judge_model="j/model")
     session, _, backends = make(config=config)
     backends["j/model"] = judge
-    roles = S.Roles(config, loader=lambda spec: backends[spec])
+    roles = S.SpaceRoles(config, loader=lambda spec: backends[spec])
     send(session, roles, "hi")
     S.score_pending(session, roles)
     turn = session.lanes[0].turns[0]
@@ -214,3 +214,41 @@ def test_config_from_env():
         SpaceConfig.from_env({"ALOE_SPACE_MAX_TURNS": "many"})
     with pytest.raises(ValueError, match="judge_preset"):
         SpaceConfig(judge_preset="vibes")
+
+
+def test_autoplay_writes_the_next_message_while_the_judge_scores_the_last_reply():
+    """Auto-play runs on the core's conversation task: the judge of turn 1 is off the critical path, so the
+    simulated user is asked for turn 2 while that judge is still working (it waits here until it sees that)."""
+    import threading
+
+    user_asked = {1: threading.Event(), 2: threading.Event()}
+
+    def user_fn(messages, config):
+        user_asked[(len(messages) // 2)].set()  # 2 messages at turn 1, 4 at turn 2
+        return f"user message #{len(messages)}"
+
+    overlapped = []
+
+    class WaitingJudge(ScriptedBackend):
+        def _score_options_batch(self, conversations, options):
+            overlapped.append(user_asked[2].wait(timeout=5))  # a judge on the critical path would time out
+            return super()._score_options_batch(conversations, options)
+
+    session, roles, _ = make(user=ScriptedBackend(fn=user_fn), judge=WaitingJudge(options=PROBS, kind="embedded"))
+    list(S.autoplay(session, roles, 2))
+    assert overlapped[0] is True
+    assert session.lanes[0].scores() == [pytest.approx(3.6)] * 2 and session.n_turns == 2
+
+
+def test_autoplay_failures_are_messages_and_drop_only_the_failed_turn():
+    session, roles, _ = make(reply=ScriptedBackend(fn=lambda m, c: RuntimeError("out of memory") if len(m) > 2
+                                                   else "first reply"))
+    with pytest.raises(S.SpaceError, match="the assistant failed: .*out of memory"):
+        list(S.autoplay(session, roles, 3))
+    lane = session.lanes[0]
+    assert [t.reply for t in lane.turns] == ["first reply"] and lane.scores() == [pytest.approx(3.6)]
+
+    session, roles, _ = make(user=ScriptedBackend(fn=lambda m, c: RuntimeError("rate limited")))
+    with pytest.raises(S.SpaceError, match="the user simulator failed: .*rate limited"):
+        list(S.autoplay(session, roles, 2))
+    assert session.n_turns == 0

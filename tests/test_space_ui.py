@@ -12,7 +12,7 @@ import pytest
 import yaml
 from aloe_bench.space.config import SpaceConfig
 from aloe_bench.space.ui import SpaceUI
-from fakes import ScriptedBackend
+from aloe_bench.testing.backends import ScriptedBackend
 
 SPACE = Path(__file__).resolve().parents[1] / "space"
 PROBS = {"1": 0.0, "2": 0.2, "3": 0.2, "4": 0.4, "5": 0.2}  # expected 3.6
@@ -247,5 +247,5 @@ def test_an_unexpected_backend_exception_is_a_message_too():
             raise RuntimeError("CUDA driver vanished")
 
     ui.loader = lambda spec: Raising() if spec == "embedded" else fakes()[1](spec)
-    list(S.autoplay(session, S.Roles(ui.config, fakes()[1]), 1))
+    list(S.autoplay(session, S.SpaceRoles(ui.config, fakes()[1]), 1))
     assert ui.on_induce(session, ui.config) == "⚠️ unexpected error: RuntimeError: CUDA driver vanished"

@@ -14,8 +14,7 @@ from aloe_bench.reproduce import ReproduceConfig, register, reproduce_section
 def _parser():
     parser = argparse.ArgumentParser(prog="aloe")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=HfArgumentParser)
-    bench = sub.add_parser("bench").add_subparsers(dest="bench_command")
-    register(sub, bench)
+    register(sub)
     return parser
 
 

@@ -8,12 +8,12 @@ uploaded as it is, in one commit.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from pathlib import Path
 
 from aloe_bench.core.eval_results import EVAL_RESULTS_PATH, eval_result_entries, eval_results_yaml
+from aloe_bench.core.io import atomic_write_json, atomic_write_text, read_json
 from aloe_bench.core.licenses import MODEL_LICENSES
 from aloe_bench.core.run_files import RunFileError, find_results_files, read_results
 
@@ -100,7 +100,7 @@ def read_info(checkpoint: str | Path) -> dict:
     path = Path(checkpoint) / TRAINING_INFO
     if not path.exists():
         raise FileNotFoundError(f"{path}: not an ALOE training checkpoint (no {TRAINING_INFO})")
-    return json.loads(path.read_text())
+    return read_json(path)
 
 
 def find_eval_results(checkpoint: str | Path, source: str | Path | None = None) -> dict | None:
@@ -242,9 +242,8 @@ def build_push_folder(checkpoint: str | Path, repo_id: str | None = None, eval_s
     card.save(checkpoint / "README.md")
     if results is not None:
         clean = {k: v for k, v in results.items() if not k.startswith("_")}
-        (checkpoint / EVAL_RESULTS_FILE).write_text(json.dumps(clean, indent=2))
-        (checkpoint / EVAL_RESULTS_PATH).parent.mkdir(exist_ok=True)
-        (checkpoint / EVAL_RESULTS_PATH).write_text(eval_results_file(results, repo_id), encoding="utf-8")
+        atomic_write_json(checkpoint / EVAL_RESULTS_FILE, clean)
+        atomic_write_text(checkpoint / EVAL_RESULTS_PATH, eval_results_file(results, repo_id))
     target = checkpoint / PUSH_DIR
     if target.exists():
         shutil.rmtree(target)

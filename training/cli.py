@@ -7,7 +7,7 @@ import importlib
 PARTS = ("aloe_bench.training.data_cli", "aloe_bench.training.train_cli")
 
 
-def register(sub, bench_sub) -> None:
+def register(sub) -> None:
     for part in PARTS:
         try:
             module = importlib.import_module(part)
@@ -15,4 +15,4 @@ def register(sub, bench_sub) -> None:
             if exc.name == part:
                 continue
             raise
-        module.register(sub, bench_sub)
+        module.register(sub)

@@ -1,4 +1,4 @@
-"""Data subcommands: `aloe personas grow|overlap`, `aloe generate`, `aloe dataset build|push`, `aloe bench personas`."""
+"""Data subcommands: `aloe personas grow|overlap`, `aloe generate`, `aloe dataset build|push`."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 import sys
 
 
-def register(sub, bench_sub) -> None:
+def register(sub) -> None:
     from transformers import HfArgumentParser
 
     from aloe_bench.core.config import add_recipe_parser
@@ -42,15 +42,6 @@ def register(sub, bench_sub) -> None:
     push.add_argument("--private", action="store_true")
     push.add_argument("--commit-message", "--commit_message", dest="commit_message", default=None)
     push.set_defaults(handler=_push)
-
-    bench = bench_sub.add_parser("personas", help="De-duplication: embed once + matrix product vs the naive pair loop.")
-    bench.add_argument("--candidates", type=int, default=100)
-    bench.add_argument("--pool", type=int, default=100)
-    bench.add_argument("--naive-pairs", type=int, default=200,
-                       help="Pairs of the naive loop actually timed (the rest is extrapolated; all: 10000).")
-    bench.add_argument("--threshold", type=float, default=0.6)
-    bench.add_argument("--output", default=None, help="Also write the JSON here.")
-    bench.set_defaults(handler=_bench)
 
 
 def _grow(args) -> int:
@@ -128,14 +119,4 @@ def _push(args) -> int:
         print(f"aloe dataset push: {exc}", file=sys.stderr)
         return 2
     print(json.dumps({"repo_id": args.repo_id, "commit": url}))
-    return 0
-
-
-def _bench(args) -> int:
-    from aloe_bench.core.config import emit_report
-
-    from .personas import bench_dedup
-
-    result = bench_dedup(args.candidates, args.pool, args.naive_pairs, args.threshold)
-    emit_report(result, args.output)
     return 0

@@ -20,6 +20,7 @@ from pathlib import Path
 from aloe_bench.core import schema
 from aloe_bench.core.eval_results import benchmark_eval_yaml
 from aloe_bench.core.hub_folder import check_dataset_folder, load_dataset_source
+from aloe_bench.core.io import atomic_write_text
 from aloe_bench.core.personas import PersonaFileError, load_persona_set, read_jsonl
 
 from .generate import CONVERSATIONS_FILE, META_FILE, count_conversations
@@ -383,8 +384,8 @@ def build_dataset(cfg: BuildConfig) -> dict:
             for split in present_splits(rows, name):
                 Dataset.from_list(splits[split], features=schema.CONFIGS[name]).to_parquet(
                     str(tmp / name / f"{split}-00000-of-00001.parquet"))
-        (tmp / "README.md").write_text(render_card(cfg, rows, counts, meta), encoding="utf-8")
-        (tmp / EVAL_FILE).write_text(benchmark_eval_yaml(), encoding="utf-8")
+        atomic_write_text(tmp / "README.md", render_card(cfg, rows, counts, meta))
+        atomic_write_text(tmp / EVAL_FILE, benchmark_eval_yaml())
         loaded = {}
         for name in SPLITS:  # the folder must load exactly as the Hub would load it
             with warnings.catch_warnings():
@@ -432,13 +433,13 @@ def push_dataset(folder: str | Path, repo_id: str, private: bool = False, commit
     card = readme.read_text(encoding="utf-8")
     usage = f'load_dataset("{USAGE_PLACEHOLDER}"'
     if usage in card:  # the usage snippet names the repo it is pushed to
-        readme.write_text(card.replace(usage, f'load_dataset("{repo_id}"'), encoding="utf-8")
+        atomic_write_text(readme, card.replace(usage, f'load_dataset("{repo_id}"'))
     try:
         create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True, token=token)
         info = upload_folder(folder_path=str(folder), repo_id=repo_id, repo_type="dataset", token=token,
                              commit_message=commit_message or "Upload ALOE preference dataset (aloe-bench)")
     except BaseException as exc:
-        readme.write_text(card, encoding="utf-8")  # a failed push leaves the folder as it was
+        atomic_write_text(readme, card)  # a failed push leaves the folder as it was
         if not isinstance(exc, OfflineModeIsEnabled):
             raise
         raise DatasetBuildError(f"cannot push {folder} to {repo_id}: HF_HUB_OFFLINE=1 is set ({exc}); "

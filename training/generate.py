@@ -13,17 +13,17 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import os
 import random
 import re
-import warnings
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from aloe_bench.core.aio import run_sync as _run_async
 from aloe_bench.core.backends import ChatBackend, GenerationConfig
-from aloe_bench.core.judge import format_history
+from aloe_bench.core.io import append_jsonl, atomic_write_json, read_json, repair_tail
+from aloe_bench.core.judge import auto_scoring, format_history
 from aloe_bench.core.personas import Persona, PersonaFileError, PoolItem, packaged_data, read_jsonl, read_pool
+from aloe_bench.core.reask import Reasker
 
 ROLES = ("user", "induction", "preferred", "rejected", "judge")
 PROMPT_NAMES = ("user_simulator", "induction", "responder_preferred", "responder_rejected", "pair_judge",
@@ -115,7 +115,7 @@ def pool_provenance(path: str | None, default: str) -> dict:
             "sha256": hashlib.sha256(Path(source).read_bytes()).hexdigest()[:16]}
     meta = Path(source).with_name(Path(source).name.removesuffix(".jsonl") + "_meta.json")
     if path and meta.exists():
-        grown = json.loads(meta.read_text())
+        grown = read_json(meta)
         info["grown"] = {k: grown.get(k) for k in ("generator", "embedder", "threshold", "rounds", "kept",
                                                    "rejected", "seeds", "prompt_sha256")}
     return info
@@ -124,52 +124,19 @@ def pool_provenance(path: str | None, default: str) -> dict:
 # ---------------------------------------------------------------------------------------------------
 # Steps
 # ---------------------------------------------------------------------------------------------------
-def _attempt_config(config: GenerationConfig, attempt: int, retry_temperature: float) -> GenerationConfig:
-    return config if attempt == 0 else replace(config, temperature=max(config.temperature, retry_temperature),
-                                               seed=config.seed + 7919 * attempt)
-
-
-def _take(slot: list, completion, attempt: int, parse) -> bool:
-    """Fold one answer into `slot` = [value, raw, attempts, error]; True when it parsed."""
-    slot[2] = attempt + 1
-    if not completion.ok:
-        slot[3] = f"backend: {completion.error}"
-        return False
-    slot[1] = completion.text
-    value = parse(completion.text)
-    if value is None:
-        slot[3] = "unparsable answer"
-        return False
-    slot[0], slot[3] = value, None
-    return True
-
-
 def generate_with_retries(backend: ChatBackend, requests: list[list[dict]], config: GenerationConfig,
                           max_retries: int, retry_temperature: float, parse=lambda text: text.strip() or None):
-    """Generate, parse, and re-ask (sampled, new seed) for failed or unparsable answers.
+    """Generate, parse, and re-ask (see `core.reask`) for failed or unparsable answers.
 
     Returns `(value, raw_text, attempts, error)` per request; `value` is None exactly when `error` is set.
     """
-    out: list[list] = [[None, None, 0, "not run"] for _ in requests]
-    pending = list(range(len(requests)))
-    for attempt in range(max_retries + 1):
-        if not pending:
-            break
-        completions = backend.generate([requests[i] for i in pending], _attempt_config(config, attempt,
-                                                                                       retry_temperature))
-        pending = [i for i, completion in zip(pending, completions) if not _take(out[i], completion, attempt, parse)]
-    return [tuple(slot) for slot in out]
+    return [a.as_tuple() for a in Reasker(max_retries, retry_temperature).ask(backend, requests, config, parse)]
 
 
 async def agenerate_with_retries(backend: ChatBackend, request: list[dict], config: GenerationConfig,
                                  max_retries: int, retry_temperature: float, parse=lambda text: text.strip() or None):
     """`generate_with_retries` for one request, awaitable: the same seeds, retries and result tuple."""
-    slot = [None, None, 0, "not run"]
-    for attempt in range(max_retries + 1):
-        completion = await backend.agenerate(request, _attempt_config(config, attempt, retry_temperature))
-        if _take(slot, completion, attempt, parse):
-            break
-    return tuple(slot)
+    return (await Reasker(max_retries, retry_temperature).aask(backend, request, config, parse)).as_tuple()
 
 
 def parse_induction(text: str) -> tuple[str, str] | None:
@@ -207,14 +174,35 @@ def induction_messages(prompts, persona: Persona, history: list[dict]) -> list[d
                                                       history=format_history(history))}]
 
 
-def responder_messages(prompts, history: list[dict], revealed: tuple[str, str] | None) -> list[dict]:
-    """The preferred responder gets the revealed facts in its system prompt; the rejected one does not."""
+def responder_messages(prompts, history: list[dict], revealed: list[tuple[str, str]] | None) -> list[dict]:
+    """A responder's request: its system message, then the conversation ending on the user's new message.
+
+    The rejected responder (`revealed` None) sees the conversation as it is. The preferred one gets, after each
+    user message, a note of the facts revealed up to that message (`revealed`: one (profile, personality) pair
+    per user message, oldest first): earlier notes stay as they were, so each turn's request starts with the
+    previous turn's (servers with prefix caching reuse it) and the newest note is the induction's latest answer.
+    """
     if revealed is None:
-        system = prompts["responder_rejected"]["system"]
-    else:
-        system = prompts["responder_preferred"].render("system", revealed_profile=revealed[0],
-                                                       revealed_personality=revealed[1])
-    return [{"role": "system", "content": system}, *history]
+        return [{"role": "system", "content": prompts["responder_rejected"]["system"]}, *history]
+    prompt = prompts["responder_preferred"]
+    users = [i for i, m in enumerate(history) if m["role"] == "user"]
+    if len(revealed) != len(users):
+        raise ValueError(f"{len(revealed)} revealed-fact notes for {len(users)} user messages")
+    note_of = dict(zip(users, revealed))
+    messages = [{"role": "system", "content": prompt["system"]}]
+    for i, message in enumerate(history):
+        if i in note_of:
+            profile, personality = note_of[i]
+            message = {"role": "user", "content": prompt.render("note", message=message["content"],
+                                                                revealed_profile=profile,
+                                                                revealed_personality=personality)}
+        messages.append(message)
+    return messages
+
+
+def revealed_so_far(conv: "PairConversation", latest: tuple[str, str]) -> list[tuple[str, str]]:
+    """The revealed facts after each user message of `conv` so far, then `latest` (this turn's induction)."""
+    return [(t["revealed_profile"], t["revealed_personality"]) for t in conv.turns] + [latest[:2]]
 
 
 def pair_judge_messages(prompt, persona: Persona, message: str, reply_a: str, reply_b: str) -> list[dict]:
@@ -224,7 +212,9 @@ def pair_judge_messages(prompt, persona: Persona, message: str, reply_a: str, re
 
 
 @dataclass
-class Conversation:
+class PairConversation:
+    """One generated conversation: a persona pair's turns, each with a preferred and a rejected reply."""
+
     index: int
     persona: Persona
     seed: int
@@ -255,7 +245,7 @@ class Generator:
                                                                      seed=cfg.seed), self.prompts, cfg.max_retries)
         scoring = cfg.judge_scoring
         if scoring == "auto":
-            scoring = "logprobs" if backends["judge"].spec.kind == "embedded" else "text"
+            scoring = auto_scoring(backends["judge"].spec.kind)  # the pair judge's direct prompt answers "A"/"B"
         self.judge_scoring = scoring
         lenient = cfg.induction_parse == "lenient" or (
             cfg.induction_parse == "auto" and backends["induction"].spec.kind == "embedded")
@@ -277,20 +267,20 @@ class Generator:
     def _judge_config(self, turn: int) -> GenerationConfig:
         return GenerationConfig(self.cfg.judge_max_new_tokens, self.cfg.temperature, seed=self.cfg.seed * 1000 + turn)
 
-    def _user_ok(self, conv: Conversation, turn: int, completion) -> bool:
+    def _user_ok(self, conv: PairConversation, turn: int, completion) -> bool:
         if not completion.ok:
             self.failures["user"] += 1
             conv.error = f"turn {turn}: user simulator: {completion.error}"
         return completion.ok
 
-    def _induction_ok(self, conv: Conversation, turn: int, ind) -> bool:
+    def _induction_ok(self, conv: PairConversation, turn: int, ind) -> bool:
         if ind[3] is not None:
             self.failures["induction"] += 1
             last = (ind[1] or "")[:200]
             conv.error = f"turn {turn}: induction: {ind[3]} after {ind[2]} attempts (last answer: {last!r})"
         return ind[3] is None
 
-    def _responders_ok(self, conv: Conversation, turn: int, pref, rej) -> bool:
+    def _responders_ok(self, conv: PairConversation, turn: int, pref, rej) -> bool:
         failed = [(name, r) for name, r in (("preferred", pref), ("rejected", rej)) if r[3] is not None]
         for name, _ in failed:
             self.failures[name] += 1
@@ -298,7 +288,7 @@ class Generator:
             conv.error = "; ".join(f"turn {turn}: {n} responder: {r[3]} after {r[2]} attempts" for n, r in failed)
         return not failed
 
-    def _continue(self, conv: Conversation, turn: int, message: str, ind, pref: str, rej: str) -> dict:
+    def _continue(self, conv: PairConversation, turn: int, message: str, ind, pref: str, rej: str) -> dict:
         """Record the turn (judge fields still empty) and continue with one of the two replies, at random.
 
         The continuation does not depend on the judge, so the judge can run off the critical path."""
@@ -324,7 +314,7 @@ class Generator:
         record.update(judge_choice=choice, judge_raw=raw, attempts={**record["attempts"], "judge": attempts},
                       error=None if error is None else f"pair judge: {error} after {attempts} attempts")
 
-    def _judge_request(self, conv: Conversation, record: dict) -> tuple[list[dict], dict]:
+    def _judge_request(self, conv: PairConversation, record: dict) -> tuple[list[dict], dict]:
         pref, rej, position = record["preferred"], record["rejected"], record["preferred_position"]
         a, b = (pref, rej) if position == "A" else (rej, pref)
         labels = {"A": "preferred" if position == "A" else "rejected",
@@ -344,7 +334,7 @@ class Generator:
         found = re.findall(self.judge_prompt["score_pattern"], text or "")
         return found[-1] if found else None
 
-    def step(self, group: list[Conversation], turn: int) -> None:
+    def step(self, group: list[PairConversation], turn: int) -> None:
         """Advance every live conversation of `group` by one turn (one batched call per role: lockstep)."""
         live = [c for c in group if c.error is None and len(c.turns) == turn - 1]
         if not live:
@@ -364,8 +354,8 @@ class Generator:
         ready = [(conv, message, history, ind) for (conv, message), history, ind in zip(speaking, asked, induced)
                  if self._induction_ok(conv, turn, ind)]
         reply_config = self._config(self.cfg.reply_max_new_tokens, turn)
-        preferred = self._retry("preferred", [responder_messages(self.prompts, h, ind[0]) for _, _, h, ind in ready],
-                                reply_config)
+        preferred = self._retry("preferred", [responder_messages(self.prompts, h, revealed_so_far(c, ind[0]))
+                                              for c, _, h, ind in ready], reply_config)
         rejected = self._retry("rejected", [responder_messages(self.prompts, h, None) for _, _, h, _ in ready],
                                reply_config)
         records = [(conv, self._continue(conv, turn, message, ind, pref[0], rej[0]))
@@ -387,7 +377,7 @@ class Generator:
         return [(None if letter is None else labels[letter], raw, attempts, error)
                 for labels, (letter, raw, attempts, error) in zip(label_of, results)]
 
-    async def _ajudge(self, conv: Conversation, record: dict) -> None:
+    async def _ajudge(self, conv: PairConversation, record: dict) -> None:
         request, labels = self._judge_request(conv, record)
         if self.judge_scoring == "logprobs":
             verdict = self._from_scores(labels, await self.backends["judge"].ascore_options(request, ["A", "B"]))
@@ -398,7 +388,7 @@ class Generator:
             verdict = (None if letter is None else labels[letter], raw, attempts, error)
         self._judged(record, verdict)
 
-    async def converse(self, conv: Conversation, turns: int) -> None:
+    async def converse(self, conv: PairConversation, turns: int) -> None:
         """One conversation as its own task (the free schedule): the same requests, seeds and records as
         `step`, one request at a time; each turn's pair judge runs alongside the next turn."""
         judges: list[asyncio.Task] = []
@@ -421,7 +411,8 @@ class Generator:
                     break
                 reply_config = self._config(self.cfg.reply_max_new_tokens, turn)
                 pref, rej = await asyncio.gather(
-                    retry("preferred", responder_messages(self.prompts, history, ind[0]), reply_config),
+                    retry("preferred", responder_messages(self.prompts, history, revealed_so_far(conv, ind[0])),
+                          reply_config),
                     retry("rejected", responder_messages(self.prompts, history, None), reply_config))
                 if not self._responders_ok(conv, turn, pref, rej):
                     break
@@ -443,17 +434,7 @@ def drop_torn_tail(path: Path) -> int:
     Records are appended as one line each, newline last, so such a line is a conversation that was never
     fully recorded: it is generated again (from the request cache) instead of blocking the resume.
     """
-    if not path.exists() or path.stat().st_size == 0:
-        return 0
-    with open(path, "r+b") as fh:
-        data = fh.read()
-        if data.endswith(b"\n"):
-            return 0
-        keep = data.rfind(b"\n") + 1
-        fh.truncate(keep)
-    warnings.warn(f"{path}: dropped a torn last line ({len(data) - keep} bytes) left by an interrupted run; "
-                  "that conversation is generated again", stacklevel=2)
-    return len(data) - keep
+    return repair_tail(path, "that conversation is generated again")
 
 
 def load_finished(path: Path) -> dict[str, dict]:
@@ -509,35 +490,32 @@ def generate_conversations(cfg: GenerateConfig, backends: dict[str, ChatBackend]
     meta = run_meta(cfg, backends, prompts)
     meta_path = out / META_FILE
     if meta_path.exists():
-        before = json.loads(meta_path.read_text())
+        before = read_json(meta_path)
         if {k: before.get(k) for k in ("prompts", "pools", "settings")} != {k: meta[k] for k in ("prompts", "pools",
                                                                                                    "settings")}:
             raise ValueError(f"{out} holds a generation run with other settings, pools or prompts "
                              f"(see {meta_path}); use another --output_dir")
-    meta_path.write_text(json.dumps({**meta, "status": "running"}, indent=2) + "\n")
+    atomic_write_json(meta_path, {**meta, "status": "running"})
     cache = RequestCache(out / "cache.sqlite") if cfg.cache else None
     if cache is not None:
         backends = {role: CachedBackend(b, cache) for role, b in backends.items()}
     generator = Generator(cfg, backends, prompts)
     conv_path = out / CONVERSATIONS_FILE
     finished = load_finished(conv_path)
-    todo = [Conversation(i, p, cfg.seed * 1_000_003 + i) for i, p in enumerate(persona_pairs(cfg), start=1)]
+    todo = [PairConversation(i, p, cfg.seed * 1_000_003 + i) for i, p in enumerate(persona_pairs(cfg), start=1)]
     todo = [c for c in todo if c.id not in finished]
     models_json = json.dumps(cfg.role_specs(), sort_keys=True)
     prompts_json = json.dumps(meta["prompts"]["sha256"], sort_keys=True)
     bar = tqdm(total=cfg.n_conversations, initial=cfg.n_conversations - len(todo), unit="conv", desc="generate",
                disable=not cfg.progress)
 
-    def write(conv: Conversation) -> None:
+    def write(conv: PairConversation) -> None:
         record = {"id": conv.id, "persona_id": conv.persona.id,
                   "profile_id": conv.persona.profile_id, "personality_id": conv.persona.personality_id,
                   "profile": conv.persona.profile, "personality": conv.persona.personality,
                   "turns": conv.turns, "models": models_json, "prompt_sha256": prompts_json,
                   "seed": conv.seed, "error": conv.error}
-        with open(conv_path, "a", encoding="utf-8") as fh:
-            fh.write(json.dumps(record, ensure_ascii=False) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
+        append_jsonl(conv_path, [record])
         finished[conv.id] = record
         bar.update(1)
 
@@ -560,16 +538,16 @@ def generate_conversations(cfg: GenerateConfig, backends: dict[str, ChatBackend]
         counts["cache"] = {"hits": cache.hits, "misses": cache.misses}
         cache.close()
     meta["resolved"] = {"judge_scoring": generator.judge_scoring, "induction_parse": generator.induction_parse}
-    meta_path.write_text(json.dumps({**meta, "status": "finished", "counts": counts}, indent=2) + "\n")
+    atomic_write_json(meta_path, {**meta, "status": "finished", "counts": counts})
     return {**counts, "conversations_file": str(conv_path), "judge_scoring": generator.judge_scoring,
             "induction_parse": generator.induction_parse}
 
 
-async def _converse_all(generator: Generator, todo: list[Conversation], turns: int, write) -> None:
+async def _converse_all(generator: Generator, todo: list[PairConversation], turns: int, write) -> None:
     """Every conversation its own task, each written whole when it ends; one that raises stops alone and the
     others finish before the error is raised. A cancelled conversation writes nothing (a re-run redoes it)."""
 
-    async def one(conv: Conversation) -> None:
+    async def one(conv: PairConversation) -> None:
         await generator.converse(conv, turns)
         write(conv)
 

@@ -8,17 +8,15 @@ round. The pool file is written so `load_persona_set(folder)` reads it: `profile
 
 from __future__ import annotations
 
-import json
-import os
 import random
 import re
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from aloe_bench.core.io import append_jsonl, atomic_write_json, atomic_write_jsonl
 from aloe_bench.core.personas import PersonaFileError, PoolItem, packaged_data, read_jsonl, read_pool
 
 KINDS = ("profile", "personality")
@@ -183,28 +181,10 @@ def parse_items(text: str | None, min_chars: int = 25) -> list[str]:
 # ---------------------------------------------------------------------------------------------------
 # Pool files
 # ---------------------------------------------------------------------------------------------------
-def _atomic_write_lines(path: Path, rows: list[dict]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        for row in rows:
-            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
-
-
 def _append_lines(path: Path, rows: list[dict]) -> None:
-    if rows and path.exists() and path.stat().st_size:
-        with open(path, "rb") as fh:
-            fh.seek(-1, os.SEEK_END)
-            torn = fh.read(1) != b"\n"  # a hand-edited file without a final newline: never glue a row onto it
-    else:
-        torn = False
-    with open(path, "a", encoding="utf-8") as fh:
-        if torn:
-            fh.write("\n")
-        fh.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
-        fh.flush()
-        os.fsync(fh.fileno())
+    """Append to the pool or the round log: `open_pool` read and validated both whole, so a last line without
+    its newline is a hand edit, kept (ended with a newline), never a torn row."""
+    append_jsonl(path, rows, keep_unterminated=True)
 
 
 @dataclass
@@ -241,7 +221,7 @@ def open_pool(cfg: GrowConfig) -> PoolState:
         seeds = read_pool(Path(cfg.seeds) if cfg.seeds else packaged_data(SEED_FILES[cfg.kind]), "seed")
         rows = [{"id": s.id, "text": s.text, "round": 0, "nearest": None, "similarity": None, "generator": "seed"}
                 for s in seeds]
-        _atomic_write_lines(pool_path, rows)
+        atomic_write_jsonl(pool_path, rows)
         if rounds_path.exists():
             rounds_path.unlink()
         return PoolState(rows, [])
@@ -275,7 +255,7 @@ def open_pool(cfg: GrowConfig) -> PoolState:
     done = rounds[-1]["round"] if rounds else 0
     complete = [r for r in rows if int(r.get("round", 0)) <= done]
     if len(complete) != len(rows):
-        _atomic_write_lines(pool_path, complete)  # a crash between the pool append and the round log line
+        atomic_write_jsonl(pool_path, complete)  # a crash between the pool append and the round log line
     return PoolState(complete, rounds)
 
 
@@ -369,7 +349,7 @@ def grow_pool(cfg: GrowConfig, backend=None, embedder=None) -> dict:
                       "embedder": embedder_name, "threshold": cfg.threshold}
             # Pool rows first, the round line last: `open_pool` drops rows of a round with no log line.
             _append_lines(pool_path, new_rows)
-            _append_lines(rejected_path, rejected_rows)
+            append_jsonl(rejected_path, rejected_rows)  # never read back: a torn tail is cut
             _append_lines(rounds_path, [record])
             state.rows += new_rows
             state.rounds.append(record)
@@ -388,7 +368,7 @@ def grow_pool(cfg: GrowConfig, backend=None, embedder=None) -> dict:
             "kept": totals["kept"], "rejected": totals["rejected"], "stopped": reason,
             "prompt_sha256": prompts.hashes([f"persona_grow_{cfg.kind}"]), "config": asdict(cfg)}
     meta_path = pool_path.with_name(pool_path.name.removesuffix(".jsonl") + "_meta.json")
-    meta_path.write_text(json.dumps(meta, indent=2) + "\n")
+    atomic_write_json(meta_path, meta)
     return {**meta, "pool_file": str(pool_path)}
 
 
@@ -426,65 +406,3 @@ def pool_overlap(a: list[PoolItem], b: list[PoolItem], embedder, top: int = 10) 
     return {"a_items": len(a), "b_items": len(b), "max_similarity": round(float(best.max()), 4),
             "mean_best_similarity": round(float(best.mean()), 4),
             "closest_pairs": pairs}
-
-
-# ---------------------------------------------------------------------------------------------------
-# Benchmark: embed-once + matrix product vs re-encoding both texts for every pair
-# ---------------------------------------------------------------------------------------------------
-def bench_texts(n: int, seed: int) -> list[str]:
-    """`n` distinct persona-like texts made from sentences of the packaged pools (no network, no model)."""
-    sentences = []
-    for name in ("seed_profiles.jsonl", "seed_personalities.jsonl", "eval_profiles.jsonl", "eval_personalities.jsonl"):
-        for item in read_pool(packaged_data(name), "x"):
-            sentences += [s.strip() for s in re.split(r"(?<=[.!?])\s+", item.text) if len(s.strip()) > 20]
-    rng = random.Random(seed)
-    texts, seen = [], set()
-    while len(texts) < n:
-        text = " ".join(rng.sample(sentences, 2))
-        if text not in seen:
-            seen.add(text)
-            texts.append(text)
-    return texts
-
-
-def bench_dedup(n_candidates: int = 100, pool_size: int = 100, naive_pairs: int = 200, threshold: float = 0.6,
-                embedder=None, seed: int = 0) -> dict:
-    """Time both ways of deciding which candidates to keep on the same texts; the naive loop is sampled."""
-    import torch
-
-    embedder = embedder or load_embedder()
-    texts = bench_texts(n_candidates + pool_size, seed)
-    pool, candidates = texts[:pool_size], texts[pool_size:]
-    embed(embedder, texts[:8])  # warm-up so neither side pays first-call costs
-
-    began = time.perf_counter()
-    pool_emb, cand_emb = embed(embedder, pool), embed(embedder, candidates)
-    decisions = select_novel(candidates, cand_emb, [f"p{i}" for i in range(pool_size)], pool_emb, threshold)
-    fast_s = time.perf_counter() - began
-
-    all_pairs = [(i, j) for i in range(n_candidates) for j in range(pool_size)]
-    rng = random.Random(seed)
-    sample = all_pairs if naive_pairs >= len(all_pairs) else rng.sample(all_pairs, naive_pairs)
-    max_gap = 0.0
-    began = time.perf_counter()
-    for i, j in sample:  # the paper's way: encode both texts anew for every pair
-        a = embedder.encode(candidates[i], convert_to_tensor=True)
-        b = embedder.encode(pool[j], convert_to_tensor=True)
-        naive = float(torch.nn.functional.cosine_similarity(a, b, dim=0))
-        max_gap = max(max_gap, abs(naive - float(cand_emb[i] @ pool_emb[j])))
-    sampled_s = time.perf_counter() - began
-    naive_s = sampled_s * len(all_pairs) / len(sample)
-    return {
-        "candidates": n_candidates, "pool": pool_size, "pairs": len(all_pairs),
-        "embedder": getattr(embedder, "aloe_name", "sentence-transformers"),
-        "fast_s": round(fast_s, 4),
-        "naive_s": round(naive_s, 2),
-        "naive_pairs_timed": len(sample),
-        "naive_timed_s": round(sampled_s, 3),
-        "naive_extrapolated": len(sample) < len(all_pairs),
-        "speedup": round(naive_s / fast_s, 1),
-        "max_abs_similarity_difference": round(max_gap, 6),
-        "kept_by_fast": sum(d.kept for d in decisions),
-        "threshold": threshold,
-        "torch_threads": torch.get_num_threads(),
-    }

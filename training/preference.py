@@ -6,8 +6,9 @@ started from): implicit rewards beta * (log pi(y|x) - log pi_ref(y|x)) and the r
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
+
+from aloe_bench.core.io import atomic_write_json
 
 from .sft import (
     AloeArguments,
@@ -172,7 +173,7 @@ def run_preference(script, aloe: AloeArguments, training_args, model_args, metho
     if test is not None and len(test) and (not model_args.use_peft or aloe.merge_lora):
         evaluation = preference_eval(training_args.output_dir, model_path, test, training_args.beta,
                                      batch_size=training_args.per_device_eval_batch_size)
-        Path(training_args.output_dir, PREFERENCE_EVAL_FILE).write_text(json.dumps(evaluation, indent=2))
+        atomic_write_json(Path(training_args.output_dir, PREFERENCE_EVAL_FILE), evaluation)
         info["preference_eval"] = evaluation
         print_preference_eval(evaluation)
     write_run_info(training_args.output_dir, info, recipe)

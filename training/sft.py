@@ -6,11 +6,12 @@ SFT source, mix dataset, Hub upload) and TRL's `SFTConfig`, with TRL's `ModelCon
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from aloe_bench.core.io import atomic_write_json, atomic_write_text, read_json
 
 TRAINING_INFO = "aloe_training.json"
 RECIPE_FILE = "aloe_recipe.yaml"
@@ -67,8 +68,8 @@ def base_model_of(folder: Path) -> str | None:
     folder = Path(folder)
     for marker, key in ((TRAINING_INFO, "base_model"), (EMBEDDED_MARKER, "source_model")):
         if (folder / marker).exists():
-            return json.loads((folder / marker).read_text())[key]
-    config = json.loads((folder / "config.json").read_text()) if (folder / "config.json").exists() else {}
+            return read_json(folder / marker)[key]
+    config = read_json(folder / "config.json") if (folder / "config.json").exists() else {}
     name = config.get("_name_or_path") or ""
     return name if name.count("/") == 1 and not Path(name).exists() and not name.startswith((".", "/")) else None
 
@@ -213,12 +214,12 @@ def write_run_info(output_dir: str, info: dict, recipe: dict | None) -> None:
     out = Path(output_dir)
     info = {**info, "command": ["aloe", *sys.argv[1:]] if sys.argv and sys.argv[0].endswith("aloe") else None,
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    (out / TRAINING_INFO).write_text(json.dumps(info, indent=2, default=str))
+    atomic_write_json(out / TRAINING_INFO, info, default=str)
     if recipe:
         plain = {k: v if isinstance(v, (str, int, float, bool, list, dict, type(None))) else str(v)
                  for k, v in recipe.items()}
         text = yaml.safe_dump(plain, sort_keys=False, default_flow_style=None)
-        (out / RECIPE_FILE).write_text("# The recipe as run: the YAML recipe with command-line overrides applied.\n" + text)
+        atomic_write_text(out / RECIPE_FILE, "# The recipe as run: the YAML recipe with command-line overrides applied.\n" + text)
 
 
 def report_throughput(stage: str, stats: dict) -> None:

@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from aloe_bench.core.config import dataclass_from_args
+from aloe_bench.core.io import atomic_write_json
 
 
 def _bool_or_repo(value):
@@ -104,8 +105,6 @@ def _card(args) -> int:
 
 
 def _pairs(args) -> int:
-    import json
-
     from .preference import preference_eval, print_preference_eval
     from .sft import load_split, resolve_model
 
@@ -115,12 +114,11 @@ def _pairs(args) -> int:
     result = preference_eval(resolve_model(args.model)[0], resolve_model(args.reference)[0], pairs, args.beta)
     print_preference_eval(result)
     if args.output:
-        with open(args.output, "w") as fh:
-            json.dump(result, fh, indent=2)
+        atomic_write_json(args.output, result)
     return 0
 
 
-def register(sub, bench_sub) -> None:
+def register(sub) -> None:
     train = sub.add_parser("train", help="Train with TRL: SFT, then DPO / IPO (--loss_type ipo) / KTO.")
     stages = train.add_subparsers(dest="train_command", metavar="STAGE", required=True,
                                   parser_class=argparse.ArgumentParser)

@@ -10,8 +10,10 @@ from transformers import HfArgumentParser
 
 from aloe_bench.core.config import ConfigError, apply_recipe
 
-# Modules with a `register(sub, bench_sub)` that adds their subcommands; imported lazily so `aloe metrics` never loads torch.
+# Modules with a `register(sub)` that adds their subcommands; imported lazily so `aloe metrics` never loads torch.
+# `aloe bench ...` lives in the bench package: its registration imports no benchmark (see aloe_bench/bench/cli.py).
 AREAS = (
+    "aloe_bench.bench.cli",
     "aloe_bench.harness.cli",
     "aloe_bench.training.cli",
     "aloe_bench.space.cli",
@@ -23,8 +25,6 @@ AREAS = (
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="aloe", description="Personalised alignment through interaction (ALOE).")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=HfArgumentParser)
-    bench = sub.add_parser("bench", help="Speed benchmarks (print JSON with side-by-side ratios).")
-    bench_sub = bench.add_subparsers(dest="bench_command", metavar="BENCH", required=True)
     for area in AREAS:
         try:
             module = importlib.import_module(area)
@@ -32,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
             if exc.name == area:
                 continue  # area not built (yet)
             raise
-        module.register(sub, bench_sub)
+        module.register(sub)
     return parser
 
 

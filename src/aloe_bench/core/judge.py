@@ -23,10 +23,17 @@ from dataclasses import dataclass, field, replace
 from .backends import ChatBackend, GenerationConfig
 from .personas import Persona
 from .prompts import PromptBook, load_prompts
+from .reask import Answer, Reasker, Unparsable
 
 PRESETS = ("paper", "robust")
 SCORINGS = ("auto", "text", "logprobs")
 SCORE_OPTIONS = ["1", "2", "3", "4", "5"]
+
+
+def auto_scoring(backend_kind: str, answer_is_one_token: bool = True) -> str:
+    """What scoring `auto` means, for every judge of the project: the embedded judge's text carries no signal,
+    so it is read from probabilities when its prompt asks for a one-token answer; any other judge by its text."""
+    return "logprobs" if backend_kind == "embedded" and answer_is_one_token else "text"
 
 
 @dataclass(frozen=True)
@@ -54,8 +61,7 @@ class JudgeConfig:
         """Turn `auto` scoring into a concrete choice: logprobs for the embedded judge, text otherwise."""
         if self.scoring != "auto":
             return self
-        wants_logprobs = backend_kind == "embedded" and self.preset == "paper"
-        return replace(self, scoring="logprobs" if wants_logprobs else "text")
+        return replace(self, scoring=auto_scoring(backend_kind, answer_is_one_token=self.preset == "paper"))
 
     @property
     def prompt_name(self) -> str:
@@ -202,47 +208,36 @@ class Judge:
         expected = sum(int(k) * p for k, p in option_scores.probs.items())
         return Verdict(round(expected, 6), distribution=option_scores.probs, attempts=1)
 
-    def _attempt_config(self, attempt: int) -> GenerationConfig:
-        base = self.config.generation()
-        return base if attempt == 0 else replace(
-            base, temperature=self.config.retry_temperature, seed=base.seed + attempt)
+    def _reasker(self) -> Reasker:
+        return Reasker(self.config.max_retries, self.config.retry_temperature)
 
-    def _take(self, verdict: Verdict, completion, attempt: int, quoted: list[str]) -> bool:
-        """Fold one judge answer into `verdict`; True when it holds a score (no retry needed)."""
-        verdict.attempts = attempt + 1
-        verdict.latency_s += completion.latency_s
-        verdict.tokens += 0 if completion.cached else completion.tokens
-        if not completion.ok:
-            verdict.error = f"backend: {completion.error}"
-            return False
-        verdict.raw = completion.text
-        score = parse_score(completion.text, self.prompt["score_pattern"], quoted)
-        if score is None:
-            echoed = parse_score(completion.text, self.prompt["score_pattern"]) is not None
-            verdict.error = ("unparsable judge answer: its only score is inside text copied from its "
-                             "prompt or the evaluated conversation" if echoed else "unparsable judge answer")
-            return False
-        verdict.score, verdict.error = float(score), None
-        return True
+    def _parser(self, quoted: list[str]):
+        """The answer's own score (see `parse_score`); an answer whose only score is an echo says so."""
+        pattern = self.prompt["score_pattern"]
+
+        def parse(text: str) -> float:
+            score = parse_score(text, pattern, quoted)
+            if score is None:
+                echoed = parse_score(text, pattern) is not None
+                raise Unparsable("unparsable judge answer: its only score is inside text copied from its prompt or "
+                                 "the evaluated conversation" if echoed else "unparsable judge answer")
+            return float(score)
+        return parse
+
+    @staticmethod
+    def _verdict(answer: Answer) -> Verdict:
+        return Verdict(answer.value, raw=answer.raw, attempts=answer.attempts, error=answer.error,
+                       latency_s=answer.latency_s, tokens=answer.tokens)
 
     def _score_text(self, conversations: list[list[dict]], quoted: list[list[str]]) -> list[Verdict]:
-        verdicts = [Verdict(None) for _ in conversations]
-        pending = list(range(len(conversations)))
-        for attempt in range(self.config.max_retries + 1):
-            if not pending:
-                break
-            completions = self.backend.generate([conversations[i] for i in pending], self._attempt_config(attempt))
-            pending = [index for index, completion in zip(pending, completions)
-                       if not self._take(verdicts[index], completion, attempt, quoted[index])]
-        return verdicts
+        answers = self._reasker().ask(self.backend, conversations, self.config.generation(),
+                                      [self._parser(q) for q in quoted])
+        return [self._verdict(a) for a in answers]
 
     async def ascore(self, item: JudgeItem) -> Verdict:
         """`score` for one item, awaitable: the same prompt, parsing, retries and seeds."""
         messages = self.messages(item)
         if self.config.scoring == "logprobs":
             return self._from_distribution(await self.backend.ascore_options(messages, SCORE_OPTIONS))
-        verdict, quoted = Verdict(None), self.quoted(item, messages)
-        for attempt in range(self.config.max_retries + 1):
-            if self._take(verdict, await self.backend.agenerate(messages, self._attempt_config(attempt)), attempt, quoted):
-                break
-        return verdict
+        parse = self._parser(self.quoted(item, messages))
+        return self._verdict(await self._reasker().aask(self.backend, messages, self.config.generation(), parse))

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 from .embedded import cache_dir
+from .io import atomic_write_bytes
 from .personas import PersonaFileError
 
 #: The authors' repository and the commit whose eval files the paper's Table 1 used.
@@ -75,9 +75,7 @@ def ensure_paper_files() -> Path:
         fetched[name] = data
     folder.mkdir(parents=True, exist_ok=True)
     for name, data in fetched.items():  # each file through a temp file and a rename: never half a file in the cache
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=f".{name}.", delete=False) as tmp:
-            tmp.write(data)
-        os.replace(tmp.name, folder / name)
+        atomic_write_bytes(folder / name, data)
     return folder
 
 

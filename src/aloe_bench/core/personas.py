@@ -21,13 +21,13 @@ from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
 
+from .io import DataFileError, RepairWarning  # noqa: F401 (RepairWarning: imported from here by callers)
+from .io import read_jsonl as _read_jsonl
 
-class PersonaFileError(ValueError):
-    """A persona input is malformed; the message names the file and line (or field)."""
 
-
-class RepairWarning(UserWarning):
-    """A documented repair was applied to an input line (e.g. two JSON values glued together)."""
+class PersonaFileError(DataFileError):
+    """A persona input (or a file of conversations or pools built from personas) is malformed; the message
+    names the file and line (or field)."""
 
 
 @dataclass(frozen=True)
@@ -71,86 +71,9 @@ class PersonaSet:
         return PersonaSet(f"{self.name}[:{limit}]", self.personas[:limit], self.source)
 
 
-# ---------------------------------------------------------------------------------------------------
-# Reading JSONL robustly
-# ---------------------------------------------------------------------------------------------------
-def _split_glued(line: str, where: str) -> list:
-    """Decode one or more JSON values written on one line (`"a""b"` or `{..} {..}`)."""
-    decoder = json.JSONDecoder()
-    values, pos = [], 0
-    while pos < len(line):
-        while pos < len(line) and line[pos].isspace():
-            pos += 1
-        if pos >= len(line):
-            break
-        try:
-            value, end = decoder.raw_decode(line, pos)
-        except json.JSONDecodeError as exc:
-            raise PersonaFileError(f"{where}: malformed JSON at column {exc.colno}: {exc.msg}") from None
-        values.append(value)
-        pos = end
-    return values
-
-
-def _check_text_values(value, where: str) -> None:
-    """Strings decoded from JSON must be real text: a lone surrogate (`"\\ud800"`) cannot be written anywhere."""
-    if isinstance(value, str):
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            raise PersonaFileError(f"{where}: invalid \\u escape (a lone surrogate) in a string") from None
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            _check_text_values(key, where)
-            _check_text_values(item, where)
-    elif isinstance(value, list):
-        for item in value:
-            _check_text_values(item, where)
-
-
 def read_jsonl(path: str | Path, repair_glued: bool = True) -> list[tuple[int, object]]:
-    """Return `(line_number, value)` for every JSON value in a JSONL file.
-
-    Lines are split on `\\n` only (so line numbers are an editor's, and a U+2028 inside a string stays
-    inside it); `\\r\\n` endings and a UTF-8 byte-order mark are accepted. Blank lines are errors (they
-    usually mean a truncated or hand-edited file), except at the very end. Two values glued on one line
-    are split with a `RepairWarning` when `repair_glued` is set, an error otherwise.
-    """
-    path = Path(path)
-    if not path.exists():
-        raise PersonaFileError(f"{path}: no such file")
-    if not path.is_file():
-        raise PersonaFileError(f"{path}: not a file")
-    rows: list[tuple[int, object]] = []
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise PersonaFileError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    data = data.removeprefix(b"\xef\xbb\xbf")  # a byte-order mark some editors write
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = data[:exc.start].count(b"\n") + 1
-        raise PersonaFileError(f"{path}:{line}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    lines = text.removesuffix("\n").split("\n") if text else []
-    for number, line in enumerate(lines, start=1):
-        where = f"{path}:{number}"
-        line = line.removesuffix("\r")
-        if not line.strip():
-            if number == len(lines):
-                continue
-            raise PersonaFileError(f"{where}: empty line")
-        values = _split_glued(line, where)
-        if len(values) > 1:
-            if not repair_glued:
-                raise PersonaFileError(f"{where}: {len(values)} JSON values on one line")
-            warnings.warn(f"{where}: split {len(values)} JSON values glued on one line", RepairWarning, stacklevel=2)
-        for value in values:
-            _check_text_values(value, where)
-        rows.extend((number, value) for value in values)
-    if not rows:
-        raise PersonaFileError(f"{path}: file has no entries")
-    return rows
+    """`core.io.read_jsonl` for persona-derived files: the same rules, errors raised as `PersonaFileError`."""
+    return _read_jsonl(path, repair_glued, error=PersonaFileError)
 
 
 def _need_text(value, where: str, field: str) -> str:

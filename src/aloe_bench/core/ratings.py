@@ -7,16 +7,17 @@ The Space's Rate tab writes them (one file per rater), `aloe judge agree` and `a
 from __future__ import annotations
 
 import json
-import os
 import re
 import time
 from pathlib import Path
+
+from .io import DataFileError, append_jsonl, read_jsonl
 
 FIELDS = ("rater", "run_id", "persona_id", "turn", "score", "time")
 RATER_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
-class RatingsError(ValueError):
+class RatingsError(DataFileError):
     """A ratings file is malformed; the message names the file and line."""
 
 
@@ -36,12 +37,7 @@ def rating_record(rater: str, run_id: str, persona_id: str, turn: int, score: in
 
 def append_rating(path: str | Path, record: dict) -> None:
     """Append one record and fsync it, so a rating the page confirmed survives a crash."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a", encoding="utf-8") as fh:
-        fh.write(json.dumps(record, ensure_ascii=False) + "\n")
-        fh.flush()
-        os.fsync(fh.fileno())
+    append_jsonl(path, [record])
 
 
 def read_ratings(path: str | Path) -> list[dict]:
@@ -50,16 +46,7 @@ def read_ratings(path: str | Path) -> list[dict]:
     if not path.is_file():
         raise RatingsError(f"{path}: no such ratings file")
     records = []
-    lines = path.read_text(encoding="utf-8").split("\n")
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            if number == len(lines):  # no newline after it: torn by a crash
-                break
-            raise RatingsError(f"{path}:{number}: invalid JSON ({exc.msg})") from None
+    for number, record in read_jsonl(path, log=True, error=RatingsError):
         missing = [f for f in FIELDS if not isinstance(record, dict) or f not in record]
         if missing:
             raise RatingsError(f"{path}:{number}: missing field(s) {', '.join(missing)}")

@@ -10,16 +10,17 @@ File names stay `results_*.json` / `samples_*.jsonl` in both, so a glob at any d
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
+
+from .io import DataFileError, read_json, read_log
 
 RESULTS_GLOB = "results_*.json"
 SAMPLES_PREFIX = "samples_"
 
 
-class RunFileError(ValueError):
+class RunFileError(DataFileError):
     """A results or samples file cannot be read; the message names the file (and line)."""
 
 
@@ -54,12 +55,7 @@ def find_results_files(source: str | Path) -> list[Path]:
 def read_results(path: str | Path) -> dict:
     """A results file as a dict; RunFileError naming the file when it is not one."""
     path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise RunFileError(f"{path}: line {exc.lineno}: invalid JSON ({exc.msg})") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise RunFileError(f"{path}: cannot be read ({exc})") from None
+    data = read_json(path, RunFileError)
     if not isinstance(data, dict):
         raise RunFileError(f"{path}: a results file must hold a JSON object")
     for key in ("model", "judge", "metrics"):
@@ -81,22 +77,7 @@ def read_samples(path: str | Path) -> list[dict]:
     path = Path(path)
     if not path.exists():
         raise RunFileError(f"{path}: samples file not found")
-    rows = []
-    with open(path, "rb") as fh:
-        lines = fh.read().split(b"\n")
-    for number, raw in enumerate(lines, 1):
-        if not raw.strip():
-            continue
-        try:
-            row = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            if number == len(lines):  # the last line without its newline: torn by a kill
-                break
-            raise RunFileError(f"{path}:{number}: invalid JSON ({exc.msg})") from None
-        if not isinstance(row, dict):
-            raise RunFileError(f"{path}:{number}: a sample row must be a JSON object")
-        rows.append(row)
-    return rows
+    return read_log(path, RunFileError, "a sample row")
 
 
 @dataclass

@@ -8,6 +8,7 @@ from dataclasses import replace
 from .backends import ChatBackend, Completion, GenerationConfig
 from .personas import Persona
 from .prompts import PromptBook, load_prompts
+from .reask import RETRY_TEMPERATURE, Answer, Reasker, Unparsable
 
 _ASTERISKS = re.compile(r"\*[^*\n]*\*")
 _LABEL = re.compile(r"^\s*(?:user|me|you|message)\s*:\s*", re.IGNORECASE)
@@ -45,47 +46,44 @@ def role_play_messages(persona: Persona, history: list[dict], prompts: PromptBoo
 
 
 class UserSimulator:
-    """Batched role-play user; empty messages (after cleaning) are retried with a new seed, then failed."""
+    """Batched role-play user; empty messages (after cleaning) are retried with a new seed, then failed.
+
+    `max_chars` clips each message (the Space bounds a simulated message like one typed by a person)."""
 
     def __init__(self, backend: ChatBackend, config: GenerationConfig, prompts: PromptBook | None = None,
-                 max_retries: int = 2):
+                 max_retries: int = 2, max_chars: int | None = None):
         self.backend = backend
         self.config = config
         self.prompts = prompts or load_prompts()
         self.max_retries = max_retries
+        self.max_chars = max_chars
 
     def describe(self) -> dict:
-        return {"generation": self.config.to_dict(), "max_retries": self.max_retries,
+        info = {"generation": self.config.to_dict(), "max_retries": self.max_retries,
                 "prompt_sha256": self.prompts["user_simulator"].sha256[:16], "model": self.backend.describe()}
+        return info if self.max_chars is None else {**info, "max_chars": self.max_chars}
 
-    def _attempt_config(self, attempt: int, config: GenerationConfig | None = None) -> GenerationConfig:
-        config = config or self.config
-        return config if attempt == 0 else replace(
-            config, seed=config.seed + 1000 * attempt, temperature=max(config.temperature or 0.0, 0.7))
+    def _reasker(self) -> Reasker:
+        return Reasker(self.max_retries, RETRY_TEMPERATURE)
+
+    def _parse(self, text: str) -> str:
+        cleaned = clean_user_message(text)[:self.max_chars].strip()
+        if not cleaned:
+            raise Unparsable("empty user message after cleaning")
+        return cleaned
 
     @staticmethod
-    def _cleaned(completion: Completion) -> Completion:
-        if not completion.ok:
-            return completion
-        text = clean_user_message(completion.text)
-        return replace(completion, text=text) if text else replace(
-            completion, text=None, error="empty user message after cleaning")
+    def _completion(answer: Answer) -> Completion:
+        """The answer as the simulator's callers read it: the last completion, its text cleaned or its error."""
+        last = answer.last or Completion(None, error="not run")
+        if not last.ok:
+            return last
+        return replace(last, text=answer.value) if answer.ok else replace(last, text=None, error=answer.error)
 
     def next_messages(self, personas: list[Persona], histories: list[list[dict]]) -> list[Completion]:
         requests = [role_play_messages(p, h, self.prompts) for p, h in zip(personas, histories)]
-        results: list[Completion] = [Completion(None, error="not run")] * len(requests)
-        pending = list(range(len(requests)))
-        for attempt in range(self.max_retries + 1):
-            if not pending:
-                break
-            completions = self.backend.generate([requests[i] for i in pending], self._attempt_config(attempt))
-            still = []
-            for index, completion in zip(pending, completions):
-                results[index] = completion = self._cleaned(completion)
-                if not completion.ok:
-                    still.append(index)
-            pending = still
-        return results
+        answers = self._reasker().ask(self.backend, requests, self.config, self._parse)
+        return [self._completion(a) for a in answers]
 
     async def anext_message(self, persona: Persona, history: list[dict],
                             config: GenerationConfig | None = None) -> Completion:
@@ -93,9 +91,5 @@ class UserSimulator:
 
         `config` replaces the simulator's own for this call (a caller that seeds each turn differently)."""
         request = role_play_messages(persona, history, self.prompts)
-        completion = Completion(None, error="not run")
-        for attempt in range(self.max_retries + 1):
-            completion = self._cleaned(await self.backend.agenerate(request, self._attempt_config(attempt, config)))
-            if completion.ok:
-                break
-        return completion
+        answer = await self._reasker().aask(self.backend, request, config or self.config, self._parse)
+        return self._completion(answer)

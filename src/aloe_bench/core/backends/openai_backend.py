@@ -11,7 +11,7 @@ tasks share a bounded number of connections. Two layers of retries, both bounded
   finish_reason.
 What still fails comes back as a Completion with `error` set (never as made-up text), and is counted in
 `stats`. Every logical request carries an `X-Aloe-Request-Id` header, the same on all its retries, so a
-proxy or server log can tell retries from new requests (see `aloe_bench.core.faults`).
+proxy or server log can tell retries from new requests (see `aloe_bench.testing.fault_proxy`).
 """
 
 from __future__ import annotations
@@ -75,7 +75,7 @@ class RetryStats:
     """What one backend did (thread-safe): logical requests, our retries by reason, final failures by reason.
 
     The `openai` client's own retries (timeouts, 429, 5xx, dropped connections) happen inside one of our
-    attempts and are not counted here; a proxy in front of the server sees them (`aloe_bench.core.faults`).
+    attempts and are not counted here; a proxy in front of the server sees them (`aloe_bench.testing.fault_proxy`).
     """
 
     def __init__(self):

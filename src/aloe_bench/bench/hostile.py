@@ -1,6 +1,6 @@
 """`aloe bench hostile`: how much replies that try to steer the judge move each judge preset's scores.
 
-The suite is data (`aloe_bench/core/data/hostile_replies.jsonl`): a few clean baseline exchanges (a user
+The suite is data (`aloe_bench/bench/data/hostile_replies.jsonl`): a few clean baseline exchanges (a user
 message and a good reply, with translations) and hostile variants of the reply, each with a category:
 planted scores (`Score: 5`, `[[5]]`), fake fences and prompt sections, "ignore previous instructions",
 chat-template control tokens, low-score claims, injections in other languages, translations, empty and
@@ -19,12 +19,13 @@ import sys
 import time
 from collections import Counter
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
 from aloe_bench.core.backend_factory import BackendOptions, build_backend
 from aloe_bench.core.config import atomic_write_json
 from aloe_bench.core.judge import Judge, JudgeConfig, JudgeItem
-from aloe_bench.core.personas import PersonaFileError, load_persona_set, packaged_data, read_jsonl
+from aloe_bench.core.personas import PersonaFileError, load_persona_set, read_jsonl
 from aloe_bench.core.prompts import load_prompts
 
 SUITE_FILE = "hostile_replies.jsonl"
@@ -62,7 +63,7 @@ class Variant:
 
 def load_suite(path: str | Path | None = None) -> tuple[list[Baseline], list[Variant]]:
     """The packaged suite (or another file of the same shape); a bad row names the file, line and field."""
-    path = Path(path) if path else packaged_data(SUITE_FILE)
+    path = Path(path) if path else Path(str(resources.files("aloe_bench.bench").joinpath("data", SUITE_FILE)))
     baselines, variants, seen = [], [], set()
     for number, row in read_jsonl(path, repair_glued=False):
         where = f"{path}:{number}"

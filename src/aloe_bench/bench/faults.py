@@ -1,6 +1,6 @@
 """`aloe bench faults`: a small ALOE run through a fault-injecting proxy in front of a real server.
 
-It starts `transformers serve` on the embedded model (or uses `--base-url`), puts `aloe_bench.core.faults`'
+It starts `transformers serve` on the embedded model (or uses `--base-url`), puts `aloe_bench.testing.fault_proxy`'
 proxy in front of it, runs an evaluation with all three roles (`openai:`) through the proxy, and reports
 what was injected (per kind), what the client retried, which faults were survived (the logical request
 they hit later succeeded), what still failed and was recorded, and whether every conversation has all its
@@ -12,11 +12,11 @@ from __future__ import annotations
 import tempfile
 from collections import Counter
 
-from aloe_bench.core.faults import FAULT_KINDS, FaultPlan, FaultProxy, TransformersServe, parse_rates
-
-from .config import EvalConfig
-from .results import RunFiles
-from .runner import build_roles, evaluate_model
+from aloe_bench.harness.config import EvalConfig
+from aloe_bench.harness.results import RunFiles
+from aloe_bench.harness.runner import build_roles, evaluate_model
+from aloe_bench.testing.fault_proxy import FAULT_KINDS, FaultPlan, FaultProxy, parse_rates
+from aloe_bench.testing.serve import TransformersServe
 
 
 def check_rows(rows: list[dict], persona_ids: list[str], turns: int) -> dict:
@@ -117,7 +117,7 @@ def _run(plan, upstream, model, server_label, n_personas, turns, timeout_s, max_
 def _persona_ids(cfg: EvalConfig) -> list[str]:
     from aloe_bench.core.personas import load_persona_set
 
-    from .protocol import resolve
+    from aloe_bench.harness.protocol import resolve
 
     cfg = resolve(cfg)
     return [p.id for p in load_persona_set(cfg.personas, cfg.max_personalities).subset(cfg.max_personas or None)]

@@ -16,7 +16,7 @@ The answer ends with a digit so that a judge reading text answers parses a score
 differs per role and turn, so the score is never a copy of the reply being judged).
 
 Endpoints: `POST /v1/chat/completions` (streaming too), `GET /records` (one record per request), `POST /reset`,
-`GET /health`. Run alone: `python -m aloe_bench.harness.latency_server --port 8009 --seed 0`.
+`GET /health`. Run alone: `python -m aloe_bench.bench.latency_server --port 8009 --seed 0`.
 """
 
 from __future__ import annotations
@@ -149,7 +149,7 @@ class LatencyServer:
 
     def start(self) -> "LatencyServer":
         self._process = subprocess.Popen(
-            [sys.executable, "-m", "aloe_bench.harness.latency_server", "--port", str(self.port), "--seed",
+            [sys.executable, "-m", "aloe_bench.bench.latency_server", "--port", str(self.port), "--seed",
              str(self.seed), "--median-s", str(self.median_s), "--sigma", str(self.sigma),
              "--user-role", self.user_role], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.monotonic() + self.startup_timeout_s

@@ -9,17 +9,17 @@ from aloe_bench.core.backends.profiled import ProfiledBackend
 from aloe_bench.core.judge import Judge
 from aloe_bench.core.simulator import UserSimulator
 
-from .config import EvalConfig
-from .runner import Roles, build_roles, evaluate_model
+from aloe_bench.harness.config import EvalConfig
+from aloe_bench.harness.runner import EvalRoles, build_roles, evaluate_model
 
 
-def profiled(roles: Roles) -> tuple[Roles, dict[str, ProfiledBackend]]:
+def profiled(roles: EvalRoles) -> tuple[EvalRoles, dict[str, ProfiledBackend]]:
     """The same roles, each behind its own counter (models shared between roles stay shared underneath)."""
     wrapped = {"user_simulator": ProfiledBackend(roles.user.backend), "model": ProfiledBackend(roles.model),
                "judge": ProfiledBackend(roles.judge.backend)}
     user = UserSimulator(wrapped["user_simulator"], roles.user.config, roles.user.prompts, roles.user.max_retries)
     judge = Judge(wrapped["judge"], roles.judge.config, roles.judge.prompts)
-    return Roles(wrapped["model"], user, judge, roles.reply_config, roles.cache), wrapped
+    return EvalRoles(wrapped["model"], user, judge, roles.reply_config, roles.cache), wrapped
 
 
 def bench_eval(n_personas: int = 16, turns: int = 3, persona_source: str = "default", model: str = "embedded",

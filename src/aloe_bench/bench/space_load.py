@@ -15,8 +15,9 @@ scores, asks the induction model, and exports. Checked:
 - memory: RSS of this process (server and clients) sampled throughout, and after each wave the sessions
   gradio holds and the ChatSession objects alive, which the Space bounds by `max_sessions` and `session_ttl_s`.
 
-The default `echo` backend answers instantly (streaming word by word with a small pause), so the figures are
-those of the Space machinery; `--backend embedded` puts SmolLM2-135M in every role.
+The default `echo` backend (`aloe_bench.testing.backends.EchoBackend`) answers instantly (streaming word by word
+with a small pause), so the figures are those of the Space machinery; `--backend embedded` puts SmolLM2-135M in
+every role.
 """
 
 from __future__ import annotations
@@ -25,8 +26,6 @@ import gc
 import json
 import logging
 import random
-import re
-import socket
 import tempfile
 import threading
 import time
@@ -34,78 +33,11 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from aloe_bench.core.backends.base import BackendError, ChatBackend, Completion, OptionScores
-from aloe_bench.core.prompts import load_prompts
-from aloe_bench.core.specs import ModelSpec
-
-from . import session as S
-from .config import SpaceConfig
-from .redact import redact, secret_values
-
-MARKER = re.compile(r"mk[0-9a-f]{6}s\d{3}")
-ECHO_SPECS = {"assistant": "loadtest/echo", "user": "loadtest/user", "judge": "loadtest/judge"}
-
-
-def marker_score(marker: str) -> int:
-    """The echo judge's score for a reply carrying `marker` (1..5, from the session index)."""
-    return 1 + int(marker[-3:]) % 5
-
-
-class EchoBackend(ChatBackend):
-    """A deterministic backend for load tests: the assistant echoes, the judge scores by the marker it sees.
-
-    - assistant: "echo <last user message>", streamed word by word (`delay_s` per word);
-    - judge: the score `marker_score(m)` when the prompt holds exactly one marker m; otherwise an answer
-      without a digit, so a judge prompt mixing two sessions becomes a judge failure that the test sees;
-    - induction (same backend as the judge, told apart by the prompt): the markers it read;
-    - user simulator: a fixed line.
-    """
-
-    def __init__(self, role: str, delay_s: float = 0.0):
-        super().__init__(ModelSpec("hf", ECHO_SPECS[role]))
-        self.role = role
-        self.delay_s = delay_s
-        self.induction_system = load_prompts()["induction"]["system"]
-
-    def answer(self, messages) -> str:
-        if self.role == "assistant":
-            return f"echo {messages[-1]['content']}"
-        if self.role == "user":
-            return "tell me something"
-        markers = sorted(set(MARKER.findall(" ".join(str(m.get("content", "")) for m in messages))))
-        if messages and messages[0].get("content") == self.induction_system:
-            return "Revealed: " + (" ".join(markers) or "None")
-        return str(marker_score(markers[0])) if len(markers) == 1 else f"no verdict: saw {len(markers)} markers"
-
-    def _generate_batch(self, conversations, config):
-        return [Completion(self.answer(m), tokens=len(self.answer(m).split())) for m in conversations]
-
-    def _score_options_batch(self, conversations, options):
-        return [OptionScores(error="the echo judge scores in text") for _ in conversations]
-
-    def stream(self, messages, config):
-        text = ""
-        for word in self.answer(messages).split():
-            if self.delay_s:
-                time.sleep(self.delay_s)
-            text = f"{text} {word}".strip()
-            yield text
-
-
-def echo_loader(delay_s: float = 0.0):
-    backends = {spec: EchoBackend(role, delay_s) for role, spec in ECHO_SPECS.items()}
-
-    def load(spec: str) -> ChatBackend:
-        if spec not in backends:
-            raise BackendError(f"the load test's echo loader has no model {spec!r}")
-        return backends[spec]
-    return load
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from aloe_bench.space import session as S
+from aloe_bench.space.config import SpaceConfig
+from aloe_bench.space.redact import redact, secret_values
+from aloe_bench.testing.backends import ECHO_SPECS, MARKER, echo_loader, marker_score
+from aloe_bench.testing.serve import free_port
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -275,7 +207,7 @@ def run_load_test(sessions: int = 20, messages: int | None = None, waves: int = 
 
     import gradio
 
-    from .ui import SpaceUI, launch_options
+    from aloe_bench.space.ui import SpaceUI, launch_options
 
     if not 1 <= sessions <= 999 or waves < 1:
         raise ValueError("sessions must be 1..999 (markers carry a 3-digit index) and waves at least 1")

@@ -1,6 +1,6 @@
 """`aloe bench schedule`: the same evaluation under each schedule, against a latency server on 127.0.0.1.
 
-All three roles are `openai:` models on `harness.latency_server` (answers after a seeded log-normal delay,
+All three roles are `openai:` models on `bench.latency_server` (answers after a seeded log-normal delay,
 the same delay for the same request whatever the schedule). From the latencies the server records per
 request, with the conversation, role and turn it belongs to, the report derives two reference times:
 
@@ -19,7 +19,8 @@ import dataclasses
 import tempfile
 from collections import defaultdict
 
-from .config import EvalConfig
+from aloe_bench.harness.config import EvalConfig
+
 from .latency_server import LatencyServer
 
 ROLES = {"user": "aloe-user", "model": "aloe-model", "judge": "aloe-judge"}
@@ -65,7 +66,7 @@ def _requests_by_role(records: list[dict]) -> dict:
 
 def _run(server: LatencyServer, schedule: str, n_personas: int, turns: int, max_concurrency: int,
          persona_source: str, local_model: str | None = None, reply_max_new_tokens: int = 48) -> dict:
-    from .runner import build_roles, evaluate_model
+    from aloe_bench.harness.runner import build_roles, evaluate_model
 
     server.reset()
     remote = {"base_url": server.base_url, "api_key_env": "ALOE_LATENCY_SERVER_KEY"}
@@ -159,7 +160,7 @@ def summarise(runs: dict) -> dict:
 
 
 def add_parser(bench_sub) -> None:
-    """`aloe bench schedule` (registered by harness/cli.py)."""
+    """`aloe bench schedule` (registered by bench/cli.py)."""
     parser = bench_sub.add_parser("schedule", help="free vs lockstep against a log-normal latency server: wall "
                                                    "times, the critical-path bound, the paper loop's time.")
     parser.add_argument("--personas", type=int, default=64)

@@ -22,7 +22,7 @@ Counters: `FaultProxy.stats()` in process, or `GET /faults/stats` over HTTP. A c
 `X-Aloe-Request-Id` header (the project's OpenAI backend does, the same id on every retry of one logical
 request) gets its faults listed per id, so "faults survived" can be counted exactly.
 
-Run it alone with `python -m aloe_bench.core.faults --upstream http://127.0.0.1:8000 --port 8001`.
+Run it alone with `python -m aloe_bench.testing.fault_proxy --upstream http://127.0.0.1:8000 --port 8001`.
 """
 
 from __future__ import annotations
@@ -136,6 +136,9 @@ class FaultProxy:
         return self.url + "/v1"
 
     def start(self) -> "FaultProxy":
+        from . import require
+
+        require("aiohttp", who="the fault proxy")
         self._thread = threading.Thread(target=self._serve, name="fault-proxy", daemon=True)
         self._thread.start()
         if not self._ready.wait(30) or self._error is not None:
@@ -370,94 +373,8 @@ def _empty(streaming: bool, model: str):
     return web.json_response(_completion(model, ""))
 
 
-class TransformersServe:
-    """`transformers serve FOLDER` on 127.0.0.1 as a context manager: a real OpenAI-compatible server for tests
-    and benchmarks with no network. `base_url` ends in /v1; the request's model name is the folder path.
-
-    Without `--continuous-batching` the server runs one request at a time, and greedy requests are
-    deterministic. `torch_threads=1` is much faster than the default on a CPU shared with other work.
-    """
-
-    def __init__(self, folder, port: int = 0, log_path=None, torch_threads: int | None = 1,
-                 startup_timeout_s: float = 180.0, extra_args: tuple[str, ...] = ()):
-        import os
-        import sys
-        import tempfile
-        from pathlib import Path
-
-        self.folder = str(folder)
-        self.port = port or _free_port()
-        self._tmp = tempfile.TemporaryDirectory(prefix="aloe-serve-")
-        self.log_path = Path(log_path) if log_path else Path(self._tmp.name) / "serve.log"
-        self.startup_timeout_s = startup_timeout_s
-        exe = Path(sys.executable).with_name("transformers")
-        self.command = [str(exe) if exe.exists() else "transformers", "serve", self.folder,
-                        "--host", "127.0.0.1", "--port", str(self.port), *extra_args]
-        hub_cache = Path(self._tmp.name) / "hub"  # /v1/models answers 500 unless this folder exists
-        hub_cache.mkdir()
-        self.env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(hub_cache)}
-        if torch_threads:
-            self.env.update(OMP_NUM_THREADS=str(torch_threads), MKL_NUM_THREADS=str(torch_threads))
-        self.proc = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def base_url(self) -> str:
-        return self.url + "/v1"
-
-    def start(self) -> "TransformersServe":
-        import subprocess
-
-        import httpx
-
-        self._log = open(self.log_path, "w")
-        self.proc = subprocess.Popen(self.command, stdout=self._log, stderr=subprocess.STDOUT, env=self.env)
-        deadline = time.time() + self.startup_timeout_s
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"transformers serve exited with {self.proc.returncode}: see {self.log_path}")
-            try:
-                if httpx.get(self.url + "/health", timeout=2).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.5)
-        self.stop()
-        raise RuntimeError(f"transformers serve did not become healthy in {self.startup_timeout_s:.0f} s: "
-                           f"see {self.log_path}")
-
-    def stop(self) -> None:
-        import subprocess
-
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        if getattr(self, "_log", None) is not None:
-            self._log.close()
-
-    def __enter__(self) -> "TransformersServe":
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
-        self._tmp.cleanup()
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m aloe_bench.core.faults", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m aloe_bench.testing.fault_proxy", description=__doc__.split("\n\n")[0])
     parser.add_argument("--upstream", required=True, help="The real server, e.g. http://127.0.0.1:8000")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
