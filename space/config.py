@@ -36,7 +36,9 @@ class SpaceConfig:
     max_sessions: int = field(default=1000, metadata={"help": "Sessions held in memory at most; beyond it the least recently used one is dropped (its conversation is lost)."})
     session_ttl_s: float = field(default=7200.0, metadata={"help": "A session with no event for this many seconds is dropped and its conversation freed (a closed tab's is kept an hour, gradio's rule)."})
     max_extra_models: int = field(default=2, metadata={"help": "Model specs visitors may load beyond the configured ones (each stays in memory); further ones are refused."})
-    allow_model_change: bool = field(default=True, metadata={"help": "Let visitors change model specs in the UI (off on a public Space that should only run its own models)."})
+    allow_model_change: bool = field(default=True, metadata={"help": "Let visitors change model specs in the UI (off by default when SPACE_ID is set: a public Space runs only its own models)."})
+    public: bool = field(default=False, metadata={"help": "Specs chosen in the page are a visitor's: they never get the owner's HF_TOKEN or OpenAI key (always on when SPACE_ID is set)."})
+    oauth: bool = field(default=False, metadata={"help": "Show 'Sign in with Hugging Face'; a signed-in visitor's own token loads the Hub models they choose (on when the Space card has hf_oauth: true)."})
     # Rate tab (people rate replies to check a judge): where ratings go, what it loads first, how much
     rate_source: str = field(default="", metadata={"help": "Run the Rate tab offers first (default: the results source)."})
     ratings_dir: str = field(default="ratings", metadata={"help": "Folder of the per-rater ratings files (ratings-<rater>.jsonl)."})
@@ -78,6 +80,10 @@ class SpaceConfig:
                     values[f.name] = raw
             except ValueError:
                 raise ValueError(f"{ENV_PREFIX}{f.name.upper()}={raw!r}: expected {kind}") from None
-        if environ.get("SPACE_ID") and "allow_model_change" not in values:
-            values["allow_model_change"] = False  # a public Space runs its owner's models unless the owner opts in
+        if environ.get("SPACE_ID"):
+            if "allow_model_change" not in values:
+                values["allow_model_change"] = False  # a public Space runs its owner's models unless the owner opts in
+            values["public"] = True  # and even with the opt-in, a visitor's model never gets the owner's secrets
+        if environ.get("OAUTH_CLIENT_ID") and "oauth" not in values:
+            values["oauth"] = True  # the Space runtime sets OAUTH_CLIENT_ID when the card has hf_oauth: true
         return cls(**{**values, **overrides})

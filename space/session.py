@@ -8,6 +8,8 @@ its score into the right turn instead of overwriting the newer conversation.
 from __future__ import annotations
 
 import asyncio
+import functools
+import hashlib
 import queue
 import random
 import threading
@@ -235,7 +237,11 @@ class BoundedLoader:
     """The Space's model loader: the configured specs always load; visitors may add `max_extra_models` more.
 
     Every loaded backend stays in memory for the life of the process (load_backend shares one per spec), so
-    an open model box would let visitors grow the process without bound, one spec at a time.
+    an open model box would let visitors grow the process without bound, one spec at a time. The configured
+    specs are the owner's and load with the owner's credentials. On a public Space (`config.public`) any other
+    spec is a visitor's and loads with `token=visitor_token or False`: a signed-in visitor's own Hub token or
+    none, never HF_TOKEN, and an endpoint spec (which only has the owner's key) is refused by the backend; the
+    `loader` must take that `token` keyword.
     """
 
     def __init__(self, loader: Loader, config: SpaceConfig):
@@ -243,25 +249,35 @@ class BoundedLoader:
         self.configured = {s for s in (config.model, config.compare_model, config.user_model, config.judge_model,
                                        config.induction_model) if s}
         self.max_extra = config.max_extra_models
-        self.extra: set[str] = set()
+        self.public = config.public
+        self.extra: set[tuple[str, str | None]] = set()
         self._lock = threading.Lock()
 
-    def __call__(self, spec: str) -> ChatBackend:
+    def __call__(self, spec: str, visitor_token: str | None = None) -> ChatBackend:
+        if spec in self.configured:
+            return self.loader(spec)
+        owner = not self.public  # e.g. `aloe space` on your own machine: who changes the models is the owner
+        token = None if owner else (visitor_token or False)
+        slot = (spec, hashlib.sha256(token.encode()).hexdigest() if isinstance(token, str) else None)
         reserved = False
         with self._lock:
-            if spec not in self.configured and spec not in self.extra:
+            if slot not in self.extra:
                 if len(self.extra) >= self.max_extra:
                     raise SpaceError(f"this Space already loaded its {self.max_extra} extra model(s); use one of "
-                                     f"{sorted(self.configured | self.extra)}")
-                self.extra.add(spec)
+                                     f"{sorted(self.configured | {s for s, _ in self.extra})}")
+                self.extra.add(slot)
                 reserved = True
         try:
-            return self.loader(spec)
+            return self.loader(spec) if owner else self.loader(spec, token=token)
         except Exception:
             if reserved:  # a spec that failed to load does not use up the allowance
                 with self._lock:
-                    self.extra.discard(spec)
+                    self.extra.discard(slot)
             raise
+
+    def for_visitor(self, visitor_token: str | None) -> Loader:
+        """The loader of one visitor's events: their own Hub token (None: not signed in) for the specs they chose."""
+        return functools.partial(self, visitor_token=visitor_token)
 
 
 def new_session(config: SpaceConfig) -> ChatSession:

@@ -37,6 +37,21 @@ trend line, whose slope is the running **IR** (improvement rate). Default models
 SmolLM2-135M-Instruct, a smoke-test judge: labels say which judge made each number."""
 
 
+PUBLIC_SPECS_NOTE = ("Specs: `embedded`, `ORG/NAME`. A model you choose here never uses this Space's secrets: a "
+                     "Hub model loads with your own token when you sign in (else anonymously), and endpoint models "
+                     "(`openai:NAME`) are only those the owner configured.")
+
+
+def _check_oauth_extra() -> None:
+    """Sign-in needs gradio's `oauth` extra; say so in one line rather than deep inside gradio's app creation."""
+    try:
+        import authlib  # noqa: F401
+        import itsdangerous  # noqa: F401
+    except ImportError:
+        raise RuntimeError("oauth is on (the card's hf_oauth: true, or ALOE_SPACE_OAUTH) but gradio's oauth extra is "
+                           "missing: pip install 'gradio[oauth]' (aloe hub build space --oauth adds it)") from None
+
+
 def _message(exc: Exception) -> str:
     """What the status line says about a failure (a SpaceError is already worded for people); secrets redacted."""
     text = f"⚠️ {exc}" if isinstance(exc, S.SpaceError) else f"⚠️ unexpected error: {type(exc).__name__}: {exc}"
@@ -102,8 +117,12 @@ class SpaceUI:
         self.default_set = next(iter(self.sets))
 
     # -- helpers ----------------------------------------------------------------------------------
-    def roles(self, config: SpaceConfig) -> S.SpaceRoles:
-        return S.SpaceRoles(config, self.loader)
+    def roles(self, config: SpaceConfig, oauth_token: gr.OAuthToken | None = None) -> S.SpaceRoles:
+        """The session's roles; models the visitor chose load with their own token (`oauth_token`), if any."""
+        loader = self.loader
+        if isinstance(loader, S.BoundedLoader):
+            loader = loader.for_visitor(getattr(oauth_token, "token", None) or None)
+        return S.SpaceRoles(config, loader)
 
     def _lanes(self, session: S.ChatSession):
         lanes = list(session.lanes) + [None] * (2 - len(session.lanes))
@@ -160,9 +179,12 @@ class SpaceUI:
         return self._start(session, persona)
 
     # -- chat -------------------------------------------------------------------------------------
-    def on_send(self, text, session, config):
-        """Streams the reply; yields (textbox, chat_a, chat_b, status). Scoring follows as its own event."""
-        roles = self.roles(config)
+    def on_send(self, text, session, config, oauth_token: gr.OAuthToken | None = None):
+        """Streams the reply; yields (textbox, chat_a, chat_b, status). Scoring follows as its own event.
+
+        `oauth_token` is the signed-in visitor's (gradio fills it in; None when not signed in or no hf_oauth):
+        a Hub model the visitor chose loads with it, never with the owner's HF_TOKEN."""
+        roles = self.roles(config, oauth_token)
         try:
             yield ("", *self.chats(session), "Replying…")
             for _ in S.stream_turn(session, roles, text):
@@ -172,24 +194,24 @@ class SpaceUI:
             return
         yield (gr.skip(), *self.chats(session), "Reply done; the judge is scoring it.")
 
-    def on_score(self, session, config):
+    def on_score(self, session, config, oauth_token: gr.OAuthToken | None = None):
         """Judges every unscored reply; returns the refreshed chats, plots and summaries, and a status."""
         try:
-            n = S.score_pending(session, self.roles(config))
+            n = S.score_pending(session, self.roles(config, oauth_token))
         except Exception as exc:  # every failure, expected or not, becomes a message in the page
             return (*self.view(session), _message(exc))
         status = f"Scored {n} repl{'y' if n == 1 else 'ies'}." if n else gr.skip()
         return (*self.view(session), status)
 
-    def on_induce(self, session, config):
+    def on_induce(self, session, config, oauth_token: gr.OAuthToken | None = None):
         try:
-            S.induce(session, self.roles(config))
+            S.induce(session, self.roles(config, oauth_token))
         except Exception as exc:  # every failure, expected or not, becomes a message in the page
             return _message(exc)
         return self.revealed_md(session)
 
-    def on_autoplay(self, n_turns, session, config):
-        roles = self.roles(config)
+    def on_autoplay(self, n_turns, session, config, oauth_token: gr.OAuthToken | None = None):
+        roles = self.roles(config, oauth_token)
         started = session.n_turns
         try:
             yield (*self.view(session), f"Auto-play: the simulated user plays the persona for {int(n_turns)} turns…")
@@ -222,10 +244,14 @@ class SpaceUI:
         if not config.allow_model_change:
             return (*(gr.skip(),) * 7, "⚠️ this Space runs fixed models (allow_model_change is off)")
         specs = {"model": model, "compare_model": compare or None, "user_model": user, "judge_model": judge}
+        configured = self.loader.configured if isinstance(self.loader, S.BoundedLoader) else set()
         try:
             for name, spec in specs.items():
                 if spec:
-                    ModelSpec.parse(spec.strip())
+                    parsed = ModelSpec.parse(spec.strip())
+                    if config.public and parsed.is_remote and spec.strip() not in configured:
+                        raise ValueError(f"{name}: {spec.strip()!r}: endpoint models run on the owner's key, so "
+                                         "visitors of a public Space can only choose Hub models")
                 elif name != "compare_model":
                     raise ValueError(f"{name}: a model spec is required")
         except (ValueError, FileNotFoundError) as exc:
@@ -261,6 +287,8 @@ class SpaceUI:
         template.persona = first
         compare_on = cfg.compare_model is not None
         can_change = cfg.allow_model_change
+        if cfg.oauth:
+            _check_oauth_extra()
 
         # gradio's cached copies of exported files are deleted like the sessions they came from
         ttl = int(cfg.session_ttl_s)
@@ -295,8 +323,11 @@ class SpaceUI:
                                                  interactive=can_change)
                             judge_tb = gr.Textbox(cfg.judge_model, label="Judge", elem_id="set-judge",
                                                   interactive=can_change)
-                            gr.Markdown("Specs: `embedded`, `ORG/NAME`, `./folder`, `openai:NAME` (endpoint and key "
+                            gr.Markdown(PUBLIC_SPECS_NOTE if cfg.public else
+                                        "Specs: `embedded`, `ORG/NAME`, `./folder`, `openai:NAME` (endpoint and key "
                                         "from `OPENAI_BASE_URL` / `OPENAI_API_KEY`, i.e. Space secrets).")
+                            if cfg.oauth:
+                                gr.LoginButton(elem_id="login")
                             apply_btn = gr.Button("Apply (resets the conversation)", elem_id="set-apply")
                     with gr.Column(scale=3):
                         with gr.Row():

@@ -86,10 +86,18 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def third_party_path() -> str:
+    """The site-packages that holds the project's third-party packages (a worktree's venv may borrow another's)."""
+    import gradio
+
+    return os.pathsep.join(dict.fromkeys([str(Path(gradio.__file__).resolve().parents[1]),
+                                          sysconfig.get_paths()["purelib"]]))
+
+
 def _serve(folder: Path, venv: Path, port: int, log: Path):
     """app.py from the built folder in the fresh venv; third-party packages from the project's site-packages."""
     env = {**os.environ, "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port),
-           "PYTHONPATH": sysconfig.get_paths()["purelib"], "GRADIO_ANALYTICS_ENABLED": "False"}
+           "PYTHONPATH": third_party_path(), "GRADIO_ANALYTICS_ENABLED": "False"}
     env.pop("SPACE_ID", None)
     return subprocess.Popen([str(venv / "bin" / "python"), "app.py"], cwd=folder, env=env,
                             stdout=log.open("w"), stderr=subprocess.STDOUT)

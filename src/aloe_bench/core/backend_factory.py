@@ -38,8 +38,11 @@ class BackendOptions:
 
 
 def build_backend(spec: str | ModelSpec, options: BackendOptions | None = None, base_url: str | None = None,
-                  revision: str | None = None) -> ChatBackend:
-    """The backend for `spec` (a spec text or a parsed `ModelSpec`) with `options`; shared per spec and options."""
+                  revision: str | None = None, token: str | bool | None = None) -> ChatBackend:
+    """The backend for `spec` (a spec text or a parsed `ModelSpec`) with `options`; shared per spec and options.
+
+    `token`: whose credentials it may use (see `load_backend`): None the environment's, False none, or a Hub token.
+    """
     options = options or BackendOptions()
     if not isinstance(spec, ModelSpec):
         spec = ModelSpec.parse(spec, revision=revision, base_url=base_url, api_key_env=options.api_key_env,
@@ -51,4 +54,4 @@ def build_backend(spec: str | ModelSpec, options: BackendOptions | None = None, 
     else:
         kwargs = {k: v for k, v in kwargs.items() if k not in ("max_concurrency", "requests_per_minute", "timeout_s",
                                                                "max_retries")}
-    return load_backend(spec, **kwargs)
+    return load_backend(spec, token=token, **kwargs)

@@ -75,7 +75,9 @@ class TransformersBackend(ChatTemplatePrompts, ChatBackend):
         batch_size: int | None = None,
         max_context: int | None = None,
         score_max_padding: float | None = None,
+        token: str | bool | None = None,
     ):
+        """`token` is huggingface_hub's: None uses HF_TOKEN or the stored login, False none, a string that one."""
         super().__init__(spec)
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -91,10 +93,11 @@ class TransformersBackend(ChatTemplatePrompts, ChatBackend):
         self.dtype = pick_dtype(self.device, dtype)
         multi_gpu = self.device == "cuda" and torch.cuda.device_count() > 1
         try:
-            self.tokenizer = AutoTokenizer.from_pretrained(source, revision=revision)
+            self.tokenizer = AutoTokenizer.from_pretrained(source, revision=revision, token=token)
             self.model = AutoModelForCausalLM.from_pretrained(
                 source,
                 revision=revision,
+                token=token,
                 dtype=self.dtype,
                 device_map="auto" if multi_gpu else None,
             )

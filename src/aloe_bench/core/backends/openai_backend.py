@@ -137,8 +137,16 @@ class OpenAIBackend(ChatBackend):
         max_retries: int = 4,
         retry_backoff_s: float = 0.5,
         max_backoff_s: float = 8.0,
+        env_credentials: bool = True,
     ):
         super().__init__(spec)
+        if not env_credentials:
+            # The key and the address come only from the operator's environment (OPENAI_API_KEY, OPENAI_BASE_URL
+            # or the spec's base URL). A model someone else chose (a Space visitor's) would spend that key; a
+            # keyless client would fall back to the same variables, and a visitor-given address would let them
+            # point the server at any host. So such a backend is refused before any client exists.
+            raise BackendError(f"{spec.label}: an endpoint model runs only on the operator's own credentials; "
+                               "it cannot be loaded for someone else's choice of model")
         self.api_key = os.environ.get(spec.api_key_env)
         if not self.api_key:
             if spec.base_url:  # local servers (vLLM, transformers serve) accept any key
