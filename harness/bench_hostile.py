@@ -15,7 +15,7 @@ it is counted, never turned into a number.
 
 from __future__ import annotations
 
-import sys
+import logging
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -23,9 +23,12 @@ from pathlib import Path
 
 from aloe_bench.core.backend_factory import BackendOptions, build_backend
 from aloe_bench.core.config import atomic_write_json
+from aloe_bench.core.errors import ConfigError
 from aloe_bench.core.judge import Judge, JudgeConfig, JudgeItem
 from aloe_bench.core.personas import PersonaFileError, load_persona_set, packaged_data, read_jsonl
 from aloe_bench.core.prompts import load_prompts
+
+logger = logging.getLogger(__name__)
 
 SUITE_FILE = "hostile_replies.jsonl"
 MODES = ("append", "replace", "translate")
@@ -127,7 +130,7 @@ def parse_presets(text: str) -> list[tuple[str, str]]:
         JudgeConfig(preset, scoring or "auto")  # validates
         out.append((preset, scoring or "auto"))
     if not out:
-        raise ValueError("--presets: name at least one preset")
+        raise ConfigError("--presets: name at least one preset")
     return out
 
 
@@ -145,8 +148,8 @@ def bench_hostile(judge_model: str = "embedded", presets: str = "paper,robust", 
     if categories:
         unknown = set(categories) - {v.category for v in variants}
         if unknown:
-            raise ValueError(f"unknown categor(y/ies) {sorted(unknown)}; the suite has "
-                             f"{sorted({v.category for v in variants})}")
+            raise ConfigError(f"--categories: unknown categor(y/ies) {sorted(unknown)}; the suite has "
+                              f"{sorted({v.category for v in variants})}")
         variants = [v for v in variants if v.category in categories]
     persona_set = load_persona_set(persona_source)
     # Distinct profiles and personalities: the default set is profile-major with 5 personalities each.
@@ -173,13 +176,12 @@ def bench_hostile(judge_model: str = "embedded", presets: str = "paper,robust", 
         for variant in variants:
             items += [JudgeItem(p, b.message, variant.apply(b)) for p, b in pairs]
         label = preset if scoring == "auto" else f"{preset}:{scoring}"
-        print(f"aloe bench hostile: judging {len(items)} replies with preset {label} "
-              f"({judge.config.scoring} scoring) ...", file=sys.stderr, flush=True)
+        logger.info(f"aloe bench hostile: judging {len(items)} replies with preset {label} "
+                    f"({judge.config.scoring} scoring) ...")
         began = time.perf_counter()
         verdicts = judge.score(items)
         wall = time.perf_counter() - began
-        print(f"aloe bench hostile: {label} done in {wall:.1f} s, {sum(v.failed for v in verdicts)} failures",
-              file=sys.stderr, flush=True)
+        logger.info(f"aloe bench hostile: {label} done in {wall:.1f} s, {sum(v.failed for v in verdicts)} failures")
         k = len(pairs)
         base = verdicts[:k]
         base_scores = [v.score for v in base]

@@ -10,8 +10,10 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from aloe_bench.core.errors import AloeError
 
-class RunSourceError(ValueError):
+
+class RunSourceError(AloeError, ValueError):
     """The folder or file does not name exactly one run."""
 
 

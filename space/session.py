@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from aloe_bench.core.backends import BackendError, ChatBackend, GenerationConfig, load_backend
+from aloe_bench.core.errors import AloeError
 from aloe_bench.core.judge import Judge, JudgeConfig, JudgeItem
 from aloe_bench.core.metrics import aloe_metrics
 from aloe_bench.core.personas import Persona, PersonaSet, combine, load_persona_set, packaged_data, read_pool
@@ -25,7 +26,7 @@ from .config import SpaceConfig
 from .redact import redact, scrub
 
 
-class SpaceError(ValueError):
+class SpaceError(AloeError, ValueError):
     """Something the person asked for cannot be done; the message is shown in the UI as is (secrets redacted)."""
 
     def __init__(self, message: str):

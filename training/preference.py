@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from aloe_bench.core.errors import ConfigError
+
 from .sft import (
     AloeArguments,
     TrainingDataError,
@@ -134,7 +136,7 @@ def run_preference(script, aloe: AloeArguments, training_args, model_args, metho
     model_path, base_model = resolve_model(model_args.model_name_or_path)
     base_model = aloe.base_model_id or base_model
     if base_model is None:
-        raise ValueError(f"{model_args.model_name_or_path}: cannot tell its Hub base model; pass --base_model_id")
+        raise ConfigError(f"{model_args.model_name_or_path}: cannot tell its Hub base model; pass --base_model_id")
     prepare_training_args(training_args)
     train, test = preference_splits(script, aloe)
     if training_args.model_init_kwargs is None and model_args.dtype:

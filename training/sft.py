@@ -12,6 +12,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from aloe_bench.core.errors import AloeError, ConfigError, MissingFileError
+
 TRAINING_INFO = "aloe_training.json"
 RECIPE_FILE = "aloe_recipe.yaml"
 EMBEDDED_MARKER = "aloe_embedded.json"
@@ -44,7 +46,7 @@ class AloeArguments:
         "help": "ALOE harness output folder or results_*.json to put in the model card."})
 
 
-class TrainingDataError(ValueError):
+class TrainingDataError(AloeError, ValueError):
     """The training dataset is missing a config, split or column; the message names it."""
 
 
@@ -57,7 +59,7 @@ def resolve_model(name_or_path: str) -> tuple[str, str]:
     path = Path(name_or_path).expanduser()
     if path.is_dir():
         if not (path / "config.json").exists():
-            raise FileNotFoundError(f"model folder {path}: no config.json")
+            raise MissingFileError(f"model folder {path}: no config.json")
         return str(path.resolve()), base_model_of(path)
     return name_or_path, name_or_path
 
@@ -103,7 +105,7 @@ def sft_rows(dataset: str, source: str, split: str, revision: str | None = None,
         _require_columns(ds, ["prompt", "rejected"], f"{dataset} [dpo/{split}]")
         ds = ds.select_columns(["prompt", "rejected"]).rename_column("rejected", "completion")
     else:
-        raise ValueError(f"sft_source must be 'preferred' or 'rejected', got {source!r}")
+        raise ConfigError(f"sft_source must be 'preferred' or 'rejected', got {source!r}")
     return _head(ds.select_columns(["prompt", "completion"]), limit)
 
 
@@ -233,7 +235,7 @@ def run_sft(script, aloe: AloeArguments, training_args, model_args, recipe: dict
     model_path, base_model = resolve_model(model_args.model_name_or_path)
     base_model = aloe.base_model_id or base_model
     if base_model is None:
-        raise ValueError(f"{model_args.model_name_or_path}: cannot tell its Hub base model; pass --base_model_id")
+        raise ConfigError(f"{model_args.model_name_or_path}: cannot tell its Hub base model; pass --base_model_id")
     prepare_training_args(training_args)
     train, test = build_sft_dataset(script, aloe, seed=training_args.seed)
     if training_args.model_init_kwargs is None and model_args.dtype:

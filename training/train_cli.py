@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 from aloe_bench.core.config import dataclass_from_args
+from aloe_bench.core.errors import ConfigError
 
 
 def _bool_or_repo(value):
@@ -30,7 +30,7 @@ def _push_target(args) -> str | None:
     value = getattr(args, "push_to_hub", False)
     if value is True:
         if not getattr(args, "hub_model_id", None):
-            raise SystemExit("aloe: error: --push_to_hub needs a repo id: --push_to_hub ORG/NAME")
+            raise ConfigError("--push_to_hub needs a repo id: --push_to_hub ORG/NAME")
         return args.hub_model_id
     return value or None
 
@@ -38,18 +38,18 @@ def _push_target(args) -> str | None:
 def _train(args, config_cls, method: str) -> int:
     from trl import ModelConfig, ScriptArguments
 
-    from .card import HubUploadError, build_push_folder, push_checkpoint
+    from .card import build_push_folder, push_checkpoint
     from .sft import AloeArguments, run_sft
 
     repo = _push_target(args)
     args.push_to_hub = False
     script = dataclass_from_args(args, ScriptArguments)
     if not script.dataset_name:
-        raise SystemExit("aloe: error: name the training data with --dataset_name (a Hub id or a dataset folder)")
+        raise ConfigError("name the training data with --dataset_name (a Hub id or a dataset folder)")
     aloe = dataclass_from_args(args, AloeArguments)
     model_args = dataclass_from_args(args, ModelConfig)
     if not model_args.model_name_or_path:
-        raise SystemExit("aloe: error: name the model with --model_name_or_path (embedded, a Hub id or a folder)")
+        raise ConfigError("name the model with --model_name_or_path (embedded, a Hub id or a folder)")
     training_args = dataclass_from_args(args, config_cls)
     if method == "sft":
         run_sft(script, aloe, training_args, model_args, recipe=args.effective_recipe)
@@ -59,13 +59,9 @@ def _train(args, config_cls, method: str) -> int:
         run_preference(script, aloe, training_args, model_args, method=method, recipe=args.effective_recipe)
     folder = build_push_folder(training_args.output_dir, repo_id=repo, eval_source=aloe.eval_results)
     print(f"checkpoint: {training_args.output_dir} (loads with AutoModelForCausalLM); push folder: {folder}")
-    if repo:
-        try:
-            url = push_checkpoint(training_args.output_dir, repo, private=bool(training_args.hub_private_repo),
-                                  eval_source=aloe.eval_results)
-        except HubUploadError as exc:
-            print(f"aloe: error: {exc}", file=sys.stderr)
-            return 1
+    if repo:  # a failed upload raises HubUploadError (exit 1); the checkpoint and push folder stay
+        url = push_checkpoint(training_args.output_dir, repo, private=bool(training_args.hub_private_repo),
+                              eval_source=aloe.eval_results)
         print(f"uploaded: {url}")
     return 0
 
@@ -89,14 +85,10 @@ def _kto(args) -> int:
 
 
 def _card(args) -> int:
-    from .card import HubUploadError, build_push_folder, push_checkpoint
+    from .card import build_push_folder, push_checkpoint
 
     if args.push_to_hub:
-        try:
-            print(f"uploaded: {push_checkpoint(args.checkpoint, args.push_to_hub, args.private, args.eval_results)}")
-        except HubUploadError as exc:
-            print(f"aloe: error: {exc}", file=sys.stderr)
-            return 1
+        print(f"uploaded: {push_checkpoint(args.checkpoint, args.push_to_hub, args.private, args.eval_results)}")
         return 0
     folder = build_push_folder(args.checkpoint, repo_id=args.repo_id, eval_source=args.eval_results)
     print(f"card: {folder / 'README.md'}\npush folder: {folder}")
@@ -193,11 +185,5 @@ def effective_recipe(parser, args, argv: list[str]) -> dict:
 
 
 def run_stage(name: str, argv: list[str]) -> int:
-    from aloe_bench.core.config import ConfigError
-
-    try:
-        args = parse_stage(name, argv)
-    except ConfigError as exc:
-        print(f"aloe: error: {exc}", file=sys.stderr)
-        return 2
+    args = parse_stage(name, argv)  # a bad recipe raises ConfigError: `aloe` prints it
     return {"sft": _sft, "dpo": _dpo, "kto": _kto}[name](args)

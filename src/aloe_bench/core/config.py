@@ -9,9 +9,7 @@ from pathlib import Path
 
 import yaml
 
-
-class ConfigError(ValueError):
-    """A recipe file is malformed; the message names the file and the field."""
+from .errors import ConfigError  # noqa: F401  (raised here; importable from here as before)
 
 
 def read_recipe(path: str | Path, dataclass_types) -> dict:

@@ -12,11 +12,13 @@ import re
 import time
 from pathlib import Path
 
+from .errors import AloeError
+
 FIELDS = ("rater", "run_id", "persona_id", "turn", "score", "time")
 RATER_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
-class RatingsError(ValueError):
+class RatingsError(AloeError, ValueError):
     """A ratings file is malformed; the message names the file and line."""
 
 

@@ -15,11 +15,13 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from .errors import AloeError
+
 RESULTS_GLOB = "results_*.json"
 SAMPLES_PREFIX = "samples_"
 
 
-class RunFileError(ValueError):
+class RunFileError(AloeError, ValueError):
     """A results or samples file cannot be read; the message names the file (and line)."""
 
 

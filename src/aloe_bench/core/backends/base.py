@@ -14,6 +14,8 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 
+from ..errors import AloeError
+
 Messages = list[dict]
 
 
@@ -56,7 +58,7 @@ class OptionScores:
     cached: bool = False
 
 
-class BackendError(RuntimeError):
+class BackendError(AloeError, RuntimeError):
     """A backend could not be built or used (bad model, missing chat template, unreachable server)."""
 
 
