@@ -144,6 +144,7 @@ def bench_hostile(judge_model: str = "embedded", presets: str = "paper,robust", 
     With `output`, the report so far is (re)written there after each preset, so a long run that is
     stopped keeps the presets it finished.
     """
+    chosen = parse_presets(presets)  # a bad --presets fails before any model is loaded
     baselines, variants = load_suite(suite)
     if categories:
         unknown = set(categories) - {v.category for v in variants}
@@ -169,7 +170,7 @@ def bench_hostile(judge_model: str = "embedded", presets: str = "paper,robust", 
     }
     if backend.spec.kind == "embedded":
         report["note"] = EMBEDDED_NOTE
-    for preset, scoring in parse_presets(presets):
+    for preset, scoring in chosen:
         judge = Judge(backend, JudgeConfig(preset, scoring, max_retries=max_retries, max_new_tokens=max_new_tokens),
                       prompts)
         items = [JudgeItem(p, b.message, b.reply) for p, b in pairs]

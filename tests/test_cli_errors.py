@@ -125,7 +125,9 @@ def test_debug_adds_the_traceback(capsys, monkeypatch):
     assert "Traceback (most recent call last)" in capsys.readouterr().err
 
 
-def test_other_commands_report_through_main_too(tmp_path, capsys):
+def test_other_commands_report_through_main_too(tmp_path, capsys, no_model):
+    assert main(["bench", "hostile", "--presets", "paper,strict"]) == 2
+    assert "judge preset 'strict'" in _one_error_line(capsys.readouterr().err)
     assert main(["metrics", "--al", "3"]) == 2
     assert "--al '3'" in _one_error_line(capsys.readouterr().err)
     assert main(["results", "push", str(tmp_path)]) == 2  # neither --repo-id nor --local-dir
