@@ -19,6 +19,7 @@ import numpy as np
 from scipy import stats
 from sklearn.metrics import cohen_kappa_score
 
+from aloe_bench.core.errors import ConfigError
 from aloe_bench.core.ratings import is_ratings_file, latest_ratings, read_ratings
 
 from .runsource import find_run
@@ -204,7 +205,7 @@ def inter_rater(raters: list[Rater]) -> dict:
 def agree(sources: list[str], run_id: str | None = None, n_resamples: int = 1000, seed: int = 0) -> dict:
     raters = [r for source in sources for r in load_raters(source, run_id)]
     if len(raters) < 2:
-        raise ValueError(f"need at least two raters, got {len(raters)} from {sources}")
+        raise ConfigError(f"need at least two raters, got {len(raters)} from {sources}")
     report = {
         "note": ROUNDING_NOTE,
         "bootstrap": {"over": "conversations (personas)", "resamples": n_resamples, "confidence": 0.95, "seed": seed},

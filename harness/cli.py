@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
-import sys
+import logging
+
+logger = logging.getLogger(__name__)
 
 
 def register(sub) -> None:
@@ -34,11 +36,7 @@ def _run_eval(args) -> int:
 
     from .protocol import resolve, run_settings
 
-    try:
-        cfg = resolve(dataclass_from_args(args, EvalConfig))
-    except ValueError as exc:
-        print(f"aloe eval: {exc}", file=sys.stderr)
-        return 2
+    cfg = resolve(dataclass_from_args(args, EvalConfig))  # a bad field raises ConfigError: `aloe` prints it
     if getattr(args, "print_config", False):
         print(json.dumps(run_settings(cfg), indent=2, ensure_ascii=False))
         return 0
@@ -46,7 +44,7 @@ def _run_eval(args) -> int:
     print(json.dumps({k: results[k] for k in ("protocol", "model", "judge", "counts")} | {
         "metrics": {k: v for k, v in results["metrics"].items() if k != "intervals"},
         "results_file": results["results_file"]}, indent=2))
-    print(_next_steps(results), file=sys.stderr)
+    logger.info(_next_steps(results))
     return 0
 
 
@@ -65,14 +63,16 @@ def _next_steps(results: dict) -> str:
 
 
 def _run_metrics(args) -> int:
+    from aloe_bench.core.errors import ConfigError
     from aloe_bench.core.metrics import aloe_metrics
 
     try:
         curve = [float(x) for x in args.al.split(",") if x.strip()]
-    except ValueError:
-        print(f"--al: expected comma-separated numbers, got {args.al!r}", file=sys.stderr)
-        return 2
-    print(json.dumps(aloe_metrics(curve), indent=2))
+        metrics = aloe_metrics(curve)
+    except ValueError as exc:
+        problem = f"--al {args.al!r}: expected comma-separated numbers AL(1),...,AL(K), K >= 2 ({exc})"
+        raise ConfigError(problem) from None
+    print(json.dumps(metrics, indent=2))
     return 0
 
 
@@ -95,22 +95,22 @@ def _register_results(sub) -> None:
 
 
 def _run_results_push(args) -> int:
+    from aloe_bench.core.errors import AloeError, ConfigError, HubUploadError
+
     from .hub import evaluated_hub_model, publish_model_eval_results
-    from .results_dataset import ResultsDatasetError, load_runs, push_runs
+    from .results_dataset import load_runs, push_runs
 
     if args.local_dir is None and not args.repo_id:
-        print("aloe results push: give --repo-id ORG/NAME (or --local-dir DIR to build the folder only)",
-              file=sys.stderr)
-        return 2
+        raise ConfigError("give --repo-id ORG/NAME (or --local-dir DIR to build the folder only)")
+    runs = load_runs(args.runs)
     try:
-        runs = load_runs(args.runs)
         report = push_runs(runs, args.repo_id, public=args.public, local_dir=args.local_dir)
-    except (ResultsDatasetError, ValueError) as exc:
-        print(f"aloe results push: {exc}", file=sys.stderr)
-        return 2
+    except AloeError:
+        raise
     except Exception as exc:  # Hub errors (offline, auth, HTTP): say what failed; the runs on disk are untouched
-        print(f"aloe results push: upload to {args.repo_id} failed: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 1
+        if args.local_dir is not None:
+            raise  # nothing was uploaded: not a Hub error
+        raise HubUploadError(f"upload to {args.repo_id} failed: {type(exc).__name__}: {exc}") from exc
     if args.local_dir is None and args.model_card:
         report["model_cards"] = []
         for run in runs:

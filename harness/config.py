@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+from aloe_bench.core.errors import ConfigError
+
 SCHEDULES = ("free", "lockstep", "sequential")
 
 
@@ -69,11 +71,11 @@ class EvalConfig:
 
     def __post_init__(self):
         if self.turns is not None and self.turns < 1:
-            raise ValueError(f"turns must be >= 1, got {self.turns}")
+            raise ConfigError(f"turns must be >= 1, got {self.turns}")
         if self.max_personas is not None and self.max_personas < 0:
-            raise ValueError(f"max_personas must be >= 0 (0: all), got {self.max_personas}")
+            raise ConfigError(f"max_personas must be >= 0 (0: all), got {self.max_personas}")
         if self.schedule not in SCHEDULES:
-            raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
+            raise ConfigError(f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
 
     def to_dict(self) -> dict:
         return asdict(self)

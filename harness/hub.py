@@ -7,8 +7,8 @@ leaderboard). A model the token's user does not own gets a pull request with `cr
 
 from __future__ import annotations
 
+import logging
 import os
-import sys
 from pathlib import Path
 
 from aloe_bench.core.eval_results import (EVAL_RESULTS_PATH, aloe_eval_results, eval_result_entries,
@@ -16,6 +16,8 @@ from aloe_bench.core.eval_results import (EVAL_RESULTS_PATH, aloe_eval_results, 
 from aloe_bench.core.run_files import Run
 
 from .results_dataset import merge_runs, push_runs
+
+logger = logging.getLogger(__name__)
 
 
 class _MemoryRun(Run):
@@ -93,6 +95,6 @@ def push_results(files, results: dict, repo_id: str, public: bool = False, creat
     if model is not None:
         pushed["model_card"] = publish_model_eval_results(results, model, repo_id, create_pr=create_pr)
         if pushed["model_card"]["status"] == "skipped":
-            print(f"aloe eval --push-to-hub: eval results not written to {model}: {pushed['model_card']['reason']}",
-                  file=sys.stderr)
+            logger.warning(f"aloe eval --push-to-hub: eval results not written to {model}: "
+                           f"{pushed['model_card']['reason']}")
     return pushed

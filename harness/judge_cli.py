@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from pathlib import Path
 
 from aloe_bench.core.io import atomic_write_text
@@ -65,21 +64,14 @@ def register(sub) -> None:
 
 
 def _run_rescore(args) -> int:
-    from aloe_bench.core.personas import PersonaFileError
-
     from .rescore import RescoreConfig, rescore_run
-    from .runsource import RunSourceError
 
     cfg = RescoreConfig(run_dir=args.run_dir, output_dir=args.output_dir, judge_model=args.judge_model,
                         judge_base_url=args.judge_base_url, api_key_env=args.api_key_env,
                         judge_preset=args.judge_preset, judge_scoring=args.judge_scoring,
                         judge_max_retries=args.judge_max_retries, run_id=args.run_id, batch_size=args.batch_size,
                         seed=args.seed, cache=args.cache)
-    try:
-        results = rescore_run(cfg)
-    except (RunSourceError, PersonaFileError, ValueError) as exc:
-        print(f"aloe judge rescore: {exc}", file=sys.stderr)
-        return 2
+    results = rescore_run(cfg)
     print(json.dumps({k: results[k] for k in ("rescore_of", "judge", "counts")} | {
         "metrics": {k: v for k, v in results["metrics"].items() if k != "intervals"},
         "results_file": results["results_file"]}, indent=2))
@@ -91,13 +83,8 @@ def _run_agree(args) -> int:
     from aloe_bench.core.ratings import RatingsError
 
     from .agreement import agree
-    from .runsource import RunSourceError
 
-    try:
-        report = agree(args.sources, run_id=args.run_id, n_resamples=args.resamples, seed=args.seed)
-    except (RunSourceError, RatingsError, ValueError) as exc:
-        print(f"aloe judge agree: {exc}", file=sys.stderr)
-        return 2
+    report = agree(args.sources, run_id=args.run_id, n_resamples=args.resamples, seed=args.seed)
     emit_report(report, args.output)
     return 0
 
@@ -106,7 +93,7 @@ def build_ratings_folder(files: list[str], folder: str | Path) -> Path:
     """The exact folder `push-ratings` uploads: one parquet per rater (last rating per row) and a card."""
     from datasets import Dataset, Features, Value
 
-    from aloe_bench.core.ratings import latest_ratings, read_ratings
+    from aloe_bench.core.ratings import RatingsError, latest_ratings, read_ratings
 
     features = Features({"rater": Value("string"), "run_id": Value("string"), "persona_id": Value("string"),
                          "turn": Value("int64"), "score": Value("int64"), "time": Value("string")})
@@ -114,7 +101,7 @@ def build_ratings_folder(files: list[str], folder: str | Path) -> Path:
     for record in latest_ratings([r for f in files for r in read_ratings(f)]).values():
         by_rater.setdefault(record["rater"], []).append({k: record[k] for k in features})
     if not by_rater:
-        raise ValueError(f"{', '.join(files)}: no ratings")
+        raise RatingsError(f"{', '.join(files)}: no ratings")
     folder = Path(folder)
     (folder / "ratings").mkdir(parents=True, exist_ok=True)
     for rater, rows in sorted(by_rater.items()):
@@ -126,29 +113,24 @@ def build_ratings_folder(files: list[str], folder: str | Path) -> Path:
 def _run_push(args) -> int:
     import tempfile
 
-    from aloe_bench.core.ratings import RatingsError
+    from aloe_bench.core.errors import HubUploadError
 
-    try:
-        if args.local_dir:
-            folder = build_ratings_folder(args.files, args.local_dir)
-            print(json.dumps({"folder": str(folder), "repo_id": args.repo_id, "uploaded": False}, indent=2))
-            return 0
-        from huggingface_hub import HfApi, constants
+    if args.local_dir:
+        folder = build_ratings_folder(args.files, args.local_dir)
+        print(json.dumps({"folder": str(folder), "repo_id": args.repo_id, "uploaded": False}, indent=2))
+        return 0
+    from huggingface_hub import HfApi, constants
 
-        if constants.HF_HUB_OFFLINE:
-            raise RuntimeError("HF_HUB_OFFLINE is set: nothing was uploaded (use --local-dir to build the folder)")
-        with tempfile.TemporaryDirectory() as tmp:
-            folder = build_ratings_folder(args.files, tmp)
+    if constants.HF_HUB_OFFLINE:
+        raise HubUploadError("HF_HUB_OFFLINE is set: nothing was pushed (use --local-dir to build the folder)")
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = build_ratings_folder(args.files, tmp)  # bad ratings files stop here, before any Hub call
+        try:
             api = HfApi(token=os.environ.get("HF_TOKEN"))
             api.create_repo(args.repo_id, repo_type="dataset", exist_ok=True)
             commit = api.upload_folder(repo_id=args.repo_id, repo_type="dataset", folder_path=folder,
                                        commit_message="ALOE human ratings")
-        print(json.dumps({"repo_id": args.repo_id, "uploaded": True, "commit": str(commit)}, indent=2))
-    except (RatingsError, ValueError) as exc:
-        print(f"aloe judge push-ratings: {exc}", file=sys.stderr)
-        return 2
-    except Exception as exc:  # network / auth: one commit, so nothing is half-uploaded
-        print(f"aloe judge push-ratings: upload failed, nothing was pushed: {type(exc).__name__}: {exc}",
-              file=sys.stderr)
-        return 1
+        except Exception as exc:  # network / auth: one commit, so nothing is half-uploaded
+            raise HubUploadError(f"upload failed, nothing was pushed: {type(exc).__name__}: {exc}") from exc
+    print(json.dumps({"repo_id": args.repo_id, "uploaded": True, "commit": str(commit)}, indent=2))
     return 0

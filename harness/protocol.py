@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from dataclasses import fields, replace
 
+from aloe_bench.core.errors import ConfigError
+
 from .config import EvalConfig
 
 PROTOCOLS: dict[str, dict] = {
@@ -63,7 +65,7 @@ def resolve(cfg: EvalConfig) -> EvalConfig:
     """
     name = cfg.protocol or default_protocol(cfg.model)
     if name not in PROTOCOLS:
-        raise ValueError(f"protocol {name!r}: choose one of {', '.join(PROTOCOLS)}")
+        raise ConfigError(f"protocol {name!r}: choose one of {', '.join(PROTOCOLS)}")
     preset = PROTOCOLS[name]
     filled = {k: v for k, v in preset.items() if getattr(cfg, k) is None}
     return replace(cfg, protocol=name, **filled)

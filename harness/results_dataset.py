@@ -23,6 +23,7 @@ from pathlib import Path
 from datasets import Dataset, Features, List, Value
 
 from aloe_bench.core.eval_results import benchmark_dataset, personas_evaluated, protocol_of
+from aloe_bench.core.errors import AloeError
 from aloe_bench.core.licenses import generator_licenses
 from aloe_bench.core.run_files import Run, find_runs, model_dir_name
 
@@ -120,7 +121,7 @@ samples = load_dataset("{{ repo_id }}", "samples", split="{{ example_split }}")
 """
 
 
-class ResultsDatasetError(ValueError):
+class ResultsDatasetError(AloeError, ValueError):
     """A run cannot be published; the message names the run folder or file."""
 
 

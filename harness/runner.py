@@ -182,12 +182,22 @@ def _step(group: list[ConversationState], turn: int, roles: EvalRoles, stats: _S
     return judge_rows
 
 
+def check_settings(cfg: EvalConfig) -> None:
+    """Raise `ConfigError` for a bad judge setting or model spec before personas, models or files are touched."""
+    run_settings(cfg)  # builds the judge config, which checks preset and scoring
+    for spec, base_url in ((cfg.model, cfg.base_url), (cfg.user_model, cfg.user_base_url),
+                           (cfg.judge_model, cfg.judge_base_url)):
+        ModelSpec.parse(spec, base_url=base_url, api_key_env=cfg.api_key_env, engine=cfg.engine)
+
+
 def evaluate_model(cfg: EvalConfig, roles: EvalRoles | None = None, persona_set: PersonaSet | None = None) -> dict:
     """Run (or resume) an ALOE evaluation described by `cfg`; write and return the results dict.
 
     `persona_set` overrides `cfg.personas` (the evaluate module passes the personas it was given).
     """
     cfg = resolve(cfg)
+    if roles is None:
+        check_settings(cfg)
     persona_set = persona_set or load_persona_set(cfg.personas, cfg.max_personalities)
     selected = persona_set.subset(cfg.max_personas or None)
     roles = roles or build_roles(cfg)

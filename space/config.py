@@ -6,6 +6,8 @@ import dataclasses
 import os
 from dataclasses import dataclass, field
 
+from aloe_bench.core.errors import ConfigError
+
 # Space variables (set in the Space's settings) that override the defaults when the app starts.
 ENV_PREFIX = "ALOE_SPACE_"
 
@@ -47,15 +49,15 @@ class SpaceConfig:
 
     def __post_init__(self):
         if self.judge_preset not in ("paper", "robust"):
-            raise ValueError(f"judge_preset {self.judge_preset!r}: choose paper or robust")
+            raise ConfigError(f"judge_preset {self.judge_preset!r}: choose paper or robust")
         for name in ("reply_max_new_tokens", "user_max_new_tokens", "induction_max_new_tokens", "max_input_chars",
                      "max_turns", "max_autoplay_turns", "max_rate_rows", "concurrency_limit", "max_queue", "max_sessions"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.session_ttl_s <= 0:
-            raise ValueError(f"session_ttl_s must be positive, got {self.session_ttl_s}")
+            raise ConfigError(f"session_ttl_s must be positive, got {self.session_ttl_s}")
         if self.max_extra_models < 0:
-            raise ValueError(f"max_extra_models must be at least 0, got {self.max_extra_models}")
+            raise ConfigError(f"max_extra_models must be at least 0, got {self.max_extra_models}")
         self.compare_model = self.compare_model or None
         self.induction_model = self.induction_model or None
 
@@ -79,7 +81,7 @@ class SpaceConfig:
                 else:
                     values[f.name] = raw
             except ValueError:
-                raise ValueError(f"{ENV_PREFIX}{f.name.upper()}={raw!r}: expected {kind}") from None
+                raise ConfigError(f"{ENV_PREFIX}{f.name.upper()}={raw!r}: expected {kind}") from None
         if environ.get("SPACE_ID"):
             if "allow_model_change" not in values:
                 values["allow_model_change"] = False  # a public Space runs its owner's models unless the owner opts in

@@ -14,10 +14,12 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from aloe_bench.core.errors import AloeError
+
 COLUMNS = ["model", "AL_avg", "AL_avg interval", "IR", "N_IR", "judge", "date"]
 
 
-class LeaderboardError(ValueError):
+class LeaderboardError(AloeError, ValueError):
     """The results source cannot be read at all (missing folder, unreachable Hub dataset)."""
 
 

@@ -18,6 +18,7 @@ import gradio as gr
 
 from aloe_bench.core.io import DataFileError, read_json, read_log
 from aloe_bench.core.judge import clip_text
+from aloe_bench.core.errors import AloeError
 from aloe_bench.core.personas import PersonaFileError, load_persona_set
 from aloe_bench.core.ratings import RatingsError, append_rating, check_rater, rating_record
 
@@ -45,7 +46,7 @@ KEYBOARD_JS = """
 """
 
 
-class RateError(ValueError):
+class RateError(AloeError, ValueError):
     """The source cannot be rated (missing file, unknown personas); worded for the page."""
 
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from aloe_bench.core.backends import BackendError, ChatBackend, Completion, GenerationConfig, load_backend
 from aloe_bench.core.conversation import ConversationRoles, ConversationState, TurnRecord, converse
 from aloe_bench.core.judge import Judge, JudgeConfig, JudgeItem, Verdict
+from aloe_bench.core.errors import AloeError
 from aloe_bench.core.metrics import aloe_metrics
 from aloe_bench.core.personas import Persona, PersonaSet, combine, load_persona_set, packaged_data, read_pool
 from aloe_bench.core.prompts import PromptBook, load_prompts
@@ -31,7 +32,7 @@ from .config import SpaceConfig
 from .redact import redact, scrub
 
 
-class SpaceError(ValueError):
+class SpaceError(AloeError, ValueError):
     """Something the person asked for cannot be done; the message is shown in the UI as is (secrets redacted)."""
 
     def __init__(self, message: str):

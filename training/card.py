@@ -12,11 +12,12 @@ import os
 import shutil
 from pathlib import Path
 
+from aloe_bench.core.errors import ConfigError, HubUploadError, MissingFileError  # HubUploadError: importable here as before
 from aloe_bench.core.eval_results import EVAL_RESULTS_PATH, eval_result_entries, eval_results_yaml
 from aloe_bench.core.io import atomic_write_json, atomic_write_text, read_json
 from aloe_bench.core.hub_upload import upload_folder_once
 from aloe_bench.core.licenses import MODEL_LICENSES
-from aloe_bench.core.run_files import RunFileError, find_results_files, read_results
+from aloe_bench.core.run_files import find_results_files, read_results
 
 from .common import RECIPE_FILE, TRAINING_INFO
 
@@ -96,7 +97,7 @@ Score it on ALOE with `aloe eval --model {{ repo_ref }}`.
 def read_info(checkpoint: str | Path) -> dict:
     path = Path(checkpoint) / TRAINING_INFO
     if not path.exists():
-        raise FileNotFoundError(f"{path}: not an ALOE training checkpoint (no {TRAINING_INFO})")
+        raise MissingFileError(f"{path}: not an ALOE training checkpoint (no {TRAINING_INFO})")
     return read_json(path)
 
 
@@ -109,14 +110,11 @@ def find_eval_results(checkpoint: str | Path, source: str | Path | None = None) 
     files = find_results_files(source)
     if not files:
         if source != checkpoint / "aloe_eval":
-            raise FileNotFoundError(f"{source}: no ALOE results_*.json found")
+            raise MissingFileError(f"{source}: no ALOE results_*.json found")
         return None
-    try:
-        results = read_results(files[-1])
-    except RunFileError as exc:
-        raise ValueError(str(exc)) from None
+    results = read_results(files[-1])  # a RunFileError names the file and line
     if Path(str(results["model"])).resolve() != checkpoint:
-        raise ValueError(f"{files[-1]}: results are for model {results['model']!r}, not for {checkpoint}")
+        raise ConfigError(f"{files[-1]}: results are for model {results['model']!r}, not for {checkpoint}")
     results["_file"] = str(files[-1])
     return results
 
@@ -262,7 +260,7 @@ def push_checkpoint(checkpoint: str | Path, repo_id: str, private: bool = False,
                     eval_source: str | Path | None = None) -> str:
     """Build the push folder and upload it in one commit (`HF_TOKEN` from the environment); return the commit URL."""
     if repo_id.count("/") != 1:
-        raise ValueError(f"--push_to_hub needs ORG/NAME, got {repo_id!r}")
+        raise ConfigError(f"--push_to_hub needs ORG/NAME, got {repo_id!r}")
     folder = build_push_folder(checkpoint, repo_id=repo_id, eval_source=eval_source)
     return upload_folder_once(folder, repo_id, repo_type="model", private=private,
                               token=os.environ.get("HF_TOKEN") or None,

@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from aloe_bench.core.errors import AloeError, ConfigError, MissingFileError
 from aloe_bench.core.io import atomic_write_json, atomic_write_text, read_json
 
 TRAINING_INFO = "aloe_training.json"
@@ -46,7 +47,7 @@ class AloeArguments:
         "help": "ALOE harness output folder or results_*.json to put in the model card."})
 
 
-class TrainingDataError(ValueError):
+class TrainingDataError(AloeError, ValueError):
     """The training dataset is missing a config, split or column; the message names it."""
 
 
@@ -61,7 +62,7 @@ def resolve_model(name_or_path: str) -> tuple[str, str]:
     path = Path(name_or_path).expanduser()
     if path.is_dir():
         if not (path / "config.json").exists():
-            raise FileNotFoundError(f"model folder {path}: no config.json")
+            raise MissingFileError(f"model folder {path}: no config.json")
         return str(path.resolve()), base_model_of(path)
     return name_or_path, name_or_path
 
@@ -116,7 +117,7 @@ def prepare_run(aloe: AloeArguments, training_args, model_args) -> tuple[str, st
     model_path, base_model = resolve_model(model_args.model_name_or_path)
     base_model = aloe.base_model_id or base_model
     if base_model is None:
-        raise ValueError(f"{model_args.model_name_or_path}: cannot tell its Hub base model; pass --base_model_id")
+        raise ConfigError(f"{model_args.model_name_or_path}: cannot tell its Hub base model; pass --base_model_id")
     if training_args.include_num_input_tokens_seen in (False, "no", None):
         training_args.include_num_input_tokens_seen = "non_padding"
     training_args.push_to_hub = False

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 
 
 def _actions(sub, name: str, help: str):
@@ -69,15 +68,9 @@ def _resolve_pool(source: str, prefix: str):
 
 
 def _overlap(args) -> int:
-    from aloe_bench.core.personas import PersonaFileError
-
     from .personas import load_embedder, pool_overlap
 
-    try:
-        a, b = _resolve_pool(args.a, "a:"), _resolve_pool(args.b, "b:")
-    except PersonaFileError as exc:
-        print(f"aloe personas overlap: {exc}", file=sys.stderr)
-        return 2
+    a, b = _resolve_pool(args.a, "a:"), _resolve_pool(args.b, "b:")
     report = pool_overlap(a, b, load_embedder(args.embedder), top=args.top)
     report["threshold"] = args.threshold
     report["pairs_above_threshold"] = sum(p["similarity"] > args.threshold for p in report["closest_pairs"])
@@ -98,24 +91,16 @@ def _build(args) -> int:
     from aloe_bench.core.recipes import dataclass_from_args
     from aloe_bench.core.personas import PersonaFileError
 
-    from .dataset import BuildConfig, DatasetBuildError, build_dataset
+    from .dataset import BuildConfig, build_dataset
 
-    try:
-        summary = build_dataset(dataclass_from_args(args, BuildConfig))
-    except (PersonaFileError, DatasetBuildError) as exc:
-        print(f"aloe dataset build: {exc}", file=sys.stderr)
-        return 2
+    summary = build_dataset(dataclass_from_args(args, BuildConfig))
     print(json.dumps(summary, indent=2))
     return 0
 
 
 def _push(args) -> int:
-    from .dataset import DatasetBuildError, push_dataset
+    from .dataset import push_dataset
 
-    try:
-        url = push_dataset(args.folder, args.repo_id, private=args.private, commit_message=args.commit_message)
-    except DatasetBuildError as exc:
-        print(f"aloe dataset push: {exc}", file=sys.stderr)
-        return 2
+    url = push_dataset(args.folder, args.repo_id, private=args.private, commit_message=args.commit_message)
     print(json.dumps({"repo_id": args.repo_id, "commit": url}))
     return 0

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from aloe_bench.core import schema
+from aloe_bench.core.errors import AloeError, ConfigError
 from aloe_bench.core.eval_results import benchmark_eval_yaml
 from aloe_bench.core.hub_folder import check_dataset_folder, load_dataset_source
 from aloe_bench.core.io import atomic_write_text
@@ -31,7 +32,7 @@ DEFAULT_CONFIG = "dpo"
 EVAL_FILE = "eval.yaml"  # makes the Hub treat the dataset as the ALOE benchmark (its personas/test split)
 
 
-class DatasetBuildError(ValueError):
+class DatasetBuildError(AloeError, ValueError):
     """The dataset could not be built or pushed; the message says what and where."""
 
 
@@ -53,9 +54,9 @@ class BuildConfig:
 
     def __post_init__(self):
         if not 0.0 <= self.test_fraction < 1.0:
-            raise ValueError(f"test_fraction must be in [0, 1), got {self.test_fraction}")
+            raise ConfigError(f"test_fraction must be in [0, 1), got {self.test_fraction}")
         if self.format not in ("aloe", "aloe-release"):
-            raise ValueError(f"format must be 'aloe' or 'aloe-release', got {self.format!r}")
+            raise ConfigError(f"format must be 'aloe' or 'aloe-release', got {self.format!r}")
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from aloe_bench.core.aio import run_sync as _run_async
 from aloe_bench.core.backends import ChatBackend, GenerationConfig
+from aloe_bench.core.errors import ConfigError
 from aloe_bench.core.io import append_jsonl, atomic_write_json, read_json, repair_tail
 from aloe_bench.core.judge import auto_scoring, format_history
 from aloe_bench.core.personas import Persona, PersonaFileError, PoolItem, packaged_data, read_jsonl, read_pool
@@ -75,15 +76,15 @@ class GenerateConfig:
 
     def __post_init__(self):
         if not 1 <= self.turns <= 10:
-            raise ValueError(f"turns must be between 1 and 10, got {self.turns}")
+            raise ConfigError(f"turns must be between 1 and 10, got {self.turns}")
         if self.n_conversations < 1 or self.group_size < 1:
-            raise ValueError("n_conversations and group_size must be >= 1")
+            raise ConfigError("n_conversations and group_size must be >= 1")
         if self.schedule not in ("free", "lockstep"):
-            raise ValueError(f"schedule must be free or lockstep, got {self.schedule!r}")
+            raise ConfigError(f"schedule must be free or lockstep, got {self.schedule!r}")
         if self.induction_parse not in ("auto", "strict", "lenient"):
-            raise ValueError(f"induction_parse {self.induction_parse!r}: choose auto, strict or lenient")
+            raise ConfigError(f"induction_parse {self.induction_parse!r}: choose auto, strict or lenient")
         if self.judge_scoring not in ("auto", "text", "logprobs"):
-            raise ValueError(f"judge_scoring {self.judge_scoring!r}: choose auto, text or logprobs")
+            raise ConfigError(f"judge_scoring {self.judge_scoring!r}: choose auto, text or logprobs")
 
     def role_specs(self) -> dict[str, str]:
         return {role: getattr(self, f"{role}_model") for role in ROLES}
@@ -103,7 +104,7 @@ def persona_pairs(cfg: GenerateConfig) -> list[Persona]:
     personalities, _ = _pool(cfg.personalities, "seed_personalities.jsonl")
     pairs = [(p, q) for p in profiles for q in personalities]
     if cfg.n_conversations > len(pairs):
-        raise ValueError(f"asked for {cfg.n_conversations} conversations but the pools make only {len(pairs)} pairs")
+        raise ConfigError(f"asked for {cfg.n_conversations} conversations but the pools make only {len(pairs)} pairs")
     random.Random(cfg.seed).shuffle(pairs)
     return [Persona(f"{p.id}__{q.id}", p.text, q.text, p.id, q.id) for p, q in pairs[:cfg.n_conversations]]
 
@@ -493,7 +494,7 @@ def generate_conversations(cfg: GenerateConfig, backends: dict[str, ChatBackend]
         before = read_json(meta_path)
         if {k: before.get(k) for k in ("prompts", "pools", "settings")} != {k: meta[k] for k in ("prompts", "pools",
                                                                                                    "settings")}:
-            raise ValueError(f"{out} holds a generation run with other settings, pools or prompts "
+            raise ConfigError(f"{out} holds a generation run with other settings, pools or prompts "
                              f"(see {meta_path}); use another --output_dir")
     atomic_write_json(meta_path, {**meta, "status": "running"})
     cache = RequestCache(out / "cache.sqlite") if cfg.cache else None

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from aloe_bench.core.errors import ConfigError
 from aloe_bench.core.io import append_jsonl, atomic_write_json, atomic_write_jsonl
 from aloe_bench.core.personas import PersonaFileError, PoolItem, packaged_data, read_jsonl, read_pool
 
@@ -58,13 +59,13 @@ class GrowConfig:
 
     def __post_init__(self):
         if self.kind not in KINDS:
-            raise ValueError(f"kind {self.kind!r}: choose one of {KINDS}")
+            raise ConfigError(f"kind {self.kind!r}: choose one of {KINDS}")
         if not 0.0 < self.threshold <= 1.0:
-            raise ValueError(f"threshold must be in (0, 1], got {self.threshold}")
+            raise ConfigError(f"threshold must be in (0, 1], got {self.threshold}")
         if not 0.0 <= self.min_similarity < self.threshold:
-            raise ValueError(f"min_similarity must be in [0, threshold={self.threshold}), got {self.min_similarity}")
+            raise ConfigError(f"min_similarity must be in [0, threshold={self.threshold}), got {self.min_similarity}")
         if self.examples < 1 or self.per_round < 1 or self.requests_per_round < 1 or self.window < 1:
-            raise ValueError("examples, per_round, requests_per_round and window must be >= 1")
+            raise ConfigError("examples, per_round, requests_per_round and window must be >= 1")
 
 
 # ---------------------------------------------------------------------------------------------------

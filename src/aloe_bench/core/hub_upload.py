@@ -8,9 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-
-class HubUploadError(RuntimeError):
-    """Nothing was uploaded (offline, authentication, network); the message names the folder and the repo."""
+from .errors import HubUploadError
 
 
 def upload_folder_once(folder: str | Path, repo_id: str, *, repo_type: str, commit_message: str, private: bool = False,

@@ -20,8 +20,10 @@ import warnings
 from pathlib import Path
 from typing import Iterable
 
+from .errors import AloeError
 
-class DataFileError(ValueError):
+
+class DataFileError(AloeError, ValueError):
     """A data file (JSONL or JSON) cannot be read or is malformed; the message names the file and line."""
 
 

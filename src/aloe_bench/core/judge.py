@@ -21,6 +21,7 @@ import re
 from dataclasses import dataclass, field, replace
 
 from .backends import ChatBackend, GenerationConfig
+from .errors import ConfigError
 from .personas import Persona
 from .prompts import PromptBook, load_prompts
 from .reask import Answer, Reasker, Unparsable
@@ -49,13 +50,13 @@ class JudgeConfig:
 
     def __post_init__(self):
         if self.preset not in PRESETS:
-            raise ValueError(f"judge preset {self.preset!r}: choose one of {PRESETS}")
+            raise ConfigError(f"judge preset {self.preset!r}: choose one of {PRESETS}")
         if self.scoring not in SCORINGS:
-            raise ValueError(f"judge scoring {self.scoring!r}: choose one of {SCORINGS}")
+            raise ConfigError(f"judge scoring {self.scoring!r}: choose one of {SCORINGS}")
         if self.scoring == "logprobs" and self.preset != "paper":
-            raise ValueError("logprob scoring reads the first answer token, so it needs the 'paper' preset")
+            raise ConfigError("logprob scoring reads the first answer token, so it needs the 'paper' preset")
         if self.max_text_chars < 100:
-            raise ValueError(f"max_text_chars must be >= 100, got {self.max_text_chars}")
+            raise ConfigError(f"max_text_chars must be >= 100, got {self.max_text_chars}")
 
     def resolved(self, backend_kind: str) -> "JudgeConfig":
         """Turn `auto` scoring into a concrete choice: logprobs for the embedded judge, text otherwise."""

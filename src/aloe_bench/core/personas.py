@@ -205,7 +205,8 @@ def load_persona_set(source: str = "default", max_personalities: int | None = 5,
         return PersonaSet(path.name, tuple(load_pool_folder(path, max_personalities)), str(path))
     if path.is_file():
         return PersonaSet(path.stem, tuple(read_persona_file(path)), str(path))
-    raise PersonaFileError(f"persona source {source!r}: not 'default', 'paper', 'hub:ORG/NAME', a folder or a .jsonl file")
+    raise PersonaFileError(f"persona source {source!r}: no such file or folder "
+                           "(not 'default', 'paper', 'hub:ORG/NAME', a folder or a .jsonl file)")
 
 
 def _load_dataset_personas(repo_or_folder: str, split: str, source: str) -> PersonaSet:

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import yaml
 
+from .errors import ConfigError
+
 # Untrusted text (a reply being judged, a user message) is rendered into a prompt only after these
 # sequences are broken up, so it cannot close or fake the prompt's fences (`<<<REPLY ... REPLY>>>`),
 # plant a delimited score (`[[5]]`, `[[A]]`) the judge might copy, or end the chat turn with a chat
@@ -95,10 +97,10 @@ def load_prompts(path: str | None = None) -> PromptBook:
         text, source = Path(path).read_text(encoding="utf-8"), str(path)
     data = yaml.safe_load(text)
     if not isinstance(data, dict) or "version" not in data or not isinstance(data.get("prompts"), dict):
-        raise ValueError(f"{source}: a prompt book needs top-level 'version' and a 'prompts' mapping")
+        raise ConfigError(f"{source}: a prompt book needs top-level 'version' and a 'prompts' mapping")
     prompts = {}
     for name, fields in data["prompts"].items():
         if not isinstance(fields, dict):
-            raise ValueError(f"{source}: prompt {name!r} must be a mapping of fields")
+            raise ConfigError(f"{source}: prompt {name!r} must be a mapping of fields")
         prompts[name] = Prompt(name, {k: str(v) for k, v in fields.items()})
     return PromptBook(str(data["version"]), prompts, source)

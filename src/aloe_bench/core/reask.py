@@ -15,14 +15,16 @@ from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 from .backends import ChatBackend, Completion, GenerationConfig
+from .errors import AloeError
 
 RESEED_STEP = 7919
 RETRY_TEMPERATURE = 0.7
 UNPARSABLE = "unparsable answer"
 
 
-class Unparsable(Exception):
-    """Raised by a parse function to reject an answer with its own reason (returning None uses the default)."""
+class Unparsable(AloeError, ValueError):
+    """Raised by a parse function to reject an answer with its own reason (returning None uses the default); the
+    re-ask loop records it as the attempt's error, so it only reaches a user inside a recorded failure."""
 
 
 @dataclass

@@ -16,8 +16,7 @@ import yaml
 from trl import TrlParser
 
 
-class ConfigError(ValueError):
-    """A recipe file is malformed; the message names the file and the field."""
+from .errors import ConfigError  # noqa: F401 (recipe errors; importable from here)
 
 
 def load_recipe(path: str | Path) -> dict:

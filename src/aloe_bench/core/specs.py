@@ -12,6 +12,8 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from .errors import ConfigError, MissingFileError
+
 OPENAI_PREFIX = "openai:"
 
 
@@ -39,26 +41,26 @@ class ModelSpec:
             return spec
         text = (spec or "").strip()
         if not text:
-            raise ValueError("empty model spec: use 'embedded', a Hub id, a local folder or 'openai:<name>'")
+            raise ConfigError("empty model spec: use 'embedded', a Hub id, a local folder or 'openai:<name>'")
         key_env = api_key_env or "OPENAI_API_KEY"
         if text.startswith(OPENAI_PREFIX):
             name = text[len(OPENAI_PREFIX):]
             if not name:
-                raise ValueError(f"model spec {spec!r}: 'openai:' needs a model name, e.g. openai:gpt-4o-mini")
+                raise ConfigError(f"model spec {spec!r}: 'openai:' needs a model name, e.g. openai:gpt-4o-mini")
             url = base_url or os.environ.get("OPENAI_BASE_URL")
             return cls("openai", name, revision, url, key_env, "openai")
         if text == "embedded":
             return cls("embedded", "embedded", None, None, key_env, engine or "transformers")
         if engine not in (None, "transformers", "vllm"):
-            raise ValueError(f"engine {engine!r}: choose 'transformers' or 'vllm'")
+            raise ConfigError(f"engine {engine!r}: choose 'transformers' or 'vllm'")
         path = Path(text).expanduser()
         looks_local = text.startswith((".", "/", "~")) or path.exists()
         if looks_local:
             if not (path / "config.json").exists():
-                raise FileNotFoundError(f"model folder {path}: no config.json (is it a transformers model folder?)")
+                raise MissingFileError(f"model folder {path}: no config.json (is it a transformers model folder?)")
             return cls("hf", str(path.resolve()), revision, None, key_env, engine or "transformers")
         if text.count("/") != 1:
-            raise ValueError(
+            raise ConfigError(
                 f"model spec {spec!r} is neither 'embedded', an existing folder, 'ORG/NAME' nor 'openai:<name>'"
             )
         return cls("hf", text, revision, None, key_env, engine or "transformers")

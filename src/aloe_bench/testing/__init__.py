@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import importlib.util
 
+from aloe_bench.core.errors import DependencyError
+
 #: the extra that installs each third-party package the benchmarks and this apparatus import
 EXTRA_OF = {"aiohttp": "bench", "psutil": "bench", "gradio": "space", "gradio_client": "space"}
 
 
-class MissingExtra(RuntimeError):
+class MissingExtra(DependencyError):
     """A benchmark or test tool needs a package that is not installed; the message says which extra has it."""
 
 

@@ -16,6 +16,8 @@ from collections.abc import Iterator
 from typing import ContextManager
 from dataclasses import asdict, dataclass, field
 
+from ..errors import AloeError
+
 Messages = list[dict]
 
 
@@ -58,7 +60,7 @@ class OptionScores:
     cached: bool = False
 
 
-class BackendError(RuntimeError):
+class BackendError(AloeError, RuntimeError):
     """A backend could not be built or used (bad model, missing chat template, unreachable server)."""
 
 
