@@ -11,7 +11,7 @@ logger = logging.getLogger(__name__)
 def register(sub) -> None:
     from aloe_bench.core.recipes import add_recipe_command
 
-    from .config import EvalConfig
+    from .eval_config import EvalConfig
 
     eval_parser = add_recipe_command(sub, "eval", [EvalConfig], _run_eval,
                                      "Score a model on ALOE (offline on the embedded model by default).")
@@ -31,7 +31,7 @@ def register(sub) -> None:
 def _run_eval(args) -> int:
     from aloe_bench.core.recipes import dataclass_from_args
 
-    from .config import EvalConfig
+    from .eval_config import EvalConfig
     from .runner import evaluate_model
 
     from .protocol import resolve, run_settings

@@ -17,7 +17,7 @@ from dataclasses import fields, replace
 
 from aloe_bench.core.errors import ConfigError
 
-from .config import EvalConfig
+from .eval_config import EvalConfig
 
 PROTOCOLS: dict[str, dict] = {
     "paper": {

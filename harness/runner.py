@@ -28,7 +28,7 @@ from aloe_bench.core.prompts import load_prompts
 from aloe_bench.core.simulator import UserSimulator
 from aloe_bench.core.specs import ModelSpec
 
-from .config import EvalConfig
+from .eval_config import EvalConfig
 from .protocol import reply_generation, resolve, run_settings, user_generation
 from .results import RunFiles, SampleWriter, add_lm_eval_keys, fingerprint, package_versions
 

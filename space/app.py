@@ -16,7 +16,7 @@ try:  # ZeroGPU Spaces provide `spaces`; elsewhere (locally, CPU Spaces) it is a
 except ImportError:
     spaces = None
 
-from aloe_bench.space.config import SpaceConfig
+from aloe_bench.space.space_config import SpaceConfig
 from aloe_bench.space.ui import build_demo, launch_options
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 def register(sub) -> None:
     from aloe_bench.core.recipes import add_recipe_command
 
-    from .config import SpaceConfig
+    from .space_config import SpaceConfig
 
     add_recipe_command(sub, "space", [SpaceConfig], _run_space,
                        "Serve the ALOE chat Space (persona chat, per-turn judge scores, leaderboard).")
@@ -15,7 +15,7 @@ def register(sub) -> None:
 def _run_space(args) -> int:
     from aloe_bench.core.recipes import dataclass_from_args
 
-    from .config import SpaceConfig
+    from .space_config import SpaceConfig
     from .ui import build_demo, launch_options
 
     config = dataclass_from_args(args, SpaceConfig)

@@ -28,7 +28,7 @@ from aloe_bench.core.personas import Persona, PersonaSet, combine, load_persona_
 from aloe_bench.core.prompts import PromptBook, load_prompts
 from aloe_bench.core.simulator import UserSimulator
 
-from .config import SpaceConfig
+from .space_config import SpaceConfig
 from .redact import redact, scrub
 
 

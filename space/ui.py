@@ -23,7 +23,7 @@ from aloe_bench.core.io import atomic_write_json
 from aloe_bench.core.specs import ModelSpec
 
 from . import session as S
-from .config import SpaceConfig
+from .space_config import SpaceConfig
 from .leaderboard import COLUMNS, LeaderboardError, load_leaderboard
 from .rate import add_rate_tab
 from .redact import redact, scrub

@@ -10,7 +10,7 @@ import pytest
 from aloe_bench.core.recipes import ConfigError, read_recipe
 from aloe_bench.core.prompts import load_prompts
 from aloe_bench.core.specs import ModelSpec
-from aloe_bench.harness.config import EvalConfig
+from aloe_bench.harness.eval_config import EvalConfig
 
 
 def test_spec_kinds(tmp_path, monkeypatch):

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from aloe_bench import deploy
-from aloe_bench.space.config import SpaceConfig
+from aloe_bench.space.space_config import SpaceConfig
 
 
 def _fake_folder(tmp_path: Path) -> Path:

@@ -21,7 +21,7 @@ from typing import ClassVar
 import pytest
 from aloe_bench.bench.space_load import run_load_test
 from aloe_bench.space import session as S
-from aloe_bench.space.config import SpaceConfig
+from aloe_bench.space.space_config import SpaceConfig
 from aloe_bench.space.redact import redact, scrub, secret_values
 from aloe_bench.space.ui import SpaceUI, _message, launch_options
 from aloe_bench.testing.backends import ScriptedBackend, echo_loader

@@ -39,7 +39,7 @@ def wait_for(predicate, timeout: float, what: str, poll: float = 0.1):
 
 @pytest.fixture(scope="module")
 def space_url():
-    from aloe_bench.space.config import SpaceConfig
+    from aloe_bench.space.space_config import SpaceConfig
     from aloe_bench.space.ui import build_demo
 
     port = free_port()

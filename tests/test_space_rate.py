@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from aloe_bench.core.ratings import latest_ratings, read_ratings
-from aloe_bench.space.config import SpaceConfig
+from aloe_bench.space.space_config import SpaceConfig
 from aloe_bench.space.rate import RateSession, RateTab, load_items, shuffled
 from rate_fixtures import RUN_ID, write_run
 

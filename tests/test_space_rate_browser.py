@@ -21,7 +21,7 @@ REPLY = re.compile(r"REPLY-(\S+)-(\d+)")
 
 @pytest.fixture(scope="module")
 def rate_space(tmp_path_factory):
-    from aloe_bench.space.config import SpaceConfig
+    from aloe_bench.space.space_config import SpaceConfig
     from aloe_bench.space.ui import build_demo
 
     root = tmp_path_factory.mktemp("rate")

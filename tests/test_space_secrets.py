@@ -21,7 +21,7 @@ import pytest
 
 from aloe_bench.core.backends import GenerationConfig
 from aloe_bench.space import session as S
-from aloe_bench.space.config import SpaceConfig
+from aloe_bench.space.space_config import SpaceConfig
 from aloe_bench.space.ui import SpaceUI
 from fakes import ScriptedBackend
 
@@ -157,7 +157,7 @@ HUB_SCRIPT = textwrap.dedent("""
     import json, sys, types
     from aloe_bench.core.backends import load_backend
     from aloe_bench.space import session as S
-    from aloe_bench.space.config import SpaceConfig
+    from aloe_bench.space.space_config import SpaceConfig
     from aloe_bench.space.ui import SpaceUI
 
     config = SpaceConfig.from_env(dict(SPACE_ID="owner/aloe", ALOE_SPACE_ALLOW_MODEL_CHANGE="true",

@@ -7,7 +7,7 @@ import random
 
 import pytest
 from aloe_bench.space import session as S
-from aloe_bench.space.config import SpaceConfig
+from aloe_bench.space.space_config import SpaceConfig
 from aloe_bench.testing.backends import ScriptedBackend
 
 from aloe_bench.core.metrics import aloe_metrics

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from aloe_bench.space.config import SpaceConfig
+from aloe_bench.space.space_config import SpaceConfig
 from aloe_bench.space.ui import SpaceUI
 from aloe_bench.testing.backends import ScriptedBackend
 

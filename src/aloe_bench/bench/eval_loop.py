@@ -9,7 +9,7 @@ from aloe_bench.core.backends.profiled import ProfiledBackend
 from aloe_bench.core.judge import Judge
 from aloe_bench.core.simulator import UserSimulator
 
-from aloe_bench.harness.config import EvalConfig
+from aloe_bench.harness.eval_config import EvalConfig
 from aloe_bench.harness.runner import EvalRoles, build_roles, evaluate_model
 
 

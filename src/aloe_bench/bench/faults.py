@@ -12,7 +12,7 @@ from __future__ import annotations
 import tempfile
 from collections import Counter
 
-from aloe_bench.harness.config import EvalConfig
+from aloe_bench.harness.eval_config import EvalConfig
 from aloe_bench.harness.results import RunFiles
 from aloe_bench.harness.runner import build_roles, evaluate_model
 from aloe_bench.testing.fault_proxy import FAULT_KINDS, FaultPlan, FaultProxy, parse_rates

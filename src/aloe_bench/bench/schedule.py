@@ -20,7 +20,7 @@ import tempfile
 from collections import defaultdict
 
 from aloe_bench.core.errors import ConfigError
-from aloe_bench.harness.config import EvalConfig
+from aloe_bench.harness.eval_config import EvalConfig
 
 from .latency_server import LatencyServer
 

@@ -35,7 +35,7 @@ from pathlib import Path
 
 from aloe_bench.core.errors import ConfigError
 from aloe_bench.space import session as S
-from aloe_bench.space.config import SpaceConfig
+from aloe_bench.space.space_config import SpaceConfig
 from aloe_bench.space.redact import redact, secret_values
 from aloe_bench.testing.backends import ECHO_SPECS, MARKER, echo_loader, marker_score
 from aloe_bench.testing.serve import free_port
