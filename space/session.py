@@ -374,15 +374,18 @@ def score_pending(session: ChatSession, roles: SpaceRoles) -> int:
         for n, (lane, i) in enumerate(todo):
             if i >= len(lane.turns):  # the conversation was reset meanwhile
                 continue
-            turn = lane.turns[i]
-            if verdicts is None:
-                turn.judge, turn.judge_error = "failed", error
-                continue
-            verdict = verdicts[n]
-            turn.score, turn.distribution = verdict.score, verdict.distribution
-            turn.judge = "failed" if verdict.failed else "scored"
-            turn.judge_error = redact(verdict.error)
+            _apply_verdict(lane.turns[i], None if verdicts is None else verdicts[n], error)
     return len(todo)
+
+
+def _apply_verdict(turn, verdict, error: str | None) -> None:
+    """Store the judge's verdict on `turn`, or mark it failed with `error` when the judge call itself failed."""
+    if verdict is None:
+        turn.judge, turn.judge_error = "failed", error
+        return
+    turn.score, turn.distribution = verdict.score, verdict.distribution
+    turn.judge = "failed" if verdict.failed else "scored"
+    turn.judge_error = redact(verdict.error)
 
 
 def induce(session: ChatSession, roles: SpaceRoles) -> str | None:
@@ -532,13 +535,7 @@ class _AutoPlay:
             error = redact(f"judge error: {exc}")
         with session.lock:
             for n, (turn, _) in enumerate(todo):
-                if verdicts is None:
-                    turn.judge, turn.judge_error = "failed", error
-                    continue
-                verdict = verdicts[n]
-                turn.score, turn.distribution = verdict.score, verdict.distribution
-                turn.judge = "failed" if verdict.failed else "scored"
-                turn.judge_error = redact(verdict.error)
+                _apply_verdict(turn, None if verdicts is None else verdicts[n], error)
         await self._ahandover()
         return verdicts[0] if verdicts else None
 
