@@ -365,6 +365,7 @@ def score_pending(session: ChatSession, roles: SpaceRoles) -> int:
     if not todo:
         return 0
     judge = roles.judge()
+    error = None
     try:
         verdicts = judge.score(items)
     except Exception as exc:  # a dead judge marks the turns failed; it never invents a score
