@@ -80,7 +80,6 @@ def _run_rescore(args) -> int:
 
 def _run_agree(args) -> int:
     from aloe_bench.core.io import emit_report
-    from aloe_bench.core.ratings import RatingsError
 
     from .agreement import agree
 

@@ -89,7 +89,6 @@ def _generate(args) -> int:
 
 def _build(args) -> int:
     from aloe_bench.core.recipes import dataclass_from_args
-    from aloe_bench.core.personas import PersonaFileError
 
     from .dataset import BuildConfig, build_dataset
 

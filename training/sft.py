@@ -6,6 +6,8 @@ SFT source, mix dataset, Hub upload), TRL's `SFTConfig` and TRL's `ModelConfig` 
 
 from __future__ import annotations
 
+from aloe_bench.core.errors import ConfigError
+
 from .common import (
     AloeArguments,
     TrainingDataError,
