@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
@@ -18,7 +17,7 @@ import pytest
 
 from aloe_bench import deploy
 from test_deploy import _free_port, third_party_path
-from test_space_browser import CHROMIUM, FLAGS, SCORE, wait_for
+from test_space_browser import CHROMIUM, FLAGS, send_and_wait_for_score, wait_for
 
 SCREENSHOT_ENV = "ALOE_EVALUATE_SCREENSHOT"
 
@@ -76,23 +75,8 @@ def test_built_chat_folder_streams_a_reply_and_scores_it(fresh_venv, tmp_path):
             page = browser.new_page(viewport={"width": 1400, "height": 1100})
             page.goto(url)
             page.locator("#msg textarea").wait_for(timeout=60_000)
-            page.locator("#msg textarea").fill("Hi. Back from a dive, the kelp was fine. Saw an octopus.")
-            page.locator("#msg textarea").press("Enter")
-            bot = page.locator("#chat-a .bot").last
-            seen: list[str] = []
-
-            def scored():
-                try:
-                    text = bot.inner_text(timeout=500) if page.locator("#chat-a .bot").count() else ""
-                except Exception:  # the element re-renders while streaming
-                    return False
-                if text and (not seen or seen[-1] != text):
-                    seen.append(text)
-                return SCORE.search(text)
-
-            wait_for(scored, 240, "the reply's judge score")
-            replies = [s.split("judge")[0].strip() for s in seen if "scoring" in s]
-            assert len(set(replies)) >= 2, f"the reply did not stream: saw {seen}"
+            send_and_wait_for_score(page, "Hi. Back from a dive, the kelp was fine. Saw an octopus.", 240,
+                                    "the reply's judge score")
             assert "running IR" in page.locator("#summary-a").inner_text()
             browser.close()
     finally:

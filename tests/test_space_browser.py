@@ -37,6 +37,30 @@ def wait_for(predicate, timeout: float, what: str, poll: float = 0.1):
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
+def send_and_wait_for_score(page, message: str, timeout: float, what: str) -> list[str]:
+    """Type `message` as the persona, wait until the reply shows its judge score; assert the reply streamed.
+
+    Returns every distinct text the reply showed on the way (its growth, then the score beside it)."""
+    page.locator("#msg textarea").fill(message)
+    page.locator("#msg textarea").press("Enter")
+    bot = page.locator("#chat-a .bot").last
+    seen: list[str] = []
+
+    def scored():
+        try:
+            text = bot.inner_text(timeout=500) if page.locator("#chat-a .bot").count() else ""
+        except Exception:  # the element re-renders while streaming
+            return False
+        if text and (not seen or seen[-1] != text):
+            seen.append(text)
+        return SCORE.search(text)
+
+    wait_for(scored, timeout, what)
+    replies = [s.split("judge")[0].strip() for s in seen if "scoring" in s]
+    assert len(set(replies)) >= 2, f"the reply did not stream: saw {seen}"
+    return seen
+
+
 @pytest.fixture(scope="module")
 def space_url():
     from aloe_bench.space.space_config import SpaceConfig
@@ -66,23 +90,8 @@ def test_chat_scores_autoplay_and_plot_in_a_real_browser(space_url, tmp_path):
         assert "marine biologist" in page.locator("#persona").inner_text()  # the persona shows profile + personality
 
         # 1. Type as the persona: the reply streams (its text grows), then its score appears beside it.
-        page.locator("#msg textarea").fill("Hi. Back from a dive, the kelp was fine. Saw an octopus.")
-        page.locator("#msg textarea").press("Enter")
-        bot = page.locator("#chat-a .bot").last
-        seen: list[str] = []
-
-        def scored():
-            try:
-                text = bot.inner_text(timeout=500) if page.locator("#chat-a .bot").count() else ""
-            except Exception:  # the element re-renders while streaming
-                return False
-            if text and (not seen or seen[-1] != text):
-                seen.append(text)
-            return SCORE.search(text)
-
-        wait_for(scored, 180, "the first reply's judge score")
-        replies = [s.split("judge")[0].strip() for s in seen if "scoring" in s]
-        assert len(set(replies)) >= 2, f"the reply did not stream: saw {seen}"
+        send_and_wait_for_score(page, "Hi. Back from a dive, the kelp was fine. Saw an octopus.", 180,
+                                "the first reply's judge score")
         assert page.locator("#msg textarea").input_value() == ""  # the textbox was freed for the next message
         wait_for(lambda: "After turn 1" in page.locator("#revealed").inner_text(), 120, "the induction panel")
 
