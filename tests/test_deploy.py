@@ -241,7 +241,7 @@ class SpaceFiles:
 
 
 def hub_builder_pip(folder: Path, tmp_path: Path, *extra: str) -> subprocess.CompletedProcess:
-    """What the Space builder does: only requirements.txt is mounted (at /tmp/requirements.txt there), pip runs
+    """What the Space builder does: only requirements.txt is mounted (outside the app folder), pip runs
     from another directory, the repo's other files are copied in afterwards. Emulated with two empty dirs."""
     import shutil
     import tempfile

@@ -38,10 +38,12 @@ SECURITY_NOTE = """
 On the Hub (`SPACE_ID` set) visitors cannot change the model specs unless the owner sets the Space variable
 `ALOE_SPACE_ALLOW_MODEL_CHANGE=true`. Even then a visitor can never make the owner's secrets reach a model
 they chose: the owner's `OPENAI_API_KEY`, `OPENAI_BASE_URL` and `HF_TOKEN` serve only the models the owner
-configured (`ALOE_SPACE_<ROLE>_MODEL`). A visitor's Hub model loads anonymously, or, when the card has
-`hf_oauth: true` (`aloe hub build space --oauth`) and the visitor signs in, with the visitor's own token; a
-visitor cannot choose an endpoint model (`openai:NAME`) at all. Secrets are read from the environment only and
-redacted from everything the Space shows.
+configured (`ALOE_SPACE_<ROLE>_MODEL`). A visitor's model must be a Hub id (ORG/NAME): it loads anonymously,
+or, when the card has `hf_oauth: true` (`aloe hub build space --oauth`) and the visitor signs in, with the
+visitor's own token, and only once the Hub confirms that reader may read it (a gated model the owner downloaded
+is never served from the Space's cache). A visitor cannot choose a folder on the Space's disk or an endpoint
+model (`openai:NAME`) at all. Secrets are read from the environment only and redacted from everything the
+Space shows.
 """
 
 
