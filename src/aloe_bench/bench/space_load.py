@@ -282,7 +282,7 @@ def run_load_test(sessions: int = 20, messages: int | None = None, waves: int = 
                     "chat_sessions_alive": S.live_sessions(),
                     "chat_sessions_with_turns": _sessions_with_turns(),
                     # gradio 6.31's queue keeps an (empty) entry per session hash it has served: not bounded by
-                    # max_sessions, a few hundred bytes each (see the README)
+                    # max_sessions, a few hundred bytes each (see docs/hardening.md)
                     "gradio_queue_session_entries": len(getattr(demo._queue, "pending_event_ids_session", ())),
                 })
         # what one held session costs: drop every session gradio holds and see what the process gives back
