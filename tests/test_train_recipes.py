@@ -91,6 +91,15 @@ def test_commands_that_do_not_train_never_import_torch():
     assert out.strip() == "False"
 
 
+def test_building_the_aloe_parser_imports_no_heavy_package():
+    """`aloe --help` and every subcommand's argument errors start without torch, TRL's trainers, scipy or datasets:
+    a subcommand loads its dataclasses (and their heavy modules) only when it is the one parsed."""
+    code = ("import sys; from aloe_bench.cli import build_parser; build_parser(); "
+            "print(sorted(m for m in ('torch', 'trl.trainer', 'scipy.stats', 'datasets') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
 def test_push_flag_takes_a_repo_or_a_boolean():
     assert _bool_or_repo("org/name") == "org/name"
     assert _bool_or_repo("true") is True and _bool_or_repo("false") is False

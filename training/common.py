@@ -188,6 +188,14 @@ def train_and_save(stage: str, trainer_cls, model_path: str, train, eval_data, t
     return metrics
 
 
+def run_record(stage: str, base_model: str, script, dataset_config: str, model_args, train, metrics: dict,
+               **stage_fields) -> dict:
+    """What every stage records about its run (the fields the model card reads), with the stage's own fields."""
+    return {"stage": stage, **stage_fields, "base_model": base_model, "parent_model": model_args.model_name_or_path,
+            "dataset": script.dataset_name, "dataset_config": dataset_config, "lora": bool(model_args.use_peft),
+            "train_rows": len(train), "metrics": metrics}
+
+
 def write_run_info(output_dir: str, info: dict, recipe: dict | None) -> None:
     """Record what produced the checkpoint (stage, true base model, dataset, command) and the recipe as run."""
     import yaml

@@ -13,7 +13,6 @@ def _actions(sub, name: str, help: str):
 def register(sub) -> None:
     from aloe_bench.core.recipes import add_recipe_command
 
-    from .dataset import BuildConfig
     from .generate import GenerateConfig
     from .personas import GrowConfig
 
@@ -32,7 +31,7 @@ def register(sub) -> None:
                        "Generate preference conversation trees (multi-LLM collaboration), resumable.")
 
     dataset_sub = _actions(sub, "dataset", "Build the Hub dataset folder from generated conversations; push it.")
-    add_recipe_command(dataset_sub, "build", [BuildConfig], _build,
+    add_recipe_command(dataset_sub, "build", _build_types, _build,
                        "Write the dataset repo folder (personas, conversations, sft, dpo + card).")
     push = dataset_sub.add_parser("push", help="Upload a built dataset folder in one commit (token from HF_TOKEN).")
     push.add_argument("folder")
@@ -85,6 +84,13 @@ def _generate(args) -> int:
 
     print(json.dumps(generate_conversations(dataclass_from_args(args, GenerateConfig)), indent=2))
     return 0
+
+
+def _build_types() -> list:
+    """`aloe dataset build`'s recipe dataclass, loaded when that command is parsed (its module imports `datasets`)."""
+    from .dataset import BuildConfig
+
+    return [BuildConfig]
 
 
 def _build(args) -> int:

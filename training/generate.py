@@ -20,6 +20,7 @@ from pathlib import Path
 
 from aloe_bench.core.aio import run_sync as _run_async
 from aloe_bench.core.backends import ChatBackend, GenerationConfig
+from aloe_bench.core.conversation import run_each
 from aloe_bench.core.errors import ConfigError
 from aloe_bench.core.io import append_jsonl, atomic_write_json, read_json, repair_tail
 from aloe_bench.core.judge import auto_scoring, format_history
@@ -545,24 +546,14 @@ def generate_conversations(cfg: GenerateConfig, backends: dict[str, ChatBackend]
 
 
 async def _converse_all(generator: Generator, todo: list[PairConversation], turns: int, write) -> None:
-    """Every conversation its own task, each written whole when it ends; one that raises stops alone and the
-    others finish before the error is raised. A cancelled conversation writes nothing (a re-run redoes it)."""
+    """Every conversation its own task (core `run_each`), each written whole when it ends; one that
+    raises or is cancelled writes nothing (a re-run redoes it)."""
 
     async def one(conv: PairConversation) -> None:
         await generator.converse(conv, turns)
         write(conv)
 
-    tasks = [asyncio.create_task(one(conv)) for conv in todo]
-    try:
-        outcomes = await asyncio.gather(*tasks, return_exceptions=True)
-    finally:
-        for task in tasks:
-            task.cancel()
-        for backend in {id(b): b for b in generator.backends.values()}.values():
-            await backend.aclose()
-    errors = [o for o in outcomes if isinstance(o, BaseException)]
-    if errors:
-        raise errors[0]
+    await run_each((one(conv) for conv in todo), generator.backends.values())
 
 
 def count_conversations(records) -> dict:

@@ -17,6 +17,7 @@ from .common import (
     load_split,
     prepare_run,
     require_columns,
+    run_record,
     train_and_save,
     write_run_info,
 )
@@ -141,10 +142,8 @@ def run_preference(script, aloe: AloeArguments, training_args, model_args, metho
     metrics = train_and_save(method, trainer_cls, model_path, train_data, eval_data, training_args, model_args, aloe,
                              eval_key="trl_eval")
     loss_type = getattr(training_args, "loss_type", None)
-    info = {"stage": method, "loss_type": loss_type, "beta": training_args.beta, "base_model": base_model,
-            "parent_model": model_args.model_name_or_path, "dataset": script.dataset_name,
-            "dataset_config": script.dataset_config or "dpo", "lora": bool(model_args.use_peft),
-            "train_rows": len(train), "metrics": metrics}
+    info = run_record(method, base_model, script, script.dataset_config or "dpo", model_args, train, metrics,
+                      loss_type=loss_type, beta=training_args.beta)
     if test is not None and len(test) and (not model_args.use_peft or aloe.merge_lora):
         evaluation = preference_eval(training_args.output_dir, model_path, test, training_args.beta,
                                      batch_size=training_args.per_device_eval_batch_size)

@@ -15,6 +15,7 @@ from .common import (
     load_split,
     prepare_run,
     require_columns,
+    run_record,
     train_and_save,
     write_run_info,
 )
@@ -111,9 +112,7 @@ def run_sft(script, aloe: AloeArguments, training_args, model_args, recipe: dict
     model_path, base_model = prepare_run(aloe, training_args, model_args)
     train, test = build_sft_dataset(script, aloe, seed=training_args.seed)
     metrics = train_and_save("sft", SFTTrainer, model_path, train, test, training_args, model_args, aloe)
-    info = {"stage": "sft", "base_model": base_model, "parent_model": model_args.model_name_or_path,
-            "dataset": script.dataset_name, "dataset_config": "sft" if aloe.sft_source == "preferred" else "dpo",
-            "sft_source": aloe.sft_source, "mix_dataset": aloe.mix_dataset, "lora": bool(model_args.use_peft),
-            "train_rows": len(train), "metrics": metrics}
+    info = run_record("sft", base_model, script, "sft" if aloe.sft_source == "preferred" else "dpo", model_args,
+                      train, metrics, sft_source=aloe.sft_source, mix_dataset=aloe.mix_dataset)
     write_run_info(training_args.output_dir, info, recipe)
     return info

@@ -31,7 +31,7 @@ def visitor_model_refusal(model_id: str, model_info=None) -> str | None:
         return None
     if os.environ.get("ALOE_SPACE_ALLOW_MODEL_CHANGE", "").strip().lower() not in ("1", "true", "yes"):
         return "this Space evaluates the embedded model only (ALOE_SPACE_ALLOW_MODEL_CHANGE is off)"
-    if model_id.startswith(("openai:", ".", "/", "~")) or model_id.count("/") != 1:
+    if model_id.startswith(("openai:", ".", "/", "~")) or model_id.count("/") != 1 or Path(model_id).exists():
         return f"{model_id!r}: visitors may choose a public Hub model (ORG/NAME) only"
     if model_info is None:
         from huggingface_hub import model_info

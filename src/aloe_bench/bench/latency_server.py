@@ -27,13 +27,13 @@ import hashlib
 import json
 import math
 import re
-import socket
-import subprocess
 import sys
 import time
 import urllib.request
 from collections import Counter
 from statistics import NormalDist
+
+from aloe_bench.testing.local_server import ChildServer, free_port
 
 REPLY = ("That sounds like a good plan, and I like that you are keeping it realistic. When I tried something "
          "similar, the hard part was sticking with it once the week got busy, so I set aside two fixed evenings "
@@ -129,55 +129,18 @@ class LatencyApp:
             "usage": {"prompt_tokens": 0, "completion_tokens": tokens, "total_tokens": tokens}})
 
 
-class LatencyServer:
+class LatencyServer(ChildServer):
     """Runs the server in its own process (so its work never shares a GIL with the client being measured)."""
+
+    name = "latency server"
 
     def __init__(self, seed: int = 0, median_s: float = 0.5, sigma: float = 0.8, user_role: str = "aloe-user",
                  port: int | None = None, startup_timeout_s: float = 30.0):
         self.seed, self.median_s, self.sigma, self.user_role = seed, median_s, sigma, user_role
-        self.port = port or _free_port()
-        self.startup_timeout_s = startup_timeout_s
-        self._process: subprocess.Popen | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def base_url(self) -> str:
-        return f"{self.url}/v1"
-
-    def start(self) -> "LatencyServer":
-        self._process = subprocess.Popen(
-            [sys.executable, "-m", "aloe_bench.bench.latency_server", "--port", str(self.port), "--seed",
-             str(self.seed), "--median-s", str(self.median_s), "--sigma", str(self.sigma),
-             "--user-role", self.user_role], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        deadline = time.monotonic() + self.startup_timeout_s
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                raise RuntimeError(f"latency server exited: {self._process.stderr.read().decode()[-2000:]}")
-            try:
-                self._get("/health")
-                return self
-            except OSError:
-                time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"latency server did not answer on {self.url} within {self.startup_timeout_s} s")
-
-    def stop(self) -> None:
-        if self._process is not None and self._process.poll() is None:
-            self._process.terminate()
-            try:
-                self._process.wait(10)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-        self._process = None
-
-    def __enter__(self) -> "LatencyServer":
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
+        port = port or free_port()
+        super().__init__([sys.executable, "-m", "aloe_bench.bench.latency_server", "--port", str(port), "--seed",
+                          str(seed), "--median-s", str(median_s), "--sigma", str(sigma), "--user-role", user_role],
+                         port, startup_timeout_s, poll_s=0.1, stop_timeout_s=10)
 
     def _get(self, path: str, data: bytes | None = None) -> dict:
         with urllib.request.urlopen(urllib.request.Request(self.url + path, data=data), timeout=30) as response:
@@ -188,12 +151,6 @@ class LatencyServer:
 
     def reset(self) -> None:
         self._get("/reset", data=b"")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 
 from .backends import ChatBackend, Completion, GenerationConfig
@@ -130,19 +130,25 @@ async def converse(state: ConversationState, turns: int, roles: ConversationRole
         raise
 
 
-async def converse_all(states: list[ConversationState], turns: int, roles: ConversationRoles,
-                       on_judged: Callable[[ConversationState, TurnRecord], object]) -> None:
-    """Every unfinished conversation at once, each its own `converse` task; one that raises stops alone, the
-    others finish first, then its error is raised. The roles' backends are closed for this event loop at the end."""
-    tasks = [asyncio.create_task(converse(s, turns, roles, lambda record, s=s: on_judged(s, record)))
-             for s in states if s.stopped is None and s.turns_done < turns]
+async def run_each(conversations: Iterable[Coroutine[object, object, None]], backends: Iterable[ChatBackend]) -> None:
+    """Run every conversation coroutine as its own task. One that raises stops alone: the others finish first,
+    then the first error is raised. Cancelling this cancels them all (a conversation cut short is simply not
+    reported). Each distinct backend in `backends` is closed for this event loop at the end."""
+    tasks = [asyncio.create_task(c) for c in conversations]
     try:
         outcomes = await asyncio.gather(*tasks, return_exceptions=True)
     finally:
         for task in tasks:
             task.cancel()
-        for backend in roles.backends():
+        for backend in {id(b): b for b in backends}.values():
             await backend.aclose()
     errors = [o for o in outcomes if isinstance(o, BaseException)]
     if errors:
         raise errors[0]
+
+
+async def converse_all(states: list[ConversationState], turns: int, roles: ConversationRoles,
+                       on_judged: Callable[[ConversationState, TurnRecord], object]) -> None:
+    """Every unfinished conversation at once, each its own `converse` task, run by `run_each`."""
+    await run_each((converse(s, turns, roles, lambda record, s=s: on_judged(s, record))
+                    for s in states if s.stopped is None and s.turns_done < turns), roles.backends())

@@ -27,6 +27,11 @@ class DataFileError(AloeError, ValueError):
     """A data file (JSONL or JSON) cannot be read or is malformed; the message names the file and line."""
 
 
+class PersonaFileError(DataFileError):
+    """A persona input (or a file of conversations or pools built from personas) is malformed; the message
+    names the file and line (or field)."""
+
+
 class RepairWarning(UserWarning):
     """A documented repair was applied to a file (two JSON values glued on one line, a torn last line cut)."""
 

@@ -14,7 +14,6 @@ import warnings
 from collections.abc import Sequence
 
 import numpy as np
-from scipy import stats
 
 METRIC_NAMES = ("AL_avg", "IR", "N_IR", "R2", "N_R2")
 
@@ -23,6 +22,8 @@ def _fit(curve: np.ndarray) -> tuple[float, float | None]:
     turns = np.arange(1, len(curve) + 1, dtype=float)
     if np.ptp(curve) == 0:  # a flat curve: slope 0, R2 undefined
         return 0.0, None
+    from scipy import stats  # here, not at the top: `aloe` builds its parser without scipy (about 1 s)
+
     result = stats.linregress(turns, curve)
     return float(result.slope), float(result.rvalue**2)
 
@@ -62,6 +63,8 @@ def _metric_vector(scores: np.ndarray) -> np.ndarray:
 
 
 def _bootstrap(index, scores, n_resamples, confidence, seed):
+    from scipy import stats
+
     return stats.bootstrap(
         (index,),
         lambda idx: _metric_vector(scores[idx.astype(int)]),
@@ -79,6 +82,8 @@ def bootstrap_intervals(scores: np.ndarray, confidence: float = 0.95, n_resample
     scores = np.asarray(scores, dtype=float)
     if scores.shape[0] < 2:
         return {name: [None, None] for name in METRIC_NAMES}
+    from scipy import stats
+
     index = np.arange(scores.shape[0])
     with warnings.catch_warnings():  # identical resamples (e.g. constant scores) give a zero-width interval
         warnings.simplefilter("ignore", stats.DegenerateDataWarning)

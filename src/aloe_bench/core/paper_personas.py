@@ -14,8 +14,7 @@ import urllib.request
 from pathlib import Path
 
 from .embedded import cache_dir
-from .io import atomic_write_bytes
-from .personas import PersonaFileError
+from .io import PersonaFileError, atomic_write_bytes
 
 #: The authors' repository and the commit whose eval files the paper's Table 1 used.
 REPOSITORY = "ShujinWu-0814/ALOE"

@@ -21,13 +21,8 @@ from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
 
-from .io import DataFileError, RepairWarning  # noqa: F401 (RepairWarning: imported from here by callers)
+from .io import PersonaFileError, RepairWarning  # noqa: F401 (both imported from here by callers)
 from .io import read_jsonl as _read_jsonl
-
-
-class PersonaFileError(DataFileError):
-    """A persona input (or a file of conversations or pools built from personas) is malformed; the message
-    names the file and line (or field)."""
 
 
 @dataclass(frozen=True)

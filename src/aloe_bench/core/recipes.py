@@ -114,9 +114,12 @@ def read_recipe(path: str | Path, dataclass_types) -> dict:
 def add_recipe_command(sub, name: str, dataclass_types, handler, help: str) -> RecipeParser:
     """A subcommand whose flags come from `dataclass_types` and that takes `--config recipe.yaml`.
 
-    `sub` comes from `add_subparsers(parser_class=RecipeParser)` (the `aloe` command's and every nested one).
+    `dataclass_types` may be a function returning them: it is called only when this command is parsed or its help
+    shown (for dataclasses whose module is slow to import). `sub` comes from `add_subparsers(parser_class=
+    RecipeParser)` (the `aloe` command's and every nested one).
     """
-    parser = sub.add_parser(name, dataclass_types=dataclass_types, help=help, description=help)
+    types = {"lazy_types": dataclass_types} if callable(dataclass_types) else {"dataclass_types": dataclass_types}
+    parser = sub.add_parser(name, **types, help=help, description=help)
     if not isinstance(parser, RecipeParser):
         raise TypeError(f"{name}: its subparsers need parser_class=RecipeParser to read recipes")
     parser.set_defaults(handler=handler)

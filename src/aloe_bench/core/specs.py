@@ -17,6 +17,12 @@ from .errors import ConfigError, MissingFileError
 OPENAI_PREFIX = "openai:"
 
 
+def looks_local(text: str) -> bool:
+    """Whether a spec text names a folder on this machine (how `ModelSpec.parse` tells a folder from a Hub id)."""
+    text = (text or "").strip()
+    return text.startswith((".", "/", "~")) or Path(text).expanduser().exists()
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     """A parsed model reference; `kind` is `embedded`, `hf` or `openai`."""
@@ -54,8 +60,7 @@ class ModelSpec:
         if engine not in (None, "transformers", "vllm"):
             raise ConfigError(f"engine {engine!r}: choose 'transformers' or 'vllm'")
         path = Path(text).expanduser()
-        looks_local = text.startswith((".", "/", "~")) or path.exists()
-        if looks_local:
+        if looks_local(text):
             if not (path / "config.json").exists():
                 raise MissingFileError(f"model folder {path}: no config.json (is it a transformers model folder?)")
             return cls("hf", str(path.resolve()), revision, None, key_env, engine or "transformers")

@@ -37,6 +37,8 @@ import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 
+from .local_server import LocalServer
+
 FAULT_KINDS = ("timeout", "rate_limit", "server_error", "cut_stream", "malformed_json", "empty_content")
 REQUEST_ID_HEADER = "X-Aloe-Request-Id"
 FAULT_PATHS = ("/v1/chat/completions",)
@@ -101,7 +103,7 @@ class FaultPlan:
         return asdict(self)
 
 
-class FaultProxy:
+class FaultProxy(LocalServer):
     """The proxy, served by aiohttp on its own event loop in a background thread.
 
     >>> with FaultProxy("http://127.0.0.1:8000", FaultPlan({"rate_limit": 0.1}, seed=1)) as proxy:
@@ -127,14 +129,6 @@ class FaultProxy:
         self._error: BaseException | None = None
 
     # -- lifecycle --------------------------------------------------------------------------------
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
-
-    @property
-    def base_url(self) -> str:
-        return self.url + "/v1"
-
     def start(self) -> "FaultProxy":
         from . import require
 
@@ -150,12 +144,6 @@ class FaultProxy:
             self._loop.call_soon_threadsafe(self._closing.set)
         if self._thread is not None:
             self._thread.join(timeout=30)
-
-    def __enter__(self) -> "FaultProxy":
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
 
     def _serve(self) -> None:
         try:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import threading
+from pathlib import Path
 
-from ..specs import ModelSpec
+from ..specs import OPENAI_PREFIX, ModelSpec, looks_local
 from .base import BackendError, ChatBackend, Completion, GenerationConfig, Messages, OptionScores
 
 _LOADED: dict[tuple, ChatBackend] = {}
@@ -41,18 +42,28 @@ def load_backend(spec: "str | ModelSpec", token: "str | bool | None" = None, **o
     endpoints). False: none at all (a Hub model loads anonymously). A string: that Hub token, e.g. a signed-in
     Space visitor's. An endpoint (`openai:`) has no credentials but the environment's, so with any token other
     than None it is refused rather than run on the operator's key (see `OpenAIBackend`); vLLM reads HF_TOKEN
-    from the environment itself and is refused likewise. Backends are shared per spec, options and token.
+    from the environment itself and is refused likewise. With a token other than None a model is someone else's
+    choice and must be a Hub id the Hub confirms that token may read (`hub_access_check`): a folder on this
+    machine, or a gated model the operator once downloaded (huggingface_hub serves cached files when the Hub says
+    no), is the operator's. Backends are shared per spec, options and token.
 
     `options` may hold every backend kind's options: OpenAI-compatible endpoints take `max_concurrency`,
     `requests_per_minute`, `timeout_s`, `max_retries`; transformers takes `device`, `dtype`, `batch_size`,
     `max_context`, `score_max_padding`; vLLM takes `tensor_parallel_size`, `gpu_memory_utilization`,
     `max_model_len` (or `max_context`), `enable_prefix_caching`, `dtype` and `batch_size` (its `max_num_seqs`).
     """
-    spec = ModelSpec.parse(spec)
-    chosen = backend_options(spec, options)
     if token is True:
         raise ValueError("token=True: pass None (the environment's credentials), False (none) or a token string")
+    if token is not None and isinstance(spec, str) and spec.strip() != "embedded" \
+            and not spec.strip().startswith(OPENAI_PREFIX) and looks_local(spec):
+        raise _not_yours(spec.strip())  # before parsing: its errors would tell what exists on this disk
+    spec = ModelSpec.parse(spec)
+    chosen = backend_options(spec, options)
     key = (spec, tuple(sorted(chosen.items())), _token_key(token))
+    if token is not None and spec.kind == "hf" and key not in _LOADED:
+        if Path(spec.name).is_absolute():
+            raise _not_yours(spec.name)
+        hub_access_check(spec, token)
     with _LOCK:
         if key not in _LOADED:
             if spec.kind == "openai":
@@ -71,6 +82,26 @@ def load_backend(spec: "str | ModelSpec", token: "str | bool | None" = None, **o
 
                 _LOADED[key] = TransformersBackend(spec, token=token, **chosen)
         return _LOADED[key]
+
+
+def _not_yours(name: str) -> BackendError:
+    return BackendError(f"{name!r} is a folder on this machine: it loads only with the operator's own credentials; "
+                        "someone else's choice of model must be a Hub id (ORG/NAME)")
+
+
+def hub_access_check(spec: ModelSpec, token: "str | bool") -> None:
+    """Refuse a Hub model that `token` (False: none) may not read, asking the Hub itself (`auth_check`).
+
+    Loading alone would not do: when the Hub answers 401/403 for a gated or private repo, huggingface_hub falls
+    back to the files in the local cache, which may be the operator's download of that very model."""
+    from huggingface_hub import auth_check
+
+    try:
+        auth_check(spec.name, token=token)
+    except Exception as exc:  # gated, private, missing, or the Hub unreachable: the model stays unloaded
+        whose = "the signed-in visitor's token" if isinstance(token, str) else "no token (anonymous)"
+        raise BackendError(f"{spec.label}: the Hub does not confirm that {whose} may read this model "
+                           f"({type(exc).__name__}); it is not loaded") from None
 
 
 __all__ = ["BackendError", "ChatBackend", "Completion", "GenerationConfig", "Messages", "OptionScores",
