@@ -155,7 +155,8 @@ def test_a_body_of_the_wrong_shape_is_malformed_retried_then_recorded(answer):
         backend = _backend(server.base_url)
         completion = asyncio.run(backend.agenerate(MESSAGES, GenerationConfig(max_new_tokens=4)))
         scores = asyncio.run(backend.ascore_options(MESSAGES, ["1", "2"]))
-    assert completion.text is None and "malformed response" in completion.error and "(after 3 attempts)" in completion.error
+    assert completion.text is None and "malformed response" in completion.error
+    assert "(after 3 attempts)" in completion.error
     assert scores.error and not scores.probs and "malformed response" in scores.error
     assert backend.stats.to_dict()["failures"] == {"malformed_json": 2}
 

@@ -15,8 +15,9 @@ one kind (a conversation: reply, then a message from a remote role-play user, th
 smaller than `max_batch`, some of these callers are out, and no other work is queued, the worker waits for them
 up to `hold_fraction` of the recent run time of that kind of batch (before one has run: `first_hold_factor` x the
 longest time a caller that came back was out, so a straggler of the first cohort is waited for in proportion to the
-latencies seen, at most `first_hold_s`). A decode costs about the same wall time for 1 sequence as for 16 on a CPU, so running the first arrival
-alone makes everyone who arrives a moment later wait a whole batch. With nobody out, nothing is held.
+latencies seen, at most `first_hold_s`). A decode costs about the same wall time for 1 sequence as for 16 on a CPU,
+so running the first arrival alone makes everyone who arrives a moment later wait a whole batch. With nobody out,
+nothing is held.
 """
 
 from __future__ import annotations
