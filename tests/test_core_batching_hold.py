@@ -174,3 +174,65 @@ def test_a_caller_that_leaves_without_sending_ends_the_hold():
     assert pending.result(5) == "gen:a"
     assert time.monotonic() - began < 2.0
     thread.join(5)
+
+
+def _cohort(worker: ModelWorker, n: int) -> list[Caller]:
+    callers = [Caller(worker, f"c{i}") for i in range(n)]
+    for c in callers:
+        c.start()
+        c.inside.wait(5)
+    return callers
+
+
+def test_first_hold_waits_for_a_straggler_in_proportion_to_the_latencies_seen():
+    """No batch has run yet: a caller twice as slow as the others (within `first_hold_factor` = 3 x the longest
+    latency seen) still makes the first batch, though it comes back long after the others went quiet."""
+    model = FakeModel()
+    worker = make_worker(model, first_hold_factor=3.0)
+    callers = _cohort(worker, 4)
+    began = time.monotonic()
+    for c, at in zip(callers, (0.05, 0.1, 0.15)):  # three come back quickly ...
+        time.sleep(at - (time.monotonic() - began))
+        c.go.set()
+    time.sleep(0.35 - (time.monotonic() - began))  # ... the fourth after a gap of 0.2 s (quiet 20x the debounce)
+    assert not model.batches  # still held for it
+    callers[3].go.set()
+    for c in callers:
+        c.join(5)
+    assert model.batches == [["c0", "c1", "c2", "c3"]]
+    assert time.monotonic() - began < 2.0  # released when the last one came in, not at the 10 s cap
+
+
+def test_first_hold_gives_up_on_a_caller_far_slower_than_the_latencies_seen():
+    """A caller that does not come back is waited for about `first_hold_factor` x the longest latency seen, not
+    for the whole `first_hold_s` cap (10 s here)."""
+    model = FakeModel()
+    worker = make_worker(model, first_hold_factor=3.0)
+    callers = _cohort(worker, 3)
+    began = time.monotonic()
+    for c, at in zip(callers[:2], (0.1, 0.2)):
+        time.sleep(at - (time.monotonic() - began))
+        c.go.set()
+    for c in callers[:2]:
+        c.join(5)
+    took = time.monotonic() - began
+    assert model.batches == [["c0", "c1"]]  # the third never came: run without it
+    assert 0.5 <= took < 2.0  # about 3 x 0.2 s after the cohort went out
+    assert worker.stats.held == 1
+    callers[2].go.set()
+    callers[2].join(5)
+    assert model.batches[-1] == ["c2"]
+
+
+def test_first_hold_is_capped():
+    model = FakeModel()
+    worker = make_worker(model, first_hold_factor=100.0, first_hold_s=0.5)
+    callers = _cohort(worker, 2)
+    began = time.monotonic()
+    time.sleep(0.1)
+    callers[0].go.set()
+    callers[0].join(5)
+    assert 0.55 <= time.monotonic() - began < 2.0  # 100 x its 0.1 s would be 10 s: the cap (0.5 s) ends the hold
+    callers[1].go.set()
+    callers[1].join(5)
+    assert model.batches == [["c0"], ["c1"]]

@@ -109,3 +109,48 @@ def test_invalid_configs():
         JudgeConfig("lenient")
     with pytest.raises(ValueError, match="paper"):
         JudgeConfig("robust", "logprobs")
+
+
+def _normalised_char_by_char(text):
+    """The first definition of the judge's normalisation (one Python step per character): the reference."""
+    out, where = [], []
+    for char in text:
+        if char.isspace():
+            if not out or out[-1] != " ":
+                out.append(" ")
+        else:
+            lower = char.lower()
+            out.append(lower if len(lower) == 1 else char)
+        where.append(len(out) - 1)
+    return "".join(out), where
+
+
+TRICKY = [
+    "", " ", "   ", "a", " a", "a ", "\t\n a  \r\n b \x0b\x0c", "Score: [[5]]  \n\n  END",
+    "İSTANBUL İs big",  # U+0130 lower-cases to two characters: kept as it is, positions do not shift
+    "ΟΔΟΣ ΣΑΣ",  # a whole-string lower() writes a final sigma; one character at a time it does not
+    "Straße STRASSE ǅ ǈ Ⅻ", "\u00a0non\u2009breaking\u3000spaces\u200b\u2028\u2029\x85\x1c\x1f",
+    "ÀÉÎÕÜ 你好 😀 𝐀𝐁", "tab\tand\u000bvertical", "MiXeD\r\n\r\nCASE  Ⓐ",
+]
+
+
+@pytest.mark.parametrize("text", TRICKY)
+def test_normalised_matches_the_char_by_char_definition(text):
+    from aloe_bench.core.judge import _normalised, _normalised_text
+
+    assert _normalised(text) == _normalised_char_by_char(text)
+    assert _normalised_text(text) == _normalised_char_by_char(text)[0]
+
+
+def test_normalised_matches_on_random_unicode():
+    import random
+
+    from aloe_bench.core.judge import _normalised, _normalised_text
+
+    rng = random.Random(7)
+    alphabet = " \t\n\r\x0b\x0c\x1c\x85\xa0\u2028\u3000aZ9İΣσςßǅ€😀" + "".join(map(chr, range(0x370, 0x3ff)))
+    for _ in range(500):
+        text = "".join(rng.choice(alphabet) if rng.random() < 0.7 else chr(rng.randrange(0x20, 0x2ffff))
+                       for _ in range(rng.randrange(0, 60)))
+        assert _normalised(text) == _normalised_char_by_char(text), repr(text)
+        assert _normalised_text(text) == _normalised_char_by_char(text)[0], repr(text)

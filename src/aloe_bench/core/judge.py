@@ -101,19 +101,50 @@ class Verdict:
 ECHO_WINDOW = 8  # characters (whitespace runs count as one) that make a copied span an echo
 
 
+_WHITESPACE_RUN = re.compile(r"\s+")  # `\s` matches exactly the characters `str.isspace` accepts
+
+
+class _LowerTable(dict):
+    """A `str.translate` table lower-casing one character at a time (a character whose lower case is longer, like
+    "\u0130", stays itself, so positions never shift); entries are made on first sight, up to a bound."""
+
+    LIMIT = 1 << 16
+
+    def __missing__(self, code: int) -> str:
+        lower = chr(code).lower()
+        value = lower if len(lower) == 1 else chr(code)
+        if len(self) < self.LIMIT:
+            self[code] = value
+        return value
+
+
+_LOWER = _LowerTable()
+
+
+def _lowered(text: str) -> str:
+    """`text` with each character lower-cased on its own (`str.lower` of the whole string is context-sensitive for
+    a final sigma and lengthens "\u0130"); ASCII, the common case, is lower-cased at C speed."""
+    return text.lower() if text.isascii() else text.translate(_LOWER)
+
+
+def _normalised_text(text: str) -> str:
+    """`text` lower-cased with whitespace runs collapsed to one space (what `_normalised` returns first)."""
+    return _WHITESPACE_RUN.sub(" ", _lowered(text))
+
+
 def _normalised(text: str) -> tuple[str, list[int]]:
     """`text` lower-cased with whitespace runs collapsed to one space, and the position of each raw char in it."""
-    out: list[str] = []
+    lowered = _lowered(text)
     where: list[int] = []
-    for char in text:
-        if char.isspace():
-            if not out or out[-1] != " ":
-                out.append(" ")
-        else:
-            lower = char.lower()
-            out.append(lower if len(lower) == 1 else char)
-        where.append(len(out) - 1)
-    return "".join(out), where
+    raw = out = 0  # next raw position, next normalised position
+    for run in _WHITESPACE_RUN.finditer(lowered):
+        start, end = run.span()
+        where.extend(range(out, out + start - raw))
+        out += start - raw
+        where.extend([out] * (end - start))
+        out, raw = out + 1, end
+    where.extend(range(out, out + len(text) - raw))
+    return _WHITESPACE_RUN.sub(" ", lowered), where
 
 
 def _is_echo(answer: str, where: list[int], start: int, end: int, sources: list[str]) -> bool:
@@ -137,7 +168,7 @@ def parse_score(text: str | None, pattern: str, quoted=()) -> int | None:
     if not text:
         return None
     matches = list(re.finditer(pattern, text))
-    sources = [_normalised(q)[0] for q in quoted if q]
+    sources = [_normalised_text(q) for q in quoted if q]
     if sources and matches:
         answer, where = _normalised(text)
         matches = [m for m in matches if not _is_echo(answer, where, m.start(), m.end(), sources)]

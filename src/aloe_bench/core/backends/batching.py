@@ -13,8 +13,11 @@ Small batches are held open for callers known to be on their way. A caller that 
 one kind (a conversation: reply, then a message from a remote role-play user, then the next reply) runs inside
 `expecting(kind)`; while it has no request in this worker it is "out" and will be back. When a batch would be
 smaller than `max_batch`, some of these callers are out, and no other work is queued, the worker waits for them
-up to `hold_fraction` of the recent run time of that kind of batch. A decode costs about the same wall time for 1 sequence as for 16 on a CPU, so running the first arrival
-alone makes everyone who arrives a moment later wait a whole batch. With nobody out, nothing is held.
+up to `hold_fraction` of the recent run time of that kind of batch (before one has run: `first_hold_factor` x the
+longest time a caller that came back was out, so a straggler of the first cohort is waited for in proportion to the
+latencies seen, at most `first_hold_s`). A decode costs about the same wall time for 1 sequence as for 16 on a CPU,
+so running the first arrival alone makes everyone who arrives a moment later wait a whole batch. With nobody out,
+nothing is held.
 """
 
 from __future__ import annotations
@@ -100,13 +103,15 @@ class ModelWorker:
     into batches (default: windows of `max_batch` by length).
 
     Holding: a small batch waits for callers inside `expecting(kind)`, where `kind_of(key)` is the batch's kind, up
-    to `hold_fraction` x the moving average of that key's batch run times (`first_hold_s` before one has run);
-    see the module docstring.
+    to `hold_fraction` x the moving average of that key's batch run times. Before one has run, it waits until every
+    caller still out has been out `first_hold_factor` x as long as the longest any queued caller was out before it
+    came back (its observed latency), and never more than `first_hold_s`; see the module docstring.
     """
 
     def __init__(self, run_batch, on_error, max_batch: int, plan=None, debounce_s: float = 0.02,
                  max_wait_s: float = 0.25, name: str = "aloe-model-worker", hold_fraction: float = 0.5,
-                 first_hold_s: float = 2.0, ema_weight: float = 0.3, kind_of: Callable[[Hashable], Hashable] = None):
+                 first_hold_s: float = 10.0, first_hold_factor: float = 3.0, ema_weight: float = 0.3,
+                 kind_of: Callable[[Hashable], Hashable] = None):
         self._run_batch = run_batch
         self._on_error = on_error
         self._plan = plan
@@ -116,10 +121,12 @@ class ModelWorker:
         self.name = name
         self.hold_fraction = hold_fraction
         self.first_hold_s = first_hold_s
+        self.first_hold_factor = first_hold_factor
         self.ema_weight = ema_weight
         self._kind_of = kind_of or (lambda key: key)
         self.stats = BatchStats()
         self._clients: dict[int, Hashable] = {}  # callers inside `expecting(kind)`: client id -> kind
+        self._out_since: dict[int, float] = {}  # client id -> when it last had nothing in this worker (perf_counter)
         self._client_ids = itertools.count()
         self._running_clients: set[int] = set()  # clients with a request in the batch that runs now
         self._run_time: dict[Hashable, float] = {}  # per key, moving average of batch run times (s)
@@ -153,6 +160,7 @@ class ModelWorker:
         with self._cond:
             client = next(self._client_ids)
             self._clients[client] = kind
+            self._out_since[client] = time.perf_counter()
         token = _CLIENTS.set(_CLIENTS.get() + ((id(self), client),))
         try:
             yield
@@ -160,13 +168,34 @@ class ModelWorker:
             _CLIENTS.reset(token)
             with self._cond:
                 del self._clients[client]
+                self._out_since.pop(client, None)
                 self._cond.notify_all()
 
     def hold_bound(self, key: Hashable) -> float:
-        """How long a small batch of `key` may wait for expected callers: a fraction of its usual run time."""
+        """How long a small batch of `key` may wait for expected callers: a fraction of its usual run time (at most
+        `first_hold_s` before one has run; `_hold_left` shortens that from the latencies observed)."""
         if key in self._run_time:
             return self.hold_fraction * self._run_time[key]
         return self.first_hold_s
+
+    def _hold_left(self, head: _Item, started: float) -> float:
+        """Seconds the hold of `head`'s batch may still last (lock held; `started` is a `time.perf_counter()`).
+
+        With no batch of this key run yet, there is no run time to weigh a hold against, but there are latencies:
+        each queued caller was out for a while before it came back. The hold ends once every caller still out has
+        been out `first_hold_factor` x the longest of those (a straggler that far behind is not waited for).
+        """
+        now = time.perf_counter()
+        left = started + self.hold_bound(head.key) - now
+        if head.key in self._run_time:
+            return left
+        back = [i.submitted - self._out_since[i.client] for i in self._queue
+                if i.job is None and i.key == head.key and i.client in self._out_since]
+        out = self._out_clients(self._kind_of(head.key))
+        if not back or not out:
+            return left
+        latest_out = max(self._out_since[c] for c in out)
+        return min(left, latest_out + self.first_hold_factor * max(back) - now)
 
     def close(self) -> None:
         with self._cond:
@@ -222,15 +251,18 @@ class ModelWorker:
                 return
             self._cond.wait(min(self.debounce_s - quiet_for, self.max_wait_s - (now - started)))
 
-    def _out(self, kind: Hashable) -> int:
+    def _out_clients(self, kind: Hashable) -> list[int]:
         """Callers inside `expecting(kind)` with no request in this worker: requests that may come during a hold."""
         inside = {i.client for i in self._queue} | self._running_clients
-        return sum(1 for client, k in self._clients.items() if k == kind and client not in inside)
+        return [client for client, k in self._clients.items() if k == kind and client not in inside]
+
+    def _out(self, kind: Hashable) -> int:
+        return len(self._out_clients(kind))
 
     def _hold(self, head: _Item) -> None:
         """Hold a small batch (lock held) while expected callers are out and nothing else waits; bounded."""
-        bound = self.hold_bound(head.key)
         started = time.monotonic()
+        started_pc = time.perf_counter()
         held = False
         while not self._closed:
             now = time.monotonic()
@@ -238,7 +270,8 @@ class ModelWorker:
             other = len(self._queue) - same
             out = self._out(self._kind_of(head.key))
             quiet_for = now - self._last_arrival
-            if same >= self.max_batch or other or now - started >= bound:
+            left = self._hold_left(head, started_pc)
+            if same >= self.max_batch or other or left <= 0:
                 break
             if out == 0:  # everyone is in (once held, wait until arrivals have been quiet for `debounce_s`)
                 if not held or quiet_for >= self.debounce_s:
@@ -246,7 +279,7 @@ class ModelWorker:
                 self._cond.wait(self.debounce_s - quiet_for)
                 continue
             held = True
-            self._cond.wait(bound - (now - started))
+            self._cond.wait(left)
         if held:
             self.stats.held += 1
             self.stats.held_s += time.monotonic() - started
@@ -302,6 +335,9 @@ class ModelWorker:
         self._run_time[key] = took if previous is None else previous + self.ema_weight * (took - previous)
         with self._cond:
             self._running_clients = set()
+            for item in items:  # back at their other roles: out from now
+                if item.client in self._out_since:
+                    self._out_since[item.client] = done
         for item, result in zip(items, results):
             if hasattr(result, "latency_s"):
                 result.latency_s = done - item.submitted  # what this request waited, queueing included

@@ -12,11 +12,14 @@ tasks share a bounded number of connections. Two layers of retries, both bounded
 What still fails comes back as a Completion with `error` set (never as made-up text), and is counted in
 `stats`. Every logical request carries an `X-Aloe-Request-Id` header, the same on all its retries, so a
 proxy or server log can tell retries from new requests (see `aloe_bench.testing.fault_proxy`).
+Awaitable requests go through the client's low-level `post` with a plain JSON body (the one `create` would send)
+and read the answer as plain JSON: the typed transform and models were most of the event loop's CPU.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import json
 import math
@@ -30,6 +33,16 @@ import weakref
 from .base import BackendError, ChatBackend, Completion, GenerationConfig, Messages, OptionScores
 
 REQUEST_ID_HEADER = "X-Aloe-Request-Id"
+
+
+@functools.cache
+def _client_knows_security() -> bool:
+    """Whether this `openai` version takes per-request auth options (its `create` then asks for the API key only)."""
+    try:
+        from openai._types import RequestOptions
+    except ImportError:
+        return False
+    return "security" in getattr(RequestOptions, "__annotations__", {})
 
 
 class _RateLimiter:
@@ -111,18 +124,38 @@ def _malformed(exc: Exception) -> _Retryable:
     return _Retryable("malformed_json", f"malformed response: {type(exc).__name__}: {exc}")
 
 
-def _first_choice(response):
-    """The first choice of a parsed completion; None when there is none; `_Retryable` when it is not a completion."""
-    try:
-        choices = response.choices
-        if choices is not None and not isinstance(choices, list):
-            raise TypeError(f"choices is a {type(choices).__name__}")
-        choice = choices[0] if choices else None
-        if choice is not None:
-            choice.message.content  # noqa: B018 - touch it: a body of the wrong shape fails here
-        return choice
-    except (AttributeError, TypeError, KeyError) as exc:
-        raise _malformed(exc) from exc
+def _completion_body(data) -> dict:
+    """The JSON body of a 200 as a dict; `_Retryable` when it is no JSON object (e.g. text under a non-JSON type)."""
+    if isinstance(data, str):  # the client hands back text when the Content-Type is not JSON
+        try:
+            data = json.loads(data)
+        except ValueError as exc:
+            raise _malformed(exc) from exc
+    if not isinstance(data, dict):
+        raise _malformed(TypeError(f"the body is a {type(data).__name__}, not an object"))
+    return data
+
+
+def _first_choice_of(body: dict) -> dict | None:
+    """The first choice of a completion (a dict), None when there is none; `_Retryable` when it is not a completion."""
+    choices = body.get("choices")  # absent like null: no choice (an empty answer, as the typed client read it)
+    if choices is not None and not isinstance(choices, list):
+        raise _malformed(TypeError(f"choices is a {type(choices).__name__}"))
+    choice = choices[0] if choices else None
+    if choice is None:
+        return None
+    if not isinstance(choice, dict) or not isinstance(choice.get("message"), dict):
+        raise _malformed(TypeError("the first choice has no message object"))
+    return choice
+
+
+def _content_of(choice: dict | None):
+    return choice["message"].get("content") if choice is not None else None
+
+
+def _field(value, name: str):
+    """`value[name]` when `value` is a JSON object, else None (an absent or mistyped field reads as missing)."""
+    return value.get(name) if isinstance(value, dict) else None
 
 
 class OpenAIBackend(ChatBackend):
@@ -147,6 +180,13 @@ class OpenAIBackend(ChatBackend):
             # point the server at any host. So such a backend is refused before any client exists.
             raise BackendError(f"{spec.label}: an endpoint model runs only on the operator's own credentials; "
                                "it cannot be loaded for someone else's choice of model")
+        # Import the client now, not on the first request: a missing package fails here, and the import (about a
+        # second) does not stall the event loop while every conversation waits for its first message.
+        try:
+            import openai  # noqa: F401
+        except ImportError as exc:
+            raise BackendError(f"{spec.label}: the `openai` package is needed ({exc})") from exc
+        _client_knows_security()  # (cached) worked out here, not on the event loop
         self.api_key = os.environ.get(spec.api_key_env)
         if not self.api_key:
             if spec.base_url:  # local servers (vLLM, transformers serve) accept any key
@@ -176,6 +216,7 @@ class OpenAIBackend(ChatBackend):
                     max_retries=self.max_retries)
 
     def _request_kwargs(self, config: GenerationConfig) -> dict:
+        """The request's fields besides `messages` (the JSON body `create(...)` would send for them)."""
         kwargs = dict(model=self.spec.name, max_tokens=config.max_new_tokens, seed=config.seed)
         if config.temperature is not None:  # None: the server's default sampling
             kwargs["temperature"] = config.temperature
@@ -201,13 +242,24 @@ class OpenAIBackend(ChatBackend):
                 self.stats.retried(exc.reason)
                 await asyncio.sleep(self._backoff(attempt))
 
-    async def _create(self, client, request_id: str, **kwargs):
+    async def _create(self, client, request_id: str, body: dict) -> dict:
+        """POST `body` to /chat/completions; the answer's JSON object.
+
+        The body goes out as the plain dict it is and the answer comes back as plain JSON: the client's typed
+        request transform and response models cost milliseconds of event-loop CPU per request (most of the CPU
+        of a run with thousands of concurrent conversations) and change nothing in what is sent. Everything
+        else is the client's own: auth header, timeout, its retries, its errors.
+        """
         from openai import APIResponseValidationError
 
+        options = {"headers": {REQUEST_ID_HEADER: request_id}}
+        if _client_knows_security():
+            options["security"] = {"bearer_auth": True}  # the API key only, as `create` sends it
         try:
-            return await client.chat.completions.create(extra_headers={REQUEST_ID_HEADER: request_id}, **kwargs)
+            data = await client.post("/chat/completions", cast_to=object, body=body, options=options)
         except (json.JSONDecodeError, APIResponseValidationError) as exc:  # a 200 the client could not read
             raise _malformed(exc) from exc
+        return _completion_body(data)
 
     # -- per event loop -----------------------------------------------------------------------------
     def _state(self) -> _LoopState:
@@ -250,14 +302,15 @@ class OpenAIBackend(ChatBackend):
         request_id = self._new_request_id()
         began = time.perf_counter()
 
+        body = {"model": kwargs["model"], "messages": messages, **kwargs}
+
         async def once():
-            response = await self._create(client, request_id, messages=messages, **kwargs)
-            choice = _first_choice(response)
-            text = choice.message.content if choice is not None else None
+            response = await self._create(client, request_id, body)
+            text = _content_of(_first_choice_of(response))
             if not isinstance(text, str) or not text.strip():
                 raise _Retryable("empty_content", "empty content")
-            usage = getattr(response, "usage", None)
-            return Completion(text.strip(), tokens=getattr(usage, "completion_tokens", None) or 0)
+            tokens = _field(response.get("usage"), "completion_tokens")
+            return Completion(text.strip(), tokens=tokens if isinstance(tokens, int) else 0)
 
         try:
             completion = await self._attempts(once)
@@ -276,21 +329,22 @@ class OpenAIBackend(ChatBackend):
         kwargs = dict(model=self.spec.name, max_tokens=1, temperature=0.0, logprobs=True, top_logprobs=20)
         request_id = self._new_request_id()
 
+        body = {"model": kwargs["model"], "messages": messages, **kwargs}
+
         async def once():
-            response = await self._create(client, request_id, messages=messages, **kwargs)
-            choice = _first_choice(response)
-            logprobs = getattr(choice, "logprobs", None) if choice is not None else None
-            content = getattr(logprobs, "content", None) if logprobs is not None else None
+            response = await self._create(client, request_id, body)
+            choice = _first_choice_of(response)
+            content = _field(_field(choice, "logprobs"), "content")
             if not content:
-                text = choice.message.content if choice is not None else None
+                text = _content_of(choice)
                 if not isinstance(text, str) or not text.strip():
                     raise _Retryable("empty_content", "empty content and no logprobs")
                 return OptionScores(error="no logprobs in response")  # the server does not give them
             probs: dict[str, float] = {}
-            for entry in content[0].top_logprobs or []:
-                token = entry.token.strip()
+            for entry in content[0]["top_logprobs"] or []:
+                token = entry["token"].strip()
                 if token in options:
-                    probs[token] = probs.get(token, 0.0) + math.exp(entry.logprob)
+                    probs[token] = probs.get(token, 0.0) + math.exp(entry["logprob"])
             mass = sum(probs.values())
             if mass <= 0:
                 return OptionScores(error="none of the options among the top logprobs")
