@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 
 import pytest
 
 from aloe_bench.core.backends import GenerationConfig
 from aloe_bench.core.backends.openai_backend import REQUEST_ID_HEADER, OpenAIBackend
 from aloe_bench.core.specs import ModelSpec
+from fakes import chat_server_thread
 
 MESSAGES = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi \u0130 \u00e9 \U0001f600"},
             {"role": "assistant", "content": "Hello."}, {"role": "user", "content": "Rate 1-5"}]
@@ -45,32 +45,12 @@ class RecordingServer:
             content_type, text = self.answers[min(len(self.requests), len(self.answers)) - 1]
             return web.Response(status=200, text=text, content_type=content_type)
 
-        ready = threading.Event()
-
-        def serve():
-            async def main():
-                app = web.Application()
-                app.router.add_post("/v1/chat/completions", chat)
-                runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
-                await runner.setup()
-                site = web.TCPSite(runner, "127.0.0.1", 0)
-                await site.start()
-                self.base_url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}/v1"
-                self._stop, self._loop = asyncio.Event(), asyncio.get_running_loop()
-                ready.set()
-                await self._stop.wait()
-                await runner.cleanup()
-
-            asyncio.run(main())
-
-        self._thread = threading.Thread(target=serve, daemon=True)
-        self._thread.start()
-        assert ready.wait(10)
+        self._server = chat_server_thread(chat)
+        self.base_url = self._server.__enter__() + "/v1"
         return self
 
     def __exit__(self, *exc):
-        self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(10)
+        self._server.__exit__(*exc)
 
 
 def _backend(base_url, **options):

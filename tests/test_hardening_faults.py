@@ -15,13 +15,11 @@ cache replay.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 import warnings
 from pathlib import Path
@@ -29,6 +27,7 @@ from pathlib import Path
 import pytest
 
 from aloe_bench.testing.fault_proxy import FAULT_KINDS, FaultPlan, FaultProxy, parse_rates
+from fakes import chat_server_thread
 
 # One of each fault among the first numbered requests, then a few more at random (no random timeouts: each
 # costs a client timeout of wall time).
@@ -100,33 +99,12 @@ class _ScriptedUpstream:
                              "finish_reason": "stop"}],
                 "usage": {"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7}})
 
-        ready = threading.Event()
-
-        def serve():
-            async def main():
-                app = web.Application()
-                app.router.add_post("/v1/chat/completions", chat)
-                runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
-                await runner.setup()
-                site = web.TCPSite(runner, "127.0.0.1", 0)
-                await site.start()
-                self.url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"
-                self._stop = asyncio.Event()
-                self._loop = asyncio.get_running_loop()
-                ready.set()
-                await self._stop.wait()
-                await runner.cleanup()
-
-            asyncio.run(main())
-
-        self._thread = threading.Thread(target=serve, daemon=True)
-        self._thread.start()
-        assert ready.wait(10)
+        self._server = chat_server_thread(chat)
+        self.url = self._server.__enter__()
         return self
 
     def __exit__(self, *exc):
-        self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(10)
+        self._server.__exit__(*exc)
 
 
 def _backend(base_url, **options):
