@@ -12,6 +12,7 @@ import types
 import urllib.request
 from pathlib import Path
 
+import httpx
 import pytest
 
 from aloe_bench import deploy
@@ -307,7 +308,8 @@ def _recording_hub(monkeypatch, private: bool | None = False):
     def repo_info(self, repo_id, **kw):
         calls.append(("info", repo_id))
         if private is None:
-            raise RepositoryNotFoundError("no such repo", response=None)
+            request = httpx.Request("GET", f"https://huggingface.co/api/spaces/{repo_id}")
+            raise RepositoryNotFoundError("no such repo", response=httpx.Response(404, request=request))
         return types.SimpleNamespace(id=repo_id, private=private)
 
     def upload_folder(self, **kw):
@@ -373,6 +375,24 @@ def test_a_private_space_with_wheels_is_refused_before_anything_is_sent(tmp_path
     calls = _recording_hub(monkeypatch, private=True)
     deploy.push_folder(folder, "me/aloe", private=True)
     assert [c[0] for c in calls] == ["create", "upload"]
+
+
+def test_an_unanswered_privacy_check_stops_the_push_before_anything_is_sent(tmp_path, monkeypatch):
+    from huggingface_hub import HfApi
+
+    folder = _wheel_folder(tmp_path)
+    before = _snapshot(folder)
+    calls = _recording_hub(monkeypatch)
+
+    def repo_info(self, repo_id, **kw):
+        calls.append(("info", repo_id))
+        raise ConnectionError("the Hub did not answer")
+
+    monkeypatch.setattr(HfApi, "repo_info", repo_info)
+    with pytest.raises(deploy.DeployError, match=r"cannot tell whether the Space me/aloe is private.*"
+                                                 r"ConnectionError: the Hub did not answer\); nothing was pushed"):
+        deploy.push_folder(folder, "me/aloe")
+    assert calls == [("info", "me/aloe")] and _snapshot(folder) == before
 
 
 def _fake_wheels(monkeypatch):

@@ -348,14 +348,21 @@ def check_folder(folder: Path) -> None:
 
 
 def space_is_private(repo_id: str, token: str | None = None, endpoint: str | None = None) -> bool:
-    """Whether the Space repo exists and is private (a missing repo, or one this token cannot see, is not)."""
+    """Whether the Space repo exists and is private (a missing repo, or one this token cannot see, is not: push
+    then creates it, or creating it fails). Any other answer from the Hub stops the push before anything is sent."""
     from huggingface_hub import HfApi
+    from huggingface_hub.errors import OfflineModeIsEnabled, RepositoryNotFoundError
 
     try:
-        return bool(getattr(HfApi(token=token, endpoint=endpoint).repo_info(repo_id, repo_type="space"),
-                            "private", False))
-    except Exception:  # not there yet (push creates it), offline or unreachable (creating it then fails, one line)
+        info = HfApi(token=token, endpoint=endpoint).repo_info(repo_id, repo_type="space")
+    except RepositoryNotFoundError:
         return False
+    except OfflineModeIsEnabled:  # the upload step says "offline" in one line, before anything is sent
+        return False
+    except Exception as exc:  # network or authentication: whether its build could read wheels/ is unknown
+        raise DeployError(f"cannot tell whether the Space {repo_id} is private, so whether its build could "
+                          f"download wheels/ from it ({type(exc).__name__}: {exc}); nothing was pushed") from exc
+    return bool(getattr(info, "private", False))
 
 
 def push_folder(folder: str | Path, repo_id: str, private: bool = False, token: str | None = None,
