@@ -20,7 +20,7 @@ import pandas as pd
 
 from aloe_bench.core.backends import load_backend
 from aloe_bench.core.io import atomic_write_json
-from aloe_bench.core.specs import OPENAI_PREFIX, ModelSpec, looks_local
+from aloe_bench.core.specs import ModelSpec, looks_local
 
 from . import session as S
 from .space_config import SpaceConfig
@@ -249,8 +249,7 @@ class SpaceUI:
             for name, spec in specs.items():
                 if spec:
                     text = spec.strip()
-                    if (config.public and text not in configured and text != "embedded"
-                            and not text.startswith(OPENAI_PREFIX) and looks_local(text)):
+                    if config.public and text not in configured and looks_local(text):
                         raise ValueError(f"{name}: visitors of a public Space can only choose Hub models (ORG/NAME), "
                                          "not folders on the Space's disk")
                     parsed = ModelSpec.parse(text)

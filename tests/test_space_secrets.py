@@ -183,20 +183,26 @@ def _not_found(method, path, body):
     return 404, {"error": "Repository not found"}, {"X-Error-Code": "RepoNotFound"}
 
 
-def test_hub_models_load_with_the_visitors_token_or_none_never_the_owners(tmp_path):
-    """Real loading: transformers -> huggingface_hub -> a recording Hub on 127.0.0.1, HF_TOKEN set to a sentinel."""
-    hub = Recorder(_not_found)
+def _run_against_hub(hub, script: str, tmp_path) -> dict:
+    """Run `script` (with the visitor's token as its argument) in a fresh process whose Hub is `hub` on 127.0.0.1,
+    HF_TOKEN the owner's sentinel and HF_HOME under `tmp_path`; its `RESULT {json}` line, parsed. Closes `hub`."""
     env = {**os.environ, "HF_ENDPOINT": hub.url, "HF_HUB_OFFLINE": "0", "TRANSFORMERS_OFFLINE": "0",
            "HF_TOKEN": OWNER_HF_TOKEN, "HF_HOME": str(tmp_path / "hf"), "HF_HUB_DISABLE_IMPLICIT_TOKEN": "",
            "HF_HUB_ETAG_TIMEOUT": "5", "HF_HUB_DOWNLOAD_TIMEOUT": "5"}
     env.pop("SPACE_ID", None)
     try:
-        proc = subprocess.run([sys.executable, "-c", HUB_SCRIPT, VISITOR_HF_TOKEN], env=env, capture_output=True,
+        proc = subprocess.run([sys.executable, "-c", script, VISITOR_HF_TOKEN], env=env, capture_output=True,
                               text=True, timeout=300, cwd=Path(__file__).parent)
     finally:
         hub.close()
     assert proc.returncode == 0, proc.stderr[-3000:]
-    result = json.loads(proc.stdout.split("RESULT ", 1)[1])
+    return json.loads(proc.stdout.split("RESULT ", 1)[1])
+
+
+def test_hub_models_load_with_the_visitors_token_or_none_never_the_owners(tmp_path):
+    """Real loading: transformers -> huggingface_hub -> a recording Hub on 127.0.0.1, HF_TOKEN set to a sentinel."""
+    hub = Recorder(_not_found)
+    result = _run_against_hub(hub, HUB_SCRIPT, tmp_path)
     assert all(status.startswith("⚠️") for status in result.values())  # the stub has no models: each load fails
     by_repo = {}
     for _, path, auth in hub.seen:
@@ -322,16 +328,7 @@ def test_a_gated_model_in_the_owners_cache_never_loads_for_a_visitor(tmp_path):
     (cache / "snapshots" / sha).mkdir(parents=True)
     (cache / "snapshots" / sha / "config.json").write_text('{"owner": "downloaded with the owner token"}')
     hub = Recorder(_gated)
-    env = {**os.environ, "HF_ENDPOINT": hub.url, "HF_HUB_OFFLINE": "0", "TRANSFORMERS_OFFLINE": "0",
-           "HF_TOKEN": OWNER_HF_TOKEN, "HF_HOME": str(tmp_path / "hf"), "HF_HUB_DISABLE_IMPLICIT_TOKEN": "",
-           "HF_HUB_ETAG_TIMEOUT": "5", "HF_HUB_DOWNLOAD_TIMEOUT": "5"}
-    try:
-        proc = subprocess.run([sys.executable, "-c", GATED_SCRIPT, VISITOR_HF_TOKEN], env=env, capture_output=True,
-                              text=True, timeout=300, cwd=Path(__file__).parent)
-    finally:
-        hub.close()
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    result = json.loads(proc.stdout.split("RESULT ", 1)[1])
+    result = _run_against_hub(hub, GATED_SCRIPT, tmp_path)
     assert result["cached"].startswith(str(cache))  # the hole: refused by the Hub, served from the cache anyway
     assert "does not confirm that no token (anonymous) may read" in result["anonymous"]
     assert "does not confirm that the signed-in visitor's token may read" in result["signed_in"]

@@ -18,8 +18,11 @@ OPENAI_PREFIX = "openai:"
 
 
 def looks_local(text: str) -> bool:
-    """Whether a spec text names a folder on this machine (how `ModelSpec.parse` tells a folder from a Hub id)."""
+    """Whether a spec text names a folder on this machine: what `ModelSpec.parse` reads as one (`embedded` and
+    `openai:` specs never are, whatever folders exist)."""
     text = (text or "").strip()
+    if text == "embedded" or text.startswith(OPENAI_PREFIX):
+        return False
     return text.startswith((".", "/", "~")) or Path(text).expanduser().exists()
 
 

@@ -6,7 +6,7 @@ import hashlib
 import threading
 from pathlib import Path
 
-from ..specs import OPENAI_PREFIX, ModelSpec, looks_local
+from ..specs import ModelSpec, looks_local
 from .base import BackendError, ChatBackend, Completion, GenerationConfig, Messages, OptionScores
 
 _LOADED: dict[tuple, ChatBackend] = {}
@@ -54,8 +54,7 @@ def load_backend(spec: "str | ModelSpec", token: "str | bool | None" = None, **o
     """
     if token is True:
         raise ValueError("token=True: pass None (the environment's credentials), False (none) or a token string")
-    if token is not None and isinstance(spec, str) and spec.strip() != "embedded" \
-            and not spec.strip().startswith(OPENAI_PREFIX) and looks_local(spec):
+    if token is not None and isinstance(spec, str) and looks_local(spec):
         raise _not_yours(spec.strip())  # before parsing: its errors would tell what exists on this disk
     spec = ModelSpec.parse(spec)
     chosen = backend_options(spec, options)
