@@ -5,13 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from aloe_bench.training.generate import (
-    GenerateConfig,
-    generate_conversations,
-    parse_induction,
-    parse_induction_lenient,
-    persona_pairs,
-)
+from aloe_bench.core.induction import parse_induction, parse_induction_lenient
+from aloe_bench.training.generate import GenerateConfig, generate_conversations, persona_pairs
 from aloe_bench.testing.backends import ScriptedBackend
 
 

@@ -23,7 +23,8 @@ from aloe_bench.core.backends import ChatBackend, GenerationConfig
 from aloe_bench.core.conversation import run_each
 from aloe_bench.core.errors import ConfigError
 from aloe_bench.core.io import append_jsonl, atomic_write_json, read_json, repair_tail
-from aloe_bench.core.judge import auto_scoring, format_history
+from aloe_bench.core.induction import induction_messages, parse_induction_lenient, parse_induction_strict
+from aloe_bench.core.judge import auto_scoring
 from aloe_bench.core.personas import Persona, PersonaFileError, PoolItem, packaged_data, read_jsonl, read_pool
 from aloe_bench.core.reask import Reasker
 
@@ -32,7 +33,6 @@ PROMPT_NAMES = ("user_simulator", "induction", "responder_preferred", "responder
                 "pair_judge_direct")
 CONVERSATIONS_FILE = "conversations.jsonl"
 META_FILE = "generation.json"
-_INDUCED = re.compile(r"^\W*(profile|personality)\W*:\W*?\s*(\w.*|)$", re.IGNORECASE)
 
 
 @dataclass
@@ -139,41 +139,6 @@ async def agenerate_with_retries(backend: ChatBackend, request: list[dict], conf
                                  max_retries: int, retry_temperature: float, parse=lambda text: text.strip() or None):
     """`generate_with_retries` for one request, awaitable: the same seeds, retries and result tuple."""
     return (await Reasker(max_retries, retry_temperature).aask(backend, request, config, parse)).as_tuple()
-
-
-def parse_induction(text: str) -> tuple[str, str] | None:
-    """`Profile: ...` and `Personality: ...` lines -> (profile facts, personality traits); None if either is missing."""
-    found: dict[str, str] = {}
-    for line in (text or "").splitlines():
-        match = _INDUCED.match(line.strip())
-        if match and match.group(1).lower() not in found:
-            found[match.group(1).lower()] = match.group(2).strip().strip("<>").strip() or "None"
-    if "profile" not in found or "personality" not in found:
-        return None
-    return found["profile"], found["personality"]
-
-
-def parse_induction_strict(text: str) -> tuple[str, str, bool] | None:
-    """`parse_induction` in the shape the generator stores (the flag says the labels were missing: never here)."""
-    parsed = parse_induction(text)
-    return None if parsed is None else (*parsed, False)
-
-
-def parse_induction_lenient(text: str) -> tuple[str, str, bool] | None:
-    """Like `parse_induction`, but an answer without the labels becomes the profile facts (flagged `True`)."""
-    parsed = parse_induction(text)
-    if parsed is not None:
-        return (*parsed, False)
-    cleaned = re.sub(r"\s+", " ", text or "").strip()
-    return (cleaned[:400], "None", True) if cleaned else None
-
-
-def induction_messages(prompts, persona: Persona, history: list[dict]) -> list[dict]:
-    """The induction role sees the whole persona and the conversation, and says which parts have been revealed."""
-    prompt = prompts["induction"]
-    return [{"role": "system", "content": prompt["system"]},
-            {"role": "user", "content": prompt.render("user", profile=persona.profile, personality=persona.personality,
-                                                      history=format_history(history))}]
 
 
 def responder_messages(prompts, history: list[dict], revealed: list[tuple[str, str]] | None) -> list[dict]:
