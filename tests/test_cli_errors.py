@@ -36,7 +36,7 @@ USER_ERRORS = [  # (module, class): where callers import them from
     ("aloe_bench.training.card", "HubUploadError"),
     ("aloe_bench.space.leaderboard", "LeaderboardError"),
     ("aloe_bench.space.rate", "RateError"),
-    ("aloe_bench.space.session", "SpaceError"),
+    ("aloe_bench.space.errors", "SpaceError"),
     ("aloe_bench.deploy", "DeployError"),
 ]
 KEPT_BASES = {"ConfigError": ValueError, "MissingFileError": FileNotFoundError, "PersonaFileError": ValueError,
