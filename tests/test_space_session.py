@@ -18,6 +18,7 @@ from aloe_bench.space.space_config import SpaceConfig
 from aloe_bench.space.views import chat_messages, curve_rows, lane_summary, running_metrics, trend_line
 from aloe_bench.testing.backends import ScriptedBackend
 
+from aloe_bench.core.induction import induction_messages
 from aloe_bench.core.metrics import aloe_metrics
 from aloe_bench.core.personas import Persona
 
@@ -168,6 +169,22 @@ def test_induction_reads_the_conversation_with_the_induction_prompt():
     assert request[0]["content"] == roles.prompts["induction"]["system"]
     assert "User: my bees are grumpy today" in request[1]["content"]
     assert session.revealed_turns == 1
+
+
+def test_induction_asks_and_reads_as_data_generation_does():
+    answers = iter(["Sure! Here is what I noticed.\nProfile: keeps bees\nPersonality: None\nHope that helps.",
+                    "The user   keeps bees.", "  "])
+    induction = ScriptedBackend(fn=lambda m, c: next(answers))
+    session, roles, backends = make(SpaceConfig(model="a/model", user_model="u/model", judge_model="embedded",
+                                                induction_model="i/model"))
+    backends["i/model"] = induction
+    send(session, roles, "my bees are grumpy today")
+    assert induce(session, roles) == "Profile: keeps bees\nPersonality: None"  # the chatter around the labels is not kept
+    assert induction.calls[-1][0][0] == induction_messages(roles.prompts, PERSONA, session.lanes[0].history())
+    assert induce(session, roles) == "The user keeps bees."  # unlabelled: shown as it came, as generate keeps it
+    with pytest.raises(SpaceError, match="empty answer"):
+        induce(session, roles)
+    assert session.revealed == "The user keeps bees."  # the last reading stays
 
 
 def test_autoplay_plays_the_persona_for_n_turns_and_scores_each():
