@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from aloe_bench.core.backends import ChatBackend, GenerationConfig, load_backend
+from aloe_bench.core.backends import ChatBackend, GenerationConfig, build_backend
 from aloe_bench.core.judge import Judge, JudgeConfig
 from aloe_bench.core.prompts import PromptBook, load_prompts
 from aloe_bench.core.simulator import UserSimulator
@@ -23,10 +23,10 @@ Loader = Callable[[str], ChatBackend]
 
 @dataclass
 class SpaceRoles:
-    """The backends a session talks to. `loader` is `load_backend` (one shared instance per spec)."""
+    """The backends a session talks to. `loader` is `build_backend` (one shared instance per spec)."""
 
     config: SpaceConfig
-    loader: Loader = load_backend
+    loader: Loader = build_backend
     prompts: PromptBook = field(default_factory=load_prompts)
 
     def _load(self, spec: str, role: str) -> ChatBackend:
