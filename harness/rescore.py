@@ -11,23 +11,19 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass
 
-import numpy as np
 from tqdm.auto import tqdm
 
 from aloe_bench import __version__
 from aloe_bench.core.backends import load_backend
 from aloe_bench.core.backends.cache import CachedBackend, RequestCache
 from aloe_bench.core.judge import Judge, JudgeConfig, JudgeItem
-from aloe_bench.core.metrics import summarise
 from aloe_bench.core.personas import load_persona_set
 from aloe_bench.core.prompts import load_prompts
 from aloe_bench.core.specs import ModelSpec
 
-from .results import RunFiles, fingerprint, package_versions
+from .results import RunFiles, build_run_results, fingerprint, package_versions
 from .runsource import RunSourceError, find_run
 
-SMOKE_NOTE = ("judged by the embedded 135M model: a smoke-run signal only, not a number anyone should cite; "
-              "use a real judge (an OpenAI-compatible endpoint) for results")
 JUDGE_FIELDS = ("score", "judge_raw", "judge_distribution", "judge_error", "judge_attempts")
 
 
@@ -134,42 +130,18 @@ def rescore_run(cfg: RescoreConfig, judge: Judge | None = None) -> dict:
 
 def build_rescore_results(files: RunFiles, source_results: dict, judge: Judge, identity: dict,
                           cfg: RescoreConfig) -> dict:
+    """The re-score's results dict: every row it wrote, scored like `aloe eval`'s, with the source run's config."""
     rows = files.load_samples()
-    ids = sorted({r["persona_id"] for r in rows})
-    turns = max((int(r["turn"]) for r in rows), default=0)
-    position = {pid: i for i, pid in enumerate(ids)}
-    scores = np.full((len(ids), max(turns, 1)), np.nan)
-    judge_failures = generation_failures = 0
-    for row in rows:
-        if row.get("error"):
-            generation_failures += 1
-        elif row.get("score") is None:
-            judge_failures += 1
-        else:
-            scores[position[row["persona_id"]], int(row["turn"]) - 1] = row["score"]
-    results = {
-        "benchmark": "ALOE",
-        "run_id": files.run_id,
-        "fingerprint": files.fingerprint,
-        "rescore_of": identity["rescore_of"],
-        "model": source_results.get("model"),
-        "judge": f"{judge.backend.model_id} ({judge.config.preset}, {judge.config.scoring})",
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "metrics": summarise(scores, n_resamples=cfg.bootstrap_resamples, seed=cfg.seed),
-        "counts": {"conversations": len(ids), "turns": turns, "rows": len(rows),
-                   "scored": int(np.isfinite(scores).sum()), "judge_failures": judge_failures,
-                   "generation_failures": generation_failures,
-                   "stopped_conversations": len({r["persona_id"] for r in rows if r.get("error")})},
-        "files": {"samples": files.samples_path.name},
-        "config": {"rescore": {k: v for k, v in asdict(cfg).items() if k != "progress"},
-                   "source": {"run_id": identity["rescore_of"], "fingerprint": identity["source_fingerprint"],
-                              "judge": source_results.get("judge")},
-                   "run": source_results.get("config", {}).get("run", {}),
-                   "models": {**source_results.get("config", {}).get("models", {}), "judge": judge.describe()},
-                   "prompts": identity["prompts"],
-                   "personas": source_results.get("config", {}).get("personas"),
-                   "harness_version": __version__, "packages": package_versions()},
-    }
-    if judge.backend.spec.kind == "embedded":
-        results["judge_note"] = SMOKE_NOTE
-    return results
+    source_config = source_results.get("config", {})
+    config = {"rescore": {k: v for k, v in asdict(cfg).items() if k != "progress"},
+              "source": {"run_id": identity["rescore_of"], "fingerprint": identity["source_fingerprint"],
+                         "judge": source_results.get("judge")},
+              "run": source_config.get("run", {}),
+              "models": {**source_config.get("models", {}), "judge": judge.describe()},
+              "prompts": identity["prompts"],
+              "personas": source_config.get("personas"),
+              "harness_version": __version__, "packages": package_versions()}
+    ids, turns = sorted({r["persona_id"] for r in rows}), max((int(r["turn"]) for r in rows), default=0)
+    return build_run_results(rows, ids, turns, files=files, model=source_results.get("model"), judge=judge,
+                             config=config, bootstrap_resamples=cfg.bootstrap_resamples, seed=cfg.seed,
+                             rescore_of=identity["rescore_of"])
