@@ -19,10 +19,10 @@ from aloe_bench.core.backends.cache import CachedBackend, RequestCache
 from aloe_bench.core.judge import Judge, JudgeConfig, JudgeItem
 from aloe_bench.core.personas import load_persona_set
 from aloe_bench.core.prompts import load_prompts
+from aloe_bench.core.run_files import RunFileError, find_run
 from aloe_bench.core.specs import ModelSpec
 
 from .results import RunFiles, build_run_results, fingerprint, package_versions
-from .runsource import RunSourceError, find_run
 
 JUDGE_FIELDS = ("score", "judge_raw", "judge_distribution", "judge_error", "judge_attempts")
 
@@ -55,36 +55,38 @@ def _personas(source_results: dict, where: str):
     block = source_results.get("config", {})
     run, info = block.get("run", {}), block.get("personas", {})
     if "personas" not in run:
-        raise RunSourceError(f"{where}: config.run.personas missing: cannot tell which personas the run used")
+        raise RunFileError(f"{where}: config.run.personas missing: cannot tell which personas the run used")
     persona_set = load_persona_set(run["personas"], run.get("max_personalities", 5))
     if info.get("sha256") and persona_set.sha256[:16] != info["sha256"]:
-        raise RunSourceError(f"{where}: the persona set {run['personas']!r} has changed since the run "
-                             f"(sha256 {persona_set.sha256[:16]} vs {info['sha256']}): refusing to re-score")
+        raise RunFileError(f"{where}: the persona set {run['personas']!r} has changed since the run "
+                           f"(sha256 {persona_set.sha256[:16]} vs {info['sha256']}): refusing to re-score")
     return {p.id: p for p in persona_set}
 
 
 def rescore_run(cfg: RescoreConfig, judge: Judge | None = None) -> dict:
     """Re-judge every judged row of the run in `cfg.run_dir`; write and return the new results dict."""
     source = find_run(cfg.run_dir, cfg.run_id)
-    source_results = source.results()
+    source_results = source.results
     if source_results is None:
-        raise RunSourceError(f"{source.samples_path}: no results_{source.run_id}.json beside it (the run's config, "
-                             f"personas and model are read from it)")
+        raise RunFileError(f"{source.samples_path}: no results_{source.run_id}.json beside it (the run's config, "
+                           f"personas and model are read from it)")
     personas = _personas(source_results, str(source.results_path))
+    if not source_results.get("model"):
+        raise RunFileError(f"{source.results_path}: no 'model' (the re-score is written to that model's folder)")
     judge = judge or build_judge(cfg)
     prompts = load_prompts()
     identity = {"rescore_of": source.run_id, "source_fingerprint": source_results.get("fingerprint"),
                 "judge": judge.describe(), "seed": cfg.seed,
                 "prompts": {"version": prompts.version, "sha256": prompts.hashes([judge.config.prompt_name])}}
-    files = RunFiles(cfg.output_dir, fingerprint(identity))
+    files = RunFiles(cfg.output_dir, fingerprint(identity), source_results["model"])
     if cfg.cache:
         judge = Judge(CachedBackend(judge.backend, RequestCache(files.cache_path)), judge.config, judge.prompts)
 
-    rows = sorted(source.rows(), key=lambda r: (int(r["turn"]), r["persona_id"]))
+    rows = sorted(source.samples(), key=lambda r: (int(r["turn"]), r["persona_id"]))
     unknown = sorted({r["persona_id"] for r in rows} - personas.keys())
     if unknown:
-        raise RunSourceError(f"{source.samples_path}: persona id(s) {', '.join(unknown[:5])} are not in the run's "
-                             f"persona set")
+        raise RunFileError(f"{source.samples_path}: persona id(s) {', '.join(unknown[:5])} are not in the run's "
+                           f"persona set")
     history: dict[tuple[str, int], list[dict]] = {}
     for persona_id in {r["persona_id"] for r in rows}:
         turns, so_far = sorted((r for r in rows if r["persona_id"] == persona_id), key=lambda r: r["turn"]), []

@@ -44,7 +44,7 @@ def fingerprint(payload: dict) -> str:
 class RunFiles:
     """Files of one run in `output_dir`. Runs with the same fingerprint share a run id, so re-running resumes."""
 
-    def __init__(self, output_dir: str | Path, run_fingerprint: str, model_id: str | None = None):
+    def __init__(self, output_dir: str | Path, run_fingerprint: str, model_id: str):
         self.dir = Path(output_dir)
         self.dir.mkdir(parents=True, exist_ok=True)
         manifest_path = self.dir / "runs.json"
