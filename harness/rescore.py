@@ -20,7 +20,6 @@ from aloe_bench.core.judge import Judge, JudgeConfig, JudgeItem
 from aloe_bench.core.personas import load_persona_set
 from aloe_bench.core.prompts import load_prompts
 from aloe_bench.core.run_files import RunFileError, find_run
-from aloe_bench.core.specs import ModelSpec
 
 from .results import RunFiles, build_run_results, fingerprint, package_versions
 
