@@ -16,10 +16,10 @@ from pathlib import Path
 
 import gradio as gr
 
-from aloe_bench.core.io import DataFileError, read_json, read_log
+from aloe_bench.core.io import DataFileError, PersonaFileError, read_json, read_log
 from aloe_bench.core.judge import clip_text
 from aloe_bench.core.errors import AloeError
-from aloe_bench.core.personas import PersonaFileError, load_persona_set
+from aloe_bench.core.personas import load_persona_set
 from aloe_bench.core.ratings import RatingsError, append_rating, check_rater, rating_record
 
 from .redact import redact, scrub

@@ -7,7 +7,8 @@ from importlib import resources
 
 import pytest
 
-from aloe_bench.core.recipes import ConfigError, read_recipe
+from aloe_bench.core.errors import ConfigError
+from aloe_bench.core.recipes import read_recipe
 from aloe_bench.core.prompts import load_prompts
 from aloe_bench.core.specs import ModelSpec
 from aloe_bench.harness.eval_config import EvalConfig

@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from aloe_bench.core.hub_folder import load_dataset_source
+from aloe_bench.core.dataset_folder import load_dataset_source
 
 
 def _turn(k, chosen, rejected=None):

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from datasets import load_dataset
 
-from aloe_bench.harness.hub import build_results_folder, model_index_results, push_results
+from aloe_bench.harness.publish import build_results_folder, model_index_results, push_results
 from aloe_bench.harness.results import RunFiles
 
 pytestmark = pytest.mark.slow

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from aloe_bench.core.recipes import ConfigError
+from aloe_bench.core.errors import ConfigError
 from aloe_bench.training.train_cli import _bool_or_repo, parse_stage
 
 RECIPES = Path(__file__).resolve().parents[1] / "training" / "recipes"

@@ -75,7 +75,7 @@ class StepTimes:
 
 
 def grow_personas(cfg: ReproduceConfig, root: Path) -> tuple[dict[str, Path], dict[str, dict]]:
-    from aloe_bench.training.personas import GrowConfig, grow_pool, pool_paths
+    from aloe_bench.training.persona_pools import GrowConfig, grow_pool, pool_paths
 
     pools, summaries = {}, {}
     for kind in ("profile", "personality"):

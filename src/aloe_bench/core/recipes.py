@@ -15,8 +15,7 @@ from pathlib import Path
 import yaml
 from trl import TrlParser
 
-
-from .errors import ConfigError  # noqa: F401 (recipe errors; importable from here)
+from .errors import ConfigError
 
 
 def load_recipe(path: str | Path) -> dict:
