@@ -18,7 +18,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def run_cli(*args, cwd=None):
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    return subprocess.run([sys.executable, "-m", "aloe_bench.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "aloe_bench.commands.main", *args], capture_output=True, text=True,
                           env=env, cwd=cwd, timeout=600)
 
 

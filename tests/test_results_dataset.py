@@ -74,7 +74,7 @@ def make_run(out: Path, run_id: str, model: str, text_judge: bool, flat: bool = 
 
 
 def cli(*args, env=None):
-    return subprocess.run([sys.executable, "-m", "aloe_bench.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "aloe_bench.commands.main", *args], capture_output=True, text=True,
                           env={**os.environ, **(env or {})}, timeout=300)
 
 
