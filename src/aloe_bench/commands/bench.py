@@ -10,6 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+#: third-party packages each benchmark imports beyond the core dependencies (see `aloe_bench.core.extras.INSTALLS`)
+NEEDS = {
+    "faults": ("aiohttp",),  # the fault proxy
+    "schedule": ("aiohttp",),  # the latency server
+    "space": ("gradio", "gradio_client", "psutil"),  # the Space, its clients, the RSS sampler
+}
 OUTPUT_HELP = {"help": "Also write the JSON here."}
 
 
@@ -150,10 +156,10 @@ def register(sub) -> None:
 def _checked(name: str, config, handler):
     """`handler(cfg)`, run with its settings once the packages benchmark `name` needs are importable."""
     def run(args) -> int:
-        from aloe_bench.bench import require_packages
+        from aloe_bench.core.extras import require_extra
         from aloe_bench.core.recipes import dataclass_from_args
 
-        require_packages(name)  # MissingExtra: `aloe` prints it on one line
+        require_extra(*NEEDS.get(name, ()), who=f"aloe bench {name}")  # MissingExtra: `aloe` prints it on one line
         return handler(dataclass_from_args(args, config))
     return run
 
