@@ -85,3 +85,16 @@ def test_the_areas_hold_no_command_modules():
 def test_commands_are_registered_by_explicit_imports():
     source = (REPO / "src" / "aloe_bench" / "commands" / "main.py").read_text(encoding="utf-8")
     assert "importlib" not in source and "not built" not in source
+
+
+def test_positional_and_switch_fields_parse_like_the_hand_typed_flags_they_replace():
+    """A switch takes no value, so `--public RUN` leaves RUN to the positional (a bool flag with an optional value
+    would swallow it); a list field given `positional` takes one or more values."""
+    args = build_parser().parse_args(["results", "push", "--public", "runs/a", "runs/b", "--no-model-card",
+                                      "--create-pr", "--repo-id", "org/name"])
+    assert (args.runs, args.public, args.create_pr, args.model_card, args.repo_id) == (
+        ["runs/a", "runs/b"], True, True, False, "org/name")
+    args = build_parser().parse_args(["hub", "build", "evaluate", "out", "--overwrite"])
+    assert (args.kind, args.out_dir, args.overwrite, args.oauth) == ("evaluate", "out", True, False)
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["hub", "build", "nonsense", "out"])  # a Literal positional keeps its choices
