@@ -229,7 +229,7 @@ def evaluate_model(cfg: EvalConfig, roles: EvalRoles | None = None, persona_set:
     files.write_results(results)
     results["results_file"] = str(files.results_path)  # for callers; not part of the file itself
     if cfg.push_to_hub:
-        from .hub import push_results
+        from .publish import push_results
 
         push_results(files, results, cfg.push_to_hub, public=cfg.public, create_pr=cfg.create_pr)
     return results

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import gradio as gr
 
-from aloe_bench.core.io import DataFileError, read_json
+from aloe_bench.core.io import DataFileError, PersonaFileError, read_json
 from aloe_bench.core.judge import clip_text
 from aloe_bench.core.errors import AloeError
-from aloe_bench.core.personas import PersonaFileError, load_persona_set
+from aloe_bench.core.personas import load_persona_set
 from aloe_bench.core.ratings import RatingsError, append_rating, check_rater, rating_record
 from aloe_bench.core.run_files import (SAMPLES_PREFIX, find_samples_files, read_samples, results_path_for,
                                       run_id_of)

@@ -262,7 +262,7 @@ def _eval_command(server, proxy, output_dir):
             "--progress", "false", "--output_dir", str(output_dir)]
     for key, value in EVAL_SETTINGS.items():
         args += [f"--{key}", str(value)]
-    return [sys.executable, "-m", "aloe_bench.cli", "eval", *args]
+    return [sys.executable, "-m", "aloe_bench.commands.main", "eval", *args]
 
 
 def _rows(folder: Path) -> list[dict]:
@@ -392,7 +392,7 @@ def test_sigkill_mid_generate_then_rerun_equals_an_uninterrupted_run(server, fau
                 "--progress", "false"]
         args += [a for role in GENERATE_ROLES for a in (f"--{role}_model", spec)]
         args += [a for key, value in GENERATE_SETTINGS.items() for a in (f"--{key}", str(value))]
-        command = [sys.executable, "-m", "aloe_bench.cli", "generate", *args]
+        command = [sys.executable, "-m", "aloe_bench.commands.main", "generate", *args]
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
         proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         path, deadline = killed / "conversations.jsonl", time.time() + 300

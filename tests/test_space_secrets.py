@@ -249,13 +249,13 @@ def test_evaluate_page_takes_only_public_hub_models_from_visitors(monkeypatch):
 def test_oauth_build_asks_for_read_repos_and_installs_gradios_oauth_extra():
     from huggingface_hub import SpaceCard
 
-    from aloe_bench import deploy
+    from aloe_bench.commands import hub_space_folder
 
-    data = SpaceCard(str(deploy.space_card("space", "---\ntitle: T\n---\n# T\n", "cpu-basic", True, "3.11"))).data
+    data = SpaceCard(str(hub_space_folder.space_card("space", "---\ntitle: T\n---\n# T\n", "cpu-basic", True, "3.11"))).data
     assert data.hf_oauth is True and data.to_dict()["hf_oauth_scopes"] == ["read-repos"]
-    text = deploy.requirements_text("space", "cpu-basic", "aloe-bench==1", [], "note", oauth=True)
+    text = hub_space_folder.requirements_text("space", "cpu-basic", "aloe-bench==1", [], "note", oauth=True)
     assert any(line.startswith("gradio[oauth]==") for line in text.splitlines())
-    assert "## Visitors and secrets" in deploy.space_card("space", "---\ntitle: T\n---\n# T\n", "cpu-basic", False,
+    assert "## Visitors and secrets" in hub_space_folder.space_card("space", "---\ntitle: T\n---\n# T\n", "cpu-basic", False,
                                                           "3.11").text
 
 

@@ -120,7 +120,7 @@ def test_leaderboard_handler(tmp_path):
 
 
 def test_cli_flags_and_space_folder():
-    from aloe_bench.cli import build_parser
+    from aloe_bench.commands.main import build_parser
 
     args = build_parser().parse_args(["space", "--host", "127.0.0.1", "--port", "7999", "--model", "embedded",
                                       "--compare-model", "./runs/dpo", "--user-model", "embedded",

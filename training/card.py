@@ -12,7 +12,7 @@ import os
 import shutil
 from pathlib import Path
 
-from aloe_bench.core.errors import ConfigError, HubUploadError, MissingFileError  # HubUploadError: importable here as before
+from aloe_bench.core.errors import ConfigError, MissingFileError
 from aloe_bench.core.eval_results import EVAL_RESULTS_PATH, eval_result_entries, eval_results_yaml
 from aloe_bench.core.io import atomic_write_json, atomic_write_text, read_json
 from aloe_bench.core.hub_upload import upload_folder_once

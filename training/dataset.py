@@ -20,9 +20,9 @@ from pathlib import Path
 from aloe_bench.core import schema
 from aloe_bench.core.errors import AloeError, ConfigError
 from aloe_bench.core.eval_results import benchmark_eval_yaml
-from aloe_bench.core.hub_folder import check_dataset_folder, load_dataset_source
-from aloe_bench.core.io import atomic_write_text
-from aloe_bench.core.personas import PersonaFileError, load_persona_set, read_jsonl
+from aloe_bench.core.dataset_folder import check_dataset_folder, load_dataset_source
+from aloe_bench.core.io import PersonaFileError, atomic_write_text
+from aloe_bench.core.personas import load_persona_set, read_jsonl
 
 from .generate import CONVERSATIONS_FILE, META_FILE, count_conversations
 

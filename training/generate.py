@@ -22,10 +22,10 @@ from aloe_bench.core.aio import run_sync as _run_async
 from aloe_bench.core.backends import ChatBackend, GenerationConfig
 from aloe_bench.core.conversation import run_each
 from aloe_bench.core.errors import ConfigError
-from aloe_bench.core.io import append_jsonl, atomic_write_json, read_json, repair_tail
+from aloe_bench.core.io import PersonaFileError, append_jsonl, atomic_write_json, read_json, repair_tail
 from aloe_bench.core.induction import induction_messages, parse_induction_lenient, parse_induction_strict
 from aloe_bench.core.judge import auto_scoring
-from aloe_bench.core.personas import Persona, PersonaFileError, PoolItem, packaged_data, read_jsonl, read_pool
+from aloe_bench.core.personas import Persona, PoolItem, packaged_data, read_jsonl, read_pool
 from aloe_bench.core.reask import Reasker
 
 ROLES = ("user", "induction", "preferred", "rejected", "judge")

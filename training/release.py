@@ -14,7 +14,8 @@ import hashlib
 import json
 from pathlib import Path
 
-from aloe_bench.core.personas import PersonaFileError, read_jsonl
+from aloe_bench.core.io import PersonaFileError
+from aloe_bench.core.personas import read_jsonl
 
 FORMATS = ("aloe", "aloe-release")
 RELEASE_FILE = "conversations.jsonl"

@@ -75,7 +75,7 @@ class StepTimes:
 
 
 def grow_personas(cfg: ReproduceConfig, root: Path) -> tuple[dict[str, Path], dict[str, dict]]:
-    from aloe_bench.training.personas import GrowConfig, grow_pool, pool_paths
+    from aloe_bench.training.persona_pools import GrowConfig, grow_pool, pool_paths
 
     pools, summaries = {}, {}
     for kind in ("profile", "personality"):
@@ -111,10 +111,10 @@ def build_dataset_folder(cfg: ReproduceConfig, root: Path, generated: Path) -> P
 
 
 def train(cfg: ReproduceConfig, root: Path, dataset: Path) -> dict[str, Path]:
-    from aloe_bench.training.common import TRAINING_INFO
-    from aloe_bench.training.train_cli import run_stage
-
     import aloe_bench.training
+    from aloe_bench.training.common import TRAINING_INFO
+
+    from .train import run_stage
 
     recipes = Path(cfg.recipes) if cfg.recipes else Path(aloe_bench.training.__file__).parent / "recipes" / "embedded"
     common = ["--dataset_name", str(dataset), "--seed", str(cfg.seed), "--max_steps", str(cfg.max_steps)]
