@@ -24,7 +24,7 @@ from aloe_bench.core.hub_folder import check_dataset_folder, load_dataset_source
 from aloe_bench.core.io import atomic_write_text
 from aloe_bench.core.personas import PersonaFileError, load_persona_set, read_jsonl
 
-from .generate import CONVERSATIONS_FILE, META_FILE, count_conversations
+from .generated_files import CONVERSATIONS_FILE, META_FILE, count_conversations
 
 SPLITS = {"personas": ("train", "test"), "conversations": ("train",), "sft": ("train", "test"),
           "dpo": ("train", "test")}
