@@ -102,7 +102,7 @@ def generate_conversations(cfg: GenerateConfig, backends: dict[str, ChatBackend]
     from aloe_bench.core.backends.cache import CachedBackend, RequestCache
     from aloe_bench.core.prompts import load_prompts
 
-    from .pair_conversation import ConversationGenerator, PairConversation  # it imports the induction step from here
+    from .pair_conversation import ConversationGenerator, PairConversation  # here: it imports this module's induction
 
     prompts = load_prompts()
     out = Path(cfg.output_dir)
@@ -150,8 +150,6 @@ def generate_conversations(cfg: GenerateConfig, backends: dict[str, ChatBackend]
             "induction_parse": generator.induction_parse}
 
 
-
-
 def _play(generator: ConversationGenerator, todo: list[PairConversation], cfg: GenerateConfig,
           write: Callable[[PairConversation], None], bar) -> None:
     """Play every conversation of `todo` under `cfg.schedule`, writing each whole when it ends.
@@ -172,8 +170,11 @@ def _play(generator: ConversationGenerator, todo: list[PairConversation], cfg: G
         generator.step(group, turn)
         return lambda: [conv for conv in playing if conv.ended(cfg.turns)]
 
+    def write_ended(ended: list[PairConversation]) -> None:
+        for conv in ended:
+            write(conv)
+
     def show_turn(turn: int) -> None:
         bar.set_postfix(turn=f"{turn}/{cfg.turns}", **{f"{k}_fail": v for k, v in generator.failures.items() if v})
 
-    run_turns(groups_of(todo, cfg.group_size), cfg.turns, play_turn, lambda ended: [write(conv) for conv in ended],
-              on_turn=show_turn)
+    run_turns(groups_of(todo, cfg.group_size), cfg.turns, play_turn, write_ended, on_turn=show_turn)

@@ -78,7 +78,8 @@ class PairConversation:
         return self.error is not None or len(self.turns) == turns
 
     def to_record(self, models: str, prompt_sha256: str) -> dict:
-        """The line `conversations.jsonl` keeps for this conversation (`models`, `prompt_sha256`: the run's, as JSON)."""
+        """The line `conversations.jsonl` keeps for this conversation; `models` and `prompt_sha256` are the run's,
+        as JSON text."""
         persona = self.persona
         return {"id": self.id, "persona_id": persona.id,
                 "profile_id": persona.profile_id, "personality_id": persona.personality_id,
