@@ -15,7 +15,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from aloe_bench import __version__
-from aloe_bench.core.backends import load_backend
+from aloe_bench.core.backends import BackendOptions, build_backend
 from aloe_bench.core.backends.cache import CachedBackend, RequestCache
 from aloe_bench.core.judge import Judge, JudgeConfig, JudgeItem
 from aloe_bench.core.metrics import summarise
@@ -50,8 +50,8 @@ class RescoreConfig:
 
 
 def build_judge(cfg: RescoreConfig) -> Judge:
-    spec = ModelSpec.parse(cfg.judge_model, base_url=cfg.judge_base_url, api_key_env=cfg.api_key_env)
-    return Judge(load_backend(spec), JudgeConfig(cfg.judge_preset, cfg.judge_scoring, cfg.judge_max_retries,
+    backend = build_backend(cfg.judge_model, BackendOptions(api_key_env=cfg.api_key_env), base_url=cfg.judge_base_url)
+    return Judge(backend, JudgeConfig(cfg.judge_preset, cfg.judge_scoring, cfg.judge_max_retries,
                                                  seed=cfg.seed), load_prompts())
 
 

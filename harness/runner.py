@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 
 from aloe_bench.core.aio import run_sync as _run_async
 from aloe_bench import __version__
-from aloe_bench.core.backend_factory import BackendOptions, build_backend
+from aloe_bench.core.backends import BackendOptions, build_backend
 from aloe_bench.core.backends.cache import CachedBackend, RequestCache
 from aloe_bench.core.conversation import ConversationRoles, ConversationState, TurnRecord, converse_all
 from aloe_bench.core.judge import Judge, JudgeConfig
@@ -50,12 +50,12 @@ class EvalRoles(ConversationRoles):
 
 def backend_options(cfg: EvalConfig, **remote_options) -> BackendOptions:
     """The run's backend options (`remote_options`, e.g. `timeout_s`, override the run's endpoint settings)."""
-    remote = dict(timeout_s=cfg.request_timeout_s, max_retries=cfg.request_max_retries) | remote_options
+    remote = dict(request_timeout_s=cfg.request_timeout_s, request_max_retries=cfg.request_max_retries)
     return BackendOptions(api_key_env=cfg.api_key_env, engine=cfg.engine, batch_size=cfg.batch_size,
                           device=cfg.device, dtype=cfg.dtype, max_concurrency=cfg.max_concurrency,
                           requests_per_minute=cfg.requests_per_minute, tensor_parallel_size=cfg.tensor_parallel_size,
                           gpu_memory_utilization=cfg.gpu_memory_utilization, max_model_len=cfg.max_model_len,
-                          enable_prefix_caching=cfg.enable_prefix_caching, **remote)
+                          enable_prefix_caching=cfg.enable_prefix_caching, **(remote | remote_options))
 
 
 def _backend(spec_text, base_url, cfg: EvalConfig, revision=None, remote_options: dict | None = None):

@@ -29,8 +29,9 @@ def decorate_for_zerogpu(gpu=None) -> list[str]:
     gpu = spaces if gpu is None else gpu
     if gpu is None:
         return []
-    from aloe_bench.core.backends.hf import TransformersBackend
+    from aloe_bench.core.backends import BACKEND_KINDS
 
+    TransformersBackend = BACKEND_KINDS["transformers"].load()
     done = []
     for name in GPU_METHODS:
         method = TransformersBackend.__dict__.get(name)

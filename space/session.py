@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass, field
 
-from aloe_bench.core.backends import BackendError, ChatBackend, Completion, GenerationConfig, load_backend
+from aloe_bench.core.backends import BackendError, ChatBackend, Completion, GenerationConfig, build_backend
 from aloe_bench.core.conversation import ConversationRoles, ConversationState, TurnRecord, converse
 from aloe_bench.core.judge import Judge, JudgeConfig, JudgeItem, Verdict
 from aloe_bench.core.errors import AloeError
@@ -201,10 +201,10 @@ Loader = Callable[[str], ChatBackend]
 
 @dataclass
 class SpaceRoles:
-    """The backends a session talks to. `loader` is `load_backend` (one shared instance per spec)."""
+    """The backends a session talks to. `loader` is `build_backend` (one shared instance per spec)."""
 
     config: SpaceConfig
-    loader: Loader = load_backend
+    loader: Loader = build_backend
     prompts: PromptBook = field(default_factory=load_prompts)
 
     def _load(self, spec: str, role: str) -> ChatBackend:
@@ -237,7 +237,7 @@ class SpaceRoles:
 class BoundedLoader:
     """The Space's model loader: the configured specs always load; visitors may add `max_extra_models` more.
 
-    Every loaded backend stays in memory for the life of the process (load_backend shares one per spec), so
+    Every loaded backend stays in memory for the life of the process (build_backend shares one per spec), so
     an open model box would let visitors grow the process without bound, one spec at a time. The configured
     specs are the owner's and load with the owner's credentials. On a public Space (`config.public`) any other
     spec is a visitor's and loads with `token=visitor_token or False`: a signed-in visitor's own Hub token or

@@ -18,7 +18,8 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 
-from aloe_bench.core.backends import load_backend
+from aloe_bench.core.backends import build_backend
+from aloe_bench.core.extras import require_extra
 from aloe_bench.core.io import atomic_write_json
 from aloe_bench.core.specs import ModelSpec, looks_local
 
@@ -44,12 +45,9 @@ PUBLIC_SPECS_NOTE = ("Specs: `embedded`, `ORG/NAME`. A model you choose here nev
 
 def _check_oauth_extra() -> None:
     """Sign-in needs gradio's `oauth` extra; say so in one line rather than deep inside gradio's app creation."""
-    try:
-        import authlib  # noqa: F401
-        import itsdangerous  # noqa: F401
-    except ImportError:
-        raise RuntimeError("oauth is on (the card's hf_oauth: true, or ALOE_SPACE_OAUTH) but gradio's oauth extra is "
-                           "missing: pip install 'gradio[oauth]' (aloe hub build space --oauth adds it)") from None
+    require_extra("authlib", "itsdangerous",
+                  who="sign-in (oauth is on: the card's hf_oauth: true, or ALOE_SPACE_OAUTH; `aloe hub build space "
+                      "--oauth` adds the extra)")
 
 
 def _message(exc: Exception) -> str:
@@ -110,7 +108,7 @@ def _plot_value(lane: S.Lane):
 class SpaceUI:
     """Builds the Blocks for one `SpaceConfig`; `loader` turns a model spec into a backend (tests pass fakes)."""
 
-    def __init__(self, config: SpaceConfig, loader=load_backend):
+    def __init__(self, config: SpaceConfig, loader=build_backend):
         self.config = config
         self.loader = S.BoundedLoader(loader, config)
         self.sets = S.persona_sets(config.personas)
@@ -421,6 +419,6 @@ class SpaceUI:
         return pd.DataFrame(columns=COLUMNS), f"No results folder at `{self.config.results}` yet."
 
 
-def build_demo(config: SpaceConfig | None = None, loader=load_backend) -> gr.Blocks:
+def build_demo(config: SpaceConfig | None = None, loader=build_backend) -> gr.Blocks:
     """The Space's Blocks app for `config` (defaults: everything on the embedded model)."""
     return SpaceUI(config or SpaceConfig(), loader).build()

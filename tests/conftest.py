@@ -30,9 +30,9 @@ def upstream_dir() -> Path:
 @pytest.fixture(scope="session")
 def embedded_backend():
     """The embedded SmolLM2 backend, loaded once per test session and shared by every role."""
-    from aloe_bench.core.backends import load_backend
+    from aloe_bench.core.backends import build_backend
 
-    return load_backend("embedded")
+    return build_backend("embedded")
 
 
 @pytest.fixture(scope="session")

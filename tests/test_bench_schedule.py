@@ -104,6 +104,6 @@ def test_openai_async_rate_limit_spaces_request_starts(server):
 
 
 def test_openai_async_unreachable_is_an_error_not_text():
-    dead = OpenAIBackend(ModelSpec.parse("openai:x", base_url="http://127.0.0.1:9/v1"), max_retries=0, timeout_s=2)
+    dead = OpenAIBackend(ModelSpec.parse("openai:x", base_url="http://127.0.0.1:9/v1"), request_max_retries=0, request_timeout_s=2)
     result = asyncio.run(dead.agenerate([{"role": "user", "content": "q"}], GenerationConfig(8)))
     assert result.text is None and "Connection" in result.error

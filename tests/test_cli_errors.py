@@ -14,7 +14,8 @@ import pytest
 
 import aloe_bench
 from aloe_bench.cli import main
-from aloe_bench.core import backend_factory
+from aloe_bench.core.backends import BackendKind
+from aloe_bench.harness import runner
 from aloe_bench.core.errors import AloeError, HubUploadError
 from fakes import ScriptedBackend
 
@@ -51,7 +52,7 @@ def no_model(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("a model was loaded before the input was checked")
 
-    monkeypatch.setattr(backend_factory, "load_backend", refuse)
+    monkeypatch.setattr(BackendKind, "create", refuse)
 
 
 def _one_error_line(err: str) -> str:
@@ -169,7 +170,7 @@ def test_interrupt_keeps_its_message_and_exit_code(capsys, monkeypatch):
 def _scripted_backends(monkeypatch):
     made = iter([ScriptedBackend(fn=lambda m, c: "a reply"), ScriptedBackend(fn=lambda m, c: "a user message"),
                  ScriptedBackend(["4"])])
-    monkeypatch.setattr(backend_factory, "load_backend", lambda spec, **options: next(made))
+    monkeypatch.setattr(runner, "build_backend", lambda spec, options=None, **kw: next(made))
 
 
 def test_status_lines_are_logged_and_quiet_silences_them(tmp_path, capsys, monkeypatch):

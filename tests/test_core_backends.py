@@ -5,7 +5,7 @@ import shutil
 
 import pytest
 
-from aloe_bench.core.backends import BackendError, GenerationConfig, load_backend
+from aloe_bench.core.backends import BackendError, GenerationConfig, build_backend
 from aloe_bench.core.backends.cache import CachedBackend, RequestCache
 from aloe_bench.core.personas import Persona
 from aloe_bench.core.simulator import clean_user_message, role_play_messages
@@ -76,7 +76,7 @@ def test_folder_without_chat_template_is_refused(embedded_model_dir, tmp_path):
     config.pop("chat_template", None)
     (folder / "tokenizer_config.json").write_text(json.dumps(config))
     with pytest.raises(BackendError, match="no chat template"):
-        load_backend(str(folder))
+        build_backend(str(folder))
 
 
 def test_cache_makes_repeats_free_and_skips_failures(tmp_path):

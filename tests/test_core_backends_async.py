@@ -9,7 +9,7 @@ import types
 
 import pytest
 
-from aloe_bench.core.backends import GenerationConfig, backend_options, load_backend
+from aloe_bench.core.backends import BackendOptions, GenerationConfig, build_backend
 from aloe_bench.core.backends.base import Completion, OptionScores
 from aloe_bench.core.backends.batching import ModelWorker, length_buckets
 from aloe_bench.core.backends.cache import CachedBackend, RequestCache
@@ -115,9 +115,9 @@ class FakeEngineArgs:
 
 
 class FakeSamplingParams:
-    def __init__(self, max_tokens, temperature, top_p, seed, logprobs=None):
-        self.max_tokens, self.temperature, self.top_p, self.seed, self.logprobs = (
-            max_tokens, temperature, top_p, seed, logprobs)
+    def __init__(self, max_tokens, temperature, top_p, seed, logprobs=None, top_k=-1):
+        self.max_tokens, self.temperature, self.top_p, self.seed, self.logprobs, self.top_k = (
+            max_tokens, temperature, top_p, seed, logprobs, top_k)
 
 
 class FakeTokensPrompt(dict):
@@ -135,6 +135,9 @@ class FakeAsyncEngine:
         self.args, self.requests, self.loops, self.aborted = args, [], set(), []
         self.in_flight = self.max_in_flight = 0
         self.shut = False
+        # what vLLM reads from the model's generation_config.json (its "diff" over SamplingParams' defaults)
+        self.model_config = types.SimpleNamespace(get_diff_sampling_param=lambda: {"temperature": 0.6, "top_p": 0.9,
+                                                                                  "top_k": 20})
 
     @classmethod
     def from_engine_args(cls, args):
@@ -182,12 +185,16 @@ def vllm_backend(**options):
     return VLLMBackend(ModelSpec.parse("embedded", engine="vllm"), **options)
 
 
-def test_vllm_options_reach_the_engine_through_load_backend(fake_vllm):
-    spec = ModelSpec.parse("embedded", engine="vllm")
-    options = dict(tensor_parallel_size=2, gpu_memory_utilization=0.75, max_model_len=4096,
-                   enable_prefix_caching=False, batch_size=64, device="cuda", max_concurrency=9)
-    assert backend_options(spec, options) == {k: v for k, v in options.items() if k not in ("device", "max_concurrency")}
-    backend = load_backend(spec, **options)
+def test_vllm_options_reach_the_engine_through_build_backend(fake_vllm):
+    options = BackendOptions(engine="vllm", tensor_parallel_size=2, gpu_memory_utilization=0.75, max_model_len=4096,
+                             enable_prefix_caching=False, batch_size=64, device="cuda", max_concurrency=9)
+    chosen = options.for_kind("vllm")
+    assert {k: chosen[k] for k in ("tensor_parallel_size", "gpu_memory_utilization", "max_model_len",
+                                   "enable_prefix_caching", "batch_size")} == {
+        "tensor_parallel_size": 2, "gpu_memory_utilization": 0.75, "max_model_len": 4096,
+        "enable_prefix_caching": False, "batch_size": 64}
+    assert "device" not in chosen and "max_concurrency" not in chosen
+    backend = build_backend("embedded", options)
     try:
         args = FakeAsyncEngine.built[-1].args.kwargs
         assert {k: args[k] for k in ("tensor_parallel_size", "gpu_memory_utilization", "max_model_len",
@@ -200,11 +207,26 @@ def test_vllm_options_reach_the_engine_through_load_backend(fake_vllm):
         backend.close()
     assert FakeAsyncEngine.built[-1].shut
     # the transformers engine takes none of them
-    assert backend_options("embedded", options) == {"batch_size": 64, "device": "cuda"}
+    assert options.for_kind("transformers") == {"batch_size": 64, "device": "cuda"}
+
+
+def test_vllm_with_temperature_none_samples_with_the_models_own_settings(fake_vllm):
+    """The paper protocol's evaluated model: temperature None means the model's own generation config."""
+    backend = vllm_backend()
+    try:
+        engine = FakeAsyncEngine.built[-1]
+        (reply,) = backend.generate([chat("hi")], GenerationConfig(max_new_tokens=9, temperature=None, seed=4))
+        assert reply.ok, reply.error
+        params = engine.requests[-1][1]
+        assert (params.temperature, params.top_p, params.top_k, params.max_tokens, params.seed) == (0.6, 0.9, 20, 9, 4)
+        single = asyncio.run(backend.agenerate(chat("again"), GenerationConfig(max_new_tokens=5, temperature=None)))
+        assert single.ok and engine.requests[-1][1].temperature == 0.6
+    finally:
+        backend.close()
 
 
 def test_vllm_requests_go_to_the_engine_as_they_come_from_any_loop(fake_vllm):
-    backend = vllm_backend(max_context=2048)
+    backend = vllm_backend(max_model_len=2048)
     try:
         engine = FakeAsyncEngine.built[-1]
 
@@ -271,11 +293,11 @@ def test_vllm_cancelled_request_is_aborted_and_a_failure_stays_its_own(fake_vllm
 
 
 def test_vllm_missing_is_a_clear_error(monkeypatch):
-    from aloe_bench.core.backends import BackendError
+    from aloe_bench.core.extras import MissingExtra
 
     monkeypatch.setitem(sys.modules, "vllm", None)
-    with pytest.raises(BackendError, match="aloe-bench\\[vllm\\]"):
-        vllm_backend()
+    with pytest.raises(MissingExtra, match="vllm.*aloe-bench\\[vllm\\]"):
+        build_backend("embedded", BackendOptions(engine="vllm"))
 
 
 # -- wrappers ---------------------------------------------------------------------------------------------------

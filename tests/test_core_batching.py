@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from aloe_bench.core.backends import GenerationConfig, load_backend
+from aloe_bench.core.backends import BackendOptions, GenerationConfig, build_backend
 
 pytestmark = pytest.mark.slow
 GREEDY = GenerationConfig(max_new_tokens=16, temperature=0.0)
@@ -23,7 +23,7 @@ def conversation(turns: int, topic: str) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def backend():
-    return load_backend("embedded", batch_size=8)  # its own instance (other options than the shared fixture)
+    return build_backend("embedded", BackendOptions(batch_size=8))  # its own instance (other options than the shared fixture)
 
 
 @pytest.fixture

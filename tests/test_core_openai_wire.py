@@ -55,7 +55,7 @@ class RecordingServer:
 
 def _backend(base_url, **options):
     return OpenAIBackend(ModelSpec.parse("openai:m", base_url=base_url),
-                         **{"max_retries": 2, "timeout_s": 5.0, "retry_backoff_s": 0.01, **options})
+                         **{"request_max_retries": 2, "request_timeout_s": 5.0, "retry_backoff_s": 0.01, **options})
 
 
 def _client_create(base_url, **kwargs):

@@ -111,7 +111,7 @@ def _backend(base_url, **options):
     from aloe_bench.core.backends.openai_backend import OpenAIBackend
     from aloe_bench.core.specs import ModelSpec
 
-    options = {"max_retries": 3, "timeout_s": 2.0, "retry_backoff_s": 0.01, **options}
+    options = {"request_max_retries": 3, "request_timeout_s": 2.0, "retry_backoff_s": 0.01, **options}
     return OpenAIBackend(ModelSpec.parse("openai:m", base_url=base_url), **options)
 
 
@@ -136,7 +136,7 @@ def test_malformed_and_empty_answers_are_retried_then_recorded_not_invented():
 
         for kind in ("malformed_json", "empty_content"):  # always broken: a recorded failure, never text
             with FaultProxy(upstream.url, FaultPlan(poison=(("hi", kind),))) as proxy:
-                backend = _backend(proxy.base_url, max_retries=2)
+                backend = _backend(proxy.base_url, request_max_retries=2)
                 (reply,) = backend.generate(hi, config)
                 (scores,) = backend.score_options(hi, ["1", "2"])
                 stats = proxy.stats()
@@ -157,7 +157,7 @@ def test_stream_cut_malformed_or_empty_is_asked_again_and_ends_whole():
         assert pieces[-1] == "A real answer."
         assert backend.stats.to_dict()["retries"] == {"cut_stream": 1, "malformed_json": 1, "empty_content": 1}
         with FaultProxy(upstream.url, FaultPlan(poison=(("hi", "cut_stream"),))) as proxy:
-            backend = _backend(proxy.base_url, max_retries=1)
+            backend = _backend(proxy.base_url, request_max_retries=1)
             with pytest.raises(BackendError, match="cut_stream|stream cut off|finish_reason"):
                 list(backend.stream([{"role": "user", "content": "hi"}], GenerationConfig(8)))
 
@@ -218,7 +218,7 @@ def faulted_eval(server, tmp_path_factory):
         cfg = EvalConfig(model=spec, base_url=proxy.base_url, user_model=spec, user_base_url=proxy.base_url,
                          judge_model=spec, judge_base_url=proxy.base_url, max_concurrency=1, output_dir=str(out),
                          progress=False, **EVAL_SETTINGS)
-        roles = build_roles(cfg, timeout_s=30.0, max_retries=3)
+        roles = build_roles(cfg, request_timeout_s=30.0, request_max_retries=3)
         results = evaluate_model(cfg, roles)
         stats = proxy.stats()
     return {"dir": out, "results": results, "stats": stats, "roles": roles}
@@ -348,7 +348,7 @@ def faulted_generate(server, tmp_path_factory):
     with FaultProxy(server["url"], _plan(schedule, poison=_generate_poison()[1])) as proxy:
         cfg = GenerateConfig(base_url=proxy.base_url, output_dir=str(out), group_size=2, progress=False,
                              **{f"{role}_model": spec for role in GENERATE_ROLES}, **GENERATE_SETTINGS)
-        backends = build_backends(cfg, timeout_s=60.0, max_retries=4)  # 4: the CLI's default, same error texts
+        backends = build_backends(cfg, request_timeout_s=60.0, request_max_retries=4)  # 4: the CLI's default, same error texts
         counts = generate_conversations(cfg, backends)
         stats = proxy.stats()
     return {"dir": out, "counts": counts, "stats": stats, "backends": set(backends.values())}

@@ -237,11 +237,11 @@ def _get(url: str) -> str:
 def test_backend_errors_that_echo_the_key_never_reach_pages_exports_or_logs(echoing_server, caplog, capfd):
     from gradio_client import Client
 
-    from aloe_bench.core.backends import GenerationConfig, load_backend
+    from aloe_bench.core.backends import GenerationConfig, build_backend
 
     caplog.set_level(logging.DEBUG)
     # control: the server really echoes the key, so a leak is possible without redaction
-    raw = load_backend("openai:leaky").generate([[{"role": "user", "content": "hi"}]], GenerationConfig())[0]
+    raw = build_backend("openai:leaky").generate([[{"role": "user", "content": "hi"}]], GenerationConfig())[0]
     assert raw.error and OPENAI_SENTINEL in raw.error
 
     seen: list[str] = []

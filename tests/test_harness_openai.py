@@ -6,7 +6,8 @@ import socket
 
 import pytest
 
-from aloe_bench.core.backends import BackendError, GenerationConfig, load_backend
+from aloe_bench.core.backends import BackendError, GenerationConfig, build_backend
+from aloe_bench.core.backends import BackendOptions
 from aloe_bench.core.specs import ModelSpec
 from aloe_bench.harness import EvalConfig, evaluate_model
 
@@ -24,7 +25,7 @@ def spec(server):
 
 
 def test_concurrent_batch_and_stream(server):
-    backend = load_backend(spec(server), max_concurrency=4)
+    backend = build_backend(spec(server), BackendOptions(max_concurrency=4))
     config = GenerationConfig(max_new_tokens=16, temperature=0.0)
     replies = backend.generate([[{"role": "user", "content": q}] for q in ("Hi!", "Name a bird.", "2+2?")], config)
     assert all(r.ok and r.text for r in replies), [r.error for r in replies]
@@ -34,14 +35,14 @@ def test_concurrent_batch_and_stream(server):
 
 
 def test_missing_logprobs_is_a_recorded_failure(server):
-    backend = load_backend(spec(server))
+    backend = build_backend(spec(server))
     (scores,) = backend.score_options([[{"role": "user", "content": "Rate 1-5"}]], ["1", "2", "3", "4", "5"])
     assert scores.error and not scores.probs
 
 
 def test_unreachable_endpoint_gives_errors_not_text(tmp_path):
-    backend = load_backend(ModelSpec.parse("openai:m", base_url=f"http://127.0.0.1:{free_port()}/v1"),
-                           max_retries=0, timeout_s=5)
+    backend = build_backend(ModelSpec.parse("openai:m", base_url=f"http://127.0.0.1:{free_port()}/v1"),
+                            BackendOptions(request_max_retries=0, request_timeout_s=5))
     (reply,) = backend.generate([[{"role": "user", "content": "hi"}]], GenerationConfig(max_new_tokens=4))
     assert not reply.ok and "Connection" in reply.error
 
@@ -50,7 +51,7 @@ def test_missing_key_names_the_variable_only(monkeypatch):
     monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
     monkeypatch.delenv("ALOE_TEST_KEY", raising=False)
     with pytest.raises(BackendError, match="set ALOE_TEST_KEY"):
-        load_backend(ModelSpec.parse("openai:gpt-4o-mini", api_key_env="ALOE_TEST_KEY"))
+        build_backend(ModelSpec.parse("openai:gpt-4o-mini", api_key_env="ALOE_TEST_KEY"))
 
 
 def test_eval_through_the_server(server, tmp_path, upstream_dir, monkeypatch):

@@ -10,7 +10,7 @@ from aloe_bench.core.backends.openai_backend import OpenAIBackend
 from aloe_bench.core.personas import load_persona_set
 from aloe_bench.core.specs import ModelSpec
 from aloe_bench.harness import EvalConfig, evaluate_model
-from aloe_bench.core import backend_factory
+from aloe_bench.core.backends import BackendKind
 from aloe_bench.harness import runner
 from aloe_bench.harness.protocol import PRESET_FIELDS, PROTOCOLS, default_protocol, describe, resolve, run_settings
 from aloe_bench.testing.backends import ScriptedBackend
@@ -98,7 +98,7 @@ def test_print_config_prints_the_resolved_settings_without_loading_a_model(tmp_p
     def no_loading(*a, **k):
         raise AssertionError("--print-config loaded a model")
 
-    monkeypatch.setattr(backend_factory, "load_backend", no_loading)  # every role is built there
+    monkeypatch.setattr(BackendKind, "create", no_loading)  # every backend is made there
     monkeypatch.setattr(runner, "load_persona_set", no_loading)
     assert main(["eval", "--model", str(missing), "--print-config"]) == 0
     printed = json.loads(capsys.readouterr().out)
@@ -129,11 +129,11 @@ def _scripted_backends(monkeypatch):
                  ScriptedBackend(["4"])])
     backends = []
 
-    def load(spec, **options):
+    def load(spec, options=None, **where):
         backends.append(next(made))
         return backends[-1]
 
-    monkeypatch.setattr(backend_factory, "load_backend", load)
+    monkeypatch.setattr(runner, "build_backend", load)
     return backends
 
 

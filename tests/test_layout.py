@@ -141,7 +141,7 @@ def test_a_benchmark_without_its_extra_fails_with_one_line_naming_it(without_ext
 
 
 def test_the_fault_proxy_without_aiohttp_names_the_extra(monkeypatch):
-    from aloe_bench.testing import MissingExtra
+    from aloe_bench.core.extras import MissingExtra
     from aloe_bench.testing.fault_proxy import FaultPlan, FaultProxy
 
     monkeypatch.setitem(sys.modules, "aiohttp", None)  # find_spec reports a None entry as not importable
@@ -151,3 +151,22 @@ def test_the_fault_proxy_without_aiohttp_names_the_extra(monkeypatch):
             proxy.start()
     finally:
         proxy._sock.close()
+
+
+def test_areas_reach_backends_through_the_one_registry_function_only():
+    """harness/, training/ and space/ build backends with `build_backend`; no area imports a backend kind's module
+    (the registry imports it lazily) or builds a backend another way."""
+    from aloe_bench.core.backends import BACKEND_KINDS
+
+    kind_modules = {"aloe_bench.core.backends" + kind.factory.partition(":")[0] for kind in BACKEND_KINDS.values()}
+    assert "aloe_bench.core.backends.hf" in kind_modules and len(kind_modules) == len(BACKEND_KINDS)
+    offenders = {}
+    for path, module in product_modules().items():
+        if not module.startswith(("aloe_bench.harness", "aloe_bench.training", "aloe_bench.space")):
+            continue
+        names = imported_modules(path.read_text(encoding="utf-8"), module, path.name == "__init__.py")
+        bad = sorted(n for n in names if any(n == m or n.startswith(m + ".") for m in kind_modules)
+                     or n.endswith((".load_backend", ".backend_factory")))
+        if bad:
+            offenders[str(path.relative_to(REPO))] = bad
+    assert not offenders, f"area modules reach backends around build_backend: {offenders}"

@@ -83,12 +83,12 @@ def openai_sentinel(monkeypatch):
 
 def _space_ui(environ: dict):
     """The Space as app.py builds it from Space variables; non-endpoint roles are scripted, endpoints real."""
-    from aloe_bench.core.backends import load_backend
+    from aloe_bench.core.backends import build_backend
 
     judge = ScriptedBackend(options={"3": 1.0}, fn=lambda m, c: "Profile: None", kind="embedded")
 
     def loader(spec, token=None):
-        return load_backend(spec, token=token) if spec.startswith("openai:") else judge
+        return build_backend(spec, token=token) if spec.startswith("openai:") else judge
 
     config = SpaceConfig.from_env({"ALOE_SPACE_MODEL": "openai:owner-model", "ALOE_SPACE_USER_MODEL": "embedded",
                                    "ALOE_SPACE_JUDGE_MODEL": "embedded", **environ})
@@ -155,7 +155,7 @@ def test_bounded_loader_gives_visitor_specs_their_own_token_or_none():
 
 HUB_SCRIPT = textwrap.dedent("""
     import json, sys, types
-    from aloe_bench.core.backends import load_backend
+    from aloe_bench.core.backends import build_backend
     from aloe_bench.space import session as S
     from aloe_bench.space.space_config import SpaceConfig
     from aloe_bench.space.ui import SpaceUI
@@ -163,7 +163,7 @@ HUB_SCRIPT = textwrap.dedent("""
     config = SpaceConfig.from_env(dict(SPACE_ID="owner/aloe", ALOE_SPACE_ALLOW_MODEL_CHANGE="true",
                                        OAUTH_CLIENT_ID="x", ALOE_SPACE_MODEL="ownerorg/owner-model"))
     assert config.public and config.oauth
-    ui = SpaceUI(config, load_backend)
+    ui = SpaceUI(config, build_backend)
     out = {}
     session = S.new_session(config)
     session.persona = ui.sets[ui.default_set].personas[0]
@@ -272,7 +272,7 @@ def test_gradio_fills_the_visitors_token_into_the_wrapped_handlers():
 def test_a_visitor_cannot_load_a_folder_on_the_spaces_disk(tmp_path):
     """With the opt-in a visitor may type a spec; a path (say the owner's HF cache of a gated model) is refused
     in the Models box and by the loader, and the answer does not tell whether the folder exists."""
-    from aloe_bench.core.backends import BackendError, ModelSpec, load_backend
+    from aloe_bench.core.backends import BackendError, ModelSpec, build_backend
 
     folder = tmp_path / "hub" / "models--org--gated" / "snapshots" / "abc"
     folder.mkdir(parents=True)
@@ -280,7 +280,7 @@ def test_a_visitor_cannot_load_a_folder_on_the_spaces_disk(tmp_path):
     assert ModelSpec.parse(str(folder)).kind == "hf"  # for the owner it is a model folder like any other
     judge = ScriptedBackend(options={"3": 1.0}, fn=lambda m, c: "Profile: None", kind="embedded")
     config = SpaceConfig.from_env({"SPACE_ID": "owner/aloe", "ALOE_SPACE_ALLOW_MODEL_CHANGE": "true"})
-    ui = SpaceUI(config, lambda spec, token=None: judge if spec == "embedded" else load_backend(spec, token=token))
+    ui = SpaceUI(config, lambda spec, token=None: judge if spec == "embedded" else build_backend(spec, token=token))
     session = S.new_session(config)
     session.persona = ui.sets[ui.default_set].personas[0]
     answers = {spec: ui.on_settings(spec, "", "embedded", "embedded", session, ui.config)[-1]
@@ -292,7 +292,7 @@ def test_a_visitor_cannot_load_a_folder_on_the_spaces_disk(tmp_path):
     for token in (False, VISITOR_HF_TOKEN):
         for spec in (str(folder), ModelSpec.parse(str(folder))):
             with pytest.raises(BackendError, match="folder on this machine"):
-                load_backend(spec, token=token)
+                build_backend(spec, token=token)
     session.reset(models=[str(folder)])
     out = list(ui.on_send("hello", session, ui.config, None))[-1][-1]
     assert "folder on this machine" in out and session.n_turns == 0
@@ -301,12 +301,12 @@ def test_a_visitor_cannot_load_a_folder_on_the_spaces_disk(tmp_path):
 GATED_SCRIPT = textwrap.dedent("""
     import json, sys
     from huggingface_hub import hf_hub_download
-    from aloe_bench.core.backends import BackendError, load_backend
+    from aloe_bench.core.backends import BackendError, build_backend
 
     out = {"cached": hf_hub_download("gatedorg/gated-model", "config.json", token=False)}
     for who, token in (("anonymous", False), ("signed_in", sys.argv[1])):
         try:
-            load_backend("gatedorg/gated-model", token=token)
+            build_backend("gatedorg/gated-model", token=token)
             out[who] = "loaded"
         except BackendError as exc:
             out[who] = str(exc)

@@ -71,12 +71,12 @@ def induction_messages(prompts, persona: Persona, history: list[dict]) -> list[d
 
 
 def build_backends(cfg: GenerateConfig, **remote_options) -> dict[str, ChatBackend]:
-    """One backend per role (shared when roles name the same model); `remote_options` (e.g. `timeout_s`,
-    `max_retries`) go to OpenAI-compatible backends only."""
-    from aloe_bench.core.backend_factory import BackendOptions, build_backend
+    """One backend per role (shared when roles name the same model); `remote_options` (e.g. `request_timeout_s`,
+    `request_max_retries`) go to OpenAI-compatible backends only."""
+    from aloe_bench.core.backends import BackendOptions, build_backend
 
-    remote = dict(timeout_s=cfg.request_timeout_s, max_retries=cfg.request_max_retries) | remote_options
-    options = BackendOptions(api_key_env=cfg.api_key_env, **remote)
+    remote = dict(request_timeout_s=cfg.request_timeout_s, request_max_retries=cfg.request_max_retries)
+    options = BackendOptions(api_key_env=cfg.api_key_env, **(remote | remote_options))
     return {role: build_backend(text, options, base_url=cfg.base_url) for role, text in cfg.role_specs().items()}
 
 

@@ -290,7 +290,7 @@ def grow_pool(cfg: GrowConfig, backend=None, embedder=None) -> dict:
     """Run (or resume) rounds until a stop rule fires; returns a summary. Each round is committed whole."""
     from tqdm.auto import tqdm
 
-    from aloe_bench.core.backend_factory import BackendOptions, build_backend
+    from aloe_bench.core.backends import BackendOptions, build_backend
     from aloe_bench.core.backends import GenerationConfig
     from aloe_bench.core.prompts import load_prompts
 

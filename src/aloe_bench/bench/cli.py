@@ -7,7 +7,7 @@ error that names the extra to install.
 
 from __future__ import annotations
 
-#: third-party packages each benchmark imports beyond the core dependencies (see `aloe_bench.testing.EXTRA_OF`)
+#: third-party packages each benchmark imports beyond the core dependencies (see `aloe_bench.core.extras.INSTALLS`)
 NEEDS = {
     "faults": ("aiohttp",),  # the fault proxy
     "schedule": ("aiohttp",),  # the latency server
@@ -33,9 +33,9 @@ def register(sub) -> None:
 def _checked(name: str, handler):
     """`handler`, run only when the packages benchmark `name` needs are importable."""
     def run(args) -> int:
-        from aloe_bench.testing import require
+        from aloe_bench.core.extras import require_extra
 
-        require(*NEEDS.get(name, ()), who=f"aloe bench {name}")  # MissingExtra: `aloe` prints it on one line
+        require_extra(*NEEDS.get(name, ()), who=f"aloe bench {name}")  # MissingExtra: `aloe` prints it on one line
         return handler(args)
     return run
 

@@ -83,7 +83,7 @@ def _run(plan, upstream, model, server_label, n_personas, turns, timeout_s, max_
                          reply_max_new_tokens=max_new_tokens, user_max_new_tokens=max_new_tokens,
                          user_temperature=0.0, max_concurrency=max_concurrency, output_dir=output_dir or tmp,
                          bootstrap_resamples=200, progress=False)
-        roles = build_roles(cfg, timeout_s=timeout_s, max_retries=max_retries)
+        roles = build_roles(cfg, request_timeout_s=timeout_s, request_max_retries=max_retries)
         backends = {id(b): b for b in (roles.model, roles.user.backend, roles.judge.backend)}.values()
         results = evaluate_model(cfg, roles)
         proxy_stats = proxy.stats()

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from aloe_bench.core.backend_factory import BackendOptions, build_backend
+from aloe_bench.core.backends import BackendOptions, build_backend
 from aloe_bench.core.io import atomic_write_json
 from aloe_bench.core.errors import ConfigError
 from aloe_bench.core.judge import Judge, JudgeConfig, JudgeItem

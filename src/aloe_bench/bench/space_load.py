@@ -221,11 +221,11 @@ def run_load_test(sessions: int = 20, messages: int | None = None, waves: int = 
         base = {"model": ECHO_SPECS["assistant"], "user_model": ECHO_SPECS["user"], "judge_model": ECHO_SPECS["judge"]}
         loader = echo_loader(delay_ms / 1000)
     else:
-        from aloe_bench.core.backends import load_backend
+        from aloe_bench.core.backends import build_backend
 
         base = {"model": "embedded", "user_model": "embedded", "judge_model": "embedded",
                 "reply_max_new_tokens": reply_max_new_tokens, "induction_max_new_tokens": reply_max_new_tokens}
-        loader = load_backend
+        loader = build_backend
     # the queue must hold every session's event at once, or the load test measures refusals
     config = SpaceConfig(**{**base, "max_queue": max(2 * sessions, 32), "max_turns": max(messages, 20),
                             **config_overrides})

@@ -130,9 +130,9 @@ class FaultProxy(LocalServer):
 
     # -- lifecycle --------------------------------------------------------------------------------
     def start(self) -> "FaultProxy":
-        from . import require
+        from aloe_bench.core.extras import require_extra
 
-        require("aiohttp", who="the fault proxy")
+        require_extra("aiohttp", who="the fault proxy")
         self._thread = threading.Thread(target=self._serve, name="fault-proxy", daemon=True)
         self._thread.start()
         if not self._ready.wait(30) or self._error is not None:

@@ -1,32 +1,71 @@
-"""Chat backends and `load_backend`, which turns a model spec into one shared backend instance."""
+"""Chat backends, and `build_backend`: the one way from a model spec to a (shared) backend instance.
+
+Each backend kind (transformers, vLLM, OpenAI-compatible endpoints) is registered in `BACKEND_KINDS` with a lazily
+imported factory, the packages it needs and whether it may run on someone else's credentials. Its options are the
+fields of `BackendOptions` tagged with its name. `build_backend` parses the spec, applies the credentials rule,
+checks the kind's packages, and shares one instance per spec, options and token, so roles naming the same model
+share it.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import importlib
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 
+from ..extras import require_extra
 from ..specs import ModelSpec, looks_local
 from .base import BackendError, ChatBackend, Completion, GenerationConfig, Messages, OptionScores
+from .options import OPENAI, TRANSFORMERS, VLLM, BackendOptions, kind_options
+
+
+@dataclass(frozen=True)
+class BackendKind:
+    """One kind of backend: where its class lives (imported only when one is built) and what it needs."""
+
+    name: str
+    factory: str  # "module:attribute", relative to this package
+    requires: tuple[str, ...] = ()  # modules that must be importable (their extra is named when missing)
+    visitor_tokens: bool = False  # may it load a model with someone else's token (a Space visitor's)?
+
+    @property
+    def options(self) -> tuple[str, ...]:
+        """The `BackendOptions` fields this kind reads."""
+        return kind_options(self.name)
+
+    def load(self):
+        """The backend class (its module is imported now, not before)."""
+        module, _, attribute = self.factory.partition(":")
+        return getattr(importlib.import_module(module, __name__), attribute)
+
+    def create(self, spec: ModelSpec, options: dict, token: "str | bool | None") -> ChatBackend:
+        require_extra(*self.requires, who=f"the {self.name} backend ({spec.label})")
+        factory = self.load()
+        return factory(spec, token=token, **options) if self.visitor_tokens else factory(spec, **options)
+
+
+BACKEND_KINDS: dict[str, BackendKind] = {}
+
+
+def register_backend(kind: BackendKind) -> BackendKind:
+    """Add a backend kind (its options are the `BackendOptions` fields tagged with its name)."""
+    BACKEND_KINDS[kind.name] = kind
+    return kind
+
+
+register_backend(BackendKind(TRANSFORMERS, ".hf:TransformersBackend", visitor_tokens=True))
+register_backend(BackendKind(VLLM, ".vllm_backend:VLLMBackend", requires=("vllm",)))
+register_backend(BackendKind(OPENAI, ".openai_backend:OpenAIBackend", requires=("openai",)))
 
 _LOADED: dict[tuple, ChatBackend] = {}
 _LOCK = threading.Lock()
 
-#: the options each kind of backend takes; others are dropped (a run's options serve every role's backend)
-REMOTE_OPTIONS = ("max_concurrency", "requests_per_minute", "timeout_s", "max_retries")
-TRANSFORMERS_OPTIONS = ("device", "dtype", "batch_size", "max_context", "score_max_padding")
-VLLM_OPTIONS = ("dtype", "batch_size", "max_context", "tensor_parallel_size", "gpu_memory_utilization",
-                "max_model_len", "enable_prefix_caching")
 
-
-def backend_options(spec: "str | ModelSpec", options: dict) -> dict:
-    """The subset of `options` (None values dropped) that the backend for `spec` takes."""
-    spec = ModelSpec.parse(spec)
-    if spec.kind == "openai":
-        allowed = REMOTE_OPTIONS
-    else:
-        allowed = VLLM_OPTIONS if spec.engine == "vllm" else TRANSFORMERS_OPTIONS
-    return {k: v for k, v in options.items() if k in allowed and v is not None}
+def kind_of(spec: ModelSpec) -> BackendKind:
+    """The registered kind that serves `spec`: endpoints by their protocol, local models by their engine."""
+    return BACKEND_KINDS[OPENAI if spec.kind == "openai" else spec.engine]
 
 
 def _token_key(token: "str | bool | None") -> "str | bool | None":
@@ -34,52 +73,42 @@ def _token_key(token: "str | bool | None") -> "str | bool | None":
     return hashlib.sha256(token.encode()).hexdigest()[:16] if isinstance(token, str) else token
 
 
-def load_backend(spec: "str | ModelSpec", token: "str | bool | None" = None, **options) -> ChatBackend:
-    """Build (or reuse) the backend for `spec`; the same model serves every role that names it.
+def build_backend(spec: "str | ModelSpec", options: BackendOptions | None = None, *, base_url: str | None = None,
+                  revision: str | None = None, token: "str | bool | None" = None) -> ChatBackend:
+    """The backend for `spec` (a spec text or a parsed `ModelSpec`) built with `options`; shared per spec,
+    options and token.
 
     `token` says whose credentials the backend may use. None (the default): the environment's, i.e. the
     operator's own (HF_TOKEN or the stored login for Hub downloads; `api_key_env` and OPENAI_BASE_URL for
     endpoints). False: none at all (a Hub model loads anonymously). A string: that Hub token, e.g. a signed-in
-    Space visitor's. An endpoint (`openai:`) has no credentials but the environment's, so with any token other
-    than None it is refused rather than run on the operator's key (see `OpenAIBackend`); vLLM reads HF_TOKEN
-    from the environment itself and is refused likewise. With a token other than None a model is someone else's
-    choice and must be a Hub id the Hub confirms that token may read (`hub_access_check`): a folder on this
-    machine, or a gated model the operator once downloaded (huggingface_hub serves cached files when the Hub says
-    no), is the operator's. Backends are shared per spec, options and token.
-
-    `options` may hold every backend kind's options: OpenAI-compatible endpoints take `max_concurrency`,
-    `requests_per_minute`, `timeout_s`, `max_retries`; transformers takes `device`, `dtype`, `batch_size`,
-    `max_context`, `score_max_padding`; vLLM takes `tensor_parallel_size`, `gpu_memory_utilization`,
-    `max_model_len` (or `max_context`), `enable_prefix_caching`, `dtype` and `batch_size` (its `max_num_seqs`).
+    Space visitor's. With any token but None the model is someone else's choice, so:
+    - only kinds that take a token may serve it: an endpoint has no credentials but the operator's environment
+      (a keyless client falls back to the same variables), and vLLM reads HF_TOKEN itself;
+    - it must be a Hub id the Hub confirms that token may read (`hub_access_check`): a folder on this machine,
+      or a gated model the operator once downloaded (huggingface_hub serves cached files when the Hub says no),
+      is the operator's.
     """
     if token is True:
         raise ValueError("token=True: pass None (the environment's credentials), False (none) or a token string")
     if token is not None and isinstance(spec, str) and looks_local(spec):
         raise _not_yours(spec.strip())  # before parsing: its errors would tell what exists on this disk
-    spec = ModelSpec.parse(spec)
-    chosen = backend_options(spec, options)
+    options = options or BackendOptions()
+    spec = ModelSpec.parse(spec, revision=revision, base_url=base_url, api_key_env=options.api_key_env,
+                           engine=options.engine)
+    kind = kind_of(spec)
+    chosen = options.for_kind(kind.name)
     key = (spec, tuple(sorted(chosen.items())), _token_key(token))
-    if token is not None and spec.kind == "hf" and key not in _LOADED:
-        if Path(spec.name).is_absolute():
-            raise _not_yours(spec.name)
-        hub_access_check(spec, token)
+    if token is not None and key not in _LOADED:
+        if not kind.visitor_tokens:
+            raise BackendError(f"{spec.label}: the {kind.name} backend runs only on the operator's own "
+                               "credentials; it cannot be loaded for someone else's choice of model")
+        if spec.kind == "hf":
+            if Path(spec.name).is_absolute():
+                raise _not_yours(spec.name)
+            hub_access_check(spec, token)
     with _LOCK:
         if key not in _LOADED:
-            if spec.kind == "openai":
-                from .openai_backend import OpenAIBackend
-
-                _LOADED[key] = OpenAIBackend(spec, env_credentials=token is None, **chosen)
-            elif spec.engine == "vllm":
-                from .vllm_backend import VLLMBackend
-
-                if token is not None:
-                    raise BackendError(f"{spec.label}: the vLLM engine reads HF_TOKEN from the environment; "
-                                       "it cannot load a model without the operator's credentials")
-                _LOADED[key] = VLLMBackend(spec, **chosen)
-            else:
-                from .hf import TransformersBackend
-
-                _LOADED[key] = TransformersBackend(spec, token=token, **chosen)
+            _LOADED[key] = kind.create(spec, chosen, token)
         return _LOADED[key]
 
 
@@ -103,5 +132,6 @@ def hub_access_check(spec: ModelSpec, token: "str | bool") -> None:
                            f"({type(exc).__name__}); it is not loaded") from None
 
 
-__all__ = ["BackendError", "ChatBackend", "Completion", "GenerationConfig", "Messages", "OptionScores",
-           "ModelSpec", "backend_options", "load_backend"]
+__all__ = ["BACKEND_KINDS", "BackendError", "BackendKind", "BackendOptions", "ChatBackend", "Completion",
+           "GenerationConfig", "Messages", "ModelSpec", "OptionScores", "build_backend", "kind_of",
+           "register_backend"]

@@ -159,6 +159,10 @@ def _field(value, name: str):
 
 
 class OpenAIBackend(ChatBackend):
+    """A model behind an OpenAI-compatible `/v1/chat/completions` endpoint (vLLM, TGI, `transformers serve`, a
+    provider), on the operator's key (`api_key_env`); requests are retried, rate-limited and bounded in
+    concurrency per backend, and the key never reaches a log or a result file."""
+
     is_remote = True
 
     def __init__(
@@ -166,26 +170,16 @@ class OpenAIBackend(ChatBackend):
         spec,
         max_concurrency: int = 16,
         requests_per_minute: float | None = None,
-        timeout_s: float = 120.0,
-        max_retries: int = 4,
+        request_timeout_s: float = 120.0,
+        request_max_retries: int = 4,
         retry_backoff_s: float = 0.5,
         max_backoff_s: float = 8.0,
-        env_credentials: bool = True,
     ):
         super().__init__(spec)
-        if not env_credentials:
-            # The key and the address come only from the operator's environment (OPENAI_API_KEY, OPENAI_BASE_URL
-            # or the spec's base URL). A model someone else chose (a Space visitor's) would spend that key; a
-            # keyless client would fall back to the same variables, and a visitor-given address would let them
-            # point the server at any host. So such a backend is refused before any client exists.
-            raise BackendError(f"{spec.label}: an endpoint model runs only on the operator's own credentials; "
-                               "it cannot be loaded for someone else's choice of model")
         # Import the client now, not on the first request: a missing package fails here, and the import (about a
         # second) does not stall the event loop while every conversation waits for its first message.
-        try:
-            import openai  # noqa: F401
-        except ImportError as exc:
-            raise BackendError(f"{spec.label}: the `openai` package is needed ({exc})") from exc
+        import openai  # noqa: F401
+
         _client_knows_security()  # (cached) worked out here, not on the event loop
         self.api_key = os.environ.get(spec.api_key_env)
         if not self.api_key:
@@ -195,8 +189,8 @@ class OpenAIBackend(ChatBackend):
                 raise BackendError(f"{spec.label}: set {spec.api_key_env} (or pass --base-url for a local server)")
         self.max_concurrency = max_concurrency
         self.requests_per_minute = requests_per_minute
-        self.timeout_s = timeout_s
-        self.max_retries = max_retries  # per layer: the client's retries, then ours
+        self.timeout_s = request_timeout_s
+        self.max_retries = request_max_retries  # per layer: the client's retries, then ours
         self.retry_backoff_s = retry_backoff_s
         self.max_backoff_s = max_backoff_s
         self.stats = RetryStats()

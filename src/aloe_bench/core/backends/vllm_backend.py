@@ -28,20 +28,15 @@ ENGINE_OPTIONS = ("tensor_parallel_size", "gpu_memory_utilization", "max_model_l
 LOGPROBS_TOP = 20
 
 
-def _import_vllm():
-    try:
-        import vllm
-    except ImportError as exc:
-        raise BackendError("engine 'vllm' needs `pip install aloe-bench[vllm]` on a GPU machine") from exc
-    return vllm
-
-
 class VLLMBackend(ChatTemplatePrompts, ChatBackend):
+    """A local model served by vLLM's async engine (GPU); built by `build_backend` for `engine="vllm"`, which
+    checks first that the `vllm` extra is installed."""
+
     def __init__(self, spec, tensor_parallel_size: int = 1, gpu_memory_utilization: float = 0.9,
                  max_model_len: int | None = None, enable_prefix_caching: bool = True, dtype: str | None = None,
-                 batch_size: int | None = None, max_context: int | None = None, device: str | None = None):
+                 batch_size: int | None = None):
         super().__init__(spec)
-        vllm = _import_vllm()
+        import vllm
         from transformers import AutoTokenizer
 
         from ..embedded import embedded_model_dir
@@ -51,7 +46,6 @@ class VLLMBackend(ChatTemplatePrompts, ChatBackend):
         self.tokenizer = AutoTokenizer.from_pretrained(source, revision=spec.revision)
         if getattr(self.tokenizer, "chat_template", None) is None:
             raise BackendError(f"model {spec.label!r} has no chat template")
-        max_model_len = max_model_len or max_context  # `max_context` is the transformers backend's name for it
         self.engine_args = {
             "model": source, "revision": spec.revision, "tensor_parallel_size": tensor_parallel_size,
             "gpu_memory_utilization": gpu_memory_utilization, "max_model_len": max_model_len,
@@ -68,6 +62,7 @@ class VLLMBackend(ChatTemplatePrompts, ChatBackend):
         self._thread.start()
         try:
             self.engine = self._on_engine_loop(self._start_engine()).result()
+            self.model_sampling = self._model_sampling_defaults()
         except Exception as exc:
             self.close()
             raise BackendError(f"cannot start vLLM for {spec.label!r}: {type(exc).__name__}: {exc}") from exc
@@ -75,6 +70,14 @@ class VLLMBackend(ChatTemplatePrompts, ChatBackend):
     async def _start_engine(self):
         args = self._vllm.AsyncEngineArgs(**self.engine_args)
         return self._vllm.AsyncLLMEngine.from_engine_args(args)
+
+    def _model_sampling_defaults(self) -> dict:
+        """The sampling settings of the model's own generation config, as vLLM reads them (the settings a request
+        with temperature None runs with: "the model's own", as the paper's protocol asks)."""
+        model_config = getattr(self.engine, "model_config", None)
+        if model_config is None:  # engines that only answer it asynchronously
+            model_config = self._on_engine_loop(self.engine.get_model_config()).result()
+        return dict(model_config.get_diff_sampling_param())
 
     def _on_engine_loop(self, coroutine):
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop)
@@ -103,8 +106,7 @@ class VLLMBackend(ChatTemplatePrompts, ChatBackend):
     # -- requests on the engine loop -----------------------------------------------------------------
     def _params(self, config: GenerationConfig, **extra):
         if config.temperature is None:  # the model's own generation_config, as vLLM reads it
-            defaults = self.llm.get_default_sampling_params()
-            sampling = dict(temperature=defaults.temperature, top_p=defaults.top_p, top_k=defaults.top_k)
+            sampling = dict(self.model_sampling)
         else:
             sampling = dict(temperature=config.temperature, top_p=1.0 if config.top_p is None else config.top_p)
         return self._vllm.SamplingParams(max_tokens=config.max_new_tokens, seed=config.seed, **sampling, **extra)
