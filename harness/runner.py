@@ -242,7 +242,7 @@ def _run_groups(conversations: dict[str, ConversationState], cfg: EvalConfig, ro
     With a remote backend in play, judging turn k runs in a worker thread while turn k+1 is simulated.
     """
     states = list(conversations.values())
-    run_turns(groups_of(states, len(states) if cfg.schedule == "lockstep" else 1), cfg.turns,
+    run_turns([states] if cfg.schedule == "lockstep" else groups_of(states, 1), cfg.turns,
               lambda group, turn: _step(group, turn, roles, stats), lambda rows: _write(files, rows, bar),
               first_turn=lambda group: min((c.turns_done for c in group if c.stopped is None), default=cfg.turns) + 1,
               finish_in_background=roles.overlap, on_turn=lambda turn: bar.set_postfix_str(f"turn {turn}/{cfg.turns}"))
