@@ -10,7 +10,6 @@ Rows are appended to the samples log as each turn is judged, so a re-run resumes
 from __future__ import annotations
 
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 from tqdm.auto import tqdm
@@ -23,6 +22,7 @@ from aloe_bench.core.conversation import ConversationRoles, ConversationState, T
 from aloe_bench.core.judge import Judge, JudgeConfig
 from aloe_bench.core.personas import Persona, PersonaSet, load_persona_set
 from aloe_bench.core.prompts import load_prompts
+from aloe_bench.core.schedule import groups_of, run_turns
 from aloe_bench.core.simulator import UserSimulator
 from aloe_bench.core.specs import ModelSpec
 
@@ -237,30 +237,15 @@ def evaluate_model(cfg: EvalConfig, roles: EvalRoles | None = None, persona_set:
 
 def _run_groups(conversations: dict[str, ConversationState], cfg: EvalConfig, roles: EvalRoles, stats: _Stats,
                 files: RunFiles, bar) -> None:
-    """The lockstep (one group of all) and sequential (groups of one) schedules, turn by turn.
+    """The lockstep (one group of all) and sequential (groups of one) schedules, turn by turn (core `run_turns`).
 
     With a remote backend in play, judging turn k runs in a worker thread while turn k+1 is simulated.
     """
-    groups = [list(conversations.values())] if cfg.schedule == "lockstep" else [[c] for c in conversations.values()]
-    executor = ThreadPoolExecutor(max_workers=1) if roles.overlap else None
-    try:
-        for group in groups:
-            pending: Future | None = None
-            start = min((c.turns_done for c in group if c.stopped is None), default=cfg.turns) + 1
-            for turn in range(start, cfg.turns + 1):
-                bar.set_postfix_str(f"turn {turn}/{cfg.turns}")
-                judge_rows = _step(group, turn, roles, stats)
-                if pending is not None:
-                    _write(files, pending.result(), bar)
-                if executor is not None:
-                    pending = executor.submit(judge_rows)
-                else:
-                    _write(files, judge_rows(), bar)
-            if pending is not None:
-                _write(files, pending.result(), bar)
-    finally:
-        if executor is not None:
-            executor.shutdown(wait=True)
+    states = list(conversations.values())
+    run_turns([states] if cfg.schedule == "lockstep" else groups_of(states, 1), cfg.turns,
+              lambda group, turn: _step(group, turn, roles, stats), lambda rows: _write(files, rows, bar),
+              first_turn=lambda group: min((c.turns_done for c in group if c.stopped is None), default=cfg.turns) + 1,
+              finish_in_background=roles.overlap, on_turn=lambda turn: bar.set_postfix_str(f"turn {turn}/{cfg.turns}"))
 
 
 def _identity(config_block: dict) -> dict:

@@ -7,7 +7,8 @@ import json
 import pytest
 import yaml
 from aloe_bench.training.dataset import BuildConfig, DatasetBuildError, build_dataset, push_dataset
-from aloe_bench.training.generate import GenerateConfig, generate_conversations
+from aloe_bench.training.generate import generate_conversations
+from aloe_bench.training.generate_config import GenerateConfig
 from datasets import load_dataset
 from test_data_generate import RoleBackend, _roles
 

@@ -7,7 +7,7 @@ import json
 
 def register(sub) -> None:
     from aloe_bench.core.recipes import add_recipe_command
-    from aloe_bench.training.generate import GenerateConfig
+    from aloe_bench.training.generate_config import GenerateConfig
 
     add_recipe_command(sub, "generate", [GenerateConfig], _generate,
                        "Generate preference conversation trees (multi-LLM collaboration), resumable.")
@@ -15,7 +15,8 @@ def register(sub) -> None:
 
 def _generate(args) -> int:
     from aloe_bench.core.recipes import dataclass_from_args
-    from aloe_bench.training.generate import GenerateConfig, generate_conversations
+    from aloe_bench.training.generate import generate_conversations
+    from aloe_bench.training.generate_config import GenerateConfig
 
     print(json.dumps(generate_conversations(dataclass_from_args(args, GenerateConfig)), indent=2))
     return 0

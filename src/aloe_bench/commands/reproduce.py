@@ -89,7 +89,8 @@ def grow_personas(cfg: ReproduceConfig, root: Path) -> tuple[dict[str, Path], di
 
 
 def generate(cfg: ReproduceConfig, root: Path, pools: dict[str, Path]) -> Path:
-    from aloe_bench.training.generate import GenerateConfig, generate_conversations
+    from aloe_bench.training.generate import generate_conversations
+    from aloe_bench.training.generate_config import GenerateConfig
 
     out = root / "generated"
     gen = GenerateConfig(output_dir=str(out), profiles=str(pools["profile"]), personalities=str(pools["personality"]),

@@ -1,21 +1,23 @@
 """One ALOE conversation as its own asyncio task: user message -> reply -> next turn, each turn judged alongside.
 
-The evaluation loop (`aloe eval`, free schedule) runs one `converse` task per persona and writes a result row
-from each judged turn; the Space's auto-play runs the same task for the conversation in the browser, streaming
-replies through the `reply` hook. Batched schedules (lockstep) advance the same `ConversationState` with
-`ConversationState.advance`, so a turn is recorded the same way whichever loop produced it.
+The evaluation loop (`aloe eval`, free schedule) runs one `converse` task per persona (through
+`core.schedule.run_each`) and writes a result row from each judged turn; the Space's auto-play runs the same task
+for the conversation in the browser, streaming replies through the `reply` hook. The batched schedules
+(`core.schedule.run_turns`) advance the same `ConversationState` with `ConversationState.advance`, so a turn is
+recorded the same way whichever schedule produced it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from .backends import ChatBackend, Completion, GenerationConfig
 from .judge import Judge, JudgeItem, Verdict
 from .personas import Persona
+from .schedule import run_each
 from .simulator import UserSimulator
 
 
@@ -128,23 +130,6 @@ async def converse(state: ConversationState, turns: int, roles: ConversationRole
         if previous is not None and not previous.done():
             previous.cancel()
         raise
-
-
-async def run_each(conversations: Iterable[Coroutine[object, object, None]], backends: Iterable[ChatBackend]) -> None:
-    """Run every conversation coroutine as its own task. One that raises stops alone: the others finish first,
-    then the first error is raised. Cancelling this cancels them all (a conversation cut short is simply not
-    reported). Each distinct backend in `backends` is closed for this event loop at the end."""
-    tasks = [asyncio.create_task(c) for c in conversations]
-    try:
-        outcomes = await asyncio.gather(*tasks, return_exceptions=True)
-    finally:
-        for task in tasks:
-            task.cancel()
-        for backend in {id(b): b for b in backends}.values():
-            await backend.aclose()
-    errors = [o for o in outcomes if isinstance(o, BaseException)]
-    if errors:
-        raise errors[0]
 
 
 async def converse_all(states: list[ConversationState], turns: int, roles: ConversationRoles,
