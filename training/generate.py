@@ -27,6 +27,7 @@ from .persona_pairs import persona_pairs, pool_provenance
 PROMPT_NAMES = ("user_simulator", "induction", "responder_preferred", "responder_rejected", "pair_judge",
                 "pair_judge_direct")
 
+
 def build_backends(cfg: GenerateConfig, **remote_options) -> dict[str, ChatBackend]:
     """One backend per role (shared when roles name the same model); `remote_options` (e.g. `request_timeout_s`,
     `request_max_retries`) go to OpenAI-compatible backends only."""
