@@ -64,14 +64,16 @@ def register(sub) -> None:
 
 
 def _run_rescore(args) -> int:
+    from aloe_bench.core.backends import BackendOptions
+
     from .rescore import RescoreConfig, rescore_run
 
     cfg = RescoreConfig(run_dir=args.run_dir, output_dir=args.output_dir, judge_model=args.judge_model,
-                        judge_base_url=args.judge_base_url, api_key_env=args.api_key_env,
+                        judge_base_url=args.judge_base_url,
                         judge_preset=args.judge_preset, judge_scoring=args.judge_scoring,
                         judge_max_retries=args.judge_max_retries, run_id=args.run_id, batch_size=args.batch_size,
                         seed=args.seed, cache=args.cache)
-    results = rescore_run(cfg)
+    results = rescore_run(cfg, options=BackendOptions(api_key_env=args.api_key_env))
     print(json.dumps({k: results[k] for k in ("rescore_of", "judge", "counts")} | {
         "metrics": {k: v for k, v in results["metrics"].items() if k != "intervals"},
         "results_file": results["results_file"]}, indent=2))

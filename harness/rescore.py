@@ -33,11 +33,15 @@ JUDGE_FIELDS = ("score", "judge_raw", "judge_distribution", "judge_error", "judg
 
 @dataclass
 class RescoreConfig:
+    """One re-scoring of a finished run; its judge's backend is built with the `BackendOptions` given beside it.
+
+    `batch_size` is how many rows go to the judge between two appends to the samples log (what an interruption
+    can lose), not the backend's micro-batch."""
+
     run_dir: str
     output_dir: str
     judge_model: str = "embedded"
     judge_base_url: str | None = None
-    api_key_env: str = "OPENAI_API_KEY"
     judge_preset: str = "paper"
     judge_scoring: str = "auto"
     judge_max_retries: int = 2
@@ -49,8 +53,11 @@ class RescoreConfig:
     progress: bool = True
 
 
-def build_judge(cfg: RescoreConfig) -> Judge:
-    backend = build_backend(cfg.judge_model, BackendOptions(api_key_env=cfg.api_key_env), base_url=cfg.judge_base_url)
+def build_judge(cfg: RescoreConfig, options: BackendOptions | None = None) -> Judge:
+    """The new judge, its backend built with the judge role's options."""
+    options = options or BackendOptions()
+    options.check_roles(("judge",))
+    backend = build_backend(cfg.judge_model, options.for_role("judge"), base_url=cfg.judge_base_url)
     return Judge(backend, JudgeConfig(cfg.judge_preset, cfg.judge_scoring, cfg.judge_max_retries,
                                                  seed=cfg.seed), load_prompts())
 
@@ -67,15 +74,17 @@ def _personas(source_results: dict, where: str):
     return {p.id: p for p in persona_set}
 
 
-def rescore_run(cfg: RescoreConfig, judge: Judge | None = None) -> dict:
-    """Re-judge every judged row of the run in `cfg.run_dir`; write and return the new results dict."""
+def rescore_run(cfg: RescoreConfig, judge: Judge | None = None, options: BackendOptions | None = None) -> dict:
+    """Re-judge every judged row of the run in `cfg.run_dir`; write and return the new results dict.
+
+    `judge` replaces the one `cfg` names (tests); `options` builds it otherwise."""
     source = find_run(cfg.run_dir, cfg.run_id)
     source_results = source.results()
     if source_results is None:
         raise RunSourceError(f"{source.samples_path}: no results_{source.run_id}.json beside it (the run's config, "
                              f"personas and model are read from it)")
     personas = _personas(source_results, str(source.results_path))
-    judge = judge or build_judge(cfg)
+    judge = judge or build_judge(cfg, options)
     prompts = load_prompts()
     identity = {"rescore_of": source.run_id, "source_fingerprint": source_results.get("fingerprint"),
                 "judge": judge.describe(), "seed": cfg.seed,

@@ -13,11 +13,13 @@ def _actions(sub, name: str, help: str):
 def register(sub) -> None:
     from aloe_bench.core.recipes import add_recipe_command
 
+    from aloe_bench.core.backends import BackendOptions
+
     from .generate import GenerateConfig
     from .personas import GrowConfig
 
     personas_sub = _actions(sub, "personas", "Persona pools: grow one by self-generation, compare two.")
-    add_recipe_command(personas_sub, "grow", [GrowConfig], _grow,
+    add_recipe_command(personas_sub, "grow", [GrowConfig, BackendOptions], _grow,
                        "Expand a profile or personality pool by self-generation with embedding de-duplication.")
     overlap = personas_sub.add_parser("overlap", help="Closest pairs between two pools (e.g. eval vs training).")
     overlap.add_argument("a", help="Pool file (.jsonl) or folder of pools, or 'default' for the packaged eval set.")
@@ -27,7 +29,7 @@ def register(sub) -> None:
     overlap.add_argument("--threshold", type=float, default=0.6, help="Exit 1 when any pair is above it.")
     overlap.set_defaults(handler=_overlap)
 
-    add_recipe_command(sub, "generate", [GenerateConfig], _generate,
+    add_recipe_command(sub, "generate", [GenerateConfig, BackendOptions], _generate,
                        "Generate preference conversation trees (multi-LLM collaboration), resumable.")
 
     dataset_sub = _actions(sub, "dataset", "Build the Hub dataset folder from generated conversations; push it.")
@@ -42,11 +44,12 @@ def register(sub) -> None:
 
 
 def _grow(args) -> int:
+    from aloe_bench.core.backends import BackendOptions
     from aloe_bench.core.recipes import dataclass_from_args
 
     from .personas import GrowConfig, grow_pool
 
-    summary = grow_pool(dataclass_from_args(args, GrowConfig))
+    summary = grow_pool(dataclass_from_args(args, GrowConfig), options=dataclass_from_args(args, BackendOptions))
     summary.pop("config", None)
     print(json.dumps(summary, indent=2))
     return 0
@@ -78,11 +81,14 @@ def _overlap(args) -> int:
 
 
 def _generate(args) -> int:
+    from aloe_bench.core.backends import BackendOptions
     from aloe_bench.core.recipes import dataclass_from_args
 
     from .generate import GenerateConfig, generate_conversations
 
-    print(json.dumps(generate_conversations(dataclass_from_args(args, GenerateConfig)), indent=2))
+    results = generate_conversations(dataclass_from_args(args, GenerateConfig),
+                                     options=dataclass_from_args(args, BackendOptions))
+    print(json.dumps(results, indent=2))
     return 0
 
 

@@ -18,14 +18,15 @@ import re
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from aloe_bench.core.aio import run_sync as _run_async
-from aloe_bench.core.backends import ChatBackend, GenerationConfig
+from aloe_bench.core.aio import run_sync
+from aloe_bench.core.backends import BackendOptions, ChatBackend, GenerationConfig
 from aloe_bench.core.conversation import run_each
 from aloe_bench.core.errors import ConfigError
 from aloe_bench.core.io import append_jsonl, atomic_write_json, read_json, repair_tail
 from aloe_bench.core.judge import auto_scoring, format_history
 from aloe_bench.core.personas import Persona, PersonaFileError, PoolItem, packaged_data, read_jsonl, read_pool
 from aloe_bench.core.reask import Reasker
+from aloe_bench.core.run_identity import differing, generate_identity
 
 ROLES = ("user", "induction", "preferred", "rejected", "judge")
 PROMPT_NAMES = ("user_simulator", "induction", "responder_preferred", "responder_rejected", "pair_judge",
@@ -37,7 +38,10 @@ _INDUCED = re.compile(r"^\W*(profile|personality)\W*:\W*?\s*(\w.*|)$", re.IGNORE
 
 @dataclass
 class GenerateConfig:
-    """One generation run; re-running the same command resumes it (finished conversations are skipped)."""
+    """One generation run; re-running the same command resumes it (finished conversations are skipped).
+
+    How its backends are built (API key variable, timeouts, engine, ...) is `BackendOptions`, parsed beside it.
+    """
 
     output_dir: str = field(default="data/generated", metadata={"help": "Holds conversations.jsonl, generation.json, cache."})
     profiles: str | None = field(default=None, metadata={"help": "Profile pool file (default: packaged seeds)."})
@@ -50,7 +54,6 @@ class GenerateConfig:
     rejected_model: str = field(default="embedded", metadata={"help": "Rejected responder spec."})
     judge_model: str = field(default="embedded", metadata={"help": "Pair judge spec."})
     base_url: str | None = field(default=None, metadata={"help": "OpenAI-compatible base URL for openai: specs."})
-    api_key_env: str = field(default="OPENAI_API_KEY", metadata={"help": "Env var holding the API key."})
     judge_scoring: str = field(default="auto", metadata={
         "help": "auto | text ([[A]]/[[B]] answer) | logprobs (P(A) vs P(B)); auto = logprobs for embedded."})
     induction_parse: str = field(default="auto", metadata={
@@ -70,9 +73,6 @@ class GenerateConfig:
                 "conversations turn by turn, one batched call per role)."})
     seed: int = field(default=0, metadata={"help": "Seed of pair sampling, judge order and continuation."})
     cache: bool = field(default=True, metadata={"help": "Keep a request cache in output_dir (repeats are free)."})
-    request_timeout_s: float = field(default=120.0, metadata={"help": "Timeout of one request to an endpoint."})
-    request_max_retries: int = field(default=4, metadata={
-        "help": "Retries (with backoff) of a failed endpoint request before the step counts as failed."})
     progress: bool = field(default=True, metadata={"help": "Show a progress bar."})
 
     def __post_init__(self):
@@ -453,33 +453,34 @@ def load_finished(path: Path) -> dict[str, dict]:
     return finished
 
 
-def build_backends(cfg: GenerateConfig, **remote_options) -> dict[str, ChatBackend]:
-    """One backend per role (shared when roles name the same model); `remote_options` (e.g. `request_timeout_s`,
-    `request_max_retries`) go to OpenAI-compatible backends only."""
-    from aloe_bench.core.backends import BackendOptions, build_backend
+def build_backends(cfg: GenerateConfig, options: BackendOptions | None = None) -> dict[str, ChatBackend]:
+    """One backend per role, built with that role's options (shared when roles name the same model)."""
+    from aloe_bench.core.backends import build_backend
 
-    remote = dict(request_timeout_s=cfg.request_timeout_s, request_max_retries=cfg.request_max_retries)
-    options = BackendOptions(api_key_env=cfg.api_key_env, **(remote | remote_options))
-    return {role: build_backend(text, options, base_url=cfg.base_url) for role, text in cfg.role_specs().items()}
-
-
-# Settings that change how a run is carried out, not what it produces: a resumed run may change them.
-MACHINERY = ("output_dir", "progress", "cache", "group_size", "schedule", "n_conversations", "request_timeout_s",
-             "request_max_retries")
+    options = options or BackendOptions()
+    options.check_roles(ROLES)
+    return {role: build_backend(text, options.for_role(role), base_url=cfg.base_url)
+            for role, text in cfg.role_specs().items()}
 
 
-def run_meta(cfg: GenerateConfig, backends: dict[str, ChatBackend], prompts) -> dict:
+def run_meta(cfg: GenerateConfig, options: BackendOptions, backends: dict[str, ChatBackend], prompts) -> dict:
+    """`generation.json`: the models, prompts and pools of the run, and its identity settings
+    (`core.run_identity.GENERATE_SETTINGS`), which a resumed run must repeat."""
     return {
         "models": {role: backends[role].describe() for role in ROLES},
         "prompts": {"version": prompts.version, "sha256": prompts.hashes(list(PROMPT_NAMES))},
         "pools": {"profiles": pool_provenance(cfg.profiles, "seed_profiles.jsonl"),
                   "personalities": pool_provenance(cfg.personalities, "seed_personalities.jsonl")},
-        "settings": {k: v for k, v in asdict(cfg).items() if k not in MACHINERY},
+        "settings": generate_identity(asdict(options) | asdict(cfg)),
     }
 
 
-def generate_conversations(cfg: GenerateConfig, backends: dict[str, ChatBackend] | None = None) -> dict:
-    """Run (or resume) generation; returns counts. Refuses to mix runs with different settings in one folder."""
+def generate_conversations(cfg: GenerateConfig, backends: dict[str, ChatBackend] | None = None,
+                           options: BackendOptions | None = None) -> dict:
+    """Run (or resume) generation; returns counts. Refuses to mix runs with different settings in one folder.
+
+    `backends` replaces the ones `cfg` names (tests); `options` builds them otherwise.
+    """
     from tqdm.auto import tqdm
 
     from aloe_bench.core.backends.cache import CachedBackend, RequestCache
@@ -488,15 +489,17 @@ def generate_conversations(cfg: GenerateConfig, backends: dict[str, ChatBackend]
     prompts = load_prompts()
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    backends = backends or build_backends(cfg)
-    meta = run_meta(cfg, backends, prompts)
+    options = options or BackendOptions()
+    backends = backends or build_backends(cfg, options)
+    meta = run_meta(cfg, options, backends, prompts)
     meta_path = out / META_FILE
     if meta_path.exists():
         before = read_json(meta_path)
-        if {k: before.get(k) for k in ("prompts", "pools", "settings")} != {k: meta[k] for k in ("prompts", "pools",
-                                                                                                   "settings")}:
+        changed = differing({k: before.get(k) for k in ("prompts", "pools")}, {k: meta[k] for k in ("prompts", "pools")})
+        changed += differing(before.get("settings") or {}, meta["settings"])
+        if changed:
             raise ConfigError(f"{out} holds a generation run with other settings, pools or prompts "
-                             f"(see {meta_path}); use another --output_dir")
+                              f"({', '.join(changed)} differ; see {meta_path}); use another --output_dir")
     atomic_write_json(meta_path, {**meta, "status": "running"})
     cache = RequestCache(out / "cache.sqlite") if cfg.cache else None
     if cache is not None:
@@ -523,7 +526,7 @@ def generate_conversations(cfg: GenerateConfig, backends: dict[str, ChatBackend]
 
     try:
         if cfg.schedule == "free":
-            _run_async(_converse_all(generator, todo, cfg.turns, write))
+            run_sync(_converse_all(generator, todo, cfg.turns, write))
         for start in range(0, len(todo), cfg.group_size) if cfg.schedule != "free" else ():
             group = todo[start:start + cfg.group_size]
             for turn in range(1, cfg.turns + 1):

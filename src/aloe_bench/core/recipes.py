@@ -8,15 +8,20 @@ silently), and there is no `env:` block (secrets come from the environment only,
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import sys
 from pathlib import Path
+from types import MappingProxyType
 
 import yaml
 from trl import TrlParser
 
 
 from .errors import ConfigError  # noqa: F401 (recipe errors; importable from here)
+
+#: field metadata that HfArgumentParser hands to argparse (any other key stays with the dataclass)
+_ARGPARSE_KEYS = ("help", "aliases", "choices", "metavar", "nargs", "const", "required")
 
 
 def load_recipe(path: str | Path) -> dict:
@@ -64,6 +69,17 @@ class RecipeParser(TrlParser):
         if self.takes_recipe:
             self.add_argument("--config", default=None, metavar="RECIPE.yaml",
                               help="YAML recipe of this command's fields; flags given on the command line override it")
+
+    @staticmethod
+    def _parse_dataclass_field(parser, field: dataclasses.Field):
+        """HfArgumentParser's flag for `field`, with two things it does not do: metadata other than argparse's
+        (such as `BackendOptions`' `kinds`) stays on the field, and a mapping field takes its value as text (a JSON
+        object, which the dataclass parses; a recipe gives the mapping itself)."""
+        field = copy.copy(field)
+        field.metadata = MappingProxyType({k: v for k, v in field.metadata.items() if k in _ARGPARSE_KEYS})
+        if field.type in (dict, dict | None):
+            field.type = str | None
+        TrlParser._parse_dataclass_field(parser, field)
 
     def _load_types(self) -> None:
         if self._lazy_types is None:
@@ -130,3 +146,14 @@ def dataclass_from_args(args, dtype):
     """Build `dtype` from the parsed namespace (its fields only)."""
     names = {f.name for f in dataclasses.fields(dtype) if f.init}
     return dtype(**{k: v for k, v in vars(args).items() if k in names})
+
+
+def dataclasses_from_keywords(keywords: dict, *dtypes) -> tuple:
+    """One instance of each of `dtypes` from `keywords`, each taking the keys that are its fields (a Python
+    caller's counterpart of parsing them side by side); a key no dataclass has is a TypeError naming it."""
+    names = [{f.name for f in dataclasses.fields(dtype) if f.init} for dtype in dtypes]
+    unknown = sorted(set(keywords).difference(*names))
+    if unknown:
+        raise TypeError(f"unexpected keyword argument(s) {', '.join(map(repr, unknown))}: not a field of "
+                        f"{' or '.join(dtype.__name__ for dtype in dtypes)}")
+    return tuple(dtype(**{k: v for k, v in keywords.items() if k in fields}) for dtype, fields in zip(dtypes, names))
