@@ -8,7 +8,8 @@
 
 The default is `paper` unless the evaluated model is `embedded`. A field given explicitly (flag, recipe
 key, keyword) overrides the preset; the run is then recorded as `custom`, with the preset it started from
-and every difference.
+and every difference. `resolve_run` does this once, at the entry (the `aloe eval` handler, the evaluate module,
+reproduce, the benchmarks), into the frozen `EvalRun` that everything below reads.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""The ALOE evaluation loop, under one of three schedules (`EvalConfig.schedule`).
+"""The ALOE evaluation loop of one `EvalRun` (settings resolved by `protocol.resolve_run`), under one of three
+schedules (`EvalConfig.schedule`).
 
 Per turn: the role-play user writes a message, the evaluated model answers, the judge scores the reply.
 `free` (the default) runs every conversation as its own asyncio task (`aloe_bench.core.conversation`), with

@@ -14,8 +14,8 @@ from aloe_bench.training.generate import GenerateConfig
 
 SPEC = {"kind": "hf", "name": "ORG/NAME", "revision": None, "base_url": None, "api_key_env": "OPENAI_API_KEY",
         "engine": "transformers"}
-LOCAL = {"spec": SPEC, "model_id": "ORG/NAME", "resolved_revision": "abc123", "chat_template_sha256": "0123456789abcdef",
-         "engine": "TransformersBackend", "device": "cpu", "dtype": "float32", "max_context": 8192}
+LOCAL = {"spec": SPEC, "model_id": "ORG/NAME", "resolved_revision": "abc123",
+         "chat_template_sha256": "0123456789abcdef", "engine": "TransformersBackend", "device": "cpu", "dtype": "float32", "max_context": 8192}
 EMBEDDED = {**LOCAL, "spec": {**SPEC, "kind": "embedded", "name": "embedded"}, "model_id": "embedded",
             "resolved_revision": None, "chat_template_sha256": "fedcba9876543210"}
 ENDPOINT = {"spec": {**SPEC, "kind": "openai", "name": "gpt-4o-mini", "base_url": "http://127.0.0.1:9/v1"},

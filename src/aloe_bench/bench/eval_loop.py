@@ -35,10 +35,11 @@ def bench_eval(n_personas: int = 16, turns: int = 3, persona_source: str = "defa
     runs = {}
     for mode in schedules:
         with tempfile.TemporaryDirectory() as out:
-            run = resolve_run(EvalConfig(protocol="smoke", model=model, user_model=model, judge_model=model, personas=persona_source,
+            cfg = EvalConfig(protocol="smoke", model=model, user_model=model, judge_model=model, personas=persona_source,
                              max_personas=n_personas, turns=turns, output_dir=out, cache=False, schedule=mode,
                              reply_max_new_tokens=reply_max_new_tokens, user_max_new_tokens=user_max_new_tokens,
-                             bootstrap_resamples=100, progress=False))
+                             bootstrap_resamples=100, progress=False)
+            run = resolve_run(cfg)
             roles, counters = profiled(build_roles(run))
             results = evaluate_model(run, roles)
         runs[mode] = {**results["throughput"], "scored": results["counts"]["scored"],
