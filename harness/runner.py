@@ -28,8 +28,8 @@ from aloe_bench.core.metrics import summarise
 from aloe_bench.core.personas import Persona, PersonaSet, load_persona_set
 from aloe_bench.core.prompts import load_prompts
 from aloe_bench.core.recipes import dataclasses_from_keywords
-from aloe_bench.core.simulator import UserSimulator
 from aloe_bench.core.run_identity import eval_identity
+from aloe_bench.core.simulator import UserSimulator
 from aloe_bench.core.specs import ModelSpec
 
 from .eval_config import EvalConfig

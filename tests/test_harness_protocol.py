@@ -215,3 +215,24 @@ def test_temperature_none_uses_the_local_models_own_generation_config(embedded_b
 def test_smoke_with_the_robust_judge_keeps_its_room_to_reason():
     settings = resolve_run(EvalConfig(judge_preset="robust", judge_model="openai:j")).settings
     assert settings["judge_generation"]["max_new_tokens"] == 256 and settings["protocol"]["name"] == "custom"
+
+
+def test_backend_options_are_flags_and_recipe_keys_of_eval_with_per_role_overrides(tmp_path):
+    from aloe_bench.cli import build_parser
+    from aloe_bench.core.backends import BackendOptions
+    from aloe_bench.core.errors import ConfigError
+    from aloe_bench.core.recipes import dataclass_from_args
+    from aloe_bench.harness.runner import build_roles
+
+    recipe = tmp_path / "eval.yaml"
+    url = "http://127.0.0.1:9/v1"
+    recipe.write_text(f"model: openai:m\nuser_model: openai:m\njudge_model: openai:j\nbase_url: {url}\n"
+                      f"user_base_url: {url}\njudge_base_url: {url}\nrequest_timeout_s: 7\n"
+                      "role_options:\n  judge:\n    request_timeout_s: 3\n")
+    args = build_parser().parse_args(["eval", "--config", str(recipe), "--max_concurrency", "5"])
+    run = resolve_run(dataclass_from_args(args, EvalConfig), dataclass_from_args(args, BackendOptions))
+    roles = build_roles(run)
+    assert (roles.model.timeout_s, roles.model.max_concurrency, roles.judge.backend.timeout_s) == (7.0, 5, 3.0)
+    assert run.settings["run"]["role_options"] == {"judge": {"request_timeout_s": 3}}
+    with pytest.raises(ConfigError, match=r"role_options\.simulator: no such role here"):
+        resolve_run(EvalConfig(), BackendOptions(role_options={"simulator": {"device": "cpu"}}))
