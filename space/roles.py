@@ -1,16 +1,19 @@
 """The models behind a session: the assistants, the judge, the simulated user and the induction, by spec.
 
-Every role is loaded through one `loader` (a spec -> backend callable) so that the Space's load test and the
-tests can inject a factory; a model that fails to load becomes a SpaceError and the session stays usable.
+Every role is loaded through one `loader` (a spec -> backend callable, `backend_loader(options)` when served) so
+that the Space's load test and the tests can inject a factory; a model that fails to load becomes a SpaceError and
+the session stays usable.
 """
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from aloe_bench.core.backends import ChatBackend, GenerationConfig, build_backend
+from aloe_bench.core.backends import BackendOptions, ChatBackend, GenerationConfig, build_backend
+from aloe_bench.core.errors import ConfigError
 from aloe_bench.core.judge import Judge, JudgeConfig
 from aloe_bench.core.prompts import PromptBook, load_prompts
 from aloe_bench.core.simulator import UserSimulator
@@ -19,6 +22,18 @@ from .errors import SpaceError
 from .space_config import SpaceConfig
 
 Loader = Callable[[str], ChatBackend]
+
+
+def backend_loader(options: BackendOptions | None = None) -> Loader:
+    """`build_backend` with `options` bound: the Space's loader, called as `loader(spec)` or `loader(spec, token=...)`.
+
+    The Space loads its models by spec (a visitor may pick any), so per-role overrides have no role to apply to.
+    """
+    options = options or BackendOptions()
+    if options.role_options:
+        raise ConfigError("role_options: the Space loads every model by spec with the same options; give the "
+                          "options themselves (e.g. --device cuda:1)")
+    return functools.partial(build_backend, options=options)
 
 
 @dataclass

@@ -2,13 +2,14 @@
 async path against that real loopback server (no model involved: fast)."""
 
 import asyncio
+from dataclasses import replace
 
 import pytest
 
 from aloe_bench.core.backends import GenerationConfig
 from aloe_bench.core.backends.openai_backend import OpenAIBackend
 from aloe_bench.core.specs import ModelSpec
-from aloe_bench.bench.schedule import ROLES, _run, critical_path
+from aloe_bench.bench.schedule import DEFAULT_OPTIONS, ROLES, _run, critical_path
 from aloe_bench.bench.latency_server import LatencyServer, draw_latency
 
 
@@ -41,9 +42,9 @@ def test_latency_draws_are_log_normal_and_deterministic():
 
 
 def test_server_attributes_requests_and_schedules_wait_the_same_latencies(server, upstream_dir):
-    lock = _run(server, "lockstep", 3, 2, 8, str(upstream_dir))
+    lock = _run(server, "lockstep", 3, 2, replace(DEFAULT_OPTIONS, max_concurrency=8), str(upstream_dir))
     lock_records = server.records()
-    seq = _run(server, "sequential", 3, 2, 8, str(upstream_dir))
+    seq = _run(server, "sequential", 3, 2, replace(DEFAULT_OPTIONS, max_concurrency=8), str(upstream_dir))
     seq_records = server.records()
     for run in (lock, seq):
         assert run["scored"] == 6 and run["judge_failures"] == 0 and run["conversations"] == 3

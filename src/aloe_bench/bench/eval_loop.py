@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import tempfile
 
+from aloe_bench.core.backends import BackendOptions
 from aloe_bench.core.backends.profiled import ProfiledBackend
 from aloe_bench.core.judge import Judge
 from aloe_bench.core.simulator import UserSimulator
@@ -25,12 +26,13 @@ def profiled(roles: EvalRoles) -> tuple[EvalRoles, dict[str, ProfiledBackend]]:
 
 def bench_eval(n_personas: int = 16, turns: int = 3, persona_source: str = "default", model: str = "embedded",
                reply_max_new_tokens: int = 48, user_max_new_tokens: int = 48,
-               schedules: tuple[str, ...] = ("lockstep", "sequential")) -> dict:
+               schedules: tuple[str, ...] = ("lockstep", "sequential"),
+               options: BackendOptions | None = None) -> dict:
     """Wall time and generated tokens/s of both loops, with the request cache off so both do all the work.
 
     Each mode also reports, per role, the prompt tokens it processed and the generated tokens it decoded,
     with the seconds spent: on a CPU the prompt side is compute-bound and the same in both loops, so it
-    bounds how much batching can win.
+    bounds how much batching can win. Every role's backend is built with `options`.
     """
     runs = {}
     for mode in schedules:
@@ -39,7 +41,7 @@ def bench_eval(n_personas: int = 16, turns: int = 3, persona_source: str = "defa
                              max_personas=n_personas, turns=turns, output_dir=out, cache=False, schedule=mode,
                              reply_max_new_tokens=reply_max_new_tokens, user_max_new_tokens=user_max_new_tokens,
                              bootstrap_resamples=100, progress=False)
-            run = resolve_run(cfg)
+            run = resolve_run(cfg, options)
             roles, counters = profiled(build_roles(run))
             results = evaluate_model(run, roles)
         runs[mode] = {**results["throughput"], "scored": results["counts"]["scored"],

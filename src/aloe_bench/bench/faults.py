@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import tempfile
 from collections import Counter
+from dataclasses import replace
 
 from aloe_bench.core.backends import BackendOptions
+from aloe_bench.core.errors import ConfigError
 from aloe_bench.harness.eval_config import EvalConfig
 from aloe_bench.harness.results import RunFiles
 from aloe_bench.harness.protocol import resolve_run
@@ -56,10 +58,15 @@ def survival(proxy_stats: dict, failed_request_ids: set[str]) -> dict:
 
 
 def bench_faults(n_personas: int = 3, turns: int = 2, rates: str = "all=0.05", seed: int = 0,
-                 timeout_s: float = 30.0, max_retries: int = 4, max_new_tokens: int = 16, max_concurrency: int = 2,
+                 timeout_s: float = 30.0, max_retries: int = 4, max_new_tokens: int = 16,
                  persona_source: str = "default", base_url: str | None = None, model: str | None = None,
-                 output_dir: str | None = None) -> dict:
-    """Run the evaluation through the proxy and return the figures (see the module docstring)."""
+                 output_dir: str | None = None, options: BackendOptions | None = None) -> dict:
+    """Run the evaluation through the proxy and return the figures (see the module docstring).
+
+    The roles' backends are built with `options` (default: 2 concurrent requests per endpoint); `timeout_s` and
+    `max_retries` are their request timeout and retries, because the fault plan's hang is measured from them.
+    """
+    options = _with_patience(options or BackendOptions(max_concurrency=2), timeout_s, max_retries)
     plan = FaultPlan(parse_rates(rates), seed=seed, hang_s=timeout_s + 15)
     if base_url is None:
         from aloe_bench.core.embedded import embedded_model_dir
@@ -67,16 +74,25 @@ def bench_faults(n_personas: int = 3, turns: int = 2, rates: str = "all=0.05", s
         folder = embedded_model_dir()
         with TransformersServe(folder) as serve:
             return _run(plan, serve.url, str(folder), "transformers serve (embedded SmolLM2-135M, 1 torch thread)",
-                        n_personas, turns, timeout_s, max_retries, max_new_tokens, max_concurrency, persona_source,
-                        output_dir)
+                        n_personas, turns, max_new_tokens, persona_source, output_dir, options)
     if not model:
         raise ValueError("--base-url needs --model (the model name the server expects)")
-    return _run(plan, base_url, model, base_url, n_personas, turns, timeout_s, max_retries, max_new_tokens,
-                max_concurrency, persona_source, output_dir)
+    return _run(plan, base_url, model, base_url, n_personas, turns, max_new_tokens, persona_source, output_dir,
+                options)
 
 
-def _run(plan, upstream, model, server_label, n_personas, turns, timeout_s, max_retries, max_new_tokens,
-         max_concurrency, persona_source, output_dir) -> dict:
+def _with_patience(options: BackendOptions, timeout_s: float, max_retries: int) -> BackendOptions:
+    """`options` with the benchmark's client timeout and retries; the same options given otherwise are refused
+    (`--timeout_s` and `--max_retries` also set the fault plan, so they must be the ones that say it)."""
+    defaults = BackendOptions()
+    for name, mine in (("request_timeout_s", timeout_s), ("request_max_retries", max_retries)):
+        if getattr(options, name) not in (getattr(defaults, name), mine):
+            raise ConfigError(f"aloe bench faults: give the client's {name} as --timeout_s / --max_retries")
+    return replace(options, request_timeout_s=timeout_s, request_max_retries=max_retries)
+
+
+def _run(plan, upstream, model, server_label, n_personas, turns, max_new_tokens, persona_source, output_dir,
+         options: BackendOptions) -> dict:
     with FaultProxy(upstream, plan) as proxy, tempfile.TemporaryDirectory(prefix="aloe-faults-") as tmp:
         spec = f"openai:{model}"
         cfg = EvalConfig(protocol="smoke", model=spec, base_url=proxy.base_url, user_model=spec, user_base_url=proxy.base_url,
@@ -84,8 +100,7 @@ def _run(plan, upstream, model, server_label, n_personas, turns, timeout_s, max_
                          personas=persona_source, max_personas=n_personas, turns=turns,
                          reply_max_new_tokens=max_new_tokens, user_max_new_tokens=max_new_tokens,
                          user_temperature=0.0, output_dir=output_dir or tmp, bootstrap_resamples=200, progress=False)
-        run = resolve_run(cfg, BackendOptions(max_concurrency=max_concurrency, request_timeout_s=timeout_s,
-                                              request_max_retries=max_retries))
+        run = resolve_run(cfg, options)
         roles = build_roles(run)
         backends = {id(b): b for b in (roles.model, roles.user.backend, roles.judge.backend)}.values()
         results = evaluate_model(run, roles)
@@ -100,9 +115,9 @@ def _run(plan, upstream, model, server_label, n_personas, turns, timeout_s, max_
         "setup": {"server": server_label, "roles": "model, user simulator and judge, all openai: through the proxy",
                   "personas": n_personas, "turns": turns, "max_new_tokens": max_new_tokens,
                   "judge": results["judge"], "fault_rates": plan.rates, "seed": plan.seed,
-                  "client_timeout_s": timeout_s, "timeout_fault_hang_s": plan.hang_s,
-                  "retry_after_s": plan.retry_after_s, "max_retries_per_layer": max_retries,
-                  "max_concurrency": max_concurrency},
+                  "client_timeout_s": options.request_timeout_s, "timeout_fault_hang_s": plan.hang_s,
+                  "retry_after_s": plan.retry_after_s, "max_retries_per_layer": options.request_max_retries,
+                  "max_concurrency": options.max_concurrency},
         "proxy": {k: proxy_stats[k] for k in ("requests", "passed_through", "client_gone", "distinct_request_ids",
                                               "repeated_attempts", "faults", "faults_total")},
         "client": client,

@@ -138,14 +138,17 @@ def parse_presets(text: str) -> list[tuple[str, str]]:
 def bench_hostile(judge_model: str = "embedded", presets: str = "paper,robust", n_personas: int = 4,
                   persona_source: str = "default", max_retries: int = 2, max_new_tokens: int | None = None,
                   categories: list[str] | None = None, suite: str | None = None, base_url: str | None = None,
-                  api_key_env: str = "OPENAI_API_KEY", backend=None, examples: int = 3,
+                  options: BackendOptions | None = None, backend=None, examples: int = 3,
                   output: str | None = None) -> dict:
     """Judge the clean baselines and every hostile variant with each preset; returns the JSON report.
 
+    The judge's backend is `backend`, or built from `judge_model` with `options` (their "judge" role's).
     With `output`, the report so far is (re)written there after each preset, so a long run that is
     stopped keeps the presets it finished.
     """
     chosen = parse_presets(presets)  # a bad --presets fails before any model is loaded
+    options = options or BackendOptions()
+    options.check_roles(("judge",))
     baselines, variants = load_suite(suite)
     if categories:
         unknown = set(categories) - {v.category for v in variants}
@@ -159,7 +162,7 @@ def bench_hostile(judge_model: str = "embedded", presets: str = "paper,robust", 
     personas = [persona_set.personas[i * stride] for i in range(min(n_personas, len(persona_set)))]
     pairs = [(p, baselines[i % len(baselines)]) for i, p in enumerate(personas)]
     if backend is None:
-        backend = build_backend(judge_model, BackendOptions(api_key_env=api_key_env), base_url=base_url)
+        backend = build_backend(judge_model, options.for_role("judge"), base_url=base_url)
     prompts = load_prompts()
     report = {
         "benchmark": "aloe bench hostile",

@@ -19,6 +19,7 @@ import dataclasses
 import tempfile
 from collections import defaultdict
 
+from aloe_bench.core.backends import BackendOptions
 from aloe_bench.core.errors import ConfigError
 from aloe_bench.harness.eval_config import EvalConfig
 
@@ -65,14 +66,12 @@ def _requests_by_role(records: list[dict]) -> dict:
     return dict(sorted(out.items()))
 
 
-def _run(server: LatencyServer, schedule: str, n_personas: int, turns: int, max_concurrency: int,
+def _run(server: LatencyServer, schedule: str, n_personas: int, turns: int, options: BackendOptions,
          persona_source: str, local_model: str | None = None, reply_max_new_tokens: int = 48) -> dict:
-    from aloe_bench.core.backends import BackendOptions
     from aloe_bench.harness.protocol import resolve_run
     from aloe_bench.harness.runner import build_roles, evaluate_model
 
     server.reset()
-    options = BackendOptions(api_key_env="ALOE_LATENCY_SERVER_KEY", max_concurrency=max_concurrency)
     with tempfile.TemporaryDirectory() as out:
         run = resolve_run(EvalConfig(
             model=local_model or f"openai:{ROLES['model']}", base_url=None if local_model else server.base_url,
@@ -103,27 +102,33 @@ def _run(server: LatencyServer, schedule: str, n_personas: int, turns: int, max_
     return run
 
 
-def bench_schedule(n_personas: int = 64, turns: int = 10, max_concurrency: int = 64, seed: int = 0,
+#: the benchmark's backend options unless told otherwise: the latency server takes any key, and many requests at once
+DEFAULT_OPTIONS = BackendOptions(api_key_env="ALOE_LATENCY_SERVER_KEY", max_concurrency=64)
+
+
+def bench_schedule(n_personas: int = 64, turns: int = 10, seed: int = 0,
                    median_s: float = 0.5, sigma: float = 0.8, schedules: tuple[str, ...] = ("free", "lockstep"),
                    persona_source: str = "default", mixed: bool = True, mixed_personas: int = 16,
                    mixed_turns: int = 3, mixed_model: str = "embedded", reply_max_new_tokens: int = 48,
-                   output=None, main: bool = True) -> dict:
+                   output=None, main: bool = True, options: BackendOptions | None = None) -> dict:
     """Run the evaluation once per schedule (and the mixed run) and compare wall times with the bounds.
 
-    `main=False` skips the all-remote runs (only the mixed run, when `mixed`).
+    `main=False` skips the all-remote runs (only the mixed run, when `mixed`). Every run's backends are built
+    with `options` (default `DEFAULT_OPTIONS`).
     """
+    options = options or DEFAULT_OPTIONS
     from aloe_bench.core.io import atomic_write_json
 
     report: dict = {
         "benchmark": "aloe bench schedule",
-        "setup": {"personas": n_personas, "turns": turns, "max_concurrency": max_concurrency,
+        "setup": {"personas": n_personas, "turns": turns, "max_concurrency": options.max_concurrency,
                   "roles": "user, model and judge all openai: on the latency server", "judge": "paper, text answers",
                   "latency": {"distribution": "log-normal", "median_s": median_s, "sigma": sigma, "seed": seed}},
         "runs": {},
     }
     with LatencyServer(seed=seed, median_s=median_s, sigma=sigma, user_role=ROLES["user"]) as server:
         for schedule in schedules if main else ():
-            report["runs"][schedule] = _run(server, schedule, n_personas, turns, max_concurrency, persona_source)
+            report["runs"][schedule] = _run(server, schedule, n_personas, turns, options, persona_source)
             if output:
                 atomic_write_json(output, report)
         if main:
@@ -135,7 +140,7 @@ def bench_schedule(n_personas: int = 64, turns: int = 10, max_concurrency: int =
                                "runs": {}}
             for schedule in schedules:
                 report["mixed"]["runs"][schedule] = _run(server, schedule, mixed_personas, mixed_turns,
-                                                         max_concurrency, persona_source, local_model=mixed_model,
+                                                         options, persona_source, local_model=mixed_model,
                                                          reply_max_new_tokens=reply_max_new_tokens)
                 if output:
                     atomic_write_json(output, report)

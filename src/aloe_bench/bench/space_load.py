@@ -197,12 +197,13 @@ def run_wave(jobs: list[tuple]) -> list[dict]:
 
 def run_load_test(sessions: int = 20, messages: int | None = None, waves: int = 3, backend: str = "echo",
                   delay_ms: float = 5.0, reply_max_new_tokens: int = 16, secrets: list[str] | None = None,
-                  settle_s: float = 1.0, clients_in_process: bool = False, **config_overrides) -> dict:
+                  settle_s: float = 1.0, clients_in_process: bool = False, options=None, **config_overrides) -> dict:
     """Run the load test; returns the JSON-ready report (no secret in it: only how many were checked).
 
     The Space runs in this process; the clients run in one spawned child process (threads, one per session),
     so the RSS and the log records measured are the Space's alone and the clients do not compete for its GIL.
-    `clients_in_process=True` runs them as threads here instead (RSS then includes them).
+    `clients_in_process=True` runs them as threads here instead (RSS then includes them). The embedded backend
+    is built with `options` (`BackendOptions`; the echo one takes none).
     """
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
@@ -222,11 +223,11 @@ def run_load_test(sessions: int = 20, messages: int | None = None, waves: int = 
         base = {"model": ECHO_SPECS["assistant"], "user_model": ECHO_SPECS["user"], "judge_model": ECHO_SPECS["judge"]}
         loader = echo_loader(delay_ms / 1000)
     else:
-        from aloe_bench.core.backends import build_backend
+        from aloe_bench.space.roles import backend_loader
 
         base = {"model": "embedded", "user_model": "embedded", "judge_model": "embedded",
                 "reply_max_new_tokens": reply_max_new_tokens, "induction_max_new_tokens": reply_max_new_tokens}
-        loader = build_backend
+        loader = backend_loader(options)
     # the queue must hold every session's event at once, or the load test measures refusals
     config = SpaceConfig(**{**base, "max_queue": max(2 * sessions, 32), "max_turns": max(messages, 20),
                             **config_overrides})

@@ -2,7 +2,8 @@
 
 The one product module that names the benchmarks, and only inside its handlers: registering imports nothing heavy,
 so `aloe eval` and `aloe --help` work without the `bench` extra; a benchmark whose packages are missing exits with a
-one-line error that names the extra to install.
+one-line error that names the extra to install. A benchmark that builds backends parses `BackendOptions` beside its
+own dataclass (the flags and recipe keys of `aloe eval`), with the benchmark's own defaults where it has them.
 """
 
 from __future__ import annotations
@@ -41,7 +42,6 @@ class BenchHostileConfig:
     judge_model: str = field(default="embedded", metadata={
         "help": "Judge spec: embedded, ORG/NAME, a folder, or openai:NAME."})
     judge_base_url: str | None = None
-    api_key_env: str = "OPENAI_API_KEY"
     presets: str = field(default="paper,robust", metadata={
         "help": "Comma-separated presets, each optionally with a scoring: paper:text,paper,robust."})
     personas: int = field(default=4, metadata={"help": "Eval personas (distinct profiles) per variant."})
@@ -65,10 +65,10 @@ class BenchFaultsConfig:
                 "cut_stream, malformed_json, empty_content)."})
     seed: int = field(default=0, metadata={"help": "Seed of the fault draws (and of the run)."})
     timeout_s: float = field(default=30.0, metadata={
-        "help": "Client timeout; a timeout fault holds the connection 15 s longer."})
-    max_retries: int = 4
+        "help": "Client timeout (the run's request_timeout_s); a timeout fault holds the connection 15 s longer."})
+    max_retries: int = field(default=4, metadata={
+        "help": "Retries of a failed request (the run's request_max_retries)."})
     max_new_tokens: int = 16
-    max_concurrency: int = 2
     persona_source: str = "default"
     base_url: str | None = field(default=None, metadata={
         "help": "An OpenAI-compatible server to put the proxy in front of (default: start `transformers serve` "
@@ -83,7 +83,6 @@ class BenchScheduleConfig:
 
     personas: int = 64
     turns: int = 10
-    max_concurrency: int = 64
     seed: int = field(default=0, metadata={"help": "Seed of the latency draws."})
     median_s: float = 0.5
     sigma: float = 0.8
@@ -132,7 +131,18 @@ class BenchSpaceConfig:
     output: str | None = field(default=None, metadata=OUTPUT_HELP)
 
 
+#: benchmarks whose runs build backends from `BackendOptions`, with the defaults they change
+BACKEND_DEFAULTS = {
+    "eval": {},
+    "hostile": {},
+    "faults": {"max_concurrency": 2},
+    "schedule": {"max_concurrency": 64, "api_key_env": "ALOE_LATENCY_SERVER_KEY"},
+    "space": {},
+}
+
+
 def register(sub) -> None:
+    from aloe_bench.core.backends import BackendOptions
     from aloe_bench.core.recipes import add_command_group, add_recipe_command
 
     actions = add_command_group(sub, "bench", "Speed benchmarks (print JSON with side-by-side ratios).",
@@ -150,16 +160,24 @@ def register(sub) -> None:
         ("space", BenchSpaceConfig, _run_space,
          "Load test of the Space on 127.0.0.1: concurrent client sessions, leaks, latency, memory."),
     ):
-        add_recipe_command(actions, name, [config], _checked(name, config, handler), help)
+        builds = name in BACKEND_DEFAULTS
+        parser = add_recipe_command(actions, name, [config, BackendOptions] if builds else [config],
+                                    _checked(name, config, handler), help)
+        if builds:
+            parser.set_defaults(**BACKEND_DEFAULTS[name])  # a recipe or a flag still overrides them
 
 
 def _checked(name: str, config, handler):
-    """`handler(cfg)`, run with its settings once the packages benchmark `name` needs are importable."""
+    """`handler(cfg)` (with `options=` when the benchmark builds backends), run with its settings once the packages
+    benchmark `name` needs are importable."""
     def run(args) -> int:
+        from aloe_bench.core.backends import BackendOptions
         from aloe_bench.core.extras import require_extra
         from aloe_bench.core.recipes import dataclass_from_args
 
         require_extra(*NEEDS.get(name, ()), who=f"aloe bench {name}")  # MissingExtra: `aloe` prints it on one line
+        if name in BACKEND_DEFAULTS:
+            return handler(dataclass_from_args(args, config), options=dataclass_from_args(args, BackendOptions))
         return handler(dataclass_from_args(args, config))
     return run
 
@@ -168,18 +186,19 @@ def _split(text: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in text.split(",") if part.strip())
 
 
-def _run_eval(cfg: BenchEvalConfig) -> int:
+def _run_eval(cfg: BenchEvalConfig, options) -> int:
     from aloe_bench.bench.eval_loop import bench_eval
     from aloe_bench.core.io import emit_report
 
     result = bench_eval(n_personas=cfg.personas, turns=cfg.turns, persona_source=cfg.persona_source,
                         model=cfg.model, reply_max_new_tokens=cfg.reply_max_new_tokens,
-                        user_max_new_tokens=cfg.user_max_new_tokens, schedules=_split(cfg.schedules))
+                        user_max_new_tokens=cfg.user_max_new_tokens, schedules=_split(cfg.schedules),
+                        options=options)
     emit_report(result, cfg.output)
     return 0
 
 
-def _run_hostile(cfg: BenchHostileConfig) -> int:
+def _run_hostile(cfg: BenchHostileConfig, options) -> int:
     import json
 
     from aloe_bench.bench.hostile import bench_hostile
@@ -188,32 +207,32 @@ def _run_hostile(cfg: BenchHostileConfig) -> int:
                            persona_source=cfg.persona_source, max_retries=cfg.max_retries,
                            max_new_tokens=cfg.max_new_tokens, suite=cfg.suite,
                            categories=[c.strip() for c in cfg.categories.split(",")] if cfg.categories else None,
-                           base_url=cfg.judge_base_url, api_key_env=cfg.api_key_env, output=cfg.output)
+                           base_url=cfg.judge_base_url, options=options, output=cfg.output)
     print(json.dumps(result, indent=2, ensure_ascii=False))
     return 0
 
 
-def _run_faults(cfg: BenchFaultsConfig) -> int:
+def _run_faults(cfg: BenchFaultsConfig, options) -> int:
     from aloe_bench.bench.faults import bench_faults
     from aloe_bench.core.io import emit_report
 
     result = bench_faults(n_personas=cfg.personas, turns=cfg.turns, rates=cfg.rates, seed=cfg.seed,
                           timeout_s=cfg.timeout_s, max_retries=cfg.max_retries, max_new_tokens=cfg.max_new_tokens,
-                          max_concurrency=cfg.max_concurrency, persona_source=cfg.persona_source,
-                          base_url=cfg.base_url, model=cfg.model)
+                          persona_source=cfg.persona_source, base_url=cfg.base_url, model=cfg.model,
+                          options=options)
     emit_report(result, cfg.output)
     return 0
 
 
-def _run_schedule(cfg: BenchScheduleConfig) -> int:
+def _run_schedule(cfg: BenchScheduleConfig, options) -> int:
     from aloe_bench.bench.schedule import bench_schedule
     from aloe_bench.core.io import emit_report
 
     report = bench_schedule(
-        n_personas=cfg.personas, turns=cfg.turns, max_concurrency=cfg.max_concurrency, seed=cfg.seed,
+        n_personas=cfg.personas, turns=cfg.turns, seed=cfg.seed,
         median_s=cfg.median_s, sigma=cfg.sigma, schedules=_split(cfg.schedules), persona_source=cfg.persona_source,
         mixed=cfg.mixed, mixed_personas=cfg.mixed_personas, mixed_turns=cfg.mixed_turns, mixed_model=cfg.mixed_model,
-        reply_max_new_tokens=cfg.reply_max_new_tokens, output=cfg.output, main=cfg.main)
+        reply_max_new_tokens=cfg.reply_max_new_tokens, output=cfg.output, main=cfg.main, options=options)
     emit_report(report, cfg.output)
     return 0
 
@@ -227,14 +246,15 @@ def _run_personas(cfg: BenchPersonasConfig) -> int:
     return 0
 
 
-def _run_space(cfg: BenchSpaceConfig) -> int:
+def _run_space(cfg: BenchSpaceConfig, options) -> int:
     from aloe_bench.bench.space_load import run_load_test
     from aloe_bench.core.io import emit_report
 
     overrides = {k: v for k, v in (("max_sessions", cfg.max_sessions),
                                    ("concurrency_limit", cfg.concurrency_limit)) if v is not None}
     result = run_load_test(sessions=cfg.sessions, messages=cfg.messages, waves=cfg.waves, backend=cfg.backend,
-                           delay_ms=cfg.delay_ms, reply_max_new_tokens=cfg.reply_max_new_tokens, **overrides)
+                           delay_ms=cfg.delay_ms, reply_max_new_tokens=cfg.reply_max_new_tokens, options=options,
+                           **overrides)
     emit_report(result, cfg.output)
     ok = not (result["errors"] or result["leaks"] or result["mismatches"] or result["secret_leaks"])
     return 0 if ok else 1

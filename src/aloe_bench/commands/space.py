@@ -1,24 +1,29 @@
-"""`aloe space`: serve the Gradio Space locally (offline on the embedded model by default), from `SpaceConfig`."""
+"""`aloe space`: serve the Gradio Space locally (offline on the embedded model by default), from `SpaceConfig` and
+the `BackendOptions` its models are built with (`aloe space --device cuda:1 --dtype bfloat16`)."""
 
 from __future__ import annotations
 
 
 def register(sub) -> None:
+    from aloe_bench.core.backends import BackendOptions
     from aloe_bench.core.recipes import add_recipe_command
     from aloe_bench.space.space_config import SpaceConfig
 
-    add_recipe_command(sub, "space", [SpaceConfig], _run_space,
+    add_recipe_command(sub, "space", [SpaceConfig, BackendOptions], _run_space,
                        "Serve the ALOE chat Space (persona chat, per-turn judge scores, leaderboard).")
 
 
 def _run_space(args) -> int:
+    from aloe_bench.core.backends import BackendOptions
     from aloe_bench.core.recipes import dataclass_from_args
+    from aloe_bench.space.roles import backend_loader
     from aloe_bench.space.space_config import SpaceConfig
     from aloe_bench.space.ui import build_demo, launch_options
 
     config = dataclass_from_args(args, SpaceConfig)
+    loader = backend_loader(dataclass_from_args(args, BackendOptions))
     print(f"aloe space: assistant={config.model} compare={config.compare_model} user={config.user_model} "
           f"judge={config.judge_model} on http://{config.host}:{config.port}")
-    build_demo(config).launch(server_name=config.host, server_port=config.port, share=config.share,
+    build_demo(config, loader).launch(server_name=config.host, server_port=config.port, share=config.share,
                               **launch_options(config))
     return 0
