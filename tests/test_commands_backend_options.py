@@ -59,6 +59,7 @@ def test_aloe_bench_hostile_builds_its_judge_with_the_backend_flags(monkeypatch)
 
 
 def test_bench_commands_keep_their_own_backend_defaults():
+    from aloe_bench.bench import faults, schedule
     from aloe_bench.commands.main import build_parser
     from aloe_bench.core.recipes import dataclass_from_args
 
@@ -66,10 +67,11 @@ def test_bench_commands_keep_their_own_backend_defaults():
         return dataclass_from_args(build_parser().parse_args(["bench", *argv]), BackendOptions)
 
     assert options("faults").max_concurrency == 2 and options("faults", "--max_concurrency", "5").max_concurrency == 5
-    schedule = options("schedule")
-    assert (schedule.max_concurrency, schedule.api_key_env) == (64, "ALOE_LATENCY_SERVER_KEY")
+    latency = options("schedule")
+    assert (latency.max_concurrency, latency.api_key_env) == (64, "ALOE_LATENCY_SERVER_KEY")
     assert options("eval", "--device", "cpu", "--batch_size", "4").batch_size == 4
     assert options("space", "--dtype", "float32").dtype == "float32"
+    assert options("faults") == faults.DEFAULT_OPTIONS and options("schedule") == schedule.DEFAULT_OPTIONS
 
 
 def test_bench_faults_takes_its_timeout_and_retries_from_its_own_flags():

@@ -57,16 +57,20 @@ def survival(proxy_stats: dict, failed_request_ids: set[str]) -> dict:
             "faults_unattributed": proxy_stats["faults_without_request_id"]}
 
 
+#: the benchmark's backend options unless told otherwise: a small server behind the proxy, two requests at once
+DEFAULT_OPTIONS = BackendOptions(max_concurrency=2)
+
+
 def bench_faults(n_personas: int = 3, turns: int = 2, rates: str = "all=0.05", seed: int = 0,
                  timeout_s: float = 30.0, max_retries: int = 4, max_new_tokens: int = 16,
                  persona_source: str = "default", base_url: str | None = None, model: str | None = None,
                  output_dir: str | None = None, options: BackendOptions | None = None) -> dict:
     """Run the evaluation through the proxy and return the figures (see the module docstring).
 
-    The roles' backends are built with `options` (default: 2 concurrent requests per endpoint); `timeout_s` and
+    The roles' backends are built with `options` (default `DEFAULT_OPTIONS`); `timeout_s` and
     `max_retries` are their request timeout and retries, because the fault plan's hang is measured from them.
     """
-    options = _with_patience(options or BackendOptions(max_concurrency=2), timeout_s, max_retries)
+    options = _with_patience(options or DEFAULT_OPTIONS, timeout_s, max_retries)
     plan = FaultPlan(parse_rates(rates), seed=seed, hang_s=timeout_s + 15)
     if base_url is None:
         from aloe_bench.core.embedded import embedded_model_dir
