@@ -17,11 +17,10 @@ from aloe_bench import __version__
 from aloe_bench.core.backends import BackendOptions, build_backend
 from aloe_bench.core.backends.cache import CachedBackend, RequestCache
 from aloe_bench.core.judge import Judge, JudgeConfig, JudgeItem
-from aloe_bench.core.personas import load_persona_set
 from aloe_bench.core.prompts import load_prompts
 from aloe_bench.core.run_files import RunFileError, find_run
 
-from .results import RunFiles, build_run_results, fingerprint, package_versions
+from .results import RunFiles, build_run_results, fingerprint, package_versions, run_persona_set
 
 JUDGE_FIELDS = ("score", "judge_raw", "judge_distribution", "judge_error", "judge_attempts")
 
@@ -54,15 +53,7 @@ def build_judge(cfg: RescoreConfig) -> Judge:
 
 
 def _personas(source_results: dict, where: str):
-    block = source_results.get("config", {})
-    run, info = block.get("run", {}), block.get("personas", {})
-    if "personas" not in run:
-        raise RunFileError(f"{where}: config.run.personas missing: cannot tell which personas the run used")
-    persona_set = load_persona_set(run["personas"], run.get("max_personalities", 5))
-    if info.get("sha256") and persona_set.sha256[:16] != info["sha256"]:
-        raise RunFileError(f"{where}: the persona set {run['personas']!r} has changed since the run "
-                           f"(sha256 {persona_set.sha256[:16]} vs {info['sha256']}): refusing to re-score")
-    return {p.id: p for p in persona_set}
+    return {p.id: p for p in run_persona_set(source_results, where, "refusing to re-score")}
 
 
 def rescore_run(cfg: RescoreConfig, judge: Judge | None = None) -> dict:
@@ -125,7 +116,7 @@ def rescore_run(cfg: RescoreConfig, judge: Judge | None = None) -> dict:
     finally:
         bar.close()
     wall = time.perf_counter() - began
-    results = build_rescore_results(files, source_results, judge, identity, cfg)
+    results = build_rescore_results(files, source_results, judge, identity, cfg, personas)
     results["throughput"] = {"wall_s": round(wall, 3), "rows_judged_now": len(todo)}
     files.write_results(results)
     results["results_file"] = str(files.results_path)
@@ -133,8 +124,9 @@ def rescore_run(cfg: RescoreConfig, judge: Judge | None = None) -> dict:
 
 
 def build_rescore_results(files: RunFiles, source_results: dict, judge: Judge, identity: dict,
-                          cfg: RescoreConfig) -> dict:
-    """The re-score's results dict: every row it wrote, scored like `aloe eval`'s, with the source run's config."""
+                          cfg: RescoreConfig, personas: dict | None = None) -> dict:
+    """The re-score's results dict: every row it wrote, scored like `aloe eval`'s, with the source run's config;
+    `personas` (id -> Persona) gives the simulator check its texts."""
     rows = files.load_samples()
     source_config = source_results.get("config", {})
     config = {"rescore": {k: v for k, v in asdict(cfg).items() if k != "progress"},
@@ -148,4 +140,5 @@ def build_rescore_results(files: RunFiles, source_results: dict, judge: Judge, i
     ids, turns = sorted({r["persona_id"] for r in rows}), max((int(r["turn"]) for r in rows), default=0)
     return build_run_results(rows, ids, turns, files=files, model=source_results.get("model"), judge=judge,
                              config=config, bootstrap_resamples=cfg.bootstrap_resamples, seed=cfg.seed,
-                             rescore_of=identity["rescore_of"])
+                             rescore_of=identity["rescore_of"],
+                             personas=[personas[i] for i in ids if i in personas] if personas else None)
