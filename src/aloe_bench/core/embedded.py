@@ -101,8 +101,15 @@ def sentence_embedder(name: str | None = None, device: str = "cpu"):
         raise DependencyError("the sentence embedder needs sentence-transformers: pip install sentence-transformers")
     folder = str(embedder_dir()) if name is None else name
     from sentence_transformers import SentenceTransformer
+    from transformers.utils import logging as hf_logging
 
-    model = SentenceTransformer(folder, device=device)
+    shown = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # no "Loading weights" bar on stderr: `aloe -q eval` prints nothing there
+    try:
+        model = SentenceTransformer(folder, device=device)
+    finally:
+        if shown:
+            hf_logging.enable_progress_bar()
 
     def embed(texts: list[str]):
         import numpy as np
