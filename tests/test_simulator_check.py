@@ -4,6 +4,7 @@ reveal curve that jumps at the turn the persona is revealed, and the `simulator`
 from __future__ import annotations
 
 import json
+import sys
 
 import pytest
 
@@ -123,7 +124,7 @@ def test_reveal_curve_jumps_at_the_turn_the_persona_is_revealed():
     assert curve["mrr"][2] - curve["mrr"][1] > 0.3
 
 
-def test_results_block_skips_the_reveal_curve_without_the_embedder(monkeypatch):
+def test_the_reveal_curve_is_skipped_with_its_reason_without_the_embedder(monkeypatch):
     from aloe_bench.core import embedded
     from aloe_bench.core.errors import DependencyError
 
@@ -132,12 +133,14 @@ def test_results_block_skips_the_reveal_curve_without_the_embedder(monkeypatch):
 
     monkeypatch.setattr(embedded, "sentence_embedder", missing)
     personas = list(load_persona_set("default"))[:2]
-    block = results_module.simulator_block(_persona_rows([*personas, personas[0]])[:6], personas, turns=3)
+    embedder = results_module.load_reveal_embedder()
+    block = results_module.simulator_block(_persona_rows([*personas, personas[0]])[:6], personas, 3, embedder)
     assert block["reveal"] == {"skipped": "embedder unavailable: the sentence embedder needs sentence-transformers"}
     assert block["messages"] == 6 and len(block["per_turn"]) == 3
 
 
 def test_an_eval_results_file_carries_the_simulator_block(tmp_path, monkeypatch, capsys):
+    sentence_transformers_was_loaded = "sentence_transformers" in sys.modules
     made = iter([ScriptedBackend(fn=lambda m, c: "a reply"),
                  ScriptedBackend(fn=lambda m, c: "As an AI, how can I help you with the weather today?"),
                  ScriptedBackend(["4"])])
@@ -152,5 +155,22 @@ def test_an_eval_results_file_carries_the_simulator_block(tmp_path, monkeypatch,
     assert block["messages"] == 4 and [t["messages"] for t in block["per_turn"]] == [2, 2]
     assert block["role_breaks"]["rules"]["as_an_ai"] == 4 and block["role_breaks"]["rules"]["offers_help"] == 4
     assert block["repetition"]["mean"] == 0.5  # turn 1 repeats nothing, turn 2 everything
-    assert block["reveal"]["embedder"] == "sentence-transformers/all-MiniLM-L6-v2"
-    assert len(block["reveal"]["profile"]["top1"]) == 2 and block["reveal"]["personality"]["candidates"] == 2
+    assert block["reveal"] == {"skipped": results_module.REVEAL_IN_CHECK}  # a results file loads no embedder
+    assert "sentence_transformers" not in sys.modules or sentence_transformers_was_loaded
+
+
+def test_the_check_of_an_eval_run_adds_the_reveal_curve(tmp_path, monkeypatch, capsys):
+    made = iter([ScriptedBackend(fn=lambda m, c: "a reply"),
+                 ScriptedBackend(fn=lambda m, c: f"Turn talk {len(m)}: I study cuttlefish in Tasmania."),
+                 ScriptedBackend(["4"])])
+    monkeypatch.setattr(runner, "build_backend", lambda spec, options=None, **kw: next(made))
+    assert main(["eval", "--max_personas", "2", "--turns", "2", "--bootstrap_resamples", "10", "--progress", "false",
+                 "--output_dir", str(tmp_path / "run")]) == 0
+    capsys.readouterr()
+    assert main(["simulator", "check", str(tmp_path / "run"), str(tmp_path / "run")]) == 0
+    first, second = json.loads(capsys.readouterr().out)["runs"]  # side by side: one block per run named
+    assert first["simulator"] == second["simulator"] and first["user_model"] and first["personas"]["evaluated"] == 2
+    reveal = first["simulator"]["reveal"]
+    assert reveal["embedder"] == "sentence-transformers/all-MiniLM-L6-v2"
+    assert reveal["profile"]["candidates"] == 1 and reveal["profile"]["top1"] == [1.0, 1.0]  # one profile: trivial
+    assert reveal["personality"]["candidates"] == 2 and reveal["personality"]["chance"]["top1"] == 0.5

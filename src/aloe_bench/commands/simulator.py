@@ -39,18 +39,19 @@ def register(sub) -> None:
 
 
 def _run_check(args) -> int:
-    from aloe_bench.core.embedded import sentence_embedder
     from aloe_bench.core.io import emit_report
     from aloe_bench.core.recipes import dataclass_from_args
+    from aloe_bench.harness.results import load_reveal_embedder
 
     cfg = dataclass_from_args(args, SimulatorCheckConfig)
-    embedder = sentence_embedder(cfg.embedder)
+    embedder = load_reveal_embedder(cfg.embedder)
     emit_report({"runs": [check_run(source, cfg, embedder) for source in cfg.sources]}, cfg.output)
     return 0
 
 
 def check_run(source: str, cfg: SimulatorCheckConfig, embedder) -> dict:
-    """One run's report: where it is, its role-play user, the simulator block and the flagged messages."""
+    """One run's report: where it is, its role-play user, the simulator block and the flagged messages;
+    `embedder` is a `load_reveal_embedder` triple."""
     from aloe_bench.core.personas import load_persona_set
     from aloe_bench.core.run_files import RunFileError, find_run
     from aloe_bench.core.simulator_check import check_simulator
@@ -74,9 +75,9 @@ def check_run(source: str, cfg: SimulatorCheckConfig, embedder) -> dict:
                            f"{persona_set.name!r}")
     personas = [p for p in persona_set if p.id in evaluated]
     turns = max((int(row["turn"]) for row in rows), default=0)
-    embed, name = embedder
+    embed, name, reason = embedder
     block, checked = check_simulator(user_messages(rows, personas), turns, embed, embedder_name=name,
-                                     min_words=cfg.min_span_words)
+                                     skipped_reason=reason, min_words=cfg.min_span_words)
     texts = {(row["persona_id"], int(row["turn"])): row.get("user_message") or "" for row in rows}
     flagged = [{**item, "excerpt": texts[item["persona_id"], item["turn"]][:EXCERPT_CHARS]}
                for item in checked if item["leaks"] or item["role_breaks"]]
