@@ -55,7 +55,8 @@ def _persona_rows(personas):
     p0, p1, p2 = personas
     p1_span = " ".join(words(p1.profile)[:10])  # 10 of its words: a span, not wholesale
     messages = {
-        (p0, 1): f"Here is a sample text that could be used for the conversation: {p0.profile}",  # wholesale+sample_text
+        # a wholesale profile leak and sample_text:
+        (p0, 1): f"Here is a sample text that could be used for the conversation: {p0.profile}",
         (p0, 2): "Weekends outdoors are the best. How can I help you today?",  # offers_help
         (p0, 3): CLEAN[0],
         (p1, 1): f"Funny story: {p1_span}, and yet I still cannot cook rice.",  # profile span

@@ -56,7 +56,8 @@ ROLE_BREAK_RULES: tuple[RoleBreakRule, ...] = (
     RoleBreakRule("asterisk_action", "stage_direction", r"\*[^*\n]{1,80}\*", "*smiles warmly*"),
     RoleBreakRule("bracket_action", "stage_direction", r"\[[^\]\n]{1,80}\]", "[laughs] That's funny."),
     RoleBreakRule("parenthesised_action", "stage_direction",
-                  r"\((?:\w+ )?(?:smiles?|laughs?|sighs?|nods?|pauses?|grins?|chuckles?|winks?|shrugs?)\b[^)\n]{0,60}\)",
+                  r"\((?:\w+ )?(?:smiles?|laughs?|sighs?|nods?|pauses?|grins?|chuckles?|winks?|shrugs?)\b"
+                  r"[^)\n]{0,60}\)",
                   "(smiles) I love that."),
 )
 _COMPILED = tuple((rule, re.compile(rule.pattern, re.IGNORECASE)) for rule in ROLE_BREAK_RULES)
