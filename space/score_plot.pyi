@@ -1,0 +1,57 @@
+"""The score-by-turn plot: a Vega-Lite chart drawn by gradio's own Plot component, fed the rows of `views`.
+
+gradio's LinePlot draws turns on a fractional axis, draws nothing for a single point (a line needs two), and
+freezes its set of series at the first update. This component takes the same DataFrame (turn, value, series)
+and sends a spec of its own: integer turn ticks, a point on every score (so one scored turn shows), the trend
+dashed, one line per series (score, trend, and each criterion when the judge gave them).
+"""
+
+from __future__ import annotations
+
+import json
+
+import gradio as gr
+import pandas as pd
+from gradio.components.plot import PlotData
+
+Y_DOMAIN = [1, 5]
+
+
+def plot_spec(rows: list[dict]) -> dict:
+    """The Vega-Lite spec of `rows` ({turn, value, series}): points and lines per series, turns as integers."""
+    last = max([int(r["turn"]) for r in rows] + [2])
+    x = {"field": "turn", "type": "quantitative", "title": "turn",
+         "scale": {"domain": [1, last], "nice": False},
+         "axis": {"values": list(range(1, last + 1)), "format": "d", "tickMinStep": 1}}
+    y = {"field": "value", "type": "quantitative", "title": "value", "scale": {"domain": Y_DOMAIN}}
+    color = {"field": "series", "type": "nominal", "title": "series"}
+    return {
+        "$schema": "https://vega.github.io/schema/vega-lite/v5.json",
+        "width": "container", "height": 220, "autosize": {"type": "fit", "contains": "padding"},
+        "data": {"values": rows},
+        "encoding": {"x": x, "y": y, "color": color,
+                     "strokeDash": {"condition": {"test": "datum.series === 'trend'", "value": [4, 3]}, "value": [1, 0]},
+                     "tooltip": [{"field": "turn"}, {"field": "value", "format": ".2f"}, {"field": "series"}]},
+        "mark": {"type": "line", "point": {"filled": True, "size": 50}, "clip": True},
+    }
+
+from gradio.events import Dependency
+
+class ScorePlot(gr.Plot):
+    """gr.Plot that takes a DataFrame of (turn, value, series) rows, or None for an empty plot; its label is the
+    title."""
+
+    is_template = True  # drawn by gradio's Plot frontend
+
+    def postprocess(self, value):
+        if value is None or isinstance(value, PlotData):
+            return value
+        rows = value.to_dict("records") if isinstance(value, pd.DataFrame) else list(value)
+        if not rows:
+            return None
+        return PlotData(type="altair", plot=json.dumps(plot_spec(rows)))
+    from typing import Callable, Literal, Sequence, Any, TYPE_CHECKING
+    from gradio.blocks import Block
+    if TYPE_CHECKING:
+        from gradio.components import Timer
+        from gradio.components.base import Component
