@@ -174,7 +174,7 @@ def turn_markdown(row: dict) -> str:
     lines = [f"#### Turn {row['turn']}", f"**User:** {clip_text(str(row.get('user_message') or '—'), CLIP)}", ""]
     flags = _flags(row)
     if flags:
-        lines += [f"🚩 *simulator:* {', '.join(flags)}", ""]
+        lines += [f"⚠️ *simulator flags:* {', '.join(flags)}", ""]
     if row.get("error"):
         lines += [f"⚠️ *generation failed:* {clip_text(str(row['error']), CLIP)}", ""]
     lines += [f"**Assistant:** {clip_text(str(row.get('reply') or '—'), CLIP)}", ""]

@@ -54,6 +54,7 @@ class RunsTab:
     def __init__(self, config):
         self.config = config
         self.sources = configured_sources(config)
+        self.tab_id = None  # the tab's id in its gr.Tabs, known once built
 
     def load(self, source: str, state: RunsSession, oauth_token=None) -> list[str]:
         """Read the runs of `source` into `state`; their labels. RunsError when the source is refused or unreadable."""
@@ -135,7 +136,7 @@ class RunsTab:
         except RunsError as exc:
             return scrub((gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip(), *(gr.skip(),) * 6,
                           redact(f"⚠️ {exc}"), state))
-        return scrub((gr.update(selected="runs"), gr.update(value=source),
+        return scrub((gr.update(selected=self.tab_id), gr.update(value=source),
                       gr.update(choices=labels, value=label), gr.update(choices=[NONE, *labels], value=NONE),
                       gr.update(choices=personas, value=persona), *shown[:6],
                       shown[6] or f"Opened run {run_id} from the leaderboard.", state))
@@ -145,7 +146,7 @@ class RunsTab:
         """The tab's widgets; call inside the app's `gr.Tabs`. Returns the widgets the leaderboard link fills."""
         cfg = self.config
         self.state = gr.State(RunsSession(), time_to_live=cfg.session_ttl_s)
-        with gr.Tab("Runs", id="runs"):
+        with gr.Tab("Runs") as self.tab:
             gr.Markdown("Read finished runs: pick a run and a persona to see the whole conversation with each "
                         "turn's scores, the judge's answers and failures; pick a second run to compare on the same "
                         "persona." + (" This Space offers the runs below." if cfg.public else
@@ -167,6 +168,7 @@ class RunsTab:
                                     ScorePlot(None, label="Score by turn", elem_id=f"runs-plot-{side}"),
                                     gr.Markdown("", elem_id=f"runs-turns-{side}")]
         self.views = columns
+        self.tab_id = self.tab._id
         return self
 
     def wire(self, demo) -> None:

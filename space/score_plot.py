@@ -12,9 +12,11 @@ import json
 
 import gradio as gr
 import pandas as pd
-from gradio.components.plot import PlotData
+from gradio.components.plot import AltairPlotData, PlotData
 
 Y_DOMAIN = [1, 5]
+SERIES_ORDER = ("score", "trend", "style", "content", "human")  # legend order; colours follow it
+PALETTE = ("#f97316", "#9ca3af", "#3b82f6", "#10b981", "#a855f7", "#ef4444")
 
 
 def plot_spec(rows: list[dict]) -> dict:
@@ -23,16 +25,24 @@ def plot_spec(rows: list[dict]) -> dict:
     x = {"field": "turn", "type": "quantitative", "title": "turn",
          "scale": {"domain": [1, last], "nice": False},
          "axis": {"values": list(range(1, last + 1)), "format": "d", "tickMinStep": 1}}
-    y = {"field": "value", "type": "quantitative", "title": "value", "scale": {"domain": Y_DOMAIN}}
+    y = {"field": "value", "type": "quantitative", "title": "value", "scale": {"domain": Y_DOMAIN, "nice": False},
+         "axis": {"values": list(range(Y_DOMAIN[0], Y_DOMAIN[1] + 1))}}
     color = {"field": "series", "type": "nominal", "title": "series"}
+    present = [name for name in SERIES_ORDER if any(r["series"] == name for r in rows)]
+    present += sorted({r["series"] for r in rows} - set(present))
+    color = {**color, "scale": {"domain": present, "range": [PALETTE[i % len(PALETTE)] for i in range(len(present))]}}
     return {
         "$schema": "https://vega.github.io/schema/vega-lite/v5.json",
-        "width": "container", "height": 220, "autosize": {"type": "fit", "contains": "padding"},
+        "height": 220, "padding": {"top": 34, "left": 5, "right": 5, "bottom": 5},  # below the floating label
+        "usermeta": {"embedOptions": {"renderer": "svg", "actions": False}},
         "data": {"values": rows},
-        "encoding": {"x": x, "y": y, "color": color,
-                     "strokeDash": {"condition": {"test": "datum.series === 'trend'", "value": [4, 3]}, "value": [1, 0]},
-                     "tooltip": [{"field": "turn"}, {"field": "value", "format": ".2f"}, {"field": "series"}]},
-        "mark": {"type": "line", "point": {"filled": True, "size": 50}, "clip": True},
+        "layer": [{  # one layer: gradio's theming of a line chart walks `layer`
+            "mark": {"type": "line", "point": {"filled": True, "size": 60}},  # unclipped: a 5 shows whole
+            "encoding": {"x": x, "y": y, "color": color,
+                         "strokeDash": {"condition": {"test": "datum.series === 'trend'", "value": [4, 3]},
+                                        "value": [1, 0]},
+                         "tooltip": [{"field": "turn"}, {"field": "value", "format": ".2f"}, {"field": "series"}]},
+        }],
     }
 
 
@@ -48,4 +58,5 @@ class ScorePlot(gr.Plot):
         rows = value.to_dict("records") if isinstance(value, pd.DataFrame) else list(value)
         if not rows:
             return None
-        return PlotData(type="altair", plot=json.dumps(plot_spec(rows)))
+        # `chart` set: gradio sizes the chart to its box and applies the page's theme
+        return AltairPlotData(chart="line", plot=json.dumps(plot_spec(rows)))

@@ -49,7 +49,8 @@ class ScorePlot(gr.Plot):
         rows = value.to_dict("records") if isinstance(value, pd.DataFrame) else list(value)
         if not rows:
             return None
-        return PlotData(type="altair", plot=json.dumps(plot_spec(rows)))
+        # `chart` set: gradio sizes the chart to its box and applies the page's theme
+        return AltairPlotData(chart="line", plot=json.dumps(plot_spec(rows)))
     from typing import Callable, Literal, Sequence, Any, TYPE_CHECKING
     from gradio.blocks import Block
     if TYPE_CHECKING:

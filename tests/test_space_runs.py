@@ -35,7 +35,7 @@ def test_a_folder_lists_its_runs_newest_first_and_reads_a_persona(runs_dir):
     text = turn_markdown(rows[0])
     for shown in ("USER-evp01__evq01-1", "REPLY-A-evp01__evq01-1", "score 3.00", "style 2.00", "content 4.00",
                   "human 3.00", "RAW-A-1", "judge-one", "ONE-SAID-3", "judge-two", "no integer in the answer",
-                  "simulator:* leak"):
+                  "simulator flags:* leak"):
         assert shown in text, shown
     assert "role_break" not in text  # a flag that is off is not shown
 
@@ -83,7 +83,7 @@ def test_a_leaderboard_row_opens_its_run(runs_dir):
     row = dict(zip(COLUMNS, board.table()[0]))
     runs_tab, state = tab(runs_dir)
     out = runs_tab.on_open(str(runs_dir), row["run"], state)
-    assert out[0]["selected"] == "runs" and out[2]["value"].startswith(f"{row['model']} · {row['run']}")
+    assert out[0]["selected"] == runs_tab.tab_id and out[2]["value"].startswith(f"{row['model']} · {row['run']}")
     assert out[4]["value"] == PERSONAS[0] and f"USER-{PERSONAS[0]}-1" in out[7]
     assert runs_tab.on_open(str(runs_dir), "no-such-run", state)[-2].startswith("⚠️")
 
@@ -136,12 +136,12 @@ def test_score_curve_and_plot_spec():
     rows = score_curve([4.0])
     assert {r["series"] for r in rows} == {"score", "trend"}
     spec = plot_spec(rows)
-    assert spec["encoding"]["x"]["axis"]["values"] == [1, 2] and spec["encoding"]["x"]["axis"]["format"] == "d"
-    assert spec["mark"]["point"]  # a single scored turn is drawn as a point
+    assert spec["layer"][0]["encoding"]["x"]["axis"]["values"] == [1, 2] and spec["layer"][0]["encoding"]["x"]["axis"]["format"] == "d"
+    assert spec["layer"][0]["mark"]["point"]  # a single scored turn is drawn as a point
     rows = score_curve([3.0, None, 4.0], {"style": [2.0, 3.0, None]})
     assert [(r["turn"], r["series"]) for r in rows] == [(1, "score"), (3, "score"), (1, "style"), (2, "style")]
     import pandas as pd
 
     data = ScorePlot().postprocess(pd.DataFrame(score_curve([2.0, 3.0, 5.0])))
-    assert data.type == "altair" and json.loads(data.plot)["encoding"]["x"]["axis"]["values"] == [1, 2, 3]
+    assert data.type == "altair" and json.loads(data.plot)["layer"][0]["encoding"]["x"]["axis"]["values"] == [1, 2, 3]
     assert ScorePlot().postprocess(None) is None
