@@ -121,7 +121,7 @@ def load_rows(entry: RunEntry, max_rows: int, token=None) -> list[dict]:
     if entry.rows is None:
         if entry.split is not None:
             data = _dataset(entry.source, "samples", entry.split, token)
-            rows = [_row(data[i]) for i in range(min(len(data), max_rows))]
+            rows = [_row(r) for r in data.select(range(min(len(data), max_rows))).to_list()]
         else:
             from aloe_bench.core.run_files import read_samples
 
