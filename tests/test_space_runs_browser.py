@@ -90,3 +90,36 @@ def test_runs_tab_shows_a_persona_and_compares_two_runs(runs_space, tmp_path):
         wait_for(lambda: page.locator("#runs-turns-a").is_visible()
                  and "REPLY-A-evp01__evq01-1" in text_of(page, "runs-turns-a"), 60, "the run opened from the board")
         browser.close()
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+@pytest.mark.timeout(300)
+def test_chat_plot_shows_one_scored_turn_as_a_point_on_integer_turns():
+    """The Chat tab's plot (scripted backends, no model): one scored turn is a point, two are points at turns 1, 2."""
+    from playwright.sync_api import sync_playwright
+
+    from aloe_bench.space.ui import build_demo
+    from test_space_ui import config, fakes
+
+    port = free_port()
+    demo = build_demo(config(port=port, results="no-results-here"), fakes()[1])
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
+            page = browser.new_context(viewport={"width": 1300, "height": 1100}).new_page()
+            page.goto(f"http://127.0.0.1:{port}/")
+            points = lambda: page.locator("#plot-a svg path[aria-roledescription='point']").evaluate_all(
+                "els => els.map(e => e.getAttribute('aria-label'))")
+            for n, text in enumerate(("hello", "more"), 1):
+                page.locator("#msg textarea").fill(text)
+                page.locator("#msg textarea").press("Enter")
+                labels = wait_for(lambda: len(points()) == 2 * n and points(), 60, f"{n} scored turn(s) plotted")
+                assert sorted(label.split(";")[0] for label in labels if "series: score" in label) == [
+                    f"turn: {k}" for k in range(1, n + 1)]
+            ticks = page.locator("#plot-a svg .role-axis-label text").evaluate_all("els => els.map(e => e.textContent)")
+            assert {"1", "2"} <= set(ticks) and "1.5" not in ticks
+            browser.close()
+    finally:
+        demo.close()
