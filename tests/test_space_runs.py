@@ -145,3 +145,14 @@ def test_score_curve_and_plot_spec():
     data = ScorePlot().postprocess(pd.DataFrame(score_curve([2.0, 3.0, 5.0])))
     assert data.type == "altair" and json.loads(data.plot)["layer"][0]["encoding"]["x"]["axis"]["values"] == [1, 2, 3]
     assert ScorePlot().postprocess(None) is None
+
+
+def test_the_rate_tab_reads_a_results_dataset_folder_through_the_same_reader(runs_dir, tmp_path):
+    from aloe_bench.core.run_files import find_runs
+    from aloe_bench.harness.results_dataset import merge_runs
+    from aloe_bench.space.rate import load_items
+
+    merge_runs(find_runs(runs_dir), tmp_path / "dataset")
+    items = load_items(str(tmp_path / "dataset"), "20261202T000000")
+    assert [(i.persona_id, i.turn, i.reply) for i in items] == [
+        (PERSONAS[0], 1, "REPLY-B-evp01__evq01-1"), (PERSONAS[0], 2, "REPLY-B-evp01__evq01-2")]
