@@ -16,7 +16,8 @@ from pathlib import Path
 
 from aloe_bench.core.errors import AloeError
 from aloe_bench.core.judge import clip_text
-from aloe_bench.core.run_files import Run, RunFileError, find_results_files, read_results, samples_path_for
+from aloe_bench.core.run_files import (RunFileError, find_results_files, read_results, read_samples, run_id_of,
+                                      samples_path_for)
 
 from .leaderboard import is_results_dataset
 from .redact import redact
@@ -81,36 +82,52 @@ def _dataset(source: str, config: str, split: str, token):
                         f"{type(exc).__name__}: {exc}") from None
 
 
+def _dataset_runs(name: str, token) -> list[RunEntry]:
+    """The runs of a results dataset (a Hub id or its local folder): its `results` config, one row per run."""
+    entries = []
+    for record in _dataset(name, "results", "train", token):
+        results = dict(record)
+        if isinstance(results.get("config"), str):  # the dataset keeps the config block as JSON
+            try:
+                results["config"] = json.loads(results["config"])
+            except ValueError:
+                results["config"] = {}
+        entries.append(RunEntry(str(results.get("run_id")), results, name, split=results.get("split")))
+    return entries
+
+
+def _folder_runs(source: str, problems: list[str]) -> list[RunEntry]:
+    """The runs under a folder of run files; a malformed results file is named in `problems`, the others show."""
+    folder = Path(source).expanduser()
+    if not folder.exists():
+        raise RunsError(f"{source}: no such run folder")
+    entries = []
+    for path in find_results_files(folder):
+        try:
+            results = read_results(path)
+        except RunFileError as exc:
+            problems.append(str(exc).replace(str(folder), source))
+            continue
+        run_id = str(results.get("run_id") or run_id_of(path))
+        entries.append(RunEntry(run_id, results, source, samples_path=samples_path_for(path, results)))
+    return entries
+
+
 def list_runs(source: str, token=None, problems: list[str] | None = None) -> list[RunEntry]:
-    """Every finished run of `source`, newest first; unreadable results files are named in `problems`. `token`: None reads with the environment's credentials, False
-    anonymously, a string with that token (only a `hub:` source reads anything remote)."""
-    problems = [] if problems is None else problems
+    """Every finished run of `source`, newest first; unreadable results files are named in `problems`.
+
+    `token` is for a `hub:` source: None reads with the environment's credentials, False anonymously, a string
+    with that token.
+    """
     source = (source or "").strip()
     if not source:
         raise RunsError("give a run folder, a results dataset folder, or hub:ORG/NAME")
-    if source.startswith("hub:") or is_results_dataset(Path(source).expanduser()):
-        name = source[4:] if source.startswith("hub:") else str(Path(source).expanduser())
-        entries = []
-        for record in _dataset(name, "results", "train", token):
-            results = dict(record)
-            if isinstance(results.get("config"), str):
-                try:
-                    results["config"] = json.loads(results["config"])
-                except ValueError:
-                    results["config"] = {}
-            entries.append(RunEntry(str(results.get("run_id")), results, name, split=results.get("split")))
+    if source.startswith("hub:"):
+        entries = _dataset_runs(source[4:], token)
+    elif is_results_dataset(Path(source).expanduser()):
+        entries = _dataset_runs(str(Path(source).expanduser()), token)
     else:
-        folder = Path(source).expanduser()
-        if not folder.exists():
-            raise RunsError(f"{source}: no such run folder")
-        entries = []
-        for path in find_results_files(folder):
-            try:  # a malformed results file is left out (named in `problems`); the other runs still show
-                run = Run(read_results(path), path, Path())
-            except RunFileError as exc:
-                problems.append(str(exc).replace(str(folder), source))
-                continue
-            entries.append(RunEntry(run.run_id, run.results, source, samples_path=samples_path_for(path, run.results)))
+        entries = _folder_runs(source, [] if problems is None else problems)
     if not entries:
         raise RunsError(f"{source}: no finished run (no results_*.json, and not a results dataset)")
     return sorted(entries, key=lambda e: str(e.results.get("created") or ""), reverse=True)
@@ -123,8 +140,6 @@ def load_rows(entry: RunEntry, max_rows: int, token=None) -> list[dict]:
             data = _dataset(entry.source, "samples", entry.split, token)
             rows = [_row(r) for r in data.select(range(min(len(data), max_rows))).to_list()]
         else:
-            from aloe_bench.core.run_files import read_samples
-
             try:
                 rows = read_samples(entry.samples_path)[:max_rows]
             except RunFileError as exc:

@@ -156,3 +156,12 @@ def test_the_rate_tab_reads_a_results_dataset_folder_through_the_same_reader(run
     items = load_items(str(tmp_path / "dataset"), "20261202T000000")
     assert [(i.persona_id, i.turn, i.reply) for i in items] == [
         (PERSONAS[0], 1, "REPLY-B-evp01__evq01-1"), (PERSONAS[0], 2, "REPLY-B-evp01__evq01-2")]
+
+
+def test_a_malformed_results_file_is_named_and_the_other_runs_still_show(runs_dir):
+    (runs_dir / "broken").mkdir()
+    (runs_dir / "broken" / "results_x.json").write_text("{not json")
+    runs_tab, state = tab(runs_dir)
+    out = runs_tab.on_load(str(runs_dir), state)
+    assert "2 run(s)" in out[3] and "Skipped 1 unreadable" in out[3] and "results_x.json" in out[3]
+    assert "no such run folder" in runs_tab.on_load(str(runs_dir / "nope"), state)[3]
