@@ -223,7 +223,8 @@ def summary_markdown(entry: RunEntry, persona_id: str | None = None, rows: list[
         lines.append("AL_avg per criterion: " + " · ".join(per_criterion))
     simulator = results.get("simulator")
     if isinstance(simulator, dict) and isinstance(simulator.get("overall"), dict):
-        lines.append("simulator: " + ", ".join(f"{k} {v}" for k, v in list(simulator["overall"].items())[:6]))
+        overall = ", ".join(f"{k} {v}" for k, v in list(simulator["overall"].items())[:8])
+        lines.append("simulator: " + clip_text(overall, 400))
     if persona_id is not None and rows is not None:
         scores = [_number(r.get("score")) for r in rows]
         lines.append(f"persona `{persona_id}`: {len(rows)} turn(s), scores {', '.join(scores) or '—'}")
