@@ -20,7 +20,7 @@ from pathlib import Path
 from aloe_bench.core import schema
 from aloe_bench.core.errors import AloeError, ConfigError
 from aloe_bench.core.eval_results import benchmark_eval_yaml
-from aloe_bench.core.dataset_folder import check_dataset_folder, load_dataset_source
+from aloe_bench.core.dataset_folder import check_dataset_folder, load_dataset_source, save_dataset_card
 from aloe_bench.core.io import PersonaFileError, atomic_write_text
 from aloe_bench.core.personas import load_persona_set, read_jsonl
 
@@ -356,6 +356,7 @@ def _card_body(cfg: BuildConfig, rows: dict, counts: dict, meta: dict | None, li
 def build_dataset(cfg: BuildConfig) -> dict:
     """Validate the input, write every config into a temp folder, check it loads, then rename it into place."""
     from datasets import Dataset
+    from huggingface_hub import DatasetCard
 
     source = Path(cfg.conversations)
     if cfg.format == "aloe-release":
@@ -388,7 +389,7 @@ def build_dataset(cfg: BuildConfig) -> dict:
             for split in present_splits(rows, name):
                 Dataset.from_list(splits[split], features=schema.CONFIGS[name]).to_parquet(
                     str(tmp / name / f"{split}-00000-of-00001.parquet"))
-        atomic_write_text(tmp / "README.md", render_dataset_card(cfg, rows, counts, meta))
+        save_dataset_card(tmp, DatasetCard(render_dataset_card(cfg, rows, counts, meta)))
         atomic_write_text(tmp / EVAL_FILE, benchmark_eval_yaml())
         loaded = {}
         for name in SPLITS:  # the folder must load exactly as the Hub would load it
