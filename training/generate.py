@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -95,6 +95,18 @@ def run_meta(cfg: GenerateConfig, backends: dict[str, ChatBackend], prompts) -> 
     }
 
 
+def recorded_settings(meta: dict) -> dict:
+    """A folder's recorded settings; one from before `pair_order` existed judged pairs once."""
+    return {"pair_order": "once", **(meta.get("settings") or {})}
+
+
+def resolve_pair_order(cfg: GenerateConfig, before: dict | None) -> GenerateConfig:
+    """`cfg` with its pair order settled: as given, else the folder's recorded one, else `both` (a new run)."""
+    if cfg.pair_order is not None:
+        return cfg
+    return replace(cfg, pair_order=recorded_settings(before)["pair_order"] if before else "both")
+
+
 def generate_conversations(cfg: GenerateConfig, backends: dict[str, ChatBackend] | None = None) -> dict:
     """Run (or resume) generation; returns counts. Refuses to mix runs with different settings in one folder."""
     from tqdm.auto import tqdm
@@ -107,13 +119,14 @@ def generate_conversations(cfg: GenerateConfig, backends: dict[str, ChatBackend]
     prompts = load_prompts()
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
+    meta_path = out / META_FILE
+    before = read_json(meta_path) if meta_path.exists() else None
+    cfg = resolve_pair_order(cfg, before)
     backends = backends or build_backends(cfg)
     meta = run_meta(cfg, backends, prompts)
-    meta_path = out / META_FILE
-    if meta_path.exists():
-        before = read_json(meta_path)
-        if {k: before.get(k) for k in ("prompts", "pools", "settings")} != {k: meta[k] for k in ("prompts", "pools",
-                                                                                                   "settings")}:
+    if before is not None:
+        recorded = {"prompts": before.get("prompts"), "pools": before.get("pools"), "settings": recorded_settings(before)}
+        if recorded != {k: meta[k] for k in ("prompts", "pools", "settings")}:
             raise ConfigError(f"{out} holds a generation run with other settings, pools or prompts "
                              f"(see {meta_path}); use another --output_dir")
     atomic_write_json(meta_path, {**meta, "status": "running"})
@@ -147,7 +160,7 @@ def generate_conversations(cfg: GenerateConfig, backends: dict[str, ChatBackend]
     meta["resolved"] = {"judge_scoring": generator.judge_scoring, "induction_parse": generator.induction_parse}
     atomic_write_json(meta_path, {**meta, "status": "finished", "counts": counts})
     return {**counts, "conversations_file": str(conv_path), "judge_scoring": generator.judge_scoring,
-            "induction_parse": generator.induction_parse}
+            "induction_parse": generator.induction_parse, "pair_order": cfg.pair_order}
 
 
 def _play(generator: ConversationGenerator, todo: list[PairConversation], cfg: GenerateConfig,
