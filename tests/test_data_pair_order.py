@@ -115,3 +115,15 @@ def test_order_ties_stay_out_of_dpo_and_the_card_reports_the_rates(tmp_path):
     card = (tmp_path / "hub" / "README.md").read_text()
     assert f"position consistency of the pair judge: {counts['position_consistency']:.3f}" in card
     assert f"order ties: {counts['order_ties']}" in card and "in both orders" in card
+
+
+@pytest.mark.parametrize("flag", ["--pair_order", "--pair-order"])
+def test_the_command_line_names_the_pair_order_either_way(flag):
+    from aloe_bench.commands.main import build_parser
+    from aloe_bench.core.recipes import dataclass_from_args
+
+    args = build_parser().parse_args(["generate", flag, "once"])
+    assert dataclass_from_args(args, GenerateConfig).pair_order == "once"
+    assert dataclass_from_args(build_parser().parse_args(["generate"]), GenerateConfig).pair_order is None
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["generate", flag, "twice"])

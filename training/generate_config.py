@@ -34,7 +34,7 @@ class GenerateConfig:
         "help": "strict (needs Profile:/Personality: lines) | lenient (an unlabelled answer counts as profile facts, "
                 "flagged per turn) | auto = lenient for embedded, strict otherwise."})
     pair_order: str | None = field(default=None, metadata={
-        "help": "once (the pair judge sees the two replies in one random order) | both (asked again with the "
+        "choices": ["once", "both"], "help": "once (the pair judge sees the two replies in one random order) | both (asked again with the "
                 "replies swapped; disagreeing verdicts are order ties, left out of the pairs). Default: both for a "
                 "new output_dir, the recorded setting when resuming one (once for a folder from before)."})
     max_retries: int = field(default=2, metadata={"help": "Retries of a failed or unparsable step."})
