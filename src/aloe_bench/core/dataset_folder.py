@@ -7,7 +7,7 @@ README, a card without `configs`, a config or split that is not declared, a `dat
 matches nothing, a file that is not parquet, a missing column or a column of the wrong type. Readers
 (persona sets from a dataset folder) and `aloe dataset push` call it before handing the folder on.
 Every writer of such a folder saves its card with `save_dataset_card`, which describes the data files in the
-card's `dataset_info` (see docs/results.md: why plain `load_dataset(folder)` then reads the current build).
+card's `dataset_info` (docs/training.md says why plain `load_dataset(folder)` then reads the current build).
 """
 
 from __future__ import annotations
