@@ -144,6 +144,8 @@ def _play(generator: ConversationGenerator, todo: list[PairConversation], cfg: G
             write(conv)
 
     def show_turn(turn: int) -> None:
-        bar.set_postfix(turn=f"{turn}/{cfg.turns}", **{f"{k}_fail": v for k, v in generator.failures.items() if v})
+        ties = {"order_ties": generator.order_ties} if generator.order_ties else {}
+        bar.set_postfix(turn=f"{turn}/{cfg.turns}", **{f"{k}_fail": v for k, v in generator.failures.items() if v},
+                        **ties)
 
     run_turns(groups_of(todo, cfg.group_size), cfg.turns, play_turn, write_ended, on_turn=show_turn)

@@ -232,8 +232,8 @@ class ConversationGenerator:
         records = [(conv, self._record_turn(conv, turn, message, induction, pref.value, rej.value))
                    for (conv, message, _, induction), pref, rej in zip(ready, preferred, rejected)
                    if self._responders_ok(conv, turn, pref, rej)]
-        for (_, record), verdict in zip(records, self._judge_batch(records, turn)):
-            self._record_verdict(record, verdict)
+        for (_, record), verdicts in zip(records, self._judge_batch(records, turn)):
+            self._record_verdict(record, verdicts)
 
     def _judge_batch(self, records: list[tuple[PairConversation, dict]], turn: int) -> list[list[Answer]]:
         """The pair judge's verdicts on each recorded turn (one per order), in one batch: "preferred"/"rejected"
