@@ -127,3 +127,11 @@ def test_the_command_line_names_the_pair_order_either_way(flag):
     assert dataclass_from_args(build_parser().parse_args(["generate"]), GenerateConfig).pair_order is None
     with pytest.raises(SystemExit):
         build_parser().parse_args(["generate", flag, "twice"])
+
+
+def test_a_folder_of_order_ties_only_builds_no_pairs_and_says_why(tmp_path):
+    from aloe_bench.training.dataset import DatasetBuildError
+
+    generate_conversations(_cfg(tmp_path), backends=_roles(RoleBackend(judge_answer="[[A]]")))
+    with pytest.raises(DatasetBuildError, match=r"no rows for config\(s\) sft, dpo .*order ties: 6, judge failures: 0"):
+        build_dataset(BuildConfig(conversations=str(tmp_path / "run"), output_dir=str(tmp_path / "hub")))

@@ -387,7 +387,8 @@ def build_dataset(cfg: BuildConfig) -> dict:
     empty = [name for name in SPLITS if not present_splits(rows, name)]
     if empty:
         raise DatasetBuildError(f"{source}: no rows for config(s) {', '.join(empty)} (turns with a judge verdict: "
-                                f"{counts['judge_picked_preferred'] + counts['judge_picked_rejected']}); "
+                                f"{counts['judge_picked_preferred'] + counts['judge_picked_rejected']}, order ties: "
+                                f"{counts['order_ties']}, judge failures: {counts['judge_failures']}); "
                                 "a Hub config needs at least one row")
     for record in records:
         record.pop("_line", None)
