@@ -28,9 +28,6 @@ def pair_judge_messages(prompt, persona: Persona, message: str, reply_a: str, re
     return [{"role": "system", "content": prompt["system"]}, {"role": "user", "content": prompt.render("user", **values)}]
 
 
-PAIR_ORDERS = ("once", "both")
-
-
 def pair_judge_request(prompt, persona: Persona, turn: dict, swapped: bool = False) -> tuple[list[dict], dict[str, str]]:
     """The judge's request for a recorded turn, and which reply each letter stands for; `swapped` shows the
     replies the other way round from the turn's `preferred_position`."""
