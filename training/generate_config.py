@@ -14,7 +14,10 @@ ROLES = ("user", "induction", "preferred", "rejected", "judge")
 
 @dataclass
 class GenerateConfig:
-    """One generation run; re-running the same command resumes it (finished conversations are skipped)."""
+    """One generation run; re-running the same command resumes it (finished conversations are skipped).
+
+    How its backends are built (API key variable, timeouts, engine, ...) is `BackendOptions`, parsed beside it.
+    """
 
     output_dir: str = field(default="data/generated", metadata={"help": "Holds conversations.jsonl, generation.json, cache."})
     profiles: str | None = field(default=None, metadata={"help": "Profile pool file (default: packaged seeds)."})
@@ -27,12 +30,15 @@ class GenerateConfig:
     rejected_model: str = field(default="embedded", metadata={"help": "Rejected responder spec."})
     judge_model: str = field(default="embedded", metadata={"help": "Pair judge spec."})
     base_url: str | None = field(default=None, metadata={"help": "OpenAI-compatible base URL for openai: specs."})
-    api_key_env: str = field(default="OPENAI_API_KEY", metadata={"help": "Env var holding the API key."})
     judge_scoring: str = field(default="auto", metadata={
         "help": "auto | text ([[A]]/[[B]] answer) | logprobs (P(A) vs P(B)); auto = logprobs for embedded."})
     induction_parse: str = field(default="auto", metadata={
         "help": "strict (needs Profile:/Personality: lines) | lenient (an unlabelled answer counts as profile facts, "
                 "flagged per turn) | auto = lenient for embedded, strict otherwise."})
+    pair_order: str | None = field(default=None, metadata={
+        "choices": ["once", "both"], "help": "once (the pair judge sees the two replies in one random order) | both (asked again with the "
+                "replies swapped; disagreeing verdicts are order ties, left out of the pairs). Default: both for a "
+                "new output_dir, the recorded setting when resuming one (once for a folder from before)."})
     max_retries: int = field(default=2, metadata={"help": "Retries of a failed or unparsable step."})
     retry_temperature: float = field(default=0.7, metadata={"help": "Temperature of retries."})
     user_max_new_tokens: int = field(default=64, metadata={"help": "Max new tokens of the user simulator."})
@@ -47,9 +53,6 @@ class GenerateConfig:
                 "conversations turn by turn, one batched call per role)."})
     seed: int = field(default=0, metadata={"help": "Seed of pair sampling, judge order and continuation."})
     cache: bool = field(default=True, metadata={"help": "Keep a request cache in output_dir (repeats are free)."})
-    request_timeout_s: float = field(default=120.0, metadata={"help": "Timeout of one request to an endpoint."})
-    request_max_retries: int = field(default=4, metadata={
-        "help": "Retries (with backoff) of a failed endpoint request before the step counts as failed."})
     progress: bool = field(default=True, metadata={"help": "Show a progress bar."})
 
     def __post_init__(self):
@@ -61,6 +64,8 @@ class GenerateConfig:
             raise ConfigError(f"schedule must be free or lockstep, got {self.schedule!r}")
         if self.induction_parse not in ("auto", "strict", "lenient"):
             raise ConfigError(f"induction_parse {self.induction_parse!r}: choose auto, strict or lenient")
+        if self.pair_order not in (None, "once", "both"):
+            raise ConfigError(f"pair_order {self.pair_order!r}: choose once or both")
         if self.judge_scoring not in ("auto", "text", "logprobs"):
             raise ConfigError(f"judge_scoring {self.judge_scoring!r}: choose auto, text or logprobs")
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from aloe_bench.core.backends import BackendOptions
 from aloe_bench.core.errors import ConfigError
 from aloe_bench.core.io import PersonaFileError, append_jsonl, atomic_write_json, atomic_write_jsonl
 from aloe_bench.core.personas import PoolItem, packaged_data, read_jsonl, read_pool
@@ -36,7 +37,6 @@ class GrowConfig:
     seeds: str | None = field(default=None, metadata={"help": "Seed pool file (default: the packaged 24 seeds)."})
     model: str = field(default="embedded", metadata={"help": "Generator spec: embedded, ORG/NAME, folder, openai:NAME."})
     base_url: str | None = field(default=None, metadata={"help": "OpenAI-compatible base URL for the generator."})
-    api_key_env: str = field(default="OPENAI_API_KEY", metadata={"help": "Env var holding the API key."})
     embedder: str | None = field(default=None, metadata={"help": "sentence-transformers model (default: bundled MiniLM)."})
     threshold: float = field(default=0.6, metadata={"help": "Drop a candidate whose cosine to any item exceeds this."})
     min_similarity: float = field(default=0.0, metadata={
@@ -286,17 +286,21 @@ def grow_requests(cfg: GrowConfig, pool: list[PoolItem], round_number: int, prom
     return requests
 
 
-def grow_pool(cfg: GrowConfig, backend=None, embedder=None) -> dict:
-    """Run (or resume) rounds until a stop rule fires; returns a summary. Each round is committed whole."""
+def grow_pool(cfg: GrowConfig, backend=None, embedder=None, options: BackendOptions | None = None) -> dict:
+    """Run (or resume) rounds until a stop rule fires; returns a summary. Each round is committed whole.
+
+    `backend` replaces the generator `cfg.model` names (tests); `options` builds it otherwise.
+    """
     from tqdm.auto import tqdm
 
-    from aloe_bench.core.backends import BackendOptions, build_backend
-    from aloe_bench.core.backends import GenerationConfig
+    from aloe_bench.core.backends import GenerationConfig, build_backend
     from aloe_bench.core.prompts import load_prompts
 
     prompts = load_prompts()
+    options = options or BackendOptions()
+    options.check_roles(("generator",))
     if backend is None:
-        backend = build_backend(cfg.model, BackendOptions(api_key_env=cfg.api_key_env), base_url=cfg.base_url)
+        backend = build_backend(cfg.model, options.for_role("generator"), base_url=cfg.base_url)
     embedder = embedder or load_embedder(cfg.embedder)
     embedder_name = getattr(embedder, "aloe_name", cfg.embedder or "sentence-transformers")
     state = open_pool(cfg)
@@ -393,8 +397,10 @@ def read_any_pool(source: str, prefix: str) -> list[PoolItem]:
     return read_pool(path, prefix)
 
 
-def pool_overlap(a: list[PoolItem], b: list[PoolItem], embedder, top: int = 10) -> dict:
-    """The `top` most similar (a, b) pairs and, per item of `a`, its best match in `b` (summary stats)."""
+def pool_overlap(a: list[PoolItem], b: list[PoolItem], embedder, top: int = 10, threshold: float | None = None) -> dict:
+    """The `top` most similar (a, b) pairs, per item of `a` its best match in `b` (summary stats), and, with a
+    `threshold`, how many of all the pairs and of `a`'s items lie above it: counts over the whole similarity
+    matrix, whatever `top` lists."""
     emb_a, emb_b = embed(embedder, [x.text for x in a]), embed(embedder, [x.text for x in b])
     sims = emb_a @ emb_b.T
     flat = np.argsort(sims, axis=None)[::-1][:top]
@@ -404,6 +410,9 @@ def pool_overlap(a: list[PoolItem], b: list[PoolItem], embedder, top: int = 10) 
         pairs.append({"similarity": round(float(sims[i, j]), 4), "a_id": a[i].id, "b_id": b[j].id,
                       "a_text": a[i].text, "b_text": b[j].text})
     best = sims.max(axis=1)
-    return {"a_items": len(a), "b_items": len(b), "max_similarity": round(float(best.max()), 4),
-            "mean_best_similarity": round(float(best.mean()), 4),
-            "closest_pairs": pairs}
+    report = {"a_items": len(a), "b_items": len(b), "max_similarity": round(float(best.max()), 4),
+              "mean_best_similarity": round(float(best.mean()), 4)}
+    if threshold is not None:
+        report |= {"threshold": threshold, "pairs_above_threshold": int((sims > threshold).sum()),
+                   "a_items_above_threshold": int((best > threshold).sum())}
+    return {**report, "closest_pairs": pairs}

@@ -14,29 +14,31 @@ class OverlapConfig:
                              "help": "Pool file (.jsonl) or folder of pools, or 'default' for the packaged eval set."})
     b: str = field(metadata={"positional": True,
                              "help": "Second pool file or folder, or 'seeds' for the packaged training seeds."})
-    top: int = 10
+    top: int = field(default=10, metadata={"help": "How many of the closest pairs to list (counts cover all pairs)."})
     embedder: str | None = field(default=None, metadata={
         "help": "sentence-transformers model (default: bundled MiniLM)."})
     threshold: float = field(default=0.6, metadata={"help": "Exit 1 when any pair is above it."})
 
 
 def register(sub) -> None:
+    from aloe_bench.core.backends import BackendOptions
     from aloe_bench.core.recipes import add_command_group, add_recipe_command
     from aloe_bench.training.persona_pools import GrowConfig
 
     actions = add_command_group(sub, "personas", "Persona pools: grow one by self-generation, compare two.",
                                 metavar="ACTION")
-    add_recipe_command(actions, "grow", [GrowConfig], _grow,
+    add_recipe_command(actions, "grow", [GrowConfig, BackendOptions], _grow,
                        "Expand a profile or personality pool by self-generation with embedding de-duplication.")
     add_recipe_command(actions, "overlap", [OverlapConfig], _overlap,
                        "Closest pairs between two pools (e.g. eval vs training).")
 
 
 def _grow(args) -> int:
+    from aloe_bench.core.backends import BackendOptions
     from aloe_bench.core.recipes import dataclass_from_args
     from aloe_bench.training.persona_pools import GrowConfig, grow_pool
 
-    summary = grow_pool(dataclass_from_args(args, GrowConfig))
+    summary = grow_pool(dataclass_from_args(args, GrowConfig), options=dataclass_from_args(args, BackendOptions))
     summary.pop("config", None)
     print(json.dumps(summary, indent=2))
     return 0
@@ -61,8 +63,6 @@ def _overlap(args) -> int:
 
     cfg = dataclass_from_args(args, OverlapConfig)
     a, b = _resolve_pool(cfg.a, "a:"), _resolve_pool(cfg.b, "b:")
-    report = pool_overlap(a, b, load_embedder(cfg.embedder), top=cfg.top)
-    report["threshold"] = cfg.threshold
-    report["pairs_above_threshold"] = sum(p["similarity"] > cfg.threshold for p in report["closest_pairs"])
+    report = pool_overlap(a, b, load_embedder(cfg.embedder), top=cfg.top, threshold=cfg.threshold)
     print(json.dumps(report, indent=2, ensure_ascii=False))
-    return 1 if report["max_similarity"] > cfg.threshold else 0
+    return 1 if report["pairs_above_threshold"] else 0
