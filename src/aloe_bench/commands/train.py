@@ -1,4 +1,4 @@
-"""`aloe train sft|dpo|kto|card|pairs`: TRL training from YAML recipes (CLI flags override), cards and uploads.
+"""`aloe train sft|dpo|kto|online|card|pairs`: TRL training from YAML recipes (CLI flags override), cards and uploads.
 
 `run_stage` runs one stage from a list of flags: `aloe reproduce` trains through it.
 """
@@ -120,6 +120,20 @@ def _pairs(args) -> int:
     return 0
 
 
+def _online_types() -> list:
+    from aloe_bench.training.online import OnlineConfig
+
+    return [OnlineConfig]
+
+
+def _online(args) -> int:
+    from aloe_bench.training.online import OnlineConfig, run_online
+
+    table = run_online(dataclass_from_args(args, OnlineConfig))
+    print(f"rounds: {len(table)}; table: {args.output_dir}/rounds.json")
+    return 0
+
+
 def register(sub) -> None:
     stages = add_command_group(sub, "train", "Train with TRL: SFT, then DPO / IPO (--loss_type ipo) / KTO.",
                                metavar="STAGE")
@@ -131,6 +145,8 @@ def register(sub) -> None:
                        "(Re)write a checkpoint's model card and push folder; optionally upload.")
     add_recipe_command(stages, "pairs", [PairsConfig], _pairs,
                        "Held-out preference accuracy/margins of a model against a reference.")
+    add_recipe_command(stages, "online", _online_types, _online,
+                       "Iterative preference rounds (DPO / IPO / KTO) on the policy's own judged conversations.")
 
 
 STAGE_HELP = {

@@ -1,0 +1,161 @@
+"""`aloe train online`: rollouts, pairs, KTO labels, refusals and resume, on scripted backends (no model)."""
+
+import json
+import re
+
+import pytest
+
+from aloe_bench.core.errors import ConfigError
+from aloe_bench.testing.backends import ScriptedBackend
+from aloe_bench.training.online import (OnlineConfig, RoundDataError, dpo_pairs, kto_rows, overlap_report,
+                                        run_online)
+
+WORDS = ["alpha", "beta", "gamma"]
+
+
+def policy_reply(messages, config):
+    return f"{WORDS[config.seed % 3]} reply"
+
+
+def judge_by_word(scores):
+    """A judge answering by the candidate word it is shown; None answers garbage (a failed judgement)."""
+    def answer(messages, config):
+        text = messages[-1]["content"]
+        for word, score in scores.items():
+            if f"{word} reply" in text:
+                return "no idea" if score is None else str(score)
+        return "3"
+    return answer
+
+
+def persona_file(tmp_path, n=2):
+    path = tmp_path / "train.jsonl"
+    path.write_text("".join(json.dumps({"profile": f"Trainee {i} builds wooden boats on a quiet lake.",
+                                        "personality": "Curt and practical."}) + "\n" for i in range(n)))
+    return str(path)
+
+
+def fake_train(calls):
+    def train(cfg, policy_path, data_folder, config, out):
+        calls.append((policy_path, str(data_folder), config))
+        out.mkdir(parents=True, exist_ok=True)
+        return {"train": {"train_loss": 0.5}}
+    return train
+
+
+def run(tmp_path, scores, train_calls, **overrides):
+    policies = []
+
+    def policy(path):
+        backend = ScriptedBackend(fn=policy_reply, name=str(path))
+        policies.append(backend)
+        return backend
+    cfg = OnlineConfig(personas=persona_file(tmp_path), output_dir=str(tmp_path / "out"),
+                       **{"rounds": 2, "turns": 2, "candidates": 3, **overrides})
+    table = run_online(cfg, policy_backend=policy, user_backend=ScriptedBackend(["Tell me about sailing then."]),
+                       judge_backend=ScriptedBackend(fn=judge_by_word(scores)), train_fn=fake_train(train_calls))
+    return table, policies
+
+
+def read_rows(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_pairs_reject_the_policys_own_worst_and_count_failures(tmp_path):
+    calls = []
+    table, _ = run(tmp_path, {"alpha": 2, "beta": 5, "gamma": None}, calls)
+    assert [e["round"] for e in table] == [1, 2]
+    assert calls[1][0].endswith("round-01/checkpoint")  # round 2 trains from round 1's checkpoint
+    import datasets
+    rows = read_rows(tmp_path / "out/round-01/rollouts.jsonl")
+    assert len(rows) == 4
+    pairs = datasets.load_dataset(str(tmp_path / "out/round-01/data"), "dpo", split="train")
+    assert len(pairs) == 4
+    for pair in pairs:
+        assert pair["rejected"][0]["content"] == "alpha reply" and pair["chosen"][0]["content"] == "beta reply"
+    data = table[0]["data"]
+    assert data["failed_candidates"] == 4 and data["pairs"] == 4
+    for row in rows:  # the gamma candidate is recorded as a failure, never a number; best continues
+        assert row["candidates"][row["continued"]]["reply"] == "beta reply"
+        assert any(c["score"] is None and c["error"] for c in row["candidates"])
+    assert json.loads((tmp_path / "out/rounds.json").read_text())["rounds"][1]["round"] == 2
+
+
+def test_ties_and_close_pairs_are_dropped_and_counted():
+    row = {"history": [], "user": "hi", "candidates": [{"reply": "a", "score": 3}, {"reply": "b", "score": 3}]}
+    close = {"history": [], "user": "hi", "candidates": [{"reply": "a", "score": 3}, {"reply": "b", "score": 3.2}]}
+    failed = {"history": [], "user": "hi", "candidates": [{"reply": "a", "score": None}, {"reply": "b", "score": 4}]}
+    pairs, counts = dpo_pairs([row, close, failed], margin=0.5)
+    assert pairs == [] and counts["ties"] == 1 and counts["below_margin"] == 1 and counts["too_few"] == 1
+    assert counts["failed_candidates"] == 1
+
+
+def test_a_round_of_ties_stops_with_one_line(tmp_path):
+    with pytest.raises(RoundDataError, match="no usable pair"):
+        run(tmp_path, {"alpha": 4, "beta": 4, "gamma": 4}, [])
+
+
+def test_kto_labels_follow_the_threshold():
+    rows = [{"history": [], "user": "hi", "candidates": [{"reply": "a", "score": 2}, {"reply": "b", "score": 4},
+                                                           {"reply": "c", "score": None}]}]
+    out, counts = kto_rows(rows, "3")
+    assert [r["label"] for r in out] == [False, True] and counts["failed_candidates"] == 1
+    out, counts = kto_rows(rows, "median")
+    assert counts["threshold"] == 3 and [r["label"] for r in out] == [False, True]
+    with pytest.raises(RoundDataError, match="one side"):
+        kto_rows(rows, "1")
+
+
+def test_bad_settings_are_refused():
+    with pytest.raises(ConfigError, match="candidates >= 2"):
+        OnlineConfig(candidates=1, method="dpo")
+    with pytest.raises(ConfigError, match="temperature"):
+        OnlineConfig(candidates=2, temperature=0)
+    with pytest.raises(ConfigError, match="method"):
+        OnlineConfig(method="ppo")
+
+
+def test_eval_personas_copied_into_training_are_refused():
+    from aloe_bench.core.personas import Persona, load_persona_set
+
+    held_out = list(load_persona_set("default"))
+    copy = Persona("leak", "  " + held_out[0].profile.upper() + "!", "Calm.")
+    with pytest.raises(ConfigError, match="verbatim"):
+        overlap_report([copy], held_out)
+    assert overlap_report([Persona("ok", "Builds boats.", "Calm.")], held_out)["verbatim_profiles"] == 0
+
+
+def test_a_killed_run_resumes_at_its_step_and_never_redoes_a_round(tmp_path):
+    calls = []
+
+    def dies(*args):
+        raise KeyboardInterrupt
+    scores = {"alpha": 2, "beta": 5, "gamma": 3}
+    with pytest.raises(KeyboardInterrupt):
+        cfg = OnlineConfig(personas=persona_file(tmp_path), output_dir=str(tmp_path / "out"), rounds=2, turns=2,
+                           candidates=3)
+        run_online(cfg, policy_backend=lambda p: ScriptedBackend(fn=policy_reply), train_fn=dies,
+                   user_backend=ScriptedBackend(["Tell me about sailing then."]),
+                   judge_backend=ScriptedBackend(fn=judge_by_word(scores)))
+    log = tmp_path / "out/round-01/rollouts.jsonl"
+    before = log.read_text()
+    assert (tmp_path / "out/round-01/data/dpo").is_dir()
+    table, policies = run(tmp_path, scores, calls)
+    assert log.read_text() == before  # the rollouts were not redone
+    assert not policies[0].calls  # round 1's policy generated nothing on resume
+    assert len(calls) == 2
+    table, policies = run(tmp_path, scores, calls)  # both rounds finished: nothing is redone
+    assert len(calls) == 2 and not policies and [e["round"] for e in table] == [1, 2]
+
+
+def test_a_torn_rollout_row_is_redone(tmp_path):
+    calls = []
+    scores = {"alpha": 2, "beta": 5, "gamma": 3}
+    run(tmp_path, scores, calls, rounds=1)
+    folder = tmp_path / "out/round-01"
+    text = (folder / "rollouts.jsonl").read_text().splitlines()
+    (folder / "rollouts.jsonl").write_text("\n".join(text[:3]) + "\n" + text[3][:20])
+    for path in [folder / "checkpoint/aloe_round_done.json", folder / "data/aloe_round_data.json"]:
+        path.unlink()
+    run(tmp_path, scores, calls, rounds=1)
+    assert len(read_rows(folder / "rollouts.jsonl")) == 4 and len(calls) == 2

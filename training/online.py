@@ -1,0 +1,327 @@
+"""`aloe train online`: iterative preference rounds on the policy's own conversations with the role-play user.
+
+Each round rolls the current policy out against the role-play user on training personas (K sampled candidates a
+turn, every one scored by the ALOE judge with the full persona, the conversation continuing with the best or a
+random candidate), builds the round's `dpo` / `kto` data from those candidates in the project's dataset layout,
+and trains the round with TRL from the current policy, which is also the reference. Every step leaves a file
+behind, so a killed run resumes at the step it was in and a finished round is never redone. The algorithm and
+the file layout are described in docs/training.md.
+"""
+
+from __future__ import annotations
+
+import random
+import statistics
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from aloe_bench.core.errors import AloeError, ConfigError
+from aloe_bench.core.io import append_jsonl, atomic_write_json, atomic_write_text, read_json, read_jsonl
+
+METHODS = ("dpo", "ipo", "kto")
+CONTINUE_RULES = ("best", "random")
+ROLLOUT_FILE = "rollouts.jsonl"
+DATA_MARKER = "aloe_round_data.json"
+ROUNDS_FILE = "rounds.json"
+ROUND_DONE = "aloe_round_done.json"
+
+
+class RoundDataError(AloeError, ValueError):
+    """A round's rollouts gave nothing to train on (no usable pair, or KTO rows all on one side)."""
+
+
+@dataclass
+class OnlineConfig:
+    """`aloe train online`: the policy, training personas, rollout shape, judge and the per-round trainer."""
+
+    policy: str = field(default="embedded", metadata={"help": "Starting checkpoint: embedded, a Hub id or a folder."})
+    personas: str = field(default="default", metadata={
+        "help": "Training personas: a pool folder, a persona .jsonl, or hub:ORG/NAME (its personas config)."})
+    personas_split: str = field(default="train", metadata={"help": "Split of a dataset's personas config."})
+    max_personas: int | None = field(default=None, metadata={"help": "Use the first N training personas only."})
+    eval_personas: str = field(default="default", metadata={
+        "help": "The eval personas that must stay out of training (refused when copied near-verbatim)."})
+    overlap_threshold: float = field(default=0.95, metadata={
+        "help": "Refuse training personas whose normalised text matches an eval persona (the cosine check at this "
+                "threshold is not built yet; see docs/training.md)."})
+    user_model: str = field(default="embedded", metadata={"help": "The role-play user's model spec."})
+    judge_model: str = field(default="embedded", metadata={"help": "The ALOE judge's model spec."})
+    judge_preset: str = field(default="paper", metadata={"help": "ALOE judge preset: paper or robust."})
+    rounds: int = field(default=2, metadata={"help": "Rounds R."})
+    turns: int = field(default=2, metadata={"help": "Turns T of each rollout conversation."})
+    candidates: int = field(default=2, metadata={"help": "Candidate replies K sampled each turn (>= 2 for pairs)."})
+    temperature: float = field(default=0.8, metadata={"help": "Policy sampling temperature (> 0 when K >= 2)."})
+    top_p: float = field(default=0.95, metadata={"help": "Policy sampling top_p."})
+    max_new_tokens: int = field(default=48, metadata={"help": "Tokens of each candidate reply."})
+    user_max_new_tokens: int = field(default=48, metadata={"help": "Tokens of each role-play user message."})
+    continue_with: str = field(default="best", metadata={
+        "help": "Which candidate continues the conversation: best (RLPA's rule) or random."})
+    method: str = field(default="dpo", metadata={"help": "dpo, ipo or kto."})
+    margin: float = field(default=0.0, metadata={"help": "Drop pairs whose score difference is below this."})
+    kto_threshold: str = field(default="median", metadata={
+        "help": "KTO: desirable at or above this score (a number, or 'median' of the round's scores)."})
+    beta: float = 0.1
+    learning_rate: float = 5.0e-5
+    max_steps: int = field(default=-1, metadata={"help": "Trainer steps per round (-1: one epoch)."})
+    per_device_train_batch_size: int = 2
+    max_length: int = 512
+    use_cpu: bool = False
+    output_dir: str = "runs/online"
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.method not in METHODS:
+            raise ConfigError(f"method {self.method!r}: choose one of {', '.join(METHODS)}")
+        if self.continue_with not in CONTINUE_RULES:
+            raise ConfigError(f"continue_with {self.continue_with!r}: choose best or random")
+        if self.rounds < 1 or self.turns < 1:
+            raise ConfigError("rounds and turns must be >= 1")
+        if self.method in ("dpo", "ipo") and self.candidates < 2:
+            raise ConfigError(f"method {self.method} needs candidates >= 2 (a pair), got {self.candidates}")
+        if self.candidates < 1:
+            raise ConfigError("candidates must be >= 1")
+        if self.candidates >= 2 and not self.temperature:
+            raise ConfigError("candidates >= 2 at temperature 0 gives identical candidates: set temperature > 0")
+        if self.kto_threshold != "median":
+            try:
+                float(self.kto_threshold)
+            except ValueError:
+                raise ConfigError(f"kto_threshold {self.kto_threshold!r}: a number or 'median'") from None
+
+
+# --- eval personas stay out ---------------------------------------------------------------------------------------
+
+def _normal(text: str) -> str:
+    return " ".join("".join(c for c in text.lower() if c.isalnum() or c.isspace()).split())
+
+
+def overlap_report(train, held_out) -> dict:
+    """Refuse training personas whose profile or personality is an eval one's text (normalised); report counts."""
+    eval_texts = {_normal(t) for p in held_out for t in (p.profile, p.personality)}
+    copies = [p.id for p in train if _normal(p.profile) in eval_texts]
+    if copies:
+        raise ConfigError(f"{len(copies)} training persona(s) copy an eval profile verbatim (e.g. {copies[0]}): "
+                          "eval personas stay out of training")
+    shared = sum(_normal(p.personality) in eval_texts for p in train)
+    return {"verbatim_profiles": 0, "shared_personalities": shared, "check": "normalised text"}
+
+
+# --- roll out -----------------------------------------------------------------------------------------------------
+
+def _generation(cfg: OnlineConfig, k: int, turn: int, round_no: int):
+    from aloe_bench.core.backends import GenerationConfig
+
+    seed = cfg.seed + 100_000 * round_no + 1000 * turn + k
+    return GenerationConfig(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p,
+                            seed=seed)
+
+
+def rollout(cfg: OnlineConfig, round_no: int, personas, policy, simulator, judge, log: Path) -> list[dict]:
+    """Roll out T turns per persona, appending one row per (persona, turn) to `log`; turns already logged are kept.
+
+    A row holds the user message, every candidate with its verdict (score None and the error for a failure) and the
+    index of the candidate that continued the conversation.
+    """
+    from aloe_bench.core.backends import GenerationConfig
+    from aloe_bench.core.judge import JudgeItem
+
+    rows = [value for _, value in read_jsonl(log, log=True)] if log.exists() else []
+    histories = {i: [] for i in range(len(personas))}
+    done = {(r["persona"], r["turn"]) for r in rows}
+    for r in sorted(rows, key=lambda r: (r["persona"], r["turn"])):
+        histories[r["persona"]] += [{"role": "user", "content": r["user"]},
+                                    {"role": "assistant", "content": r["candidates"][r["continued"]]["reply"]}]
+    pick = random.Random(cfg.seed + round_no)
+    for turn in range(cfg.turns):
+        todo = [i for i in range(len(personas)) if (i, turn) not in done and len(histories[i]) == 2 * turn]
+        if not todo:
+            continue
+        user_cfg = GenerationConfig(max_new_tokens=cfg.user_max_new_tokens, temperature=0.7,
+                                    seed=cfg.seed + 100_000 * round_no + turn)
+        messages = simulator.next_messages([personas[i] for i in todo], [histories[i] for i in todo], user_cfg)
+        live = [(i, m.text) for i, m in zip(todo, messages) if m.ok]
+        prompts = [histories[i] + [{"role": "user", "content": text}] for i, text in live]
+        candidates = [policy.generate(prompts, _generation(cfg, k, turn, round_no)) for k in range(cfg.candidates)]
+        items, where = [], []
+        for n, (i, text) in enumerate(live):
+            for k in range(cfg.candidates):
+                if candidates[k][n].ok:
+                    items.append(JudgeItem(personas[i], text, candidates[k][n].text, histories[i]))
+                    where.append((n, k))
+        verdicts = dict(zip(where, judge.score(items)))
+        new_rows = []
+        for n, (i, text) in enumerate(live):
+            cands = []
+            for k in range(cfg.candidates):
+                c, v = candidates[k][n], verdicts.get((n, k))
+                cands.append({"reply": c.text, "score": v.score if v else None,
+                              "error": c.error or (v.error or ("unparsable" if v.failed else None) if v else None)})
+            scored = [k for k, c in enumerate(cands) if c["score"] is not None and c["reply"]]
+            usable = scored or [k for k, c in enumerate(cands) if c["reply"]]
+            if not usable:
+                continue  # every candidate failed to generate: this conversation stops here
+            chosen = (max(scored, key=lambda k: cands[k]["score"]) if cfg.continue_with == "best" and scored
+                      else pick.choice(usable))
+            new_rows.append({"persona": i, "turn": turn, "user": text, "history": histories[i],
+                             "candidates": cands, "continued": chosen})
+            histories[i] = histories[i] + [{"role": "user", "content": text},
+                                           {"role": "assistant", "content": cands[chosen]["reply"]}]
+        append_jsonl(log, new_rows)
+        rows += new_rows
+    return rows
+
+
+# --- the round's data ---------------------------------------------------------------------------------------------
+
+def dpo_pairs(rows: list[dict], margin: float) -> tuple[list[dict], dict]:
+    """Best vs the policy's own worst candidate of each turn; ties, close pairs and failures dropped and counted."""
+    pairs, counts = [], {"turns": len(rows), "failed_candidates": 0, "ties": 0, "below_margin": 0, "too_few": 0}
+    for row in rows:
+        scored = [c for c in row["candidates"] if c["score"] is not None and c["reply"]]
+        counts["failed_candidates"] += len(row["candidates"]) - len(scored)
+        if len(scored) < 2:
+            counts["too_few"] += 1
+            continue
+        best = max(scored, key=lambda c: c["score"])
+        worst = min(scored, key=lambda c: c["score"])
+        gap = best["score"] - worst["score"]
+        if gap <= 0:
+            counts["ties"] += 1
+        elif gap < margin:
+            counts["below_margin"] += 1
+        else:
+            prompt = row["history"] + [{"role": "user", "content": row["user"]}]
+            pairs.append({"prompt": prompt, "chosen": [{"role": "assistant", "content": best["reply"]}],
+                          "rejected": [{"role": "assistant", "content": worst["reply"]}],
+                          "score_chosen": best["score"], "score_rejected": worst["score"]})
+    counts["pairs"] = len(pairs)
+    return pairs, counts
+
+
+def kto_rows(rows: list[dict], threshold: str) -> tuple[list[dict], dict]:
+    """Every judged candidate, desirable at or above the threshold (a number or the round's median score)."""
+    judged = [(row, c) for row in rows for c in row["candidates"] if c["score"] is not None and c["reply"]]
+    failed = sum(len(row["candidates"]) for row in rows) - len(judged)
+    if not judged:
+        raise RoundDataError("this round's rollouts have no judged candidate: nothing to train on")
+    cut = statistics.median(c["score"] for _, c in judged) if threshold == "median" else float(threshold)
+    out = [{"prompt": row["history"] + [{"role": "user", "content": row["user"]}],
+            "completion": [{"role": "assistant", "content": c["reply"]}],
+            "label": c["score"] >= cut, "score": c["score"]} for row, c in judged]
+    desirable = sum(r["label"] for r in out)
+    counts = {"rows": len(out), "desirable": desirable, "undesirable": len(out) - desirable, "threshold": cut,
+              "failed_candidates": failed}
+    if desirable in (0, len(out)):
+        raise RoundDataError(f"KTO: all {len(out)} judged replies fall on one side of the threshold {cut:g}: "
+                             "nothing to contrast (set kto_threshold)")
+    return out, counts
+
+
+def write_round_data(folder: Path, config: str, rows: list[dict], counts: dict) -> None:
+    """One dataset folder per round (`<config>/train-00000-of-00001.parquet` + README), loadable with load_dataset."""
+    import datasets
+
+    path = folder / config / "train-00000-of-00001.parquet"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    datasets.Dataset.from_list(rows).to_parquet(str(path))
+    atomic_write_text(folder / "README.md", "---\nconfigs:\n"
+                      f"- config_name: {config}\n  data_files:\n  - split: train\n    path: {config}/train-*.parquet\n"
+                      "  default: true\n---\n\n# One round of `aloe train online`\n\n"
+                      "The policy's own candidates, scored by the ALOE judge; counts in aloe_round_data.json.\n")
+    atomic_write_json(folder / DATA_MARKER, {"config": config, **counts})
+
+
+def build_round_data(cfg: OnlineConfig, rows: list[dict], folder: Path) -> dict:
+    """Build and write the round's data; raise RoundDataError when there is nothing to train on."""
+    if (folder / DATA_MARKER).exists():
+        return read_json(folder / DATA_MARKER)
+    if cfg.method == "kto":
+        data, counts = kto_rows(rows, cfg.kto_threshold)
+        config = "kto"
+    else:
+        data, counts = dpo_pairs(rows, cfg.margin)
+        config = "dpo"
+        if not data:
+            raise RoundDataError(f"this round's rollouts produced no usable pair ({counts}): not training on nothing")
+    write_round_data(folder, config, data, counts)
+    return {"config": config, **counts}
+
+
+# --- training -----------------------------------------------------------------------------------------------------
+
+def train_round(cfg: OnlineConfig, policy_path: str, data_folder: Path, config: str, out: Path) -> dict:
+    """Train one round from `policy_path` (also the reference) on the round's data; save to `out`."""
+    from trl import DPOTrainer, KTOTrainer, ModelConfig
+
+    from .common import AloeArguments, load_split, train_and_save
+    from .stage_configs import AloeDPOConfig, AloeKTOConfig
+
+    common = dict(output_dir=str(out), beta=cfg.beta, learning_rate=cfg.learning_rate, max_steps=cfg.max_steps,
+                  num_train_epochs=1, per_device_train_batch_size=cfg.per_device_train_batch_size,
+                  max_length=cfg.max_length, use_cpu=cfg.use_cpu, bf16=False if cfg.use_cpu else None,
+                  report_to="none", save_strategy="no", logging_steps=1, seed=cfg.seed)
+    if cfg.use_cpu is False:
+        common.pop("bf16")
+    train = load_split(str(data_folder), config, "train")
+    if cfg.method == "kto":
+        args, trainer_cls = AloeKTOConfig(**common), KTOTrainer
+        train = train.select_columns(["prompt", "completion", "label"])
+    else:
+        loss = ["ipo"] if cfg.method == "ipo" else ["sigmoid"]
+        args, trainer_cls = AloeDPOConfig(loss_type=loss, **common), DPOTrainer
+        train = train.select_columns(["prompt", "chosen", "rejected"])
+    metrics = train_and_save(cfg.method, trainer_cls, policy_path, train, None, args,
+                             ModelConfig(model_name_or_path=policy_path), AloeArguments())
+    return metrics
+
+
+# --- the loop -----------------------------------------------------------------------------------------------------
+
+def run_online(cfg: OnlineConfig, *, policy_backend=None, user_backend=None, judge_backend=None,
+               train_fn=train_round) -> list[dict]:
+    """Run (or resume) every round; return the per-round table also written to `output_dir/rounds.json`.
+
+    The backend arguments replace the ones built from the config's specs (tests pass scripted backends; a
+    `policy_backend` callable receives the round's policy path).
+    """
+    from aloe_bench.core.backends import GenerationConfig, build_backend
+    from aloe_bench.core.judge import Judge, JudgeConfig
+    from aloe_bench.core.personas import load_persona_set
+    from aloe_bench.core.simulator import UserSimulator
+
+    from .common import resolve_model
+
+    out = Path(cfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    personas = list(load_persona_set(cfg.personas, split=cfg.personas_split))[:cfg.max_personas]
+    overlap = overlap_report(personas, list(load_persona_set(cfg.eval_personas, split="test")))
+    atomic_write_json(out / "online_config.json", asdict(cfg))
+    user = user_backend or build_backend(cfg.user_model)
+    simulator = UserSimulator(user, GenerationConfig(max_new_tokens=cfg.user_max_new_tokens, temperature=0.7))
+    judge = Judge(judge_backend or build_backend(cfg.judge_model), JudgeConfig(preset=cfg.judge_preset))
+    policy_path = cfg.policy if policy_backend is not None else resolve_model(cfg.policy)[0]
+    table = []
+    for round_no in range(1, cfg.rounds + 1):
+        folder = out / f"round-{round_no:02d}"
+        checkpoint = folder / "checkpoint"
+        if (checkpoint / ROUND_DONE).exists():
+            table.append(read_json(folder / "round.json"))
+            policy_path = str(checkpoint)
+            continue
+        folder.mkdir(parents=True, exist_ok=True)
+        policy = policy_backend(policy_path) if callable(policy_backend) else build_backend(policy_path)
+        rows = rollout(cfg, round_no, personas, policy, simulator, judge, folder / ROLLOUT_FILE)
+        data = build_round_data(cfg, rows, folder / "data")
+        metrics = train_fn(cfg, policy_path, folder / "data", data["config"], checkpoint)
+        scores = [c["score"] for r in rows for c in r["candidates"] if c["score"] is not None]
+        entry = {"round": round_no, "policy": policy_path, "checkpoint": str(checkpoint), "method": cfg.method,
+                 "data": data, "rollout_mean_score": statistics.fmean(scores) if scores else None,
+                 "train_loss": (metrics or {}).get("train", {}).get("train_loss"), "overlap": overlap}
+        atomic_write_json(folder / "round.json", entry)
+        atomic_write_json(checkpoint / ROUND_DONE, {"round": round_no})
+        table.append(entry)
+        policy_path = str(checkpoint)
+        print(f"[online] round {round_no}: {data} mean rollout score {entry['rollout_mean_score']}", flush=True)
+    atomic_write_json(out / ROUNDS_FILE, {"rounds": table, "overlap": overlap,
+                                          "note": "evaluation of each round with the harness is not built yet"})
+    return table
