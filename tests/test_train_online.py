@@ -159,3 +159,39 @@ def test_a_torn_rollout_row_is_redone(tmp_path):
         path.unlink()
     run(tmp_path, scores, calls, rounds=1)
     assert len(read_rows(folder / "rollouts.jsonl")) == 4 and len(calls) == 2
+
+
+def test_local_revision_digests_weight_contents(tmp_path):
+    from aloe_bench.core.backends.hf import folder_revision
+
+    (tmp_path / "config.json").write_text("{}")
+    weights = tmp_path / "model.safetensors"
+    weights.write_bytes(b"a" * 64)
+    first = folder_revision(tmp_path)
+    assert folder_revision(tmp_path) == first
+    weights.write_bytes(b"b" * 64)  # retrained into the same folder: same size, new contents
+    assert folder_revision(tmp_path) != first
+
+
+@pytest.mark.slow
+def test_tiny_preset_runs_two_rounds_on_the_embedded_model(tmp_path):
+    from aloe_bench.commands.main import main
+
+    out = tmp_path / "online"
+    assert main(["train", "online", "--config", "training/recipes/embedded/online_tiny.yaml",
+                 "--output_dir", str(out)]) == 0
+    table = json.loads((out / "rounds.json").read_text())["rounds"]
+    assert [e["round"] for e in table] == [1, 2]
+    assert table[1]["policy"].endswith("round-01/checkpoint")
+    for entry in table:
+        assert entry["data"]["pairs"] >= 1 and entry["rollout_mean_score"] is not None
+        assert (out / f"round-{entry['round']:02d}/checkpoint/model.safetensors").exists()
+
+
+@pytest.mark.parametrize("name", ["online_tiny.yaml"])
+def test_online_presets_parse(name):
+    from aloe_bench.core.recipes import read_recipe
+
+    recipe = read_recipe(f"training/recipes/embedded/{name}", [OnlineConfig])
+    cfg = OnlineConfig(**recipe)
+    assert cfg.use_cpu and cfg.candidates >= 2
