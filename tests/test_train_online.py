@@ -188,7 +188,7 @@ def test_tiny_preset_runs_two_rounds_on_the_embedded_model(tmp_path):
         assert (out / f"round-{entry['round']:02d}/checkpoint/model.safetensors").exists()
 
 
-@pytest.mark.parametrize("name", ["online_tiny.yaml"])
+@pytest.mark.parametrize("name", ["online_tiny.yaml", "online_small.yaml"])
 def test_online_presets_parse(name):
     from aloe_bench.core.recipes import read_recipe
 
