@@ -35,7 +35,7 @@ USER_ERRORS = [  # (module, class): where callers import them from
     ("aloe_bench.training.sft", "TrainingDataError"),
     ("aloe_bench.space.leaderboard", "LeaderboardError"),
     ("aloe_bench.space.rate", "RateError"),
-    ("aloe_bench.space.session", "SpaceError"),
+    ("aloe_bench.space.errors", "SpaceError"),
     ("aloe_bench.commands.hub_space_folder", "DeployError"),
 ]
 KEPT_BASES = {"ConfigError": ValueError, "MissingFileError": FileNotFoundError, "PersonaFileError": ValueError,

@@ -9,65 +9,23 @@ refused. What each role does is in docs/training.md.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from aloe_bench.core.aio import run_sync
 from aloe_bench.core.backends import ChatBackend
 from aloe_bench.core.errors import ConfigError
 from aloe_bench.core.io import append_jsonl, atomic_write_json, read_json
-from aloe_bench.core.judge import format_history
-from aloe_bench.core.personas import Persona
 from aloe_bench.core.schedule import groups_of, run_each, run_turns
 
 from .generate_config import ROLES, GenerateConfig
 from .generated_files import CONVERSATIONS_FILE, META_FILE, count_conversations, load_finished
+from .pair_conversation import ConversationGenerator, PairConversation
 from .persona_pairs import persona_pairs, pool_provenance
-
-if TYPE_CHECKING:
-    from .pair_conversation import ConversationGenerator, PairConversation
 
 PROMPT_NAMES = ("user_simulator", "induction", "responder_preferred", "responder_rejected", "pair_judge",
                 "pair_judge_direct")
-_INDUCED = re.compile(r"^\W*(profile|personality)\W*:\W*?\s*(\w.*|)$", re.IGNORECASE)
-
-
-def parse_induction(text: str) -> tuple[str, str] | None:
-    """`Profile: ...` and `Personality: ...` lines -> (profile facts, personality traits); None if either is missing."""
-    found: dict[str, str] = {}
-    for line in (text or "").splitlines():
-        match = _INDUCED.match(line.strip())
-        if match and match.group(1).lower() not in found:
-            found[match.group(1).lower()] = match.group(2).strip().strip("<>").strip() or "None"
-    if "profile" not in found or "personality" not in found:
-        return None
-    return found["profile"], found["personality"]
-
-
-def parse_induction_strict(text: str) -> tuple[str, str, bool] | None:
-    """`parse_induction` in the shape the generator stores (the flag says the labels were missing: never here)."""
-    parsed = parse_induction(text)
-    return None if parsed is None else (*parsed, False)
-
-
-def parse_induction_lenient(text: str) -> tuple[str, str, bool] | None:
-    """Like `parse_induction`, but an answer without the labels becomes the profile facts (flagged `True`)."""
-    parsed = parse_induction(text)
-    if parsed is not None:
-        return (*parsed, False)
-    cleaned = re.sub(r"\s+", " ", text or "").strip()
-    return (cleaned[:400], "None", True) if cleaned else None
-
-
-def induction_messages(prompts, persona: Persona, history: list[dict]) -> list[dict]:
-    """The induction role sees the whole persona and the conversation, and says which parts have been revealed."""
-    prompt = prompts["induction"]
-    return [{"role": "system", "content": prompt["system"]},
-            {"role": "user", "content": prompt.render("user", profile=persona.profile, personality=persona.personality,
-                                                      history=format_history(history))}]
 
 
 def build_backends(cfg: GenerateConfig, **remote_options) -> dict[str, ChatBackend]:
@@ -101,8 +59,6 @@ def generate_conversations(cfg: GenerateConfig, backends: dict[str, ChatBackend]
 
     from aloe_bench.core.backends.cache import CachedBackend, RequestCache
     from aloe_bench.core.prompts import load_prompts
-
-    from .pair_conversation import ConversationGenerator, PairConversation  # here: it imports this module's induction
 
     prompts = load_prompts()
     out = Path(cfg.output_dir)

@@ -14,11 +14,11 @@ import random
 from dataclasses import dataclass, field, replace
 
 from aloe_bench.core.backends import ChatBackend, Completion, GenerationConfig
+from aloe_bench.core.induction import induction_messages, parse_induction_lenient, parse_induction_strict
 from aloe_bench.core.judge import auto_scoring
 from aloe_bench.core.personas import Persona
 from aloe_bench.core.reask import Answer, Reasker
 
-from .generate import induction_messages, parse_induction_lenient, parse_induction_strict
 from .generate_config import GenerateConfig
 from .pair_judge import LETTERS, letter_parser, pair_judge_request, verdict_from_letter, verdict_from_scores
 
