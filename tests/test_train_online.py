@@ -195,3 +195,25 @@ def test_online_presets_parse(name):
     recipe = read_recipe(f"training/recipes/embedded/{name}", [OnlineConfig])
     cfg = OnlineConfig(**recipe)
     assert cfg.use_cpu and cfg.candidates >= 2
+
+
+def test_each_round_is_evaluated_under_one_protocol_and_plotted(tmp_path):
+    calls, evaluated = [], []
+
+    def evaluate(checkpoint, folder):
+        evaluated.append(checkpoint)
+        al = 2.0 + len(evaluated)
+        return {"metrics": {"AL": [al, al], "AL_avg": al, "IR": 0.0, "N_IR": 0.0,
+                            "intervals": {"AL_avg": [al - 0.5, al + 0.5], "IR": [0, 0], "N_IR": [0, 0]}}}
+    cfg = OnlineConfig(personas=persona_file(tmp_path), output_dir=str(tmp_path / "out"), rounds=2, turns=1,
+                       candidates=3, eval_turns=2)
+    run_online(cfg, policy_backend=lambda p: ScriptedBackend(fn=policy_reply), train_fn=fake_train(calls),
+               user_backend=ScriptedBackend(["Tell me about sailing then."]), evaluate_fn=evaluate,
+               judge_backend=ScriptedBackend(fn=judge_by_word({"alpha": 2, "beta": 5, "gamma": 3})))
+    table = json.loads((tmp_path / "out/rounds.json").read_text())
+    assert [e["eval"]["AL_avg"] for e in table["rounds"]] == [3.0, 4.0]
+    assert evaluated[1].endswith("round-02/checkpoint") and table["eval_protocol"]["turns"] == 2
+    card = (tmp_path / "out/round-02/checkpoint/aloe_rounds.md").read_text()
+    assert "| 1 | 2 |" in card and "| 2 | 2 |" in card and "4.000" in card
+    pytest.importorskip("matplotlib")
+    assert (tmp_path / "out/al_by_round.png").stat().st_size > 0 and table["plot"] == "al_by_round.png"

@@ -66,6 +66,11 @@ class OnlineConfig:
     per_device_train_batch_size: int = 2
     max_length: int = 512
     use_cpu: bool = False
+    eval_turns: int = field(default=0, metadata={
+        "help": "Evaluate each round's checkpoint with the harness on the eval personas for this many turns (0: no "
+                "evaluation). The protocol (user, judge, seed, personas) is the same every round."})
+    eval_max_personas: int | None = field(default=None, metadata={"help": "Evaluate on the first N eval personas."})
+    eval_max_new_tokens: int = field(default=64, metadata={"help": "Reply and user tokens in the per-round eval."})
     output_dir: str = "runs/online"
     seed: int = 0
 
@@ -277,12 +282,66 @@ def train_round(cfg: OnlineConfig, policy_path: str, data_folder: Path, config: 
 
 # --- the loop -----------------------------------------------------------------------------------------------------
 
+def write_al_plot(table: list[dict], path: Path) -> bool:
+    """A PNG of AL_avg (with its interval) by round; False when matplotlib (the `plot` extra) is missing."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    points = [(e["round"], e["eval"]) for e in table if e.get("eval") and e["eval"].get("AL_avg") is not None]
+    if not points:
+        return False
+    figure, axes = plt.subplots(figsize=(5, 3.2))
+    rounds = [r for r, _ in points]
+    means = [m["AL_avg"] for _, m in points]
+    lows = [m - (ev["intervals"]["AL_avg"][0] or m) for m, (_, ev) in zip(means, points)]
+    highs = [(ev["intervals"]["AL_avg"][1] or m) - m for m, (_, ev) in zip(means, points)]
+    axes.errorbar(rounds, means, yerr=[lows, highs], marker="o", capsize=3)
+    axes.set_xlabel("round")
+    axes.set_ylabel("AL_avg (judge score 1-5)")
+    axes.set_xticks(rounds)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return True
+
+
+def eval_summary(results: dict) -> dict:
+    """The per-round table's eval columns from a harness results dict."""
+    metrics = results["metrics"]
+    return {"AL": metrics.get("AL"), **{k: metrics.get(k) for k in ("AL_avg", "IR", "N_IR")},
+            "intervals": {k: (metrics.get("intervals") or {}).get(k) for k in ("AL_avg", "IR", "N_IR")}}
+
+
+def rounds_card_section(cfg: OnlineConfig, table: list[dict]) -> str:
+    """The model card's section listing every round with its data, settings and eval figures."""
+    def num(value):
+        return "n/a" if value is None else f"{value:.3f}"
+
+    lines = ["## Online preference rounds", "",
+             f"Method {cfg.method} (beta {cfg.beta}, lr {cfg.learning_rate}, max_steps {cfg.max_steps}), "
+             f"K={cfg.candidates} candidates at temperature {cfg.temperature}, T={cfg.turns} turns, continue with "
+             f"the {cfg.continue_with} candidate; role-play user `{cfg.user_model}`, judge `{cfg.judge_model}` "
+             f"({cfg.judge_preset}); training personas `{cfg.personas}`, eval personas `{cfg.eval_personas}`.", "",
+             "| round | training rows | rollout mean score | AL_avg | IR | N_IR |", "|---|---|---|---|---|---|"]
+    for e in table:
+        ev = e.get("eval") or {}
+        rows = e["data"].get("pairs", e["data"].get("rows"))
+        lines.append(f"| {e['round']} | {rows} | {num(e['rollout_mean_score'])} | {num(ev.get('AL_avg'))} | "
+                     f"{num(ev.get('IR'))} | {num(ev.get('N_IR'))} |")
+    return "\n".join(lines) + "\n"
+
+
 def run_online(cfg: OnlineConfig, *, policy_backend=None, user_backend=None, judge_backend=None,
-               train_fn=train_round) -> list[dict]:
+               train_fn=train_round, evaluate_fn=None) -> list[dict]:
     """Run (or resume) every round; return the per-round table also written to `output_dir/rounds.json`.
 
     The backend arguments replace the ones built from the config's specs (tests pass scripted backends; a
-    `policy_backend` callable receives the round's policy path).
+    `policy_backend` callable receives the round's policy path). `evaluate_fn(checkpoint, folder)` returns the
+    harness results of a checkpoint (the command passes the harness's; training never imports the harness).
     """
     from aloe_bench.core.backends import GenerationConfig, build_backend
     from aloe_bench.core.judge import Judge, JudgeConfig
@@ -313,15 +372,25 @@ def run_online(cfg: OnlineConfig, *, policy_backend=None, user_backend=None, jud
         rows = rollout(cfg, round_no, personas, policy, simulator, judge, folder / ROLLOUT_FILE)
         data = build_round_data(cfg, rows, folder / "data")
         metrics = train_fn(cfg, policy_path, folder / "data", data["config"], checkpoint)
+        evaluation = (eval_summary(evaluate_fn(str(checkpoint), folder / "eval"))
+                      if evaluate_fn is not None and cfg.eval_turns else None)
         scores = [c["score"] for r in rows for c in r["candidates"] if c["score"] is not None]
         entry = {"round": round_no, "policy": policy_path, "checkpoint": str(checkpoint), "method": cfg.method,
                  "data": data, "rollout_mean_score": statistics.fmean(scores) if scores else None,
-                 "train_loss": (metrics or {}).get("train", {}).get("train_loss"), "overlap": overlap}
+                 "train_loss": (metrics or {}).get("train", {}).get("train_loss"), "eval": evaluation,
+                 "overlap": overlap}
         atomic_write_json(folder / "round.json", entry)
         atomic_write_json(checkpoint / ROUND_DONE, {"round": round_no})
         table.append(entry)
         policy_path = str(checkpoint)
         print(f"[online] round {round_no}: {data} mean rollout score {entry['rollout_mean_score']}", flush=True)
-    atomic_write_json(out / ROUNDS_FILE, {"rounds": table, "overlap": overlap,
-                                          "note": "evaluation of each round with the harness is not built yet"})
+    plotted = write_al_plot(table, out / "al_by_round.png")
+    section = rounds_card_section(cfg, table)
+    atomic_write_text(out / "rounds.md", section)
+    atomic_write_text(Path(table[-1]["checkpoint"]) / "aloe_rounds.md", section)
+    atomic_write_json(out / ROUNDS_FILE, {"rounds": table, "overlap": overlap, "plot": plotted and "al_by_round.png",
+                                          "eval_protocol": {"personas": cfg.eval_personas, "turns": cfg.eval_turns,
+                                                            "max_personas": cfg.eval_max_personas,
+                                                            "user_model": cfg.user_model,
+                                                            "judge_model": cfg.judge_model, "seed": cfg.seed}})
     return table

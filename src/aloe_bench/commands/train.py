@@ -126,10 +126,24 @@ def _online_types() -> list:
     return [OnlineConfig]
 
 
+def _round_evaluator(cfg):
+    """Evaluate a round's checkpoint with the harness under one protocol: same user, judge, personas and seed."""
+    def evaluate(checkpoint: str, folder) -> dict:
+        from aloe_bench.harness import EvalConfig, evaluate_model
+
+        return evaluate_model(EvalConfig(
+            model=checkpoint, user_model=cfg.user_model, judge_model=cfg.judge_model, personas=cfg.eval_personas,
+            max_personas=cfg.eval_max_personas or 0, turns=cfg.eval_turns, judge_preset=cfg.judge_preset,
+            reply_max_new_tokens=cfg.eval_max_new_tokens, user_max_new_tokens=cfg.eval_max_new_tokens,
+            temperature=0.0, seed=cfg.seed, output_dir=str(folder), progress=False))
+    return evaluate
+
+
 def _online(args) -> int:
     from aloe_bench.training.online import OnlineConfig, run_online
 
-    table = run_online(dataclass_from_args(args, OnlineConfig))
+    cfg = dataclass_from_args(args, OnlineConfig)
+    table = run_online(cfg, evaluate_fn=_round_evaluator(cfg))
     print(f"rounds: {len(table)}; table: {args.output_dir}/rounds.json")
     return 0
 
