@@ -50,7 +50,7 @@ def run(tmp_path, scores, train_calls, **overrides):
         backend = ScriptedBackend(fn=policy_reply, name=str(path))
         policies.append(backend)
         return backend
-    cfg = OnlineConfig(personas=persona_file(tmp_path), output_dir=str(tmp_path / "out"),
+    cfg = OnlineConfig(personas=persona_file(tmp_path), output_dir=str(tmp_path / "out"), overlap_check="text",
                        **{"rounds": 2, "turns": 2, "candidates": 3, **overrides})
     table = run_online(cfg, policy_backend=policy, user_backend=ScriptedBackend(["Tell me about sailing then."]),
                        judge_backend=ScriptedBackend(fn=judge_by_word(scores)), train_fn=fake_train(train_calls))
@@ -125,6 +125,29 @@ def test_eval_personas_copied_into_training_are_refused():
     assert overlap_report([Persona("ok", "Builds boats.", "Calm.")], held_out)["verbatim_profiles"] == 0
 
 
+class LetterEmbedder:
+    """A stand-in sentence embedder: unit-norm letter counts (near-identical texts score near 1)."""
+
+    def encode(self, texts, **kwargs):
+        import numpy as np
+
+        rows = np.array([[t.lower().count(c) for c in "abcdefghijklmnopqrstuvwxyz"] for t in texts], dtype=float)
+        return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+
+def test_near_verbatim_eval_profiles_are_refused_and_close_ones_reported():
+    from aloe_bench.core.personas import Persona
+
+    held_out = [Persona("e1", "She is a marine biologist who studies cuttlefish in Hobart.", "Calm.")]
+    near = Persona("t1", "She is a marine biologist who studies the cuttlefish in Hobart.", "Calm.")
+    with pytest.raises(ConfigError, match="near-verbatim"):
+        overlap_report([near], held_out, 0.95, LetterEmbedder())
+    with pytest.warns(UserWarning, match="above 0.6"):
+        report = overlap_report([Persona("t2", "He is a baker who studies bread in Hobart.", "Calm.")], held_out,
+                                0.999, LetterEmbedder())
+    assert report["profiles_above_0_6"] == 1 and report["max_profile_cosine"] < 0.999
+
+
 def test_a_killed_run_resumes_at_its_step_and_never_redoes_a_round(tmp_path):
     calls = []
 
@@ -132,7 +155,8 @@ def test_a_killed_run_resumes_at_its_step_and_never_redoes_a_round(tmp_path):
         raise KeyboardInterrupt
     scores = {"alpha": 2, "beta": 5, "gamma": 3}
     with pytest.raises(KeyboardInterrupt):
-        cfg = OnlineConfig(personas=persona_file(tmp_path), output_dir=str(tmp_path / "out"), rounds=2, turns=2,
+        cfg = OnlineConfig(personas=persona_file(tmp_path), output_dir=str(tmp_path / "out"), overlap_check="text",
+                           rounds=2, turns=2,
                            candidates=3)
         run_online(cfg, policy_backend=lambda p: ScriptedBackend(fn=policy_reply), train_fn=dies,
                    user_backend=ScriptedBackend(["Tell me about sailing then."]),
@@ -205,7 +229,8 @@ def test_each_round_is_evaluated_under_one_protocol_and_plotted(tmp_path):
         al = 2.0 + len(evaluated)
         return {"metrics": {"AL": [al, al], "AL_avg": al, "IR": 0.0, "N_IR": 0.0,
                             "intervals": {"AL_avg": [al - 0.5, al + 0.5], "IR": [0, 0], "N_IR": [0, 0]}}}
-    cfg = OnlineConfig(personas=persona_file(tmp_path), output_dir=str(tmp_path / "out"), rounds=2, turns=1,
+    cfg = OnlineConfig(personas=persona_file(tmp_path), output_dir=str(tmp_path / "out"), overlap_check="text",
+                       rounds=2, turns=1,
                        candidates=3, eval_turns=2)
     run_online(cfg, policy_backend=lambda p: ScriptedBackend(fn=policy_reply), train_fn=fake_train(calls),
                user_backend=ScriptedBackend(["Tell me about sailing then."]), evaluate_fn=evaluate,
