@@ -292,7 +292,8 @@ def train_round(cfg: OnlineConfig, policy_path: str, data_folder: Path, config: 
     common = dict(output_dir=str(out), beta=cfg.beta, learning_rate=cfg.learning_rate, max_steps=cfg.max_steps,
                   num_train_epochs=1, per_device_train_batch_size=cfg.per_device_train_batch_size,
                   max_length=cfg.max_length, use_cpu=cfg.use_cpu, bf16=False if cfg.use_cpu else None,
-                  report_to="none", save_strategy="no", logging_steps=1, seed=cfg.seed)
+                  report_to="none", save_strategy="no", logging_steps=1, seed=cfg.seed,
+                  include_num_input_tokens_seen="non_padding")
     if cfg.use_cpu is False:
         common.pop("bf16")
     train = load_split(str(data_folder), config, "train")
