@@ -221,6 +221,22 @@ def test_online_presets_parse(name):
     assert cfg.use_cpu and cfg.candidates >= 2
 
 
+def test_a_kill_during_eval_does_not_retrain(tmp_path):
+    calls = []
+
+    def dies(checkpoint, folder):
+        raise KeyboardInterrupt
+    cfg = OnlineConfig(personas=persona_file(tmp_path), output_dir=str(tmp_path / "out"), overlap_check="text",
+                       rounds=1, turns=1, candidates=3, eval_turns=1)
+    kwargs = dict(policy_backend=lambda p: ScriptedBackend(fn=policy_reply), train_fn=fake_train(calls),
+                  user_backend=ScriptedBackend(["Tell me about sailing then."]),
+                  judge_backend=ScriptedBackend(fn=judge_by_word({"alpha": 2, "beta": 5, "gamma": 3})))
+    with pytest.raises(KeyboardInterrupt):
+        run_online(cfg, evaluate_fn=dies, **kwargs)
+    run_online(cfg, evaluate_fn=lambda c, f: {"metrics": {"AL_avg": 3.0}}, **kwargs)
+    assert len(calls) == 1
+
+
 def test_each_round_is_evaluated_under_one_protocol_and_plotted(tmp_path):
     calls, evaluated = [], []
 

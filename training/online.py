@@ -406,13 +406,18 @@ def run_online(cfg: OnlineConfig, *, policy_backend=None, user_backend=None, jud
         policy = policy_backend(policy_path) if callable(policy_backend) else build_backend(policy_path)
         rows = rollout(cfg, round_no, personas, policy, simulator, judge, folder / ROLLOUT_FILE)
         data = build_round_data(cfg, rows, folder / "data")
-        metrics = train_fn(cfg, policy_path, folder / "data", data["config"], checkpoint)
+        trained = folder / "train.json"  # written once the checkpoint is saved: a kill during eval keeps it
+        if trained.exists():
+            metrics = read_json(trained)
+        else:
+            metrics = train_fn(cfg, policy_path, folder / "data", data["config"], checkpoint) or {}
+            atomic_write_json(trained, metrics, default=str)
         evaluation = (eval_summary(evaluate_fn(str(checkpoint), folder / "eval"))
                       if evaluate_fn is not None and cfg.eval_turns else None)
         scores = [c["score"] for r in rows for c in r["candidates"] if c["score"] is not None]
         entry = {"round": round_no, "policy": policy_path, "checkpoint": str(checkpoint), "method": cfg.method,
                  "data": data, "rollout_mean_score": statistics.fmean(scores) if scores else None,
-                 "train_loss": (metrics or {}).get("train", {}).get("train_loss"), "eval": evaluation,
+                 "train_loss": metrics.get("train", {}).get("train_loss"), "eval": evaluation,
                  "overlap": overlap}
         atomic_write_json(folder / "round.json", entry)
         atomic_write_json(checkpoint / ROUND_DONE, {"round": round_no})
