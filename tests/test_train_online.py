@@ -179,7 +179,8 @@ def test_a_torn_rollout_row_is_redone(tmp_path):
     folder = tmp_path / "out/round-01"
     text = (folder / "rollouts.jsonl").read_text().splitlines()
     (folder / "rollouts.jsonl").write_text("\n".join(text[:3]) + "\n" + text[3][:20])
-    for path in [folder / "checkpoint/aloe_round_done.json", folder / "data/aloe_round_data.json"]:
+    for path in [folder / "checkpoint/aloe_round_done.json", folder / "data/aloe_round_data.json",
+                 folder / "train.json"]:  # the state of a run killed while rolling out
         path.unlink()
     run(tmp_path, scores, calls, rounds=1)
     assert len(read_rows(folder / "rollouts.jsonl")) == 4 and len(calls) == 2

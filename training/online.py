@@ -326,8 +326,9 @@ def write_al_plot(table: list[dict], path: Path) -> bool:
     figure, axes = plt.subplots(figsize=(5, 3.2))
     rounds = [r for r, _ in points]
     means = [m["AL_avg"] for _, m in points]
-    lows = [m - (ev["intervals"]["AL_avg"][0] or m) for m, (_, ev) in zip(means, points)]
-    highs = [(ev["intervals"]["AL_avg"][1] or m) - m for m, (_, ev) in zip(means, points)]
+    bounds = [(ev.get("intervals") or {}).get("AL_avg") or [None, None] for _, ev in points]
+    lows = [m - (low if low is not None else m) for m, (low, _) in zip(means, bounds)]
+    highs = [(high if high is not None else m) - m for m, (_, high) in zip(means, bounds)]
     axes.errorbar(rounds, means, yerr=[lows, highs], marker="o", capsize=3)
     axes.set_xlabel("round")
     axes.set_ylabel("AL_avg (judge score 1-5)")
