@@ -259,3 +259,12 @@ def test_each_round_is_evaluated_under_one_protocol_and_plotted(tmp_path):
     assert "| 1 | 2 |" in card and "| 2 | 2 |" in card and "4.000" in card
     pytest.importorskip("matplotlib")
     assert (tmp_path / "out/al_by_round.png").stat().st_size > 0 and table["plot"] == "al_by_round.png"
+
+
+def test_flags_override_the_online_recipe():
+    from aloe_bench.core.recipes import RecipeParser, dataclass_from_args
+
+    args = RecipeParser([OnlineConfig]).parse_args(["--config", "training/recipes/embedded/online_tiny.yaml",
+                                                    "--rounds", "5", "--method", "kto"])
+    cfg = dataclass_from_args(args, OnlineConfig)
+    assert cfg.rounds == 5 and cfg.method == "kto" and cfg.max_new_tokens == 16
