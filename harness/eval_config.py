@@ -1,4 +1,8 @@
-"""`EvalConfig`: every knob of an ALOE run; a YAML recipe and CLI flags fill it."""
+"""`EvalConfig`: the settings of an ALOE run; a YAML recipe and CLI flags fill it.
+
+How the backends are built (engine, batch size, device, endpoints' concurrency and timeouts, ...) is not here:
+`aloe eval` parses `BackendOptions` beside this dataclass, under the same flags and recipe keys.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +15,10 @@ SCHEDULES = ("free", "lockstep", "sequential")
 
 @dataclass
 class EvalConfig:
-    """One evaluation run. Model fields take a spec: `embedded`, a Hub id, a folder, or `openai:NAME`."""
+    """One evaluation run. Model fields take a spec: `embedded`, a Hub id, a folder, or `openai:NAME`.
+
+    `harness.protocol.resolve_run` turns it (with the run's `BackendOptions`) into the `EvalRun` the loop reads.
+    """
 
     model: str = field(default="embedded", metadata={"help": "Evaluated model spec."})
     revision: str | None = field(default=None, metadata={"help": "Hub revision of the evaluated model."})
@@ -20,8 +27,6 @@ class EvalConfig:
     user_base_url: str | None = field(default=None, metadata={"help": "Base URL for the user simulator."})
     judge_model: str = field(default="embedded", metadata={"help": "Judge spec."})
     judge_base_url: str | None = field(default=None, metadata={"help": "Base URL for the judge."})
-    api_key_env: str = field(default="OPENAI_API_KEY", metadata={"help": "Env var holding the API key (never logged)."})
-    engine: str = field(default="transformers", metadata={"help": "Local engine: transformers or vllm."})
     protocol: str | None = field(default=None, metadata={
         "help": "paper | smoke: a named preset of the fields marked [preset] (default: paper, or smoke when "
                 "the evaluated model is embedded); a flag given explicitly overrides the preset."})
@@ -50,18 +55,6 @@ class EvalConfig:
     schedule: str = field(default="free", metadata={
         "help": "free (every conversation its own task), lockstep (turn k of all at once) or sequential (one at a "
                 "time, the paper's loop)."})
-    batch_size: int | None = field(default=None, metadata={"help": "Local micro-batch size (default 16 CPU, 64 GPU)."})
-    device: str | None = field(default=None, metadata={"help": "cpu, cuda, cuda:1, mps (default: best available)."})
-    dtype: str | None = field(default=None, metadata={"help": "bfloat16, float16, float32 (default: bf16 on GPU)."})
-    max_concurrency: int = field(default=16, metadata={"help": "Concurrent requests per OpenAI-style endpoint."})
-    requests_per_minute: float | None = field(default=None, metadata={"help": "Rate limit per endpoint."})
-    request_timeout_s: float = field(default=120.0, metadata={"help": "Timeout of one request to an endpoint."})
-    request_max_retries: int = field(default=4, metadata={
-        "help": "Retries (with backoff) of a failed endpoint request before it is recorded as failed."})
-    tensor_parallel_size: int | None = field(default=None, metadata={"help": "vLLM: GPUs per model."})
-    gpu_memory_utilization: float | None = field(default=None, metadata={"help": "vLLM: share of GPU memory."})
-    max_model_len: int | None = field(default=None, metadata={"help": "vLLM: context length."})
-    enable_prefix_caching: bool | None = field(default=None, metadata={"help": "vLLM: reuse shared prompt prefixes."})
     bootstrap_resamples: int = field(default=1000, metadata={"help": "Bootstrap resamples for the intervals."})
     push_to_hub: str | None = field(default=None, metadata={"help": "Results dataset repo id (ORG/NAME) to publish to."})
     public: bool = field(default=False, metadata={"help": "Make a new results dataset repo public (default private)."})

@@ -8,14 +8,17 @@
 
 The default is `paper` unless the evaluated model is `embedded`. A field given explicitly (flag, recipe
 key, keyword) overrides the preset; the run is then recorded as `custom`, with the preset it started from
-and every difference.
+and every difference. `resolve_run` does this once, at the entry (the `aloe eval` handler, the evaluate module,
+reproduce, the benchmarks), into the frozen `EvalRun` that everything below reads.
 """
 
 from __future__ import annotations
 
-from dataclasses import fields, replace
+from dataclasses import dataclass, fields, replace
 
+from aloe_bench.core.backends import BackendOptions, GenerationConfig
 from aloe_bench.core.errors import ConfigError
+from aloe_bench.core.judge import JudgeConfig
 
 from .eval_config import EvalConfig
 
@@ -63,21 +66,25 @@ def resolve(cfg: EvalConfig) -> EvalConfig:
     Idempotent: resolving a resolved config changes nothing (a preset value of None, such as the paper's
     temperature, stays None: "the model's own").
     """
-    name = cfg.protocol or default_protocol(cfg.model)
-    if name not in PROTOCOLS:
-        raise ConfigError(f"protocol {name!r}: choose one of {', '.join(PROTOCOLS)}")
-    preset = PROTOCOLS[name]
-    filled = {k: v for k, v in preset.items() if getattr(cfg, k) is None}
+    name, values = preset(cfg.protocol, cfg.model)
+    filled = {k: v for k, v in values.items() if getattr(cfg, k) is None}
     return replace(cfg, protocol=name, **filled)
 
 
+def preset(protocol: str | None, model: str | None) -> tuple[str, dict]:
+    """The name and values of the preset `protocol` names (None: the default for `model`)."""
+    name = protocol or default_protocol(model)
+    if name not in PROTOCOLS:
+        raise ConfigError(f"protocol {name!r}: choose one of {', '.join(PROTOCOLS)}")
+    return name, PROTOCOLS[name]
+
+
 def describe(cfg: EvalConfig) -> dict:
-    """What a results file says about the protocol of a resolved config.
+    """What a results file says about the protocol of a resolved config (`resolve`'s result).
 
     `{"name": "paper"}` when every preset field has the preset's value, else
     `{"name": "custom", "base": "paper", "differences": {field: {"preset": v, "run": w}}}`.
     """
-    cfg = resolve(cfg)
     preset = PROTOCOLS[cfg.protocol]
     differences = {k: {"preset": v, "run": getattr(cfg, k)} for k, v in preset.items() if getattr(cfg, k) != v}
     if not differences:
@@ -85,37 +92,67 @@ def describe(cfg: EvalConfig) -> dict:
     return {"name": "custom", "base": cfg.protocol, "differences": differences}
 
 
-def run_settings(cfg: EvalConfig) -> dict:
-    """The resolved run settings as a results file records them (and `aloe eval --print-config` prints them).
+@dataclass(frozen=True)
+class EvalRun:
+    """One evaluation with every setting decided: made once at the entry (`resolve_run`), read by everything below.
 
-    Needs no model: generation settings are computed from the config alone.
+    `config` has its protocol named and its preset fields filled; `settings` is what `--print-config` prints and
+    what a results file records under `config` (protocol, run, generation settings).
     """
-    from aloe_bench.core.judge import JudgeConfig
 
+    config: EvalConfig
+    backend: BackendOptions
+    protocol: dict
+    reply_generation: GenerationConfig
+    user_generation: GenerationConfig
+    judge: JudgeConfig
+    settings: dict
+
+
+def resolve_run(cfg: EvalConfig, backend: BackendOptions | None = None) -> EvalRun:
+    """Resolve `cfg`'s protocol once and derive everything the run needs from it; a bad protocol, judge setting
+    or role override raises `ConfigError` here. Loads nothing and reads no model spec (`--print-config` prints
+    the settings of a model that is not there)."""
     cfg = resolve(cfg)
+    backend = backend or BackendOptions()
+    backend.check_roles(ROLES)
+    # the paper's temperature None leaves top_p to the model too
+    reply = GenerationConfig(cfg.reply_max_new_tokens, cfg.temperature,
+                             top_p=None if cfg.temperature is None else 1.0, seed=cfg.seed)
+    user = GenerationConfig(cfg.user_max_new_tokens, cfg.user_temperature, seed=cfg.seed)
     judge = JudgeConfig(cfg.judge_preset, cfg.judge_scoring, cfg.judge_max_retries, seed=cfg.seed,
                         max_new_tokens=cfg.judge_max_new_tokens, temperature=cfg.judge_temperature)
-    judge = judge.resolved("embedded" if cfg.judge_model.strip() == "embedded" else "other")
-    return {
-        "protocol": describe(cfg),
-        "run": {f.name: getattr(cfg, f.name) for f in fields(cfg) if f.name != "progress"},
-        "reply_generation": reply_generation(cfg).to_dict(),
-        "user_generation": user_generation(cfg).to_dict(),
-        "judge_generation": judge.generation().to_dict() | {"scoring": judge.scoring},
+    judged = judge.resolved("embedded" if cfg.judge_model.strip() == "embedded" else "other")  # checks the judge
+    protocol = describe(cfg)
+    settings = {
+        "protocol": protocol,
+        "run": _run_record(cfg, backend),
+        "reply_generation": reply.to_dict(),
+        "user_generation": user.to_dict(),
+        "judge_generation": judged.generation().to_dict() | {"scoring": judged.scoring},
     }
+    return EvalRun(cfg, backend, protocol, reply, user, judge, settings)
 
 
-def reply_generation(cfg: EvalConfig):
-    """Sampling of the evaluated model; temperature None leaves top_p to the model too."""
-    from aloe_bench.core.backends import GenerationConfig
+#: the roles of an eval run, as `BackendOptions.role_options` names them
+ROLES = ("model", "user", "judge")
 
-    cfg = resolve(cfg)
-    return GenerationConfig(cfg.reply_max_new_tokens, cfg.temperature,
-                            top_p=None if cfg.temperature is None else 1.0, seed=cfg.seed)
+#: where the backend options sit among the run's own settings in a results file's `config.run` (the order every
+#: results file has had); options declared later follow the last group
+_BACKEND_AFTER = {"judge_base_url": ("api_key_env", "engine")}
 
 
-def user_generation(cfg: EvalConfig):
-    from aloe_bench.core.backends import GenerationConfig
-
-    cfg = resolve(cfg)
-    return GenerationConfig(cfg.user_max_new_tokens, cfg.user_temperature, seed=cfg.seed)
+def _run_record(cfg: EvalConfig, backend: BackendOptions) -> dict:
+    """`config.run`: every setting of the run but `progress`, the backend options among them; `role_options`
+    only when given."""
+    options = {f.name: getattr(backend, f.name) for f in fields(backend) if f.name != "role_options"}
+    placed = {name for names in _BACKEND_AFTER.values() for name in names}
+    after = _BACKEND_AFTER | {"schedule": tuple(name for name in options if name not in placed)}
+    record = {}
+    for f in fields(cfg):
+        if f.name != "progress":
+            record[f.name] = getattr(cfg, f.name)
+        record.update({name: options[name] for name in after.get(f.name, ())})
+    if backend.role_options:
+        record["role_options"] = backend.role_options
+    return record

@@ -28,27 +28,30 @@ JUDGE_FIELDS = ("score", "judge_raw", "judge_distribution", "judge_error", "judg
 
 @dataclass
 class RescoreConfig:
-    """A re-score: the run to re-judge, where to write, and the new judge (`aloe judge rescore` parses it)."""
+    """A re-score: the run to re-judge, where to write, and the new judge (`aloe judge rescore` parses it beside
+    `BackendOptions`, which build the judge's backend; their `batch_size` is also how many rows go to the judge
+    between two appends to the samples log, i.e. what an interruption can lose)."""
 
     run_dir: str = field(metadata={"positional": True,
                                    "help": "A run folder (results_*/samples_* at any depth) or a samples file."})
     output_dir: str
     judge_model: str = field(default="embedded", metadata={"required": True})  # the command needs it named
     judge_base_url: str | None = None
-    api_key_env: str = "OPENAI_API_KEY"
     judge_preset: str = "paper"
     judge_scoring: str = "auto"
     judge_max_retries: int = 2
     run_id: str | None = None
-    batch_size: int = 16
     seed: int = 0
     cache: bool = True
     bootstrap_resamples: int = 1000
     progress: bool = True
 
 
-def build_judge(cfg: RescoreConfig) -> Judge:
-    backend = build_backend(cfg.judge_model, BackendOptions(api_key_env=cfg.api_key_env), base_url=cfg.judge_base_url)
+def build_judge(cfg: RescoreConfig, options: BackendOptions | None = None) -> Judge:
+    """The new judge, its backend built with the judge role's options."""
+    options = options or BackendOptions()
+    options.check_roles(("judge",))
+    backend = build_backend(cfg.judge_model, options.for_role("judge"), base_url=cfg.judge_base_url)
     return Judge(backend, JudgeConfig(cfg.judge_preset, cfg.judge_scoring, cfg.judge_max_retries,
                                                  seed=cfg.seed), load_prompts())
 
@@ -65,8 +68,10 @@ def _personas(source_results: dict, where: str):
     return {p.id: p for p in persona_set}
 
 
-def rescore_run(cfg: RescoreConfig, judge: Judge | None = None) -> dict:
-    """Re-judge every judged row of the run in `cfg.run_dir`; write and return the new results dict."""
+def rescore_run(cfg: RescoreConfig, judge: Judge | None = None, options: BackendOptions | None = None) -> dict:
+    """Re-judge every judged row of the run in `cfg.run_dir`; write and return the new results dict.
+
+    `judge` replaces the one `cfg` names (tests); `options` builds it otherwise."""
     source = find_run(cfg.run_dir, cfg.run_id)
     source_results = source.results
     if source_results is None:
@@ -75,7 +80,7 @@ def rescore_run(cfg: RescoreConfig, judge: Judge | None = None) -> dict:
     personas = _personas(source_results, str(source.results_path))
     if not source_results.get("model"):
         raise RunFileError(f"{source.results_path}: no 'model' (the re-score is written to that model's folder)")
-    judge = judge or build_judge(cfg)
+    judge = judge or build_judge(cfg, options)
     prompts = load_prompts()
     identity = {"rescore_of": source.run_id, "source_fingerprint": source_results.get("fingerprint"),
                 "judge": judge.describe(), "seed": cfg.seed,
@@ -103,8 +108,9 @@ def rescore_run(cfg: RescoreConfig, judge: Judge | None = None) -> dict:
     began = time.perf_counter()
     bar = tqdm(total=len(rows), initial=len(rows) - len(todo), unit="row", desc="rescore", disable=not cfg.progress)
     try:
-        for start in range(0, len(todo), cfg.batch_size):
-            batch = todo[start:start + cfg.batch_size]
+        rows_per_call = (options or BackendOptions()).batch_size or 16
+        for start in range(0, len(todo), rows_per_call):
+            batch = todo[start:start + rows_per_call]
             judged = [r for r in batch if not r.get("error") and r.get("reply") is not None
                       and r.get("user_message") is not None]
             verdicts = judge.score([JudgeItem(personas[r["persona_id"]], r["user_message"], r["reply"],
@@ -125,7 +131,7 @@ def rescore_run(cfg: RescoreConfig, judge: Judge | None = None) -> dict:
     finally:
         bar.close()
     wall = time.perf_counter() - began
-    results = build_rescore_results(files, source_results, judge, identity, cfg)
+    results = build_rescore_results(files, source_results, judge, identity, cfg, options or BackendOptions())
     results["throughput"] = {"wall_s": round(wall, 3), "rows_judged_now": len(todo)}
     files.write_results(results)
     results["results_file"] = str(files.results_path)
@@ -133,11 +139,11 @@ def rescore_run(cfg: RescoreConfig, judge: Judge | None = None) -> dict:
 
 
 def build_rescore_results(files: RunFiles, source_results: dict, judge: Judge, identity: dict,
-                          cfg: RescoreConfig) -> dict:
+                          cfg: RescoreConfig, options: BackendOptions) -> dict:
     """The re-score's results dict: every row it wrote, scored like `aloe eval`'s, with the source run's config."""
     rows = files.load_samples()
     source_config = source_results.get("config", {})
-    config = {"rescore": {k: v for k, v in asdict(cfg).items() if k != "progress"},
+    config = {"rescore": _rescore_record(cfg, options),
               "source": {"run_id": identity["rescore_of"], "fingerprint": identity["source_fingerprint"],
                          "judge": source_results.get("judge")},
               "run": source_config.get("run", {}),
@@ -149,3 +155,15 @@ def build_rescore_results(files: RunFiles, source_results: dict, judge: Judge, i
     return build_run_results(rows, ids, turns, files=files, model=source_results.get("model"), judge=judge,
                              config=config, bootstrap_resamples=cfg.bootstrap_resamples, seed=cfg.seed,
                              rescore_of=identity["rescore_of"])
+
+
+def _rescore_record(cfg: RescoreConfig, options: BackendOptions) -> dict:
+    """`config.rescore`: the re-score's settings but `progress`, with the judge's API key variable where results
+    files have always had it."""
+    record = {}
+    for name, value in asdict(cfg).items():
+        if name != "progress":
+            record[name] = value
+        if name == "judge_base_url":
+            record["api_key_env"] = options.api_key_env
+    return record

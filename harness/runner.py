@@ -1,4 +1,5 @@
-"""The ALOE evaluation loop, under one of three schedules (`EvalConfig.schedule`).
+"""The ALOE evaluation loop of one `EvalRun` (settings resolved by `protocol.resolve_run`), under one of three
+schedules (`EvalConfig.schedule`).
 
 Per turn: the role-play user writes a message, the evaluated model answers, the judge scores the reply.
 `free` (the default) runs every conversation as its own asyncio task (`aloe_bench.core.conversation`), with
@@ -9,25 +10,28 @@ Rows are appended to the samples log as each turn is judged, so a re-run resumes
 
 from __future__ import annotations
 
+import copy
 import time
 from dataclasses import dataclass
 
 from tqdm.auto import tqdm
 
-from aloe_bench.core.aio import run_sync as _run_async
+from aloe_bench.core.aio import run_sync
 from aloe_bench import __version__
 from aloe_bench.core.backends import BackendOptions, build_backend
 from aloe_bench.core.backends.cache import CachedBackend, RequestCache
 from aloe_bench.core.conversation import ConversationRoles, ConversationState, TurnRecord, converse_all
-from aloe_bench.core.judge import Judge, JudgeConfig
+from aloe_bench.core.judge import Judge
 from aloe_bench.core.personas import Persona, PersonaSet, load_persona_set
 from aloe_bench.core.prompts import load_prompts
+from aloe_bench.core.recipes import dataclasses_from_keywords
+from aloe_bench.core.run_identity import eval_identity
 from aloe_bench.core.schedule import groups_of, run_turns
 from aloe_bench.core.simulator import UserSimulator
 from aloe_bench.core.specs import ModelSpec
 
 from .eval_config import EvalConfig
-from .protocol import reply_generation, resolve, run_settings, user_generation
+from .protocol import EvalRun, resolve_run
 from .results import RunFiles, SampleWriter, add_lm_eval_keys, build_run_results, fingerprint, package_versions
 
 
@@ -38,41 +42,23 @@ class EvalRoles(ConversationRoles):
     cache: RequestCache | None = None
 
     @property
-    def overlap(self) -> bool:
-        """Overlap judging with simulation only when some role waits on the network."""
+    def judges_in_background(self) -> bool:
+        """Whether the lockstep and sequential schedules judge turn k in a worker thread while turn k+1 is
+        simulated: only when some role waits on the network (local models would just contend for the CPU)."""
         return any(b.is_remote for b in self.backends())
 
 
-def backend_options(cfg: EvalConfig, **remote_options) -> BackendOptions:
-    """The run's backend options (`remote_options`, e.g. `timeout_s`, override the run's endpoint settings)."""
-    remote = dict(request_timeout_s=cfg.request_timeout_s, request_max_retries=cfg.request_max_retries)
-    return BackendOptions(api_key_env=cfg.api_key_env, engine=cfg.engine, batch_size=cfg.batch_size,
-                          device=cfg.device, dtype=cfg.dtype, max_concurrency=cfg.max_concurrency,
-                          requests_per_minute=cfg.requests_per_minute, tensor_parallel_size=cfg.tensor_parallel_size,
-                          gpu_memory_utilization=cfg.gpu_memory_utilization, max_model_len=cfg.max_model_len,
-                          enable_prefix_caching=cfg.enable_prefix_caching, **(remote | remote_options))
-
-
-def _backend(spec_text, base_url, cfg: EvalConfig, revision=None, remote_options: dict | None = None):
-    return build_backend(spec_text, backend_options(cfg, **(remote_options or {})), base_url=base_url,
-                         revision=revision)
-
-
-def build_roles(cfg: EvalConfig, **remote_options) -> EvalRoles:
-    """The three roles of a run; backends are shared when two roles name the same model.
-
-    `remote_options` go to OpenAI-compatible backends only (e.g. `timeout_s`, `max_retries`).
-    """
-    cfg = resolve(cfg)
+def build_roles(run: EvalRun) -> EvalRoles:
+    """The three roles of a run, each backend built with its role's options; backends are shared when two roles
+    name the same model with the same options."""
+    cfg, options = run.config, run.backend
     prompts = load_prompts()
-    model = _backend(cfg.model, cfg.base_url, cfg, revision=cfg.revision, remote_options=remote_options)
-    user_backend = _backend(cfg.user_model, cfg.user_base_url, cfg, remote_options=remote_options)
-    judge_backend = _backend(cfg.judge_model, cfg.judge_base_url, cfg, remote_options=remote_options)
-    user = UserSimulator(user_backend, user_generation(cfg), prompts)
-    judge = Judge(judge_backend, JudgeConfig(cfg.judge_preset, cfg.judge_scoring, cfg.judge_max_retries,
-                                             max_new_tokens=cfg.judge_max_new_tokens,
-                                             temperature=cfg.judge_temperature, seed=cfg.seed), prompts)
-    return EvalRoles(model, user, judge, reply_generation(cfg), None)
+    model = build_backend(cfg.model, options.for_role("model"), base_url=cfg.base_url, revision=cfg.revision)
+    user_backend = build_backend(cfg.user_model, options.for_role("user"), base_url=cfg.user_base_url)
+    judge_backend = build_backend(cfg.judge_model, options.for_role("judge"), base_url=cfg.judge_base_url)
+    user = UserSimulator(user_backend, run.user_generation, prompts)
+    judge = Judge(judge_backend, run.judge, prompts)
+    return EvalRoles(model, user, judge, run.reply_generation, None)
 
 
 def with_cache(roles: EvalRoles, cache: RequestCache) -> EvalRoles:
@@ -87,13 +73,12 @@ def with_cache(roles: EvalRoles, cache: RequestCache) -> EvalRoles:
     )
 
 
-def run_config(cfg: EvalConfig, roles: EvalRoles, persona_set) -> dict:
+def run_config(run: EvalRun, roles: EvalRoles, persona_set) -> dict:
     """The config block of a result file: everything needed to trace a number to its source."""
     prompts = load_prompts()
-    settings = run_settings(cfg)
     return {
-        "protocol": settings["protocol"],
-        "run": settings["run"],
+        "protocol": copy.deepcopy(run.settings["protocol"]),
+        "run": copy.deepcopy(run.settings["run"]),
         "models": {
             "model": roles.model.describe(),
             "user_simulator": roles.user.describe(),
@@ -122,7 +107,10 @@ def _resume(conversations: dict[str, ConversationState], rows: list[dict]) -> No
         conv.turns_done = row["turn"]
 
 
-class _Stats:
+class GeneratedTokens:
+    """The tokens a run generated in this session (user messages, replies, judge answers); a cached answer costs
+    none. Its total is the run's throughput."""
+
     def __init__(self):
         self.generated_tokens = 0
 
@@ -132,7 +120,7 @@ class _Stats:
         return tokens
 
 
-def _row(persona: Persona, record: TurnRecord, stats: _Stats) -> dict:
+def _row(persona: Persona, record: TurnRecord, stats: GeneratedTokens) -> dict:
     """The sample row of one turn, with the judge's verdict (empty judge fields when the turn was not judged)."""
     user, reply, verdict = record.user, record.reply, record.verdict
     row = {"persona_id": persona.id, "profile_id": persona.profile_id,
@@ -152,7 +140,7 @@ def _row(persona: Persona, record: TurnRecord, stats: _Stats) -> dict:
     return row
 
 
-def _step(group: list[ConversationState], turn: int, roles: EvalRoles, stats: _Stats):
+def _step(group: list[ConversationState], turn: int, roles: EvalRoles, stats: GeneratedTokens):
     """Simulate one turn for `group` (lockstep, sequential); return a thunk that judges it and builds the rows."""
     active = [c for c in group if c.turns_done == turn - 1 and c.stopped is None]
     if not active:
@@ -173,33 +161,36 @@ def _step(group: list[ConversationState], turn: int, roles: EvalRoles, stats: _S
     return judge_rows
 
 
-def check_settings(cfg: EvalConfig) -> None:
-    """Raise `ConfigError` for a bad judge setting or model spec before personas, models or files are touched."""
-    run_settings(cfg)  # builds the judge config, which checks preset and scoring
-    for spec, base_url in ((cfg.model, cfg.base_url), (cfg.user_model, cfg.user_base_url),
-                           (cfg.judge_model, cfg.judge_base_url)):
-        ModelSpec.parse(spec, base_url=base_url, api_key_env=cfg.api_key_env, engine=cfg.engine)
+def check_specs(run: EvalRun) -> None:
+    """Raise for a model spec that cannot be parsed (or a folder that is not there) before personas, models or
+    files are touched."""
+    cfg = run.config
+    for role, spec, base_url in (("model", cfg.model, cfg.base_url), ("user", cfg.user_model, cfg.user_base_url),
+                                 ("judge", cfg.judge_model, cfg.judge_base_url)):
+        options = run.backend.for_role(role)
+        ModelSpec.parse(spec, base_url=base_url, api_key_env=options.api_key_env, engine=options.engine)
 
 
-def evaluate_model(cfg: EvalConfig, roles: EvalRoles | None = None, persona_set: PersonaSet | None = None) -> dict:
-    """Run (or resume) an ALOE evaluation described by `cfg`; write and return the results dict.
+def evaluate_model(run: EvalRun, roles: EvalRoles | None = None, persona_set: PersonaSet | None = None) -> dict:
+    """Run (or resume) the ALOE evaluation `run` (from `resolve_run`); write and return the results dict.
 
-    `persona_set` overrides `cfg.personas` (the evaluate module passes the personas it was given).
+    `roles` replaces the backends `run` names (tests, benchmarks); `persona_set` replaces `run.config.personas`
+    (the evaluate module passes the personas it was given).
     """
-    cfg = resolve(cfg)
+    cfg = run.config
     if roles is None:
-        check_settings(cfg)
+        check_specs(run)
     persona_set = persona_set or load_persona_set(cfg.personas, cfg.max_personalities)
     selected = persona_set.subset(cfg.max_personas or None)
-    roles = roles or build_roles(cfg)
-    config_block = run_config(cfg, roles, persona_set)
-    files = RunFiles(cfg.output_dir, fingerprint(_identity(config_block)), roles.model.model_id)
+    roles = roles or build_roles(run)
+    config_block = run_config(run, roles, persona_set)
+    files = RunFiles(cfg.output_dir, fingerprint(eval_identity(config_block)), roles.model.model_id)
     if cfg.cache and roles.cache is None:
         roles = with_cache(roles, RequestCache(files.cache_path))
 
     conversations = {p.id: ConversationState(p) for p in selected}
     _resume(conversations, files.load_samples())
-    stats = _Stats()
+    stats = GeneratedTokens()
     total = len(conversations) * cfg.turns
     done = sum(min(c.turns_done, cfg.turns) if c.stopped is None else cfg.turns for c in conversations.values())
     began = time.perf_counter()
@@ -208,7 +199,7 @@ def evaluate_model(cfg: EvalConfig, roles: EvalRoles | None = None, persona_set:
         if cfg.schedule == "free":
             writer = SampleWriter(files, on_written=lambda rows: bar.update(len(rows)))
             try:
-                _run_async(converse_all(list(conversations.values()), cfg.turns, roles,
+                run_sync(converse_all(list(conversations.values()), cfg.turns, roles,
                                         lambda conv, record: writer.write([_row(conv.persona, record, stats)])))
             except BaseException:
                 writer.close(raise_error=False)  # rows already judged still reach the log; the run's error wins
@@ -235,7 +226,7 @@ def evaluate_model(cfg: EvalConfig, roles: EvalRoles | None = None, persona_set:
     return results
 
 
-def _run_groups(conversations: dict[str, ConversationState], cfg: EvalConfig, roles: EvalRoles, stats: _Stats,
+def _run_groups(conversations: dict[str, ConversationState], cfg: EvalConfig, roles: EvalRoles, stats: GeneratedTokens,
                 files: RunFiles, bar) -> None:
     """The lockstep (one group of all) and sequential (groups of one) schedules, turn by turn (core `run_turns`).
 
@@ -245,20 +236,7 @@ def _run_groups(conversations: dict[str, ConversationState], cfg: EvalConfig, ro
     run_turns([states] if cfg.schedule == "lockstep" else groups_of(states, 1), cfg.turns,
               lambda group, turn: _step(group, turn, roles, stats), lambda rows: _write(files, rows, bar),
               first_turn=lambda group: min((c.turns_done for c in group if c.stopped is None), default=cfg.turns) + 1,
-              finish_in_background=roles.overlap, on_turn=lambda turn: bar.set_postfix_str(f"turn {turn}/{cfg.turns}"))
-
-
-def _identity(config_block: dict) -> dict:
-    """What makes two runs the same run: models, prompts, personas, sampling; not sizes or machinery."""
-    identity = {k: v for k, v in config_block.items() if k not in ("packages", "protocol")}
-    ignored = ("turns", "max_personas", "output_dir", "cache", "schedule", "batch_size", "device",
-               "max_concurrency", "requests_per_minute", "bootstrap_resamples", "push_to_hub", "public", "create_pr",
-               "request_timeout_s", "request_max_retries",
-               "tensor_parallel_size", "gpu_memory_utilization", "max_model_len", "enable_prefix_caching")
-    identity["run"] = {k: v for k, v in identity["run"].items() if k not in ignored}
-    identity["models"] = {role: {k: v for k, v in info.items() if k not in ("max_concurrency", "device")}
-                          for role, info in identity["models"].items()}
-    return identity
+              finish_in_background=roles.judges_in_background, on_turn=lambda turn: bar.set_postfix_str(f"turn {turn}/{cfg.turns}"))
 
 
 def _write(files: RunFiles, rows: list[dict], bar) -> None:
@@ -280,10 +258,10 @@ def build_results(rows, persona_set, cfg: EvalConfig, config_block: dict, roles:
     return add_lm_eval_keys(results)
 
 
-def evaluate_personas(profiles: list[str], personalities: list[str], **config) -> dict:
-    """Evaluate explicit (profile, personality) pairs; `config` holds `EvalConfig` fields."""
+def evaluate_personas(profiles: list[str], personalities: list[str], **settings) -> dict:
+    """Evaluate explicit (profile, personality) pairs; `settings` are `EvalConfig` and `BackendOptions` fields."""
     if len(profiles) != len(personalities):
         raise ValueError(f"got {len(profiles)} profiles but {len(personalities)} personalities")
     personas = tuple(Persona(f"persona{i:03d}", p, q) for i, (p, q) in enumerate(zip(profiles, personalities), 1))
-    cfg = EvalConfig(**{"personas": "inline", **config})
-    return evaluate_model(cfg, persona_set=PersonaSet("inline", personas, "inline"))
+    cfg, options = dataclasses_from_keywords({"personas": "inline", **settings}, EvalConfig, BackendOptions)
+    return evaluate_model(resolve_run(cfg, options), persona_set=PersonaSet("inline", personas, "inline"))

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from aloe_bench.core.errors import AloeError
 
-COLUMNS = ["model", "AL_avg", "AL_avg interval", "IR", "N_IR", "judge", "date"]
+COLUMNS = ["model", "AL_avg", "AL_avg interval", "IR", "N_IR", "judge", "date", "run"]  # run: opens it in the Runs tab
 
 
 class LeaderboardError(AloeError, ValueError):
@@ -60,6 +60,7 @@ def row_from_result(record: dict, where: str) -> dict:
         "N_IR": _number(metrics.get("N_IR"), where, "N_IR", optional=True),
         "judge": str(record["judge"]),
         "date": str(record["created"])[:10],
+        "run": str(record.get("run_id") or ""),
     }
 
 
@@ -73,7 +74,7 @@ def from_folder(folder: str | Path) -> Leaderboard:
     folder = Path(folder).expanduser()
     if not folder.is_dir():
         raise LeaderboardError(f"results folder {folder}: not found (run `aloe eval --output_dir {folder}` first)")
-    if _is_results_dataset(folder):
+    if is_results_dataset(folder):
         return _from_dataset(str(folder), f"{folder} (results dataset)")
     from aloe_bench.core.io import read_json
     from aloe_bench.core.run_files import RunFileError, find_results_files
@@ -87,7 +88,7 @@ def from_folder(folder: str | Path) -> Leaderboard:
     return _sorted(board)
 
 
-def _is_results_dataset(folder: Path) -> bool:
+def is_results_dataset(folder: Path) -> bool:
     """A folder laid out as a results dataset repo: a card declaring a `results` config."""
     if not (folder / "README.md").is_file() or not (folder / "results").is_dir():
         return False

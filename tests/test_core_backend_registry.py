@@ -10,7 +10,6 @@ from aloe_bench.core.backends import BACKEND_KINDS, BackendError, BackendOptions
 from aloe_bench.core.backends.options import option_names
 from aloe_bench.core.errors import ConfigError
 from aloe_bench.harness import EvalConfig
-from aloe_bench.harness.runner import backend_options
 
 
 def test_endpoint_options_reach_an_openai_backend_and_are_shared_per_spec():
@@ -24,10 +23,15 @@ def test_endpoint_options_reach_an_openai_backend_and_are_shared_per_spec():
     assert other is not backend and other.timeout_s == 4.0
 
 
-def test_eval_config_maps_onto_backend_options():
-    cfg = EvalConfig(batch_size=4, max_concurrency=7, request_timeout_s=9.0, tensor_parallel_size=2,
-                     enable_prefix_caching=True, engine="vllm", api_key_env="MY_KEY")
-    options = backend_options(cfg, request_max_retries=0)
+def test_eval_flags_parse_into_backend_options():
+    from aloe_bench.commands.main import build_parser
+    from aloe_bench.core.recipes import dataclass_from_args
+
+    args = build_parser().parse_args(["eval", "--batch_size", "4", "--max_concurrency", "7", "--request_timeout_s",
+                                      "9.0", "--tensor_parallel_size", "2", "--enable_prefix_caching", "true",
+                                      "--engine", "vllm", "--api_key_env", "MY_KEY", "--request_max_retries", "0"])
+    options = dataclass_from_args(args, BackendOptions)
+    assert not {f.name for f in fields(BackendOptions)} & {f.name for f in fields(EvalConfig)}  # declared once
     assert (options.batch_size, options.max_concurrency, options.request_timeout_s, options.request_max_retries) == (
         4, 7, 9.0, 0)
     assert (options.tensor_parallel_size, options.enable_prefix_caching, options.engine) == (2, True, "vllm")

@@ -141,6 +141,11 @@ def test_other_settings_in_same_folder_are_refused(tmp_path):
     generate_conversations(_cfg(tmp_path, n_conversations=1, turns=1), backends=_roles(RoleBackend()))
     with pytest.raises(ValueError, match="other settings"):
         generate_conversations(_cfg(tmp_path, n_conversations=1, turns=2), backends=_roles(RoleBackend()))
+    with pytest.raises(ValueError, match=r"\(seed, turns differ; see "):
+        generate_conversations(_cfg(tmp_path, n_conversations=1, turns=2, seed=4), backends=_roles(RoleBackend()))
+    # speed and resource settings are not the run's identity: changing them resumes it
+    generate_conversations(_cfg(tmp_path, n_conversations=2, turns=1, schedule="free", group_size=4),
+                           backends=_roles(RoleBackend()))
 
 
 def test_induction_sees_the_full_persona_and_the_conversation(tmp_path):

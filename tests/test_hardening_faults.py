@@ -209,17 +209,20 @@ def _poison():
 @pytest.fixture(scope="module")
 def faulted_eval(server, tmp_path_factory):
     """`evaluate_model` in process through the proxy, every fault kind (one timeout: client timeout 30 s)."""
+    from aloe_bench.core.backends import BackendOptions
     from aloe_bench.harness import EvalConfig, evaluate_model
+    from aloe_bench.harness.protocol import resolve_run
     from aloe_bench.harness.runner import build_roles
 
     out = tmp_path_factory.mktemp("faulted-eval")
     spec = f"openai:{server['model']}"
     with FaultProxy(server["url"], _plan(poison=_poison())) as proxy:
         cfg = EvalConfig(model=spec, base_url=proxy.base_url, user_model=spec, user_base_url=proxy.base_url,
-                         judge_model=spec, judge_base_url=proxy.base_url, max_concurrency=1, output_dir=str(out),
-                         progress=False, **EVAL_SETTINGS)
-        roles = build_roles(cfg, request_timeout_s=30.0, request_max_retries=3)
-        results = evaluate_model(cfg, roles)
+                         judge_model=spec, judge_base_url=proxy.base_url, output_dir=str(out), progress=False,
+                         **EVAL_SETTINGS)
+        run = resolve_run(cfg, BackendOptions(max_concurrency=1, request_timeout_s=30.0, request_max_retries=3))
+        roles = build_roles(run)
+        results = evaluate_model(run, roles)
         stats = proxy.stats()
     return {"dir": out, "results": results, "stats": stats, "roles": roles}
 
@@ -339,6 +342,7 @@ def _generate_poison():
 @pytest.fixture(scope="module")
 def faulted_generate(server, tmp_path_factory):
     """`generate_conversations` in process through the proxy (every fault kind but timeouts: the eval covers them)."""
+    from aloe_bench.core.backends import BackendOptions
     from aloe_bench.training.generate import build_backends, generate_conversations
     from aloe_bench.training.generate_config import GenerateConfig
 
@@ -348,7 +352,8 @@ def faulted_generate(server, tmp_path_factory):
     with FaultProxy(server["url"], _plan(schedule, poison=_generate_poison()[1])) as proxy:
         cfg = GenerateConfig(base_url=proxy.base_url, output_dir=str(out), group_size=2, progress=False,
                              **{f"{role}_model": spec for role in GENERATE_ROLES}, **GENERATE_SETTINGS)
-        backends = build_backends(cfg, request_timeout_s=60.0, request_max_retries=4)  # 4: the CLI's default, same error texts
+        # 4 retries: the CLI's default, same error texts
+        backends = build_backends(cfg, BackendOptions(request_timeout_s=60.0, request_max_retries=4))
         counts = generate_conversations(cfg, backends)
         stats = proxy.stats()
     return {"dir": out, "counts": counts, "stats": stats, "backends": set(backends.values())}

@@ -37,11 +37,11 @@ def test_profile_prompt_tokens_unknown_for_backends_that_cannot_count():
 def test_bench_eval_runs_both_loops_and_reports_roles(monkeypatch):
     made = []
 
-    def fake_roles(cfg):
+    def fake_roles(run):
         model = Tokenising(fn=lambda m, c: "a reply of five words")
         users = Tokenising(fn=lambda m, c: "hello there")
         judge = Tokenising(["4"])
-        made.append(cfg.schedule == "lockstep")
+        made.append(run.config.schedule == "lockstep")
         return EvalRoles(model, UserSimulator(users, GenerationConfig(8)),
                      Judge(judge, JudgeConfig("paper", "text", max_retries=0)), GenerationConfig(8), None)
 
@@ -61,7 +61,7 @@ def test_bench_eval_runs_both_loops_and_reports_roles(monkeypatch):
 
 
 def test_bench_eval_can_add_the_free_schedule(monkeypatch):
-    def fake_roles(cfg):
+    def fake_roles(run):
         return EvalRoles(Tokenising(fn=lambda m, c: "a reply"), UserSimulator(Tokenising(fn=lambda m, c: "hi"),
                                                                           GenerationConfig(8)),
                      Judge(Tokenising(["3"]), JudgeConfig("paper", "text", max_retries=0)), GenerationConfig(8), None)

@@ -8,6 +8,7 @@ from aloe_bench.core.backends import GenerationConfig
 from aloe_bench.core.judge import Judge, JudgeConfig
 from aloe_bench.core.simulator import UserSimulator
 from aloe_bench.harness import EvalConfig, evaluate_model
+from aloe_bench.harness.protocol import resolve_run
 from aloe_bench.harness.runner import EvalRoles
 from aloe_bench.testing.backends import ScriptedBackend
 
@@ -35,7 +36,7 @@ def test_remote_judging_overlaps_the_next_turn(tmp_path, upstream_dir):
                   GenerationConfig(8), None)
     cfg = EvalConfig(personas=str(upstream_dir), max_personas=2, turns=2, output_dir=str(tmp_path), cache=False,
                      progress=False, bootstrap_resamples=20, schedule="lockstep")
-    results = evaluate_model(cfg, roles=roles)
+    results = evaluate_model(resolve_run(cfg), roles=roles)
     assert results["counts"]["scored"] == 4
     judge_turn1, user_turn2 = judge.spans[0], users.spans[1]
     assert judge_turn1[2] != user_turn2[2]  # judged on the worker thread

@@ -4,10 +4,11 @@ import json
 
 import pytest
 
-from aloe_bench.core.backends import GenerationConfig
+from aloe_bench.core.backends import BackendOptions, GenerationConfig
 from aloe_bench.core.judge import Judge, JudgeConfig
 from aloe_bench.core.simulator import UserSimulator
 from aloe_bench.harness import EvalConfig, evaluate_model
+from aloe_bench.harness.protocol import resolve_run
 from aloe_bench.harness.runner import EvalRoles
 from aloe_bench.testing.backends import ScriptedBackend
 
@@ -31,7 +32,7 @@ def make_roles(judge_answers=("4",), user=user_fn):
 def config(tmp_path, upstream_dir, **kw):
     values = dict(personas=str(upstream_dir), max_personas=3, turns=2, output_dir=str(tmp_path / "run"),
                   bootstrap_resamples=50, progress=False, schedule="lockstep")
-    return EvalConfig(**{**values, **kw})
+    return resolve_run(EvalConfig(**{**values, **kw}))
 
 
 def read_rows(results, tmp_path):
@@ -117,7 +118,7 @@ def test_user_failure_stops_that_conversation_only(tmp_path):
     roles, _, _, _ = make_roles()
     cfg = EvalConfig(personas=str(personas), turns=3, output_dir=str(tmp_path / "run"), progress=False,
                      bootstrap_resamples=50)
-    results = evaluate_model(cfg, roles=roles)
+    results = evaluate_model(resolve_run(cfg), roles=roles)
     assert results["counts"]["generation_failures"] == 1 and results["counts"]["stopped_conversations"] == 1
     rows = read_rows(results, tmp_path)
     bad = sorted((r["turn"], r["error"]) for r in rows if r["persona_id"] == "bad")
@@ -137,10 +138,11 @@ def test_request_timeout_and_retries_reach_remote_backends():
 
     url = "http://127.0.0.1:9/v1"
     cfg = EvalConfig(model="openai:m", user_model="openai:m", judge_model="openai:m", base_url=url, user_base_url=url,
-                     judge_base_url=url, request_timeout_s=7.0, request_max_retries=1, progress=False)
-    roles = build_roles(cfg)
+                     judge_base_url=url, progress=False)
+    roles = build_roles(resolve_run(cfg, BackendOptions(request_timeout_s=7.0, request_max_retries=1)))
     assert (roles.model.timeout_s, roles.model.max_retries) == (7.0, 1)
     assert (roles.judge.backend.timeout_s, roles.user.backend.max_retries) == (7.0, 1)
     gen = GenerateConfig(**{f"{r}_model": "openai:g" for r in ("user", "induction", "preferred", "rejected", "judge")},
-                         base_url=url, request_timeout_s=9.0, request_max_retries=0)
-    assert {(b.timeout_s, b.max_retries) for b in build_backends(gen).values()} == {(9.0, 0)}
+                         base_url=url)
+    options = BackendOptions(request_timeout_s=9.0, request_max_retries=0)
+    assert {(b.timeout_s, b.max_retries) for b in build_backends(gen, options).values()} == {(9.0, 0)}

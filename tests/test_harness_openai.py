@@ -10,6 +10,7 @@ from aloe_bench.core.backends import BackendError, GenerationConfig, build_backe
 from aloe_bench.core.backends import BackendOptions
 from aloe_bench.core.specs import ModelSpec
 from aloe_bench.harness import EvalConfig, evaluate_model
+from aloe_bench.harness.protocol import resolve_run
 
 pytestmark = pytest.mark.slow
 
@@ -60,7 +61,7 @@ def test_eval_through_the_server(server, tmp_path, upstream_dir, monkeypatch):
                      judge_model=f"openai:{server['model']}", judge_base_url=server["base_url"],
                      personas=str(upstream_dir), max_personas=2, turns=2, output_dir=str(tmp_path),
                      reply_max_new_tokens=24, user_max_new_tokens=24, bootstrap_resamples=50, progress=False)
-    results = evaluate_model(cfg)
+    results = evaluate_model(resolve_run(cfg))
     assert results["judge"].endswith("(paper, text)")
     assert results["counts"]["rows"] == 4 and results["counts"]["generation_failures"] == 0
     assert results["counts"]["scored"] + results["counts"]["judge_failures"] == 4

@@ -10,9 +10,10 @@ from aloe_bench.core.backends.openai_backend import OpenAIBackend
 from aloe_bench.core.personas import load_persona_set
 from aloe_bench.core.specs import ModelSpec
 from aloe_bench.harness import EvalConfig, evaluate_model
+from aloe_bench.harness.protocol import resolve_run
 from aloe_bench.core.backends import BackendKind
 from aloe_bench.harness import runner
-from aloe_bench.harness.protocol import PRESET_FIELDS, PROTOCOLS, default_protocol, describe, resolve, run_settings
+from aloe_bench.harness.protocol import PRESET_FIELDS, PROTOCOLS, default_protocol, describe, resolve
 from aloe_bench.testing.backends import ScriptedBackend
 
 
@@ -23,7 +24,7 @@ def test_every_preset_field_defaults_to_none_and_both_presets_set_all_of_them():
 
 
 def test_paper_protocol_resolves_to_the_authors_settings():
-    settings = run_settings(EvalConfig(protocol="paper", model="ORG/NAME", judge_model="openai:gpt-4o-mini"))
+    settings = resolve_run(EvalConfig(protocol="paper", model="ORG/NAME", judge_model="openai:gpt-4o-mini")).settings
     run = settings["run"]
     assert settings["protocol"] == {"name": "paper", "base": "paper", "differences": {}}
     assert (run["personas"], run["max_personas"], run["max_personalities"], run["turns"]) == ("paper", 0, 5, 10)
@@ -36,7 +37,7 @@ def test_paper_protocol_resolves_to_the_authors_settings():
 
 
 def test_smoke_protocol_resolves_to_small_greedy_caps():
-    settings = run_settings(EvalConfig(protocol="smoke"))
+    settings = resolve_run(EvalConfig(protocol="smoke")).settings
     run = settings["run"]
     assert settings["protocol"]["name"] == "smoke"
     assert run["personas"] == "default" and 1 <= run["max_personas"] <= 16 and 2 <= run["turns"] <= 6
@@ -60,7 +61,7 @@ def test_explicit_fields_override_the_preset_and_make_the_run_custom():
     assert record == {"name": "custom", "base": "paper", "differences": {
         "turns": {"preset": 10, "run": 3}, "temperature": {"preset": None, "run": 0.0}}}
     # a flag equal to the preset's value changes nothing
-    assert describe(EvalConfig(protocol="smoke", turns=PROTOCOLS["smoke"]["turns"]))["name"] == "smoke"
+    assert describe(resolve(EvalConfig(protocol="smoke", turns=PROTOCOLS["smoke"]["turns"])))["name"] == "smoke"
     assert resolve(cfg) == cfg  # idempotent
 
 
@@ -102,7 +103,7 @@ def test_print_config_prints_the_resolved_settings_without_loading_a_model(tmp_p
     monkeypatch.setattr(runner, "load_persona_set", no_loading)
     assert main(["eval", "--model", str(missing), "--print-config"]) == 0
     printed = json.loads(capsys.readouterr().out)
-    assert printed == run_settings(EvalConfig(model=str(missing)))
+    assert printed == resolve_run(EvalConfig(model=str(missing))).settings
     assert printed["protocol"]["name"] == "paper" and printed["run"]["model"] == str(missing)
     assert main(["eval", "--model", str(missing), "--turns", "2", "--print_config"]) == 0
     assert json.loads(capsys.readouterr().out)["protocol"]["differences"] == {"turns": {"preset": 10, "run": 2}}
@@ -141,7 +142,7 @@ def test_a_paper_run_sends_the_paper_settings_and_records_them(tmp_path, monkeyp
     backends = _scripted_backends(monkeypatch)
     cfg = EvalConfig(model="openai:m", user_model="openai:u", judge_model="openai:j", base_url="http://127.0.0.1:9/v1",
                      output_dir=str(tmp_path), bootstrap_resamples=20, progress=False)
-    results = evaluate_model(cfg, persona_set=load_persona_set(str(upstream_dir), 5))
+    results = evaluate_model(resolve_run(cfg), persona_set=load_persona_set(str(upstream_dir), 5))
     model, user, judge = backends
     assert {c.to_dict()["temperature"] for _, c in model.calls} == {None}
     assert {(c.max_new_tokens, c.top_p) for _, c in model.calls} == {(2048, None)}
@@ -151,22 +152,22 @@ def test_a_paper_run_sends_the_paper_settings_and_records_them(tmp_path, monkeyp
     assert results["counts"]["turns"] == 10 and results["counts"]["scored"] == 1000
     on_disk = json.loads(next(tmp_path.rglob("results_*.json")).read_text())
     assert on_disk["protocol"] == "paper" and on_disk["config"]["protocol"]["differences"] == {}
-    assert on_disk["config"]["run"] == run_settings(cfg)["run"]
-    assert on_disk["config"]["reply_generation"] == run_settings(cfg)["reply_generation"]
+    assert on_disk["config"]["run"] == resolve_run(cfg).settings["run"]
+    assert on_disk["config"]["reply_generation"] == resolve_run(cfg).settings["reply_generation"]
 
 
 def test_a_run_off_its_preset_is_recorded_as_custom_with_the_differences(tmp_path, monkeypatch, upstream_dir):
     _scripted_backends(monkeypatch)
     cfg = EvalConfig(personas=str(upstream_dir), max_personas=2, turns=2, output_dir=str(tmp_path),
                      bootstrap_resamples=20, progress=False)
-    results = evaluate_model(cfg)
+    results = evaluate_model(resolve_run(cfg))
     assert results["protocol"] == "custom" and results["counts"]["conversations"] == 2
     record = results["config"]["protocol"]
     assert record["base"] == "smoke" and set(record["differences"]) == {"personas", "max_personas", "turns"}
     assert record["differences"]["turns"] == {"preset": PROTOCOLS["smoke"]["turns"], "run": 2}
     # extending the turns of the same run resumes it (the protocol label is not part of the run's identity)
     _scripted_backends(monkeypatch)
-    longer = evaluate_model(EvalConfig(**{**cfg.to_dict(), "turns": 3}))
+    longer = evaluate_model(resolve_run(EvalConfig(**{**cfg.to_dict(), "turns": 3})))
     assert longer["fingerprint"] == results["fingerprint"] and longer["counts"]["scored"] == 6
 
 
@@ -212,5 +213,26 @@ def test_temperature_none_uses_the_local_models_own_generation_config(embedded_b
 
 
 def test_smoke_with_the_robust_judge_keeps_its_room_to_reason():
-    settings = run_settings(EvalConfig(judge_preset="robust", judge_model="openai:j"))
+    settings = resolve_run(EvalConfig(judge_preset="robust", judge_model="openai:j")).settings
     assert settings["judge_generation"]["max_new_tokens"] == 256 and settings["protocol"]["name"] == "custom"
+
+
+def test_backend_options_are_flags_and_recipe_keys_of_eval_with_per_role_overrides(tmp_path):
+    from aloe_bench.commands.main import build_parser
+    from aloe_bench.core.backends import BackendOptions
+    from aloe_bench.core.errors import ConfigError
+    from aloe_bench.core.recipes import dataclass_from_args
+    from aloe_bench.harness.runner import build_roles
+
+    recipe = tmp_path / "eval.yaml"
+    url = "http://127.0.0.1:9/v1"
+    recipe.write_text(f"model: openai:m\nuser_model: openai:m\njudge_model: openai:j\nbase_url: {url}\n"
+                      f"user_base_url: {url}\njudge_base_url: {url}\nrequest_timeout_s: 7\n"
+                      "role_options:\n  judge:\n    request_timeout_s: 3\n")
+    args = build_parser().parse_args(["eval", "--config", str(recipe), "--max_concurrency", "5"])
+    run = resolve_run(dataclass_from_args(args, EvalConfig), dataclass_from_args(args, BackendOptions))
+    roles = build_roles(run)
+    assert (roles.model.timeout_s, roles.model.max_concurrency, roles.judge.backend.timeout_s) == (7.0, 5, 3.0)
+    assert run.settings["run"]["role_options"] == {"judge": {"request_timeout_s": 3}}
+    with pytest.raises(ConfigError, match=r"role_options\.simulator: no such role here"):
+        resolve_run(EvalConfig(), BackendOptions(role_options={"simulator": {"device": "cpu"}}))

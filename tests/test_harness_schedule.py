@@ -14,6 +14,7 @@ from aloe_bench.core.backends import GenerationConfig
 from aloe_bench.core.judge import Judge, JudgeConfig
 from aloe_bench.core.simulator import UserSimulator
 from aloe_bench.harness import EvalConfig, evaluate_model
+from aloe_bench.harness.protocol import resolve_run
 from aloe_bench.harness.runner import EvalRoles
 from aloe_bench.testing.backends import ScriptedBackend
 from fakes import assert_append_only
@@ -45,7 +46,7 @@ def make_roles(user=user_fn, reply=reply_fn, judge=judge_fn, backend=ScriptedBac
 def config(out, upstream_dir, **kw):
     values = dict(personas=str(upstream_dir), max_personas=4, turns=3, output_dir=str(out), bootstrap_resamples=50,
                   progress=False)
-    return EvalConfig(**{**values, **kw})
+    return resolve_run(EvalConfig(**{**values, **kw}))
 
 
 def rows_of(results, out):
@@ -121,7 +122,7 @@ def test_a_failing_conversation_stops_alone_under_free(tmp_path):
     roles, model, _, _ = make_roles(user=user, reply=reply)
     cfg = EvalConfig(personas=str(personas), turns=3, output_dir=str(tmp_path / "run"), progress=False,
                      bootstrap_resamples=50)
-    results = evaluate_model(cfg, roles=roles)
+    results = evaluate_model(resolve_run(cfg), roles=roles)
     rows = rows_of(results, tmp_path / "run")
     bad = [r for r in rows if r[0] == "bad"]
     assert len(bad) == 1 and bad[0][1] == 1 and "model: HTTP 500" in bad[0][-1]

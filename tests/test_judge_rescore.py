@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from aloe_bench.core.backends import BackendOptions
 from aloe_bench.core.judge import Judge, JudgeConfig
 from aloe_bench.core.run_files import RunFileError
 from aloe_bench.harness import evaluate_model
@@ -54,7 +55,8 @@ def test_rescore_rejudges_same_rows_with_same_history(tmp_path, upstream_dir, su
     source, run_dir = source_run(tmp_path, upstream_dir, subdir)
     seen = []
     out = rescore_run(RescoreConfig(str(run_dir), str(tmp_path / "re"), judge_preset="robust", progress=False,
-                                    bootstrap_resamples=20, batch_size=5), judge=fake_judge(seen, answer=lambda m: "[[5]]"))
+                                    bootstrap_resamples=20), judge=fake_judge(seen, answer=lambda m: "[[5]]"),
+                     options=BackendOptions(batch_size=5))
     assert out["rescore_of"] == source["run_id"] and out["fingerprint"] != source["fingerprint"]
     assert out["metrics"]["AL"] == [5.0, 5.0, 5.0] and out["counts"]["rows"] == 12
     rows = rows_of(out)
@@ -80,15 +82,15 @@ def test_unparsable_answer_is_a_recorded_failure(tmp_path, upstream_dir):
 
 def test_rescore_resumes_after_a_crash_without_duplicates(tmp_path, upstream_dir):
     _, run_dir = source_run(tmp_path, upstream_dir)
-    cfg = RescoreConfig(str(run_dir), str(tmp_path / "re"), progress=False, bootstrap_resamples=20, batch_size=4,
-                        cache=False)
+    cfg = RescoreConfig(str(run_dir), str(tmp_path / "re"), progress=False, bootstrap_resamples=20, cache=False)
+    options = BackendOptions(batch_size=4)
     first = []
     with pytest.raises(Crash):
-        rescore_run(cfg, judge=fake_judge(first, answer=lambda m: "[[4]]", fail_after=6))
+        rescore_run(cfg, judge=fake_judge(first, answer=lambda m: "[[4]]", fail_after=6), options=options)
     partial = [json.loads(l) for l in open(next((tmp_path / "re").rglob("samples_*.jsonl")))]
     assert len(partial) == 4  # the first batch of 4 was written, the second died mid-way
     second = []
-    out = rescore_run(cfg, judge=fake_judge(second, answer=lambda m: "[[4]]"))
+    out = rescore_run(cfg, judge=fake_judge(second, answer=lambda m: "[[4]]"), options=options)
     rows = rows_of(out)
     keys = [(r["persona_id"], r["turn"]) for r in rows]
     assert len(keys) == 12 and len(set(keys)) == 12 and len(second) == 8

@@ -234,6 +234,7 @@ def test_eval_push_to_hub_goes_through_the_same_push(tmp_path, upstream_dir, mon
     import huggingface_hub.constants as hub_constants
 
     from aloe_bench.harness import EvalConfig, evaluate_model
+    from aloe_bench.harness.protocol import resolve_run
     from test_harness_loop import make_roles
 
     with HubStub() as stub:
@@ -242,7 +243,7 @@ def test_eval_push_to_hub_goes_through_the_same_push(tmp_path, upstream_dir, mon
         monkeypatch.setenv("HF_TOKEN", "hf_stub_token")
         cfg = EvalConfig(personas=str(upstream_dir), max_personas=2, turns=2, output_dir=str(tmp_path / "run"),
                          bootstrap_resamples=20, progress=False, push_to_hub="me/aloe-results")
-        results = evaluate_model(cfg, roles=make_roles()[0])
+        results = evaluate_model(resolve_run(cfg), roles=make_roles()[0])
     assert stub.created[0]["visibility"] == "private"
     (commit,) = stub.commits
     split = f"run_{results['run_id']}_{results['fingerprint'][:8]}"

@@ -14,9 +14,10 @@ from dataclasses import asdict
 from pathlib import Path
 
 from aloe_bench.core.aio import run_sync
-from aloe_bench.core.backends import ChatBackend
+from aloe_bench.core.backends import BackendOptions, ChatBackend
 from aloe_bench.core.errors import ConfigError
 from aloe_bench.core.io import append_jsonl, atomic_write_json, read_json
+from aloe_bench.core.run_identity import differing, generate_identity
 from aloe_bench.core.schedule import groups_of, run_each, run_turns
 
 from .generate_config import ROLES, GenerateConfig
@@ -28,33 +29,34 @@ PROMPT_NAMES = ("user_simulator", "induction", "responder_preferred", "responder
                 "pair_judge_direct")
 
 
-def build_backends(cfg: GenerateConfig, **remote_options) -> dict[str, ChatBackend]:
-    """One backend per role (shared when roles name the same model); `remote_options` (e.g. `request_timeout_s`,
-    `request_max_retries`) go to OpenAI-compatible backends only."""
-    from aloe_bench.core.backends import BackendOptions, build_backend
+def build_backends(cfg: GenerateConfig, options: BackendOptions | None = None) -> dict[str, ChatBackend]:
+    """One backend per role, built with that role's options (shared when roles name the same model)."""
+    from aloe_bench.core.backends import build_backend
 
-    remote = dict(request_timeout_s=cfg.request_timeout_s, request_max_retries=cfg.request_max_retries)
-    options = BackendOptions(api_key_env=cfg.api_key_env, **(remote | remote_options))
-    return {role: build_backend(text, options, base_url=cfg.base_url) for role, text in cfg.role_specs().items()}
-
-
-# Settings that change how a run is carried out, not what it produces: a resumed run may change them.
-MACHINERY = ("output_dir", "progress", "cache", "group_size", "schedule", "n_conversations", "request_timeout_s",
-             "request_max_retries")
+    options = options or BackendOptions()
+    options.check_roles(ROLES)
+    return {role: build_backend(text, options.for_role(role), base_url=cfg.base_url)
+            for role, text in cfg.role_specs().items()}
 
 
-def run_meta(cfg: GenerateConfig, backends: dict[str, ChatBackend], prompts) -> dict:
+def run_meta(cfg: GenerateConfig, options: BackendOptions, backends: dict[str, ChatBackend], prompts) -> dict:
+    """`generation.json`: the models, prompts and pools of the run, and its identity settings
+    (`core.run_identity.GENERATE_SETTINGS`), which a resumed run must repeat."""
     return {
         "models": {role: backends[role].describe() for role in ROLES},
         "prompts": {"version": prompts.version, "sha256": prompts.hashes(list(PROMPT_NAMES))},
         "pools": {"profiles": pool_provenance(cfg.profiles, "seed_profiles.jsonl"),
                   "personalities": pool_provenance(cfg.personalities, "seed_personalities.jsonl")},
-        "settings": {k: v for k, v in asdict(cfg).items() if k not in MACHINERY},
+        "settings": generate_identity(asdict(options) | asdict(cfg)),
     }
 
 
-def generate_conversations(cfg: GenerateConfig, backends: dict[str, ChatBackend] | None = None) -> dict:
-    """Run (or resume) generation; returns counts. Refuses to mix runs with different settings in one folder."""
+def generate_conversations(cfg: GenerateConfig, backends: dict[str, ChatBackend] | None = None,
+                           options: BackendOptions | None = None) -> dict:
+    """Run (or resume) generation; returns counts. Refuses to mix runs with different settings in one folder.
+
+    `backends` replaces the ones `cfg` names (tests); `options` builds them otherwise.
+    """
     from tqdm.auto import tqdm
 
     from aloe_bench.core.backends.cache import CachedBackend, RequestCache
@@ -63,15 +65,17 @@ def generate_conversations(cfg: GenerateConfig, backends: dict[str, ChatBackend]
     prompts = load_prompts()
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    backends = backends or build_backends(cfg)
-    meta = run_meta(cfg, backends, prompts)
+    options = options or BackendOptions()
+    backends = backends or build_backends(cfg, options)
+    meta = run_meta(cfg, options, backends, prompts)
     meta_path = out / META_FILE
     if meta_path.exists():
         before = read_json(meta_path)
-        if {k: before.get(k) for k in ("prompts", "pools", "settings")} != {k: meta[k] for k in ("prompts", "pools",
-                                                                                                   "settings")}:
+        changed = differing({k: before.get(k) for k in ("prompts", "pools")}, {k: meta[k] for k in ("prompts", "pools")})
+        changed += differing(before.get("settings") or {}, meta["settings"])
+        if changed:
             raise ConfigError(f"{out} holds a generation run with other settings, pools or prompts "
-                             f"(see {meta_path}); use another --output_dir")
+                              f"({', '.join(changed)} differ; see {meta_path}); use another --output_dir")
     atomic_write_json(meta_path, {**meta, "status": "running"})
     cache = RequestCache(out / "cache.sqlite") if cfg.cache else None
     if cache is not None:

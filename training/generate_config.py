@@ -14,7 +14,10 @@ ROLES = ("user", "induction", "preferred", "rejected", "judge")
 
 @dataclass
 class GenerateConfig:
-    """One generation run; re-running the same command resumes it (finished conversations are skipped)."""
+    """One generation run; re-running the same command resumes it (finished conversations are skipped).
+
+    How its backends are built (API key variable, timeouts, engine, ...) is `BackendOptions`, parsed beside it.
+    """
 
     output_dir: str = field(default="data/generated", metadata={"help": "Holds conversations.jsonl, generation.json, cache."})
     profiles: str | None = field(default=None, metadata={"help": "Profile pool file (default: packaged seeds)."})
@@ -27,7 +30,6 @@ class GenerateConfig:
     rejected_model: str = field(default="embedded", metadata={"help": "Rejected responder spec."})
     judge_model: str = field(default="embedded", metadata={"help": "Pair judge spec."})
     base_url: str | None = field(default=None, metadata={"help": "OpenAI-compatible base URL for openai: specs."})
-    api_key_env: str = field(default="OPENAI_API_KEY", metadata={"help": "Env var holding the API key."})
     judge_scoring: str = field(default="auto", metadata={
         "help": "auto | text ([[A]]/[[B]] answer) | logprobs (P(A) vs P(B)); auto = logprobs for embedded."})
     induction_parse: str = field(default="auto", metadata={
@@ -47,9 +49,6 @@ class GenerateConfig:
                 "conversations turn by turn, one batched call per role)."})
     seed: int = field(default=0, metadata={"help": "Seed of pair sampling, judge order and continuation."})
     cache: bool = field(default=True, metadata={"help": "Keep a request cache in output_dir (repeats are free)."})
-    request_timeout_s: float = field(default=120.0, metadata={"help": "Timeout of one request to an endpoint."})
-    request_max_retries: int = field(default=4, metadata={
-        "help": "Retries (with backoff) of a failed endpoint request before the step counts as failed."})
     progress: bool = field(default=True, metadata={"help": "Show a progress bar."})
 
     def __post_init__(self):

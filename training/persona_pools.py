@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from aloe_bench.core.backends import BackendOptions
 from aloe_bench.core.errors import ConfigError
 from aloe_bench.core.io import PersonaFileError, append_jsonl, atomic_write_json, atomic_write_jsonl
 from aloe_bench.core.personas import PoolItem, packaged_data, read_jsonl, read_pool
@@ -36,7 +37,6 @@ class GrowConfig:
     seeds: str | None = field(default=None, metadata={"help": "Seed pool file (default: the packaged 24 seeds)."})
     model: str = field(default="embedded", metadata={"help": "Generator spec: embedded, ORG/NAME, folder, openai:NAME."})
     base_url: str | None = field(default=None, metadata={"help": "OpenAI-compatible base URL for the generator."})
-    api_key_env: str = field(default="OPENAI_API_KEY", metadata={"help": "Env var holding the API key."})
     embedder: str | None = field(default=None, metadata={"help": "sentence-transformers model (default: bundled MiniLM)."})
     threshold: float = field(default=0.6, metadata={"help": "Drop a candidate whose cosine to any item exceeds this."})
     min_similarity: float = field(default=0.0, metadata={
@@ -286,17 +286,21 @@ def grow_requests(cfg: GrowConfig, pool: list[PoolItem], round_number: int, prom
     return requests
 
 
-def grow_pool(cfg: GrowConfig, backend=None, embedder=None) -> dict:
-    """Run (or resume) rounds until a stop rule fires; returns a summary. Each round is committed whole."""
+def grow_pool(cfg: GrowConfig, backend=None, embedder=None, options: BackendOptions | None = None) -> dict:
+    """Run (or resume) rounds until a stop rule fires; returns a summary. Each round is committed whole.
+
+    `backend` replaces the generator `cfg.model` names (tests); `options` builds it otherwise.
+    """
     from tqdm.auto import tqdm
 
-    from aloe_bench.core.backends import BackendOptions, build_backend
-    from aloe_bench.core.backends import GenerationConfig
+    from aloe_bench.core.backends import GenerationConfig, build_backend
     from aloe_bench.core.prompts import load_prompts
 
     prompts = load_prompts()
+    options = options or BackendOptions()
+    options.check_roles(("generator",))
     if backend is None:
-        backend = build_backend(cfg.model, BackendOptions(api_key_env=cfg.api_key_env), base_url=cfg.base_url)
+        backend = build_backend(cfg.model, options.for_role("generator"), base_url=cfg.base_url)
     embedder = embedder or load_embedder(cfg.embedder)
     embedder_name = getattr(embedder, "aloe_name", cfg.embedder or "sentence-transformers")
     state = open_pool(cfg)

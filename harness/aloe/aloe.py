@@ -37,7 +37,8 @@ Args:
         model_id is "embedded". Any field given explicitly overrides the preset (the run is then "custom").
     turns (`int`): turns per conversation (default: the protocol's, 10 for paper).
     output_dir (`str`): where results/samples files go; re-running resumes (default "runs/aloe-evaluate").
-    Any other `aloe_bench.harness.EvalConfig` field (revision, base_url, judge_preset, seed, ...) is accepted.
+    Any other `aloe_bench.harness.EvalConfig` field (revision, base_url, judge_preset, seed, ...) or
+        `aloe_bench.core.backends.BackendOptions` field (batch_size, device, max_concurrency, ...) is accepted.
 Returns:
     AL (`list[float]`), AL_avg, IR, N_IR, R2, N_R2 (`float` or None when undefined), intervals (bootstrap 95%),
     judge (`str`), counts (`dict`), results_file (`str`).
@@ -69,12 +70,10 @@ class Aloe(evaluate.Measurement):
             return super().compute(**kwargs)  # the personas given with add/add_batch, and only those
         if profiles is None and personalities is None:
             from aloe_bench.core.personas import load_persona_set
-            from aloe_bench.harness import EvalConfig
-            from aloe_bench.harness.protocol import resolve
+            from aloe_bench.harness.protocol import preset
 
             if persona_source is None:
-                persona_source = resolve(EvalConfig(model=kwargs.get("model_id", "embedded"),
-                                                    protocol=kwargs.get("protocol"))).personas
+                persona_source = preset(kwargs.get("protocol"), kwargs.get("model_id", "embedded"))[1]["personas"]
             personas = load_persona_set(persona_source).personas
             profiles = [p.profile for p in personas]
             personalities = [p.personality for p in personas]

@@ -10,6 +10,7 @@ from aloe_bench.core.judge import Judge
 from aloe_bench.core.simulator import UserSimulator
 
 from aloe_bench.harness.eval_config import EvalConfig
+from aloe_bench.harness.protocol import resolve_run
 from aloe_bench.harness.runner import EvalRoles, build_roles, evaluate_model
 
 
@@ -38,8 +39,9 @@ def bench_eval(n_personas: int = 16, turns: int = 3, persona_source: str = "defa
                              max_personas=n_personas, turns=turns, output_dir=out, cache=False, schedule=mode,
                              reply_max_new_tokens=reply_max_new_tokens, user_max_new_tokens=user_max_new_tokens,
                              bootstrap_resamples=100, progress=False)
-            roles, counters = profiled(build_roles(cfg))
-            results = evaluate_model(cfg, roles)
+            run = resolve_run(cfg)
+            roles, counters = profiled(build_roles(run))
+            results = evaluate_model(run, roles)
         runs[mode] = {**results["throughput"], "scored": results["counts"]["scored"],
                       "AL_avg": results["metrics"]["AL_avg"],
                       "roles": {name: c.profile.to_dict() for name, c in counters.items()}}

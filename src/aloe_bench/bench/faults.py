@@ -12,8 +12,10 @@ from __future__ import annotations
 import tempfile
 from collections import Counter
 
+from aloe_bench.core.backends import BackendOptions
 from aloe_bench.harness.eval_config import EvalConfig
 from aloe_bench.harness.results import RunFiles
+from aloe_bench.harness.protocol import resolve_run
 from aloe_bench.harness.runner import build_roles, evaluate_model
 from aloe_bench.testing.fault_proxy import FAULT_KINDS, FaultPlan, FaultProxy, parse_rates
 from aloe_bench.testing.serve import TransformersServe
@@ -81,14 +83,15 @@ def _run(plan, upstream, model, server_label, n_personas, turns, timeout_s, max_
                          judge_model=spec, judge_base_url=proxy.base_url, judge_scoring="text",
                          personas=persona_source, max_personas=n_personas, turns=turns,
                          reply_max_new_tokens=max_new_tokens, user_max_new_tokens=max_new_tokens,
-                         user_temperature=0.0, max_concurrency=max_concurrency, output_dir=output_dir or tmp,
-                         bootstrap_resamples=200, progress=False)
-        roles = build_roles(cfg, request_timeout_s=timeout_s, request_max_retries=max_retries)
+                         user_temperature=0.0, output_dir=output_dir or tmp, bootstrap_resamples=200, progress=False)
+        run = resolve_run(cfg, BackendOptions(max_concurrency=max_concurrency, request_timeout_s=timeout_s,
+                                              request_max_retries=max_retries))
+        roles = build_roles(run)
         backends = {id(b): b for b in (roles.model, roles.user.backend, roles.judge.backend)}.values()
-        results = evaluate_model(cfg, roles)
+        results = evaluate_model(run, roles)
         proxy_stats = proxy.stats()
         rows = RunFiles(cfg.output_dir, results["fingerprint"], results["model"]).load_samples()
-        persona_ids = sorted({r["persona_id"] for r in rows} | set(_persona_ids(cfg)))
+        persona_ids = sorted({r["persona_id"] for r in rows} | set(_persona_ids(run.config)))
     failed_ids = set().union(*(b.stats.failed_request_ids for b in backends))
     client = _merge([b.stats.to_dict() for b in backends])
     counts = results["counts"]
@@ -115,11 +118,9 @@ def _run(plan, upstream, model, server_label, n_personas, turns, timeout_s, max_
 
 
 def _persona_ids(cfg: EvalConfig) -> list[str]:
+    """The persona ids a resolved config evaluates."""
     from aloe_bench.core.personas import load_persona_set
 
-    from aloe_bench.harness.protocol import resolve
-
-    cfg = resolve(cfg)
     return [p.id for p in load_persona_set(cfg.personas, cfg.max_personalities).subset(cfg.max_personas or None)]
 
 

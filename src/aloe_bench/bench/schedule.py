@@ -67,22 +67,24 @@ def _requests_by_role(records: list[dict]) -> dict:
 
 def _run(server: LatencyServer, schedule: str, n_personas: int, turns: int, max_concurrency: int,
          persona_source: str, local_model: str | None = None, reply_max_new_tokens: int = 48) -> dict:
+    from aloe_bench.core.backends import BackendOptions
+    from aloe_bench.harness.protocol import resolve_run
     from aloe_bench.harness.runner import build_roles, evaluate_model
 
     server.reset()
-    remote = {"base_url": server.base_url, "api_key_env": "ALOE_LATENCY_SERVER_KEY"}
+    options = BackendOptions(api_key_env="ALOE_LATENCY_SERVER_KEY", max_concurrency=max_concurrency)
     with tempfile.TemporaryDirectory() as out:
-        cfg = EvalConfig(
+        run = resolve_run(EvalConfig(
             model=local_model or f"openai:{ROLES['model']}", base_url=None if local_model else server.base_url,
             user_model=f"openai:{ROLES['user']}", user_base_url=server.base_url,
-            judge_model=f"openai:{ROLES['judge']}", judge_base_url=server.base_url, api_key_env=remote["api_key_env"],
+            judge_model=f"openai:{ROLES['judge']}", judge_base_url=server.base_url,
             judge_scoring="text", personas=persona_source, max_personas=n_personas, turns=turns,
-            max_concurrency=max_concurrency, reply_max_new_tokens=reply_max_new_tokens, output_dir=out,
-            cache=False, progress=False, bootstrap_resamples=100, **schedule_options(schedule))
-        roles = build_roles(cfg)
+            reply_max_new_tokens=reply_max_new_tokens, output_dir=out, cache=False, progress=False,
+            bootstrap_resamples=100, **schedule_options(schedule)), options)
+        roles = build_roles(run)
         worker = getattr(roles.model, "worker", None) if local_model else None  # the in-process model's batcher
         batches_before = worker.stats.to_dict() if worker is not None else None
-        results = evaluate_model(cfg, roles)
+        results = evaluate_model(run, roles)
     records = server.records()
     run = {"wall_s": results["throughput"]["wall_s"], "requests": len(records),
            "requests_by_role": _requests_by_role(records), "scored": results["counts"]["scored"],

@@ -9,28 +9,29 @@ logger = logging.getLogger(__name__)
 
 
 def register(sub) -> None:
+    from aloe_bench.core.backends import BackendOptions
     from aloe_bench.core.recipes import add_recipe_command
     from aloe_bench.harness.eval_config import EvalConfig
 
-    eval_parser = add_recipe_command(sub, "eval", [EvalConfig], _run_eval,
+    eval_parser = add_recipe_command(sub, "eval", [EvalConfig, BackendOptions], _run_eval,
                                      "Score a model on ALOE (offline on the embedded model by default).")
     eval_parser.add_argument("--print-config", "--print_config", dest="print_config", action="store_true",
                              help="Print the resolved run config as JSON and exit (loads no model).")
 
 
 def _run_eval(args) -> int:
+    from aloe_bench.core.backends import BackendOptions
     from aloe_bench.core.recipes import dataclass_from_args
-
     from aloe_bench.harness.eval_config import EvalConfig
+    from aloe_bench.harness.protocol import resolve_run
     from aloe_bench.harness.runner import evaluate_model
 
-    from aloe_bench.harness.protocol import resolve, run_settings
-
-    cfg = resolve(dataclass_from_args(args, EvalConfig))  # a bad field raises ConfigError: `aloe` prints it
+    # resolved once, here; a bad field raises ConfigError: `aloe` prints it
+    run = resolve_run(dataclass_from_args(args, EvalConfig), dataclass_from_args(args, BackendOptions))
     if getattr(args, "print_config", False):
-        print(json.dumps(run_settings(cfg), indent=2, ensure_ascii=False))
+        print(json.dumps(run.settings, indent=2, ensure_ascii=False))
         return 0
-    results = evaluate_model(cfg)
+    results = evaluate_model(run)
     print(json.dumps({k: results[k] for k in ("protocol", "model", "judge", "counts")} | {
         "metrics": {k: v for k, v in results["metrics"].items() if k != "intervals"},
         "results_file": results["results_file"]}, indent=2))

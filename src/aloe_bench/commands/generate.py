@@ -6,17 +6,21 @@ import json
 
 
 def register(sub) -> None:
+    from aloe_bench.core.backends import BackendOptions
     from aloe_bench.core.recipes import add_recipe_command
     from aloe_bench.training.generate_config import GenerateConfig
 
-    add_recipe_command(sub, "generate", [GenerateConfig], _generate,
+    add_recipe_command(sub, "generate", [GenerateConfig, BackendOptions], _generate,
                        "Generate preference conversation trees (multi-LLM collaboration), resumable.")
 
 
 def _generate(args) -> int:
+    from aloe_bench.core.backends import BackendOptions
     from aloe_bench.core.recipes import dataclass_from_args
     from aloe_bench.training.generate import generate_conversations
     from aloe_bench.training.generate_config import GenerateConfig
 
-    print(json.dumps(generate_conversations(dataclass_from_args(args, GenerateConfig)), indent=2))
+    results = generate_conversations(dataclass_from_args(args, GenerateConfig),
+                                     options=dataclass_from_args(args, BackendOptions))
+    print(json.dumps(results, indent=2))
     return 0

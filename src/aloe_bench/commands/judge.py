@@ -56,10 +56,11 @@ class PushRatingsConfig:
 
 
 def _rescore_types() -> list:
-    """`aloe judge rescore`'s dataclass, loaded when that command is parsed (its module imports the backends)."""
+    """`aloe judge rescore`'s dataclasses, loaded when that command is parsed (its module imports the backends)."""
+    from aloe_bench.core.backends import BackendOptions
     from aloe_bench.harness.rescore import RescoreConfig
 
-    return [RescoreConfig]
+    return [RescoreConfig, BackendOptions]
 
 
 def register(sub) -> None:
@@ -76,10 +77,11 @@ def register(sub) -> None:
 
 
 def _run_rescore(args) -> int:
+    from aloe_bench.core.backends import BackendOptions
     from aloe_bench.core.recipes import dataclass_from_args
     from aloe_bench.harness.rescore import RescoreConfig, rescore_run
 
-    results = rescore_run(dataclass_from_args(args, RescoreConfig))
+    results = rescore_run(dataclass_from_args(args, RescoreConfig), options=dataclass_from_args(args, BackendOptions))
     print(json.dumps({k: results[k] for k in ("rescore_of", "judge", "counts")} | {
         "metrics": {k: v for k, v in results["metrics"].items() if k != "intervals"},
         "results_file": results["results_file"]}, indent=2))

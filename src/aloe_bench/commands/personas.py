@@ -21,22 +21,24 @@ class OverlapConfig:
 
 
 def register(sub) -> None:
+    from aloe_bench.core.backends import BackendOptions
     from aloe_bench.core.recipes import add_command_group, add_recipe_command
     from aloe_bench.training.persona_pools import GrowConfig
 
     actions = add_command_group(sub, "personas", "Persona pools: grow one by self-generation, compare two.",
                                 metavar="ACTION")
-    add_recipe_command(actions, "grow", [GrowConfig], _grow,
+    add_recipe_command(actions, "grow", [GrowConfig, BackendOptions], _grow,
                        "Expand a profile or personality pool by self-generation with embedding de-duplication.")
     add_recipe_command(actions, "overlap", [OverlapConfig], _overlap,
                        "Closest pairs between two pools (e.g. eval vs training).")
 
 
 def _grow(args) -> int:
+    from aloe_bench.core.backends import BackendOptions
     from aloe_bench.core.recipes import dataclass_from_args
     from aloe_bench.training.persona_pools import GrowConfig, grow_pool
 
-    summary = grow_pool(dataclass_from_args(args, GrowConfig))
+    summary = grow_pool(dataclass_from_args(args, GrowConfig), options=dataclass_from_args(args, BackendOptions))
     summary.pop("config", None)
     print(json.dumps(summary, indent=2))
     return 0

@@ -133,14 +133,15 @@ def train(cfg: ReproduceConfig, root: Path, dataset: Path) -> dict[str, Path]:
 
 def evaluate(cfg: ReproduceConfig, root: Path, models: dict[str, str]) -> dict[str, dict]:
     from aloe_bench.harness import EvalConfig, evaluate_model
+    from aloe_bench.harness.protocol import resolve_run
 
     results = {}
     for name, spec in models.items():
         out = Path(spec) / "aloe_eval" if Path(spec).is_dir() else root / "eval" / name
-        run = EvalConfig(protocol="smoke", model=spec, user_model=cfg.model, judge_model=cfg.model,
+        run = resolve_run(EvalConfig(protocol="smoke", model=spec, user_model=cfg.model, judge_model=cfg.model,
                          max_personas=cfg.eval_personas, turns=cfg.eval_turns,
                          reply_max_new_tokens=cfg.reply_max_new_tokens, user_max_new_tokens=64, seed=cfg.seed,
-                         output_dir=str(out))
+                         output_dir=str(out)))
         results[name] = evaluate_model(run)
         m = results[name]["metrics"]
         _log("eval", f"{name}: AL_avg {m.get('AL_avg')}, IR {m.get('IR')}, N_IR {m.get('N_IR')}")

@@ -8,15 +8,20 @@ silently), and there is no `env:` block (secrets come from the environment only,
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import sys
 import typing
 from pathlib import Path
+from types import MappingProxyType
 
 import yaml
 from trl import TrlParser
 
 from .errors import ConfigError
+
+#: field metadata that HfArgumentParser hands to argparse (any other key stays with the dataclass)
+_ARGPARSE_KEYS = ("help", "aliases", "choices", "metavar", "nargs", "const", "required")
 
 
 def load_recipe(path: str | Path) -> dict:
@@ -67,13 +72,15 @@ class RecipeParser(TrlParser):
 
     @staticmethod
     def _parse_dataclass_field(parser, field: dataclasses.Field) -> None:
-        """A field's flags, as HfArgumentParser makes them, plus two kinds of field it cannot make.
+        """A field's flags, as HfArgumentParser makes them, with what it does not do.
 
         `metadata={"positional": True}`: an argument given without a flag (`nargs="+"` for a list, `choices` for
         a Literal). `metadata={"switch": True}`: a bool flag that takes no value, so it never swallows the
         positional argument written after it (HfArgumentParser's bool flags take an optional `true`/`false`).
+        Metadata other than argparse's (such as `BackendOptions`' `kinds`) stays on the field, and a mapping field
+        takes its value as text (a JSON object, which the dataclass parses; a recipe gives the mapping itself).
         """
-        kwargs = {key: value for key, value in field.metadata.items() if key not in ("positional", "switch")}
+        kwargs = {key: value for key, value in field.metadata.items() if key in _ARGPARSE_KEYS}
         if field.metadata.get("positional"):
             origin, args = typing.get_origin(field.type), typing.get_args(field.type)
             if origin is list:
@@ -88,6 +95,10 @@ class RecipeParser(TrlParser):
             aliases = kwargs.pop("aliases", [])
             parser.add_argument(*flags, *aliases, dest=field.name, action="store_true", **kwargs)
         else:
+            field = copy.copy(field)
+            field.metadata = MappingProxyType(kwargs)
+            if field.type in (dict, dict | None):
+                field.type = str | None
             TrlParser._parse_dataclass_field(parser, field)
 
     def _load_types(self) -> None:
@@ -164,3 +175,14 @@ def dataclass_from_args(args, dtype):
     """Build `dtype` from the parsed namespace (its fields only)."""
     names = {f.name for f in dataclasses.fields(dtype) if f.init}
     return dtype(**{k: v for k, v in vars(args).items() if k in names})
+
+
+def dataclasses_from_keywords(keywords: dict, *dtypes) -> tuple:
+    """One instance of each of `dtypes` from `keywords`, each taking the keys that are its fields (a Python
+    caller's counterpart of parsing them side by side); a key no dataclass has is a TypeError naming it."""
+    names = [{f.name for f in dataclasses.fields(dtype) if f.init} for dtype in dtypes]
+    unknown = sorted(set(keywords).difference(*names))
+    if unknown:
+        raise TypeError(f"unexpected keyword argument(s) {', '.join(map(repr, unknown))}: not a field of "
+                        f"{' or '.join(dtype.__name__ for dtype in dtypes)}")
+    return tuple(dtype(**{k: v for k, v in keywords.items() if k in fields}) for dtype, fields in zip(dtypes, names))
