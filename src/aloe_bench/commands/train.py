@@ -129,13 +129,13 @@ def _online_types() -> list:
 def _round_evaluator(cfg):
     """Evaluate a round's checkpoint with the harness under one protocol: same user, judge, personas and seed."""
     def evaluate(checkpoint: str, folder) -> dict:
-        from aloe_bench.harness import EvalConfig, evaluate_model
+        from aloe_bench.harness import EvalConfig, evaluate_model, resolve_run
 
-        return evaluate_model(EvalConfig(
+        return evaluate_model(resolve_run(EvalConfig(
             model=checkpoint, user_model=cfg.user_model, judge_model=cfg.judge_model, personas=cfg.eval_personas,
             max_personas=cfg.eval_max_personas or 0, turns=cfg.eval_turns, judge_preset=cfg.judge_preset,
             reply_max_new_tokens=cfg.eval_max_new_tokens, user_max_new_tokens=cfg.eval_max_new_tokens,
-            temperature=0.0, seed=cfg.seed, output_dir=str(folder), progress=False))
+            temperature=0.0, seed=cfg.seed, output_dir=str(folder), progress=False)))
     return evaluate
 
 
