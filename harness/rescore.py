@@ -17,11 +17,10 @@ from aloe_bench import __version__
 from aloe_bench.core.backends import BackendOptions, build_backend
 from aloe_bench.core.backends.cache import CachedBackend, RequestCache
 from aloe_bench.core.judge import Judge, JudgeConfig, JudgeItem
-from aloe_bench.core.personas import load_persona_set
 from aloe_bench.core.prompts import load_prompts
 from aloe_bench.core.run_files import RunFileError, find_run
 
-from .results import RunFiles, build_run_results, fingerprint, package_versions
+from .results import RunFiles, build_run_results, fingerprint, package_versions, run_persona_set
 
 JUDGE_FIELDS = ("score", "judge_raw", "judge_distribution", "judge_error", "judge_attempts")
 
@@ -57,15 +56,7 @@ def build_judge(cfg: RescoreConfig, options: BackendOptions | None = None) -> Ju
 
 
 def _personas(source_results: dict, where: str):
-    block = source_results.get("config", {})
-    run, info = block.get("run", {}), block.get("personas", {})
-    if "personas" not in run:
-        raise RunFileError(f"{where}: config.run.personas missing: cannot tell which personas the run used")
-    persona_set = load_persona_set(run["personas"], run.get("max_personalities", 5))
-    if info.get("sha256") and persona_set.sha256[:16] != info["sha256"]:
-        raise RunFileError(f"{where}: the persona set {run['personas']!r} has changed since the run "
-                           f"(sha256 {persona_set.sha256[:16]} vs {info['sha256']}): refusing to re-score")
-    return {p.id: p for p in persona_set}
+    return {p.id: p for p in run_persona_set(source_results, where, "refusing to re-score")}
 
 
 def rescore_run(cfg: RescoreConfig, judge: Judge | None = None, options: BackendOptions | None = None) -> dict:
@@ -131,7 +122,8 @@ def rescore_run(cfg: RescoreConfig, judge: Judge | None = None, options: Backend
     finally:
         bar.close()
     wall = time.perf_counter() - began
-    results = build_rescore_results(files, source_results, judge, identity, cfg, options or BackendOptions())
+    results = build_rescore_results(files, source_results, judge, identity, cfg, options or BackendOptions(),
+                                    personas)
     results["throughput"] = {"wall_s": round(wall, 3), "rows_judged_now": len(todo)}
     files.write_results(results)
     results["results_file"] = str(files.results_path)
@@ -139,8 +131,9 @@ def rescore_run(cfg: RescoreConfig, judge: Judge | None = None, options: Backend
 
 
 def build_rescore_results(files: RunFiles, source_results: dict, judge: Judge, identity: dict,
-                          cfg: RescoreConfig, options: BackendOptions) -> dict:
-    """The re-score's results dict: every row it wrote, scored like `aloe eval`'s, with the source run's config."""
+                          cfg: RescoreConfig, options: BackendOptions, personas: dict | None = None) -> dict:
+    """The re-score's results dict: every row it wrote, scored like `aloe eval`'s, with the source run's config;
+    `personas` (id -> Persona) gives the simulator check its texts."""
     rows = files.load_samples()
     source_config = source_results.get("config", {})
     config = {"rescore": _rescore_record(cfg, options),
@@ -154,7 +147,8 @@ def build_rescore_results(files: RunFiles, source_results: dict, judge: Judge, i
     ids, turns = sorted({r["persona_id"] for r in rows}), max((int(r["turn"]) for r in rows), default=0)
     return build_run_results(rows, ids, turns, files=files, model=source_results.get("model"), judge=judge,
                              config=config, bootstrap_resamples=cfg.bootstrap_resamples, seed=cfg.seed,
-                             rescore_of=identity["rescore_of"])
+                             rescore_of=identity["rescore_of"],
+                             personas=[personas[i] for i in ids if i in personas] if personas else None)
 
 
 def _rescore_record(cfg: RescoreConfig, options: BackendOptions) -> dict:

@@ -22,6 +22,7 @@ from aloe_bench.core.io import append_jsonl, atomic_write_json, read_json, read_
 from aloe_bench.core.judge import Judge
 from aloe_bench.core.metrics import summarise
 from aloe_bench.core.run_files import RunFileError, locate_run_files
+from aloe_bench.core.simulator_check import UserMessage, check_simulator
 
 PACKAGES = ("aloe-bench", "torch", "transformers", "datasets", "evaluate", "huggingface-hub",
             "sentence-transformers", "openai", "trl", "peft", "gradio", "vllm")
@@ -157,11 +158,64 @@ def score_matrix(rows: list[dict], persona_ids: list[str], turns: int) -> tuple[
     return scores, counts
 
 
+def run_persona_set(results: dict, where: str, refusal: str):
+    """The persona set a finished run used, read again from its results' config; `RunFileError` (ending in
+    `refusal`) when the config does not name it or the set has changed since the run (its sha256 differs)."""
+    from aloe_bench.core.personas import load_persona_set
+
+    block = results.get("config", {})
+    run, info = block.get("run", {}), block.get("personas", {})
+    if "personas" not in run:
+        raise RunFileError(f"{where}: config.run.personas missing: cannot tell which personas the run used")
+    persona_set = load_persona_set(run["personas"], run.get("max_personalities", 5))
+    if info.get("sha256") and persona_set.sha256[:16] != info["sha256"]:
+        raise RunFileError(f"{where}: the persona set {run['personas']!r} has changed since the run "
+                           f"(sha256 {persona_set.sha256[:16]} vs {info['sha256']}): {refusal}")
+    return persona_set
+
+
+def user_messages(rows: list[dict], personas) -> list[UserMessage]:
+    """The simulated user's messages of `rows` whose persona is among `personas` (Persona objects), in row order."""
+    by_id = {p.id: p for p in personas}
+    return [UserMessage(row["persona_id"], int(row["turn"]), row["user_message"], by_id[row["persona_id"]].profile,
+                        by_id[row["persona_id"]].personality)
+            for row in rows if row.get("user_message") and row.get("persona_id") in by_id]
+
+
+REVEAL_IN_CHECK = ("not computed during a run (importing sentence-transformers and warming MiniLM cost seconds to tens "
+                   "of seconds on a CPU, on every run, however small): `aloe simulator check RUN_DIR` computes it")
+
+
+def load_reveal_embedder(name: str | None = None) -> tuple:
+    """`(embed, model name, None)` for the reveal curve, or `(None, None, reason)` when sentence-transformers or the
+    embedder's wheel is missing: the curve is then skipped with the reason, and nothing fails."""
+    from aloe_bench.core.embedded import sentence_embedder
+    from aloe_bench.core.errors import DependencyError
+
+    try:
+        return (*sentence_embedder(name), None)
+    except DependencyError as exc:
+        return None, None, f"embedder unavailable: {exc}"
+
+
+def simulator_block(rows: list[dict], personas, turns: int, embedder: tuple | None = None) -> dict:
+    """The results file's check of the simulated user (`core.simulator_check`) over the messages of `personas`.
+
+    The reveal curve needs `embedder`, a `load_reveal_embedder` triple; without one it is recorded as skipped
+    (`REVEAL_IN_CHECK`), so a results file costs no model load."""
+    embed, name, reason = embedder or (None, None, REVEAL_IN_CHECK)
+    messages = [m for m in user_messages(rows, personas) if m.turn <= turns]
+    block, _ = check_simulator(messages, turns, embed, embedder_name=name, skipped_reason=reason)
+    return block
+
+
 def build_run_results(rows: list[dict], persona_ids: list[str], turns: int, *, files: RunFiles, model: str,
                       judge: Judge, config: dict, bootstrap_resamples: int, seed: int, protocol: str | None = None,
-                      rescore_of: str | None = None) -> dict:
+                      rescore_of: str | None = None, personas=None) -> dict:
     """The results dict of a run (an eval, or a re-score when `rescore_of` names its source run): metrics over the
-    score matrix of `persona_ids` x `turns`, counts, the judge's label, and `config`, the run's config block."""
+    score matrix of `persona_ids` x `turns`, counts, the judge's label, `config`, the run's config block, and the
+    check of the simulated user over `personas` (the Persona objects of `persona_ids`; without them the block
+    records that it was skipped)."""
     scores, counts = score_matrix(rows, persona_ids, turns)
     results = {"benchmark": "ALOE"}
     if protocol is not None:
@@ -178,6 +232,8 @@ def build_run_results(rows: list[dict], persona_ids: list[str], turns: int, *, f
         "files": {"samples": files.samples_path.relative_to(files.dir).as_posix()},
         "config": config,
     })
+    results["simulator"] = (simulator_block(rows, personas, turns) if personas is not None
+                            else {"skipped": "the run's personas were not given to the results builder"})
     if judge.backend.spec.kind == "embedded":
         results["judge_note"] = SMOKE_NOTE
     return results

