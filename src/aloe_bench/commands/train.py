@@ -1,4 +1,4 @@
-"""`aloe train sft|dpo|kto|card|pairs`: TRL training from YAML recipes (CLI flags override), cards and uploads.
+"""`aloe train sft|dpo|kto|online|card|pairs`: TRL training from YAML recipes (CLI flags override), cards and uploads.
 
 `run_stage` runs one stage from a list of flags: `aloe reproduce` trains through it.
 """
@@ -120,6 +120,34 @@ def _pairs(args) -> int:
     return 0
 
 
+def _online_types() -> list:
+    from aloe_bench.training.online import OnlineConfig
+
+    return [OnlineConfig]
+
+
+def _round_evaluator(cfg):
+    """Evaluate a round's checkpoint with the harness under one protocol: same user, judge, personas and seed."""
+    def evaluate(checkpoint: str, folder) -> dict:
+        from aloe_bench.harness import EvalConfig, evaluate_model, resolve_run
+
+        return evaluate_model(resolve_run(EvalConfig(
+            model=checkpoint, user_model=cfg.user_model, judge_model=cfg.judge_model, personas=cfg.eval_personas,
+            max_personas=cfg.eval_max_personas or 0, turns=cfg.eval_turns, judge_preset=cfg.judge_preset,
+            reply_max_new_tokens=cfg.eval_max_new_tokens, user_max_new_tokens=cfg.eval_max_new_tokens,
+            temperature=0.0, seed=cfg.seed, output_dir=str(folder), progress=False)))
+    return evaluate
+
+
+def _online(args) -> int:
+    from aloe_bench.training.online import OnlineConfig, run_online
+
+    cfg = dataclass_from_args(args, OnlineConfig)
+    table = run_online(cfg, evaluate_fn=_round_evaluator(cfg))
+    print(f"rounds: {len(table)}; table: {args.output_dir}/rounds.json")
+    return 0
+
+
 def register(sub) -> None:
     stages = add_command_group(sub, "train", "Train with TRL: SFT, then DPO / IPO (--loss_type ipo) / KTO.",
                                metavar="STAGE")
@@ -131,6 +159,8 @@ def register(sub) -> None:
                        "(Re)write a checkpoint's model card and push folder; optionally upload.")
     add_recipe_command(stages, "pairs", [PairsConfig], _pairs,
                        "Held-out preference accuracy/margins of a model against a reference.")
+    add_recipe_command(stages, "online", _online_types, _online,
+                       "Iterative preference rounds (DPO / IPO / KTO) on the policy's own judged conversations.")
 
 
 STAGE_HELP = {

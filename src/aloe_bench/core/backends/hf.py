@@ -43,14 +43,31 @@ def pick_dtype(device: str, requested: str | None = None) -> torch.dtype:
     return torch.float32
 
 
+_FILE_DIGESTS: dict[tuple, str] = {}
+
+
+def _file_digest(path: Path) -> str:
+    """sha256 of a file's contents, cached by (path, size, mtime): a retrained checkpoint changes it, a re-read is free."""
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    if key not in _FILE_DIGESTS:
+        digest = hashlib.sha256()
+        with path.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 22), b""):
+                digest.update(block)
+        _FILE_DIGESTS[key] = digest.hexdigest()
+    return _FILE_DIGESTS[key]
+
+
 def folder_revision(folder: Path) -> str:
-    """A content fingerprint for a local model folder: config plus weight file names and sizes."""
+    """A content fingerprint for a local model folder: its config plus the contents of every weight file, so a
+    checkpoint retrained into the same folder gets a new revision (the request cache and eval resume see it)."""
     digest = hashlib.sha256()
     config = folder / "config.json"
     if config.exists():
         digest.update(config.read_bytes())
     for weight in sorted(folder.glob("*.safetensors")) + sorted(folder.glob("*.bin")):
-        digest.update(f"{weight.name}:{weight.stat().st_size}".encode())
+        digest.update(f"{weight.name}:{_file_digest(weight)}".encode())
     return "local-sha256:" + digest.hexdigest()[:16]
 
 
