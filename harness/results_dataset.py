@@ -18,6 +18,7 @@ from pathlib import Path
 from datasets import Dataset, Features, List, Value
 
 from aloe_bench.core.eval_results import benchmark_dataset, personas_evaluated, protocol_of
+from aloe_bench.core.dataset_folder import save_dataset_card
 from aloe_bench.core.errors import AloeError
 from aloe_bench.core.judge import CRITERIA
 from aloe_bench.core.licenses import generator_licenses
@@ -321,7 +322,9 @@ def merge_runs(runs: list[Run], folder: str | Path, repo_id: str | None = None, 
     for path in sorted((folder / "samples").glob("*.parquet")):
         counts[path.stem] = pq.ParquetFile(path).metadata.num_rows
     n_samples = sum(v for k, v in counts.items() if not k.startswith("latest_"))
-    render_results_card(ordered, n_samples, repo_id).save(folder / "README.md")
+    # a staging folder for a Hub push holds no samples of earlier runs: only `results` is described there
+    save_dataset_card(folder, render_results_card(ordered, n_samples, repo_id),
+                      described=None if complete else ["results"])
     if complete:
         check_folder(folder, [r["split"] for r in ordered])
     return MergeReport(str(folder), pushed, len(ordered), counts)

@@ -15,7 +15,8 @@ from pathlib import Path
 from aloe_bench.core.errors import AloeError
 
 CRITERION_COLUMNS = ["AL_style", "AL_content", "AL_human"]  # empty for runs of a one-integer judge
-COLUMNS = ["model", "AL_avg", "AL_avg interval", "IR", "N_IR", *CRITERION_COLUMNS, "judge", "date"]
+# run: opens it in the Runs tab
+COLUMNS = ["model", "AL_avg", "AL_avg interval", "IR", "N_IR", *CRITERION_COLUMNS, "judge", "date", "run"]
 
 
 class LeaderboardError(AloeError, ValueError):
@@ -73,6 +74,7 @@ def row_from_result(record: dict, where: str) -> dict:
         **{column: _criterion_average(record, column, where) for column in CRITERION_COLUMNS},
         "judge": str(record["judge"]),
         "date": str(record["created"])[:10],
+        "run": str(record.get("run_id") or ""),
     }
 
 
@@ -86,7 +88,7 @@ def from_folder(folder: str | Path) -> Leaderboard:
     folder = Path(folder).expanduser()
     if not folder.is_dir():
         raise LeaderboardError(f"results folder {folder}: not found (run `aloe eval --output_dir {folder}` first)")
-    if _is_results_dataset(folder):
+    if is_results_dataset(folder):
         return _from_dataset(str(folder), f"{folder} (results dataset)")
     from aloe_bench.core.io import read_json
     from aloe_bench.core.run_files import RunFileError, find_results_files
@@ -100,7 +102,7 @@ def from_folder(folder: str | Path) -> Leaderboard:
     return _sorted(board)
 
 
-def _is_results_dataset(folder: Path) -> bool:
+def is_results_dataset(folder: Path) -> bool:
     """A folder laid out as a results dataset repo: a card declaring a `results` config."""
     if not (folder / "README.md").is_file() or not (folder / "results").is_dir():
         return False

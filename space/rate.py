@@ -6,7 +6,6 @@ rating is appended at once to that rater's own file, which `aloe judge agree` re
 
 from __future__ import annotations
 
-import json
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +20,9 @@ from aloe_bench.core.ratings import RatingsError, append_rating, check_rater, ra
 from aloe_bench.core.run_files import (SAMPLES_PREFIX, find_samples_files, read_samples, results_path_for,
                                       run_id_of)
 
+from .leaderboard import is_results_dataset
 from .redact import redact, scrub
+from .runs import RunsError, list_runs, load_rows
 
 # Keyboard shortcuts, installed once per page: a key clicks the matching button while the Rate tab is shown.
 KEYBOARD_JS = """
@@ -91,23 +92,16 @@ def _read_run(samples: Path) -> tuple[str, list[dict], dict | None]:
     return run_id_of(samples), _for_page(samples, read_samples), results
 
 
-def _runs_in_folder(folder: Path) -> list[tuple[str, list[dict], dict | None]]:
-    """(run id, sample rows, results) for every run under `folder`: run files, or a results dataset folder."""
+def _runs_in_folder(folder: Path, max_rows: int) -> list[tuple[str, list[dict], dict | None]]:
+    """(run id, sample rows, results) for every run under `folder`: run files, or a results dataset folder (read by
+    the Runs tab's reader)."""
     runs = [_read_run(samples) for samples in find_samples_files(folder)]
-    if runs or not (folder / "samples").is_dir():
+    if runs or not is_results_dataset(folder):
         return runs
-    import pyarrow.parquet as pq  # a results dataset: samples/<split>.parquet beside results/<split>.parquet
-
-    for samples in sorted((folder / "samples").glob("*.parquet")):
-        if samples.name.startswith("latest_"):  # a copy of a model's newest run split, not a run of its own
-            continue
-        results_file = folder / "results" / samples.name
-        results = pq.read_table(results_file).to_pylist()[0] if results_file.is_file() else None
-        if results is not None and isinstance(results.get("config"), str):
-            results["config"] = json.loads(results["config"])
-        run_id = results["run_id"] if results else samples.stem
-        runs.append((run_id, pq.read_table(samples).to_pylist(), results))  # nulls stay None (pandas: NaN)
-    return runs
+    try:
+        return [(e.run_id, load_rows(e, max_rows), e.results) for e in list_runs(str(folder))]
+    except RunsError as exc:
+        raise RateError(str(exc).replace(str(folder), folder.name)) from None
 
 
 def _resolve(source: str) -> Path:
@@ -132,7 +126,7 @@ def load_items(source: str, run_id: str | None = None, max_rows: int = 5000) -> 
             raise RateError(f"{path.name}: expected a samples_<run id>.jsonl file")
         runs = [_read_run(path)]
     elif path.is_dir():
-        runs = _runs_in_folder(path)
+        runs = _runs_in_folder(path, max_rows)
     else:
         raise RateError(f"{source}: no such file or folder")
     if run_id:

@@ -45,13 +45,16 @@ class SpaceConfig:
     rate_source: str = field(default="", metadata={"help": "Run the Rate tab offers first (default: the results source)."})
     ratings_dir: str = field(default="ratings", metadata={"help": "Folder of the per-rater ratings files (ratings-<rater>.jsonl)."})
     max_rate_rows: int = field(default=5000, metadata={"help": "Rows of one run the Rate tab loads at most."})
+    # Runs tab (finished runs read back): the sources it offers; on a public Space, the only ones a visitor may read
+    runs: str = field(default="", metadata={"help": "Runs tab sources, comma-separated: run folders, results dataset folders, hub:ORG/NAME (default: the results source). On a public Space visitors pick only among these."})
+    max_run_rows: int = field(default=20000, metadata={"help": "Sample rows of one run the Runs tab reads at most."})
     share: bool = field(default=False, metadata={"help": "Open a public gradio.live link (needs network)."})
 
     def __post_init__(self):
         if self.judge_preset not in ("paper", "robust"):
             raise ConfigError(f"judge_preset {self.judge_preset!r}: choose paper or robust")
         for name in ("reply_max_new_tokens", "user_max_new_tokens", "induction_max_new_tokens", "max_input_chars",
-                     "max_turns", "max_autoplay_turns", "max_rate_rows", "concurrency_limit", "max_queue", "max_sessions"):
+                     "max_turns", "max_autoplay_turns", "max_rate_rows", "max_run_rows", "concurrency_limit", "max_queue", "max_sessions"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.session_ttl_s <= 0:

@@ -32,6 +32,8 @@ from .persona_picker import custom_persona, find_persona, persona_label, persona
 from .rate import add_rate_tab
 from .redact import redact, scrub
 from .roles import SpaceRoles
+from .runs_tab import RunsTab
+from .score_plot import ScorePlot
 from .session import ChatSession, Lane, new_session
 from .space_config import SpaceConfig
 from .views import chat_messages, curve_rows, lane_summary
@@ -272,8 +274,8 @@ class SpaceUI:
         chat_a, chat_b, plot_a, plot_b, summary_a, summary_b = self.view(session)
         return (config, gr.update(value=chat_a, label=f"Assistant: {config.model}"),
                 gr.update(value=chat_b, visible=on, label=f"Compare: {config.compare_model}"),
-                gr.update(value=plot_a, title=f"Judge score by turn: {config.model}"),
-                gr.update(value=plot_b, visible=on, title=f"Judge score by turn: {config.compare_model}"),
+                gr.update(value=plot_a, label=f"Judge score by turn: {config.model}"),
+                gr.update(value=plot_b, visible=on, label=f"Judge score by turn: {config.compare_model}"),
                 summary_a, summary_b,
                 f"Settings applied: assistant {config.model}" + (f" vs {config.compare_model}" if on else "")
                 + f", judge {config.judge_model}.")
@@ -307,77 +309,77 @@ class SpaceUI:
             session = gr.State(template, time_to_live=cfg.session_ttl_s, delete_callback=ChatSession.close)
             config = gr.State(cfg)
             gr.Markdown(INTRO)
-            with gr.Tab("Chat"):
-                with gr.Row():
-                    with gr.Column(scale=1, min_width=280):
-                        set_dd = gr.Dropdown(list(self.sets), value=self.default_set, label="Persona set",
-                                             elem_id="persona-set")
-                        persona_dd = gr.Dropdown(self.persona_choices(self.default_set), value=persona_label(first),
-                                                 label="Persona", elem_id="persona-pick")
-                        random_btn = gr.Button("Random persona", elem_id="persona-random")
-                        with gr.Accordion("Write your own persona", open=False):
-                            profile_tb = gr.Textbox(label="Profile (who the user is)", lines=3,
-                                                    max_length=cfg.max_input_chars, elem_id="custom-profile")
-                            personality_tb = gr.Textbox(label="Personality (how they talk)", lines=2,
-                                                        max_length=cfg.max_input_chars, elem_id="custom-personality")
-                            custom_btn = gr.Button("Use this persona", elem_id="custom-use")
-                        persona_md = gr.Markdown(persona_markdown(first), elem_id="persona")
-                        gr.Markdown("### What the user has revealed so far")
-                        revealed = gr.Markdown(self.revealed_md(template), elem_id="revealed")
-                        with gr.Accordion("Models", open=False):
-                            model_tb = gr.Textbox(cfg.model, label="Assistant", elem_id="set-model",
-                                                  interactive=can_change)
-                            compare_tb = gr.Textbox(cfg.compare_model or "", label="Compare with (empty: off)",
-                                                    elem_id="set-compare", interactive=can_change)
-                            user_tb = gr.Textbox(cfg.user_model, label="User simulator", elem_id="set-user",
-                                                 interactive=can_change)
-                            judge_tb = gr.Textbox(cfg.judge_model, label="Judge", elem_id="set-judge",
-                                                  interactive=can_change)
-                            gr.Markdown(PUBLIC_SPECS_NOTE if cfg.public else
-                                        "Specs: `embedded`, `ORG/NAME`, `./folder`, `openai:NAME` (endpoint and key "
-                                        "from `OPENAI_BASE_URL` / `OPENAI_API_KEY`, i.e. Space secrets).")
-                            if cfg.oauth:
-                                gr.LoginButton(elem_id="login")
-                            apply_btn = gr.Button("Apply (resets the conversation)", elem_id="set-apply")
-                    with gr.Column(scale=3):
-                        with gr.Row():
-                            chat_a = gr.Chatbot(label=f"Assistant: {cfg.model}", elem_id="chat-a", height=420,
-                                                feedback_options=None)
-                            chat_b = gr.Chatbot(label=f"Compare: {cfg.compare_model}", elem_id="chat-b", height=420,
-                                                visible=compare_on, feedback_options=None)
-                        with gr.Row():
-                            msg = gr.Textbox(placeholder="Write as the persona and press Enter",
-                                             max_length=cfg.max_input_chars, show_label=False, scale=5,
-                                             elem_id="msg")
-                            send_btn = gr.Button("Send", variant="primary", scale=1, elem_id="send")
-                        with gr.Row():
-                            turns = gr.Slider(1, cfg.max_autoplay_turns, value=min(3, cfg.max_autoplay_turns), step=1,
-                                              label="Auto-play turns", elem_id="autoplay-turns")
-                            auto_btn = gr.Button("Auto-play", elem_id="autoplay")
-                            stop_btn = gr.Button("Stop", variant="stop", elem_id="stop")
-                            reset_btn = gr.Button("Reset", elem_id="reset")
-                            export_btn = gr.Button("Export JSON", elem_id="export")
-                        status = gr.Markdown("", elem_id="status")
-                        with gr.Row():
-                            plot_a = gr.LinePlot(None, x="turn", y="value", color="series", y_lim=[1, 5],
-                                                 title=f"Judge score by turn: {cfg.model}", elem_id="plot-a")
-                            plot_b = gr.LinePlot(None, x="turn", y="value", color="series", y_lim=[1, 5],
-                                                 title=f"Judge score by turn: {cfg.compare_model}",
-                                                 visible=compare_on, elem_id="plot-b")
-                        summary_a = gr.Markdown(lane_summary(template.lanes[0]), elem_id="summary-a")
-                        summary_b = gr.Markdown(lane_summary(template.lanes[1]) if compare_on else "",
-                                                elem_id="summary-b")
-                        with gr.Accordion("Export", open=False):
-                            export_file = gr.File(label="Conversation with scores", elem_id="export-file")
-                            export_json = gr.JSON(label="Exported JSON", elem_id="export-json")
-            with gr.Tab("Leaderboard"):
-                with gr.Row():
-                    source_tb = gr.Textbox(cfg.results, label="Results: a folder of results_*.json or hub:ORG/NAME",
-                                           scale=4, elem_id="lb-source")
-                    load_btn = gr.Button("Load", scale=1, elem_id="lb-load")
-                board = gr.Dataframe(pd.DataFrame(columns=COLUMNS), interactive=False, elem_id="leaderboard")
-                board_note = gr.Markdown("", elem_id="lb-note")
-            add_rate_tab(demo, cfg)  # the Rate tab (space/rate.py): people rate replies, blind, to check a judge
+            with gr.Tabs() as tabs:
+                with gr.Tab("Chat"):
+                    with gr.Row():
+                        with gr.Column(scale=1, min_width=280):
+                            set_dd = gr.Dropdown(list(self.sets), value=self.default_set, label="Persona set",
+                                                 elem_id="persona-set")
+                            persona_dd = gr.Dropdown(self.persona_choices(self.default_set), value=persona_label(first),
+                                                     label="Persona", elem_id="persona-pick")
+                            random_btn = gr.Button("Random persona", elem_id="persona-random")
+                            with gr.Accordion("Write your own persona", open=False):
+                                profile_tb = gr.Textbox(label="Profile (who the user is)", lines=3,
+                                                        max_length=cfg.max_input_chars, elem_id="custom-profile")
+                                personality_tb = gr.Textbox(label="Personality (how they talk)", lines=2,
+                                                            max_length=cfg.max_input_chars, elem_id="custom-personality")
+                                custom_btn = gr.Button("Use this persona", elem_id="custom-use")
+                            persona_md = gr.Markdown(persona_markdown(first), elem_id="persona")
+                            gr.Markdown("### What the user has revealed so far")
+                            revealed = gr.Markdown(self.revealed_md(template), elem_id="revealed")
+                            with gr.Accordion("Models", open=False):
+                                model_tb = gr.Textbox(cfg.model, label="Assistant", elem_id="set-model",
+                                                      interactive=can_change)
+                                compare_tb = gr.Textbox(cfg.compare_model or "", label="Compare with (empty: off)",
+                                                        elem_id="set-compare", interactive=can_change)
+                                user_tb = gr.Textbox(cfg.user_model, label="User simulator", elem_id="set-user",
+                                                     interactive=can_change)
+                                judge_tb = gr.Textbox(cfg.judge_model, label="Judge", elem_id="set-judge",
+                                                      interactive=can_change)
+                                gr.Markdown(PUBLIC_SPECS_NOTE if cfg.public else
+                                            "Specs: `embedded`, `ORG/NAME`, `./folder`, `openai:NAME` (endpoint and key "
+                                            "from `OPENAI_BASE_URL` / `OPENAI_API_KEY`, i.e. Space secrets).")
+                                if cfg.oauth:
+                                    gr.LoginButton(elem_id="login")
+                                apply_btn = gr.Button("Apply (resets the conversation)", elem_id="set-apply")
+                        with gr.Column(scale=3):
+                            with gr.Row():
+                                chat_a = gr.Chatbot(label=f"Assistant: {cfg.model}", elem_id="chat-a", height=420,
+                                                    feedback_options=None)
+                                chat_b = gr.Chatbot(label=f"Compare: {cfg.compare_model}", elem_id="chat-b", height=420,
+                                                    visible=compare_on, feedback_options=None)
+                            with gr.Row():
+                                msg = gr.Textbox(placeholder="Write as the persona and press Enter",
+                                                 max_length=cfg.max_input_chars, show_label=False, scale=5,
+                                                 elem_id="msg")
+                                send_btn = gr.Button("Send", variant="primary", scale=1, elem_id="send")
+                            with gr.Row():
+                                turns = gr.Slider(1, cfg.max_autoplay_turns, value=min(3, cfg.max_autoplay_turns), step=1,
+                                                  label="Auto-play turns", elem_id="autoplay-turns")
+                                auto_btn = gr.Button("Auto-play", elem_id="autoplay")
+                                stop_btn = gr.Button("Stop", variant="stop", elem_id="stop")
+                                reset_btn = gr.Button("Reset", elem_id="reset")
+                                export_btn = gr.Button("Export JSON", elem_id="export")
+                            status = gr.Markdown("", elem_id="status")
+                            with gr.Row():
+                                plot_a = ScorePlot(None, label=f"Judge score by turn: {cfg.model}", elem_id="plot-a")
+                                plot_b = ScorePlot(None, label=f"Judge score by turn: {cfg.compare_model}",
+                                                   visible=compare_on, elem_id="plot-b")
+                            summary_a = gr.Markdown(lane_summary(template.lanes[0]), elem_id="summary-a")
+                            summary_b = gr.Markdown(lane_summary(template.lanes[1]) if compare_on else "",
+                                                    elem_id="summary-b")
+                            with gr.Accordion("Export", open=False):
+                                export_file = gr.File(label="Conversation with scores", elem_id="export-file")
+                                export_json = gr.JSON(label="Exported JSON", elem_id="export-json")
+                with gr.Tab("Leaderboard"):
+                    with gr.Row():
+                        source_tb = gr.Textbox(cfg.results, label="Results: a folder of results_*.json or hub:ORG/NAME",
+                                               scale=4, elem_id="lb-source")
+                        load_btn = gr.Button("Load", scale=1, elem_id="lb-load")
+                    board = gr.Dataframe(pd.DataFrame(columns=COLUMNS), interactive=False, elem_id="leaderboard")
+                    board_note = gr.Markdown("", elem_id="lb-note")
+                add_rate_tab(demo, cfg)  # the Rate tab (space/rate.py): people rate replies, blind, to check a judge
+                runs = RunsTab(cfg).build()  # the Runs tab (space/runs_tab.py): finished runs read back
 
             view_out = [chat_a, chat_b, plot_a, plot_b, summary_a, summary_b]
             persona_out = [persona_md, revealed, *view_out, status]
@@ -417,9 +419,22 @@ class SpaceUI:
             apply_btn.click(E(self.on_settings, 4), [model_tb, compare_tb, user_tb, judge_tb, session, config],
                             [config, *view_out, status, session], api_name=False)
             load_btn.click(E(self.on_leaderboard), source_tb, [board, board_note], api_name="leaderboard")
+            runs.wire(demo)
+            # a leaderboard row links to its run: selecting it opens the run in the Runs tab
+            board.select(E(self._open_run(runs)), [source_tb, board, runs.state],
+                         [tabs, runs.source, runs.run_a, runs.run_b, runs.persona, *runs.views, runs.status,
+                          runs.state], api_name=False, concurrency_id="runs", show_progress="minimal")
             demo.load(E(self._fill_leaderboard), None, [board, board_note], api_name=False)
         demo.queue(default_concurrency_limit=cfg.concurrency_limit, max_size=cfg.max_queue)
         return demo
+
+    @staticmethod
+    def _open_run(runs: RunsTab):
+        def open_run(source, table, state, evt: gr.SelectData, oauth_token: gr.OAuthToken | None = None):
+            """The run of the selected leaderboard row, opened in the Runs tab."""
+            row = evt.row_value if evt.row_value is not None else table.iloc[evt.index[0]].tolist()
+            return runs.on_open(source, str(dict(zip(COLUMNS, row)).get("run") or ""), state, oauth_token)
+        return open_run
 
     def _fill_leaderboard(self):
         if Path(self.config.results).expanduser().is_dir() or self.config.results.startswith("hub:"):

@@ -46,15 +46,26 @@ def chat_messages(lane: Lane) -> list[dict]:
     return messages
 
 
-def curve_rows(lane: Lane) -> list[dict]:
-    """Plot rows (turn, value, series): the scores and their trend line, both present from turn 1 on."""
-    scores = lane.scores()
-    scored = [(k, s) for k, s in enumerate(scores, 1) if s is not None]
-    rows = [{"turn": k, "value": s, "series": "score"} for k, s in scored]
+def score_curve(scores: list[float | None], criteria: dict[str, list[float | None]] | None = None) -> list[dict]:
+    """Plot rows (turn, value, series): the scores and their trend line, both present from turn 1 on, and one
+    series per criterion (`criteria`: {name: scores by turn}) beside the overall when the judge gave them."""
+    rows = [{"turn": k, "value": float(s), "series": "score"} for k, s in enumerate(scores, 1) if s is not None]
     trend = trend_line(scores)
     if trend is not None:
         rows += [{"turn": k, "value": v, "series": "trend"} for k, v in enumerate(trend, 1)]
+    for name, values in (criteria or {}).items():
+        rows += [{"turn": k, "value": float(v), "series": name} for k, v in enumerate(values, 1)
+                 if isinstance(v, (int, float))]
     return rows
+
+
+def curve_rows(lane: Lane) -> list[dict]:
+    """The plot rows of a chat lane (see `score_curve`); criteria come from turns that carry `criteria_scores`."""
+    criteria: dict[str, list[float | None]] = {}
+    for k, turn in enumerate(lane.turns):
+        for name, value in (getattr(turn, "criteria_scores", None) or {}).items():
+            criteria.setdefault(name, [None] * len(lane.turns))[k] = value
+    return score_curve(lane.scores(), criteria)
 
 
 def lane_summary(lane: Lane) -> str:

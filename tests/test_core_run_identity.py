@@ -93,7 +93,8 @@ def test_generate_identity_is_the_settings_earlier_versions_recorded():
         "judge_model": "embedded", "base_url": "http://x/v1", "api_key_env": "K", "judge_scoring": "auto",
         "induction_parse": "auto", "max_retries": 2, "retry_temperature": 0.7, "user_max_new_tokens": 64,
         "induction_max_new_tokens": 96, "reply_max_new_tokens": 96, "judge_max_new_tokens": 128,
-        "user_temperature": 0.7, "temperature": 0.0, "seed": 0}
+        "user_temperature": 0.7, "temperature": 0.0, "seed": 0,
+        "pair_order": None}  # since issue 22; a folder from before has no key and resumes as "once"
     assert list(generate_identity(asdict(options) | asdict(cfg)))[:3] == ["profiles", "personalities", "turns"]
     fast = asdict(BackendOptions(api_key_env="K", batch_size=64, max_concurrency=64)) | asdict(
         GenerateConfig(base_url="http://x/v1", group_size=64, n_conversations=500, schedule="lockstep"))

@@ -19,7 +19,7 @@ from aloe_bench.core.io import PersonaFileError, RepairWarning
 def generated(tmp_path_factory):
     folder = tmp_path_factory.mktemp("generated")
     cfg = GenerateConfig(output_dir=str(folder), n_conversations=4, turns=3, progress=False, cache=False,
-                         judge_scoring="text")
+                         judge_scoring="text", pair_order="once")  # the answers below are one per turn
     answers = iter(["[[A]]", "[[B]]", "no verdict", "no verdict", "no verdict"] * 100)
     generate_conversations(cfg, backends=_roles(RoleBackend(judge_answer=lambda: next(answers))))
     return folder

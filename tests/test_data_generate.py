@@ -54,8 +54,9 @@ class RoleBackend(ScriptedBackend):
 
 
 def _cfg(tmp_path, **kw):
+    # the one-order pair judge, whose rows are as they were before `pair_order` (both orders: test_data_pair_order)
     base = dict(output_dir=str(tmp_path), n_conversations=3, turns=2, progress=False, cache=False, judge_scoring="text",
-                schedule="lockstep")
+                schedule="lockstep", pair_order="once")
     return GenerateConfig(**{**base, **kw})
 
 

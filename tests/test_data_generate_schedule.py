@@ -34,7 +34,7 @@ class VaryingBackend(RoleBackend):
 
 def _cfg(tmp_path, name, **kw):
     base = dict(output_dir=str(tmp_path / name), n_conversations=4, turns=3, progress=False, cache=False,
-                judge_scoring="text")
+                judge_scoring="text", pair_order="once")  # one order; both orders: test_data_pair_order
     return GenerateConfig(**{**base, **kw})
 
 

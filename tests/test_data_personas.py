@@ -185,6 +185,16 @@ def test_overlap_reports_closest_pairs():
     assert report["max_similarity"] == report["closest_pairs"][0]["similarity"]
 
 
+def test_overlap_counts_every_pair_above_the_threshold_whatever_top_lists():
+    from aloe_bench.core.personas import PoolItem
+
+    a = [PoolItem(f"a{i}", "red apple pie") for i in range(3)]
+    b = [PoolItem(f"b{i}", "red apple pie") for i in range(4)] + [PoolItem("far", "blue ocean waves")]
+    report = pool_overlap(a, b, WordEmbedder(), top=2, threshold=0.6)
+    assert len(report["closest_pairs"]) == 2
+    assert report["pairs_above_threshold"] == 12 and report["a_items_above_threshold"] == 3
+
+
 @pytest.fixture(scope="module")
 def minilm():
     from aloe_bench.training.persona_pools import load_embedder

@@ -322,10 +322,11 @@ def test_sigkill_mid_eval_then_rerun_equals_an_uninterrupted_run(server, faulted
 
 # The generation every slow generate test uses: 2 conversations x 2 turns, greedy, no re-sampling retries
 # (`max_retries` 0), so that a re-run gives the same conversations; the first conversation's role-play user
-# always answers empty (a failure that must be recorded).
+# always answers empty (a failure that must be recorded). The pair judge is asked once per turn, as when these
+# tests were written (`pair_order` both is tested with scripted judges in test_data_pair_order.py).
 GENERATE_SETTINGS = dict(n_conversations=2, turns=2, judge_scoring="text", induction_parse="lenient", max_retries=0,
                          user_max_new_tokens=12, induction_max_new_tokens=12, reply_max_new_tokens=12,
-                         judge_max_new_tokens=12, user_temperature=0.0, seed=0)
+                         judge_max_new_tokens=12, user_temperature=0.0, seed=0, pair_order="once")
 GENERATE_ROLES = ("user", "induction", "preferred", "rejected", "judge")
 
 

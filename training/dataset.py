@@ -20,7 +20,7 @@ from pathlib import Path
 from aloe_bench.core import schema
 from aloe_bench.core.errors import AloeError, ConfigError
 from aloe_bench.core.eval_results import benchmark_eval_yaml
-from aloe_bench.core.dataset_folder import check_dataset_folder, load_dataset_source
+from aloe_bench.core.dataset_folder import check_dataset_folder, load_dataset_source, save_dataset_card
 from aloe_bench.core.io import PersonaFileError, atomic_write_text
 from aloe_bench.core.personas import load_persona_set, read_jsonl
 
@@ -69,7 +69,8 @@ _TURN_FIELDS = {"turn": (int,), "user_message": _TEXT, "preferred": _TEXT, "reje
 # Optional fields: absent or null, else of this type (they become string / int64 columns of the dataset).
 _CONV_OPTIONAL = {"profile_id": _TEXT, "personality_id": _TEXT, "error": _TEXT, "seed": (int,),
                   "models": (str, dict), "prompt_sha256": (str, dict)}
-_TURN_OPTIONAL = {name: _TEXT for name in schema.TURN if name not in _TURN_FIELDS}
+_TURN_OPTIONAL = {name: (bool,) if schema.TURN[name].dtype == "bool" else _TEXT
+                  for name in schema.TURN if name not in _TURN_FIELDS}
 _INT64 = (-(2 ** 63), 2 ** 63 - 1)
 
 
@@ -79,7 +80,7 @@ def _check_optional_fields(value: dict, fields: dict, where: str) -> None:
         item = value.get(name)
         if item is None:
             continue
-        if not isinstance(item, types) or isinstance(item, bool):
+        if not isinstance(item, types) or (isinstance(item, bool) and bool not in types):
             kinds = " or ".join("object" if t is dict else t.__name__ for t in types)
             raise PersonaFileError(f"{where}: field {name!r} must be null or a {kinds}, got {type(item).__name__}")
         if isinstance(item, int) and not _INT64[0] <= item <= _INT64[1]:
@@ -113,7 +114,7 @@ def read_conversations(path: str | Path) -> list[dict]:
             _check_optional_fields(turn, _TURN_OPTIONAL, at)
             if turn["turn"] != k + 1:
                 raise PersonaFileError(f"{at}: turn number {turn['turn']} out of order (expected {k + 1})")
-            for name in ("judge_choice", "continued_with"):
+            for name in ("judge_choice", "judge_choice_swapped", "continued_with"):
                 if turn.get(name) not in (None, "preferred", "rejected") or (name == "continued_with" and turn[name] is None):
                     raise PersonaFileError(f"{at}: field {name!r} must be 'preferred' or 'rejected', got {turn.get(name)!r}")
         value["_line"] = number
@@ -275,6 +276,17 @@ def render_dataset_card(cfg: BuildConfig, rows: dict, counts: dict, meta: dict |
     return str(DatasetCard.from_template(data, template_str=CARD_TEMPLATE, body=body))
 
 
+def _order_lines(counts: dict) -> list[str]:
+    """The card's lines on the pair judge's position bias (turns judged in both orders only)."""
+    if not counts.get("turns_judged_in_both_orders"):
+        return ["- position consistency of the pair judge: not measured (each pair was judged in one order)"]
+    consistency = counts["position_consistency"]
+    return [f"- position consistency of the pair judge: "
+            f"{'n/a' if consistency is None else f'{consistency:.3f}'} (two valid verdicts that name the same reply, "
+            f"of {counts['turns_judged_in_both_orders']} turns judged in both orders); order ties: "
+            f"{counts['order_ties']} ({counts['order_tie_share']:.1%} of those turns)"]
+
+
 def _card_body(cfg: BuildConfig, rows: dict, counts: dict, meta: dict | None, licence_lines: list[str]) -> str:
     lines = [f"# {cfg.pretty_name}", "",
              "Multi-turn conversations in which a simulated user slowly reveals who they are (profile) and shows "
@@ -309,9 +321,12 @@ def _card_body(cfg: BuildConfig, rows: dict, counts: dict, meta: dict | None, li
             lines.append(f"| {role} | `{info.get('model_id')}` | {info.get('resolved_revision') or '-'} |")
         resolved = meta.get("resolved", {})
         settings = meta.get("settings", {})
-        lines += ["", f"- Pair judge scoring: {resolved.get('judge_scoring', '?')} (the two replies are shown in a "
-                  "random order per turn, recorded as `preferred_position`); induction parsing: "
-                  f"{resolved.get('induction_parse', '?')}.",
+        both = settings.get("pair_order", "once") == "both"
+        order = ("in both orders (first as recorded in `preferred_position`, then swapped); a turn whose two "
+                 "verdicts disagree is an order tie (`order_tie`) and makes no pair" if both else
+                 "in one random order per turn, recorded as `preferred_position`")
+        lines += ["", f"- Pair judge scoring: {resolved.get('judge_scoring', '?')}; the judge saw the two replies "
+                  f"{order}; induction parsing: {resolved.get('induction_parse', '?')}.",
                   f"- Turns per conversation: {settings.get('turns')}; seed {settings.get('seed')}; retries per "
                   f"step {settings.get('max_retries')}; reply temperature {settings.get('temperature')}, user "
                   f"temperature {settings.get('user_temperature')}.",
@@ -337,7 +352,9 @@ def _card_body(cfg: BuildConfig, rows: dict, counts: dict, meta: dict | None, li
               "failed step; their finished turns are kept and the error is in `conversations.error`)",
               f"- turns: {counts['turns']}; judge picked the informed reply {counts['judge_picked_preferred']} times "
               f"and the uninformed one {counts['judge_picked_rejected']} times",
-              f"- turns without a judge verdict (left out of sft/dpo): {counts['turns_without_verdict']}",
+              f"- turns without a judge verdict (left out of sft/dpo): {counts['turns_without_verdict']} "
+              f"({counts['judge_failures']} judge failures, {counts['order_ties']} order ties)",
+              *_order_lines(counts),
               f"- turns whose induction answer lacked the Profile/Personality labels: {counts['induction_unlabelled']}",
               "", "## Examples", ""]
     for name in SPLITS:
@@ -356,6 +373,7 @@ def _card_body(cfg: BuildConfig, rows: dict, counts: dict, meta: dict | None, li
 def build_dataset(cfg: BuildConfig) -> dict:
     """Validate the input, write every config into a temp folder, check it loads, then rename it into place."""
     from datasets import Dataset
+    from huggingface_hub import DatasetCard
 
     source = Path(cfg.conversations)
     if cfg.format == "aloe-release":
@@ -369,7 +387,8 @@ def build_dataset(cfg: BuildConfig) -> dict:
     empty = [name for name in SPLITS if not present_splits(rows, name)]
     if empty:
         raise DatasetBuildError(f"{source}: no rows for config(s) {', '.join(empty)} (turns with a judge verdict: "
-                                f"{counts['judge_picked_preferred'] + counts['judge_picked_rejected']}); "
+                                f"{counts['judge_picked_preferred'] + counts['judge_picked_rejected']}, order ties: "
+                                f"{counts['order_ties']}, judge failures: {counts['judge_failures']}); "
                                 "a Hub config needs at least one row")
     for record in records:
         record.pop("_line", None)
@@ -388,7 +407,7 @@ def build_dataset(cfg: BuildConfig) -> dict:
             for split in present_splits(rows, name):
                 Dataset.from_list(splits[split], features=schema.CONFIGS[name]).to_parquet(
                     str(tmp / name / f"{split}-00000-of-00001.parquet"))
-        atomic_write_text(tmp / "README.md", render_dataset_card(cfg, rows, counts, meta))
+        save_dataset_card(tmp, DatasetCard(render_dataset_card(cfg, rows, counts, meta)))
         atomic_write_text(tmp / EVAL_FILE, benchmark_eval_yaml())
         loaded = {}
         for name in SPLITS:  # the folder must load exactly as the Hub would load it

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from aloe_bench.core.aio import run_sync
@@ -51,6 +51,18 @@ def run_meta(cfg: GenerateConfig, options: BackendOptions, backends: dict[str, C
     }
 
 
+def recorded_settings(meta: dict) -> dict:
+    """A folder's recorded settings; one from before `pair_order` existed judged pairs once."""
+    return {"pair_order": "once", **(meta.get("settings") or {})}
+
+
+def resolve_pair_order(cfg: GenerateConfig, before: dict | None) -> GenerateConfig:
+    """`cfg` with its pair order settled: as given, else the folder's recorded one, else `both` (a new run)."""
+    if cfg.pair_order is not None:
+        return cfg
+    return replace(cfg, pair_order=recorded_settings(before)["pair_order"] if before else "both")
+
+
 def generate_conversations(cfg: GenerateConfig, backends: dict[str, ChatBackend] | None = None,
                            options: BackendOptions | None = None) -> dict:
     """Run (or resume) generation; returns counts. Refuses to mix runs with different settings in one folder.
@@ -65,14 +77,15 @@ def generate_conversations(cfg: GenerateConfig, backends: dict[str, ChatBackend]
     prompts = load_prompts()
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
+    meta_path = out / META_FILE
+    before = read_json(meta_path) if meta_path.exists() else None
+    cfg = resolve_pair_order(cfg, before)
     options = options or BackendOptions()
     backends = backends or build_backends(cfg, options)
     meta = run_meta(cfg, options, backends, prompts)
-    meta_path = out / META_FILE
-    if meta_path.exists():
-        before = read_json(meta_path)
+    if before is not None:
         changed = differing({k: before.get(k) for k in ("prompts", "pools")}, {k: meta[k] for k in ("prompts", "pools")})
-        changed += differing(before.get("settings") or {}, meta["settings"])
+        changed += differing(recorded_settings(before), meta["settings"])
         if changed:
             raise ConfigError(f"{out} holds a generation run with other settings, pools or prompts "
                               f"({', '.join(changed)} differ; see {meta_path}); use another --output_dir")
@@ -107,7 +120,7 @@ def generate_conversations(cfg: GenerateConfig, backends: dict[str, ChatBackend]
     meta["resolved"] = {"judge_scoring": generator.judge_scoring, "induction_parse": generator.induction_parse}
     atomic_write_json(meta_path, {**meta, "status": "finished", "counts": counts})
     return {**counts, "conversations_file": str(conv_path), "judge_scoring": generator.judge_scoring,
-            "induction_parse": generator.induction_parse}
+            "induction_parse": generator.induction_parse, "pair_order": cfg.pair_order}
 
 
 def _play(generator: ConversationGenerator, todo: list[PairConversation], cfg: GenerateConfig,
@@ -135,6 +148,8 @@ def _play(generator: ConversationGenerator, todo: list[PairConversation], cfg: G
             write(conv)
 
     def show_turn(turn: int) -> None:
-        bar.set_postfix(turn=f"{turn}/{cfg.turns}", **{f"{k}_fail": v for k, v in generator.failures.items() if v})
+        ties = {"order_ties": generator.order_ties} if generator.order_ties else {}
+        bar.set_postfix(turn=f"{turn}/{cfg.turns}", **{f"{k}_fail": v for k, v in generator.failures.items() if v},
+                        **ties)
 
     run_turns(groups_of(todo, cfg.group_size), cfg.turns, play_turn, write_ended, on_turn=show_turn)

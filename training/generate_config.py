@@ -35,6 +35,10 @@ class GenerateConfig:
     induction_parse: str = field(default="auto", metadata={
         "help": "strict (needs Profile:/Personality: lines) | lenient (an unlabelled answer counts as profile facts, "
                 "flagged per turn) | auto = lenient for embedded, strict otherwise."})
+    pair_order: str | None = field(default=None, metadata={
+        "choices": ["once", "both"], "help": "once (the pair judge sees the two replies in one random order) | both (asked again with the "
+                "replies swapped; disagreeing verdicts are order ties, left out of the pairs). Default: both for a "
+                "new output_dir, the recorded setting when resuming one (once for a folder from before)."})
     max_retries: int = field(default=2, metadata={"help": "Retries of a failed or unparsable step."})
     retry_temperature: float = field(default=0.7, metadata={"help": "Temperature of retries."})
     user_max_new_tokens: int = field(default=64, metadata={"help": "Max new tokens of the user simulator."})
@@ -60,6 +64,8 @@ class GenerateConfig:
             raise ConfigError(f"schedule must be free or lockstep, got {self.schedule!r}")
         if self.induction_parse not in ("auto", "strict", "lenient"):
             raise ConfigError(f"induction_parse {self.induction_parse!r}: choose auto, strict or lenient")
+        if self.pair_order not in (None, "once", "both"):
+            raise ConfigError(f"pair_order {self.pair_order!r}: choose once or both")
         if self.judge_scoring not in ("auto", "text", "logprobs"):
             raise ConfigError(f"judge_scoring {self.judge_scoring!r}: choose auto, text or logprobs")
 

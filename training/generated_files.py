@@ -38,14 +38,26 @@ def load_finished(path: Path) -> dict[str, dict]:
 
 
 def count_conversations(records) -> dict:
-    """Conversations, failures, turns and the pair judge's choices over conversation records."""
+    """Conversations, failures, turns and the pair judge's choices over conversation records.
+
+    Turns judged in both orders (they carry `order_tie`) also give the judge's position consistency (the share
+    of those with two valid verdicts that agree) and the order-tie share (ties among all of them); both are None
+    when no turn was judged in both orders. An order tie is not a judge failure.
+    """
     records = list(records)
     turns = [t for r in records for t in r["turns"]]
+    both = [t for t in turns if "order_tie" in t]
+    ties = sum(1 for t in both if t["order_tie"])
+    decided = sum(1 for t in both if t["order_tie"] or t.get("judge_choice") is not None)
     return {
         "conversations": len(records),
         "failed_conversations": sum(1 for r in records if r.get("error")),
         "turns": len(turns),
-        "judge_failures": sum(1 for t in turns if t.get("judge_choice") is None),
+        "judge_failures": sum(1 for t in turns if t.get("judge_choice") is None and not t.get("order_tie")),
+        "turns_judged_in_both_orders": len(both),
+        "order_ties": ties,
+        "order_tie_share": round(ties / len(both), 4) if both else None,
+        "position_consistency": round((decided - ties) / decided, 4) if decided else None,
         "induction_unlabelled": sum(1 for t in turns if t.get("induction_unlabelled")),
         "judge_picked_preferred": sum(1 for t in turns if t.get("judge_choice") == "preferred"),
         "judge_picked_rejected": sum(1 for t in turns if t.get("judge_choice") == "rejected"),

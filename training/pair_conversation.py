@@ -3,7 +3,7 @@
 A turn: the role-play user writes; the induction says what the user has revealed so far; a preferred responder
 that is told those facts and a rejected responder that is not both answer; one of the two replies, drawn at
 random, continues the conversation, and the pair judge (`pair_judge`) records which one suits the persona
-better. Every request of turn k is seeded from the run's seed and k, so a resumed run and the request cache see
+better (asked in one order or, with `pair_order` "both", in both). Every request of turn k is seeded from the run's seed and k, so a resumed run and the request cache see
 the same requests whichever schedule plays them.
 """
 
@@ -20,7 +20,14 @@ from aloe_bench.core.personas import Persona
 from aloe_bench.core.reask import Answer, Reasker
 
 from .generate_config import GenerateConfig
-from .pair_judge import LETTERS, letter_parser, pair_judge_request, verdict_from_letter, verdict_from_scores
+from .pair_judge import (
+    LETTERS,
+    letter_parser,
+    pair_judge_request,
+    two_order_verdict,
+    verdict_from_letter,
+    verdict_from_scores,
+)
 
 
 def responder_messages(prompts, history: list[dict], revealed: list[tuple[str, str]] | None) -> list[dict]:
@@ -117,7 +124,9 @@ class ConversationGenerator:
         self._parse_induction = parse_induction_lenient if lenient else parse_induction_strict
         self.judge_prompt = self.prompts["pair_judge_direct" if scoring == "logprobs" else "pair_judge"]
         self._parse_letter = letter_parser(self.judge_prompt)
+        self.pair_order = cfg.pair_order or "both"
         self.failures = {"user": 0, "induction": 0, "preferred": 0, "rejected": 0, "judge": 0}
+        self.order_ties = 0
 
     def _turn_seed(self, turn: int) -> int:
         return self.cfg.seed * 1000 + turn
@@ -175,12 +184,26 @@ class ConversationGenerator:
         conv.history += [{"role": "user", "content": message}, {"role": "assistant", "content": reply}]
         return record
 
-    def _record_verdict(self, record: dict, verdict: Answer) -> None:
-        if not verdict.ok:
-            self.failures["judge"] += 1
-        record.update(judge_choice=verdict.value, judge_raw=verdict.raw,
-                      attempts={**record["attempts"], "judge": verdict.attempts},
-                      error=None if verdict.ok else f"pair judge: {verdict.error} after {verdict.attempts} attempts")
+    def _record_verdict(self, record: dict, verdicts: list[Answer]) -> None:
+        """Record the judge's verdict: one (`once`) or one per order (`both`: see `two_order_verdict`)."""
+        if len(verdicts) == 1:
+            verdict = verdicts[0]
+            if not verdict.ok:
+                self.failures["judge"] += 1
+            record.update(judge_choice=verdict.value, judge_raw=verdict.raw,
+                          attempts={**record["attempts"], "judge": verdict.attempts},
+                          error=None if verdict.ok else f"pair judge: {verdict.error} after {verdict.attempts} attempts")
+            return
+        first, swapped = verdicts
+        fields = two_order_verdict(first, swapped)
+        self.failures["judge"] += fields["error"] is not None
+        self.order_ties += fields["order_tie"]
+        record.update(fields, attempts={**record["attempts"], "judge": first.attempts,
+                                        "judge_swapped": swapped.attempts})
+
+    def _orders(self) -> tuple[bool, ...]:
+        """The orders the judge sees a pair in: as recorded, then (`both`) swapped."""
+        return (False, True) if self.pair_order == "both" else (False,)
 
     def step(self, group: list[PairConversation], turn: int) -> None:
         """Advance every live conversation of `group` by one turn (one batched call per role: lockstep)."""
@@ -209,33 +232,40 @@ class ConversationGenerator:
         records = [(conv, self._record_turn(conv, turn, message, induction, pref.value, rej.value))
                    for (conv, message, _, induction), pref, rej in zip(ready, preferred, rejected)
                    if self._responders_ok(conv, turn, pref, rej)]
-        for (_, record), verdict in zip(records, self._judge_batch(records, turn)):
-            self._record_verdict(record, verdict)
+        for (_, record), verdicts in zip(records, self._judge_batch(records, turn)):
+            self._record_verdict(record, verdicts)
 
-    def _judge_batch(self, records: list[tuple[PairConversation, dict]], turn: int) -> list[Answer]:
-        """The pair judge's verdict on each recorded turn, in one batch: "preferred"/"rejected" (or an error)."""
+    def _judge_batch(self, records: list[tuple[PairConversation, dict]], turn: int) -> list[list[Answer]]:
+        """The pair judge's verdicts on each recorded turn (one per order), in one batch: "preferred"/"rejected"
+        (or an error)."""
         if not records:
             return []
-        asks = [pair_judge_request(self.judge_prompt, conv.persona, record) for conv, record in records]
+        orders = self._orders()
+        asks = [pair_judge_request(self.judge_prompt, conv.persona, record, swapped)
+                for conv, record in records for swapped in orders]
         requests = [messages for messages, _ in asks]
         if self.judge_scoring == "logprobs":
             scores = self.backends["judge"].score_options(requests, LETTERS)
-            return [verdict_from_scores(reply_of, s) for (_, reply_of), s in zip(asks, scores)]
-        answers = self.reasker.ask(self.backends["judge"], requests,
-                                   self._turn_config(self.cfg.judge_max_new_tokens, turn), self._parse_letter)
-        return [verdict_from_letter(reply_of, answer) for (_, reply_of), answer in zip(asks, answers)]
+            verdicts = [verdict_from_scores(reply_of, s) for (_, reply_of), s in zip(asks, scores)]
+        else:
+            answers = self.reasker.ask(self.backends["judge"], requests,
+                                       self._turn_config(self.cfg.judge_max_new_tokens, turn), self._parse_letter)
+            verdicts = [verdict_from_letter(reply_of, answer) for (_, reply_of), answer in zip(asks, answers)]
+        return [verdicts[i:i + len(orders)] for i in range(0, len(verdicts), len(orders))]
+
+    async def _judge_in_order(self, conv: PairConversation, record: dict, swapped: bool) -> Answer:
+        request, reply_of = pair_judge_request(self.judge_prompt, conv.persona, record, swapped)
+        if self.judge_scoring == "logprobs":
+            return verdict_from_scores(reply_of, await self.backends["judge"].ascore_options(request, LETTERS))
+        answer = await self.reasker.aask(self.backends["judge"], request,
+                                         self._turn_config(self.cfg.judge_max_new_tokens, record["turn"]),
+                                         self._parse_letter)
+        return verdict_from_letter(reply_of, answer)
 
     async def _judge_one(self, conv: PairConversation, record: dict) -> None:
-        """`_judge_batch` for one turn, awaitable; the verdict goes into `record`."""
-        request, reply_of = pair_judge_request(self.judge_prompt, conv.persona, record)
-        if self.judge_scoring == "logprobs":
-            verdict = verdict_from_scores(reply_of, await self.backends["judge"].ascore_options(request, LETTERS))
-        else:
-            answer = await self.reasker.aask(self.backends["judge"], request,
-                                             self._turn_config(self.cfg.judge_max_new_tokens, record["turn"]),
-                                             self._parse_letter)
-            verdict = verdict_from_letter(reply_of, answer)
-        self._record_verdict(record, verdict)
+        """`_judge_batch` for one turn, awaitable (the orders side by side); the verdict goes into `record`."""
+        verdicts = await asyncio.gather(*(self._judge_in_order(conv, record, swapped) for swapped in self._orders()))
+        self._record_verdict(record, list(verdicts))
 
     async def converse(self, conv: PairConversation, turns: int) -> None:
         """One conversation as its own task (the free schedule): the same requests, seeds and records as

@@ -1,8 +1,11 @@
 """The pair judge of `aloe generate`: which of a turn's two replies suits the whole persona better.
 
-The judge sees both replies as A and B, in the random order the turn recorded (`preferred_position`), so neither
-side gains from coming first; its letter (a `[[A]]`/`[[B]]` answer, or the likelier of the two letters as the
-first token) is mapped back to "preferred" or "rejected".
+The judge sees both replies as A and B, first in the random order the turn recorded (`preferred_position`); its
+letter (a `[[A]]`/`[[B]]` answer, or the likelier of the two letters as the first token) is mapped back to
+"preferred" or "rejected". With `pair_order` "both" it is asked again with the replies swapped: two verdicts that
+name the same reply make the pair, two that name the letter rather than the reply are an order tie
+(`two_order_verdict`), kept out of the pairs. How the tie share and the position-consistency rate are counted is
+in docs/training.md.
 """
 
 from __future__ import annotations
@@ -25,9 +28,10 @@ def pair_judge_messages(prompt, persona: Persona, message: str, reply_a: str, re
     return [{"role": "system", "content": prompt["system"]}, {"role": "user", "content": prompt.render("user", **values)}]
 
 
-def pair_judge_request(prompt, persona: Persona, turn: dict) -> tuple[list[dict], dict[str, str]]:
-    """The judge's request for a recorded turn, and which reply each letter stands for."""
-    preferred_first = turn["preferred_position"] == "A"
+def pair_judge_request(prompt, persona: Persona, turn: dict, swapped: bool = False) -> tuple[list[dict], dict[str, str]]:
+    """The judge's request for a recorded turn, and which reply each letter stands for; `swapped` shows the
+    replies the other way round from the turn's `preferred_position`."""
+    preferred_first = (turn["preferred_position"] == "A") != swapped
     first, second = ("preferred", "rejected") if preferred_first else ("rejected", "preferred")
     messages = pair_judge_messages(prompt, persona, turn["user_message"], turn[first], turn[second])
     return messages, {"A": first, "B": second}
@@ -55,3 +59,14 @@ def letter_parser(prompt):
         return found[-1] if found else None
 
     return parse
+
+
+def two_order_verdict(first: Answer, swapped: Answer) -> dict:
+    """The turn's judge fields from its verdicts in both orders: the pair's choice when both name the same reply,
+    None when either failed (`error` says which) or when they disagree (`order_tie`)."""
+    failed = [(name, answer) for name, answer in (("as shown", first), ("swapped", swapped)) if not answer.ok]
+    tie = not failed and first.value != swapped.value
+    return {"judge_choice": None if failed or tie else first.value, "judge_raw": first.raw,
+            "judge_choice_swapped": swapped.value, "judge_raw_swapped": swapped.raw, "order_tie": tie,
+            "error": "; ".join(f"pair judge ({name}): {answer.error} after {answer.attempts} attempts"
+                               for name, answer in failed) or None}

@@ -397,8 +397,10 @@ def read_any_pool(source: str, prefix: str) -> list[PoolItem]:
     return read_pool(path, prefix)
 
 
-def pool_overlap(a: list[PoolItem], b: list[PoolItem], embedder, top: int = 10) -> dict:
-    """The `top` most similar (a, b) pairs and, per item of `a`, its best match in `b` (summary stats)."""
+def pool_overlap(a: list[PoolItem], b: list[PoolItem], embedder, top: int = 10, threshold: float | None = None) -> dict:
+    """The `top` most similar (a, b) pairs, per item of `a` its best match in `b` (summary stats), and, with a
+    `threshold`, how many of all the pairs and of `a`'s items lie above it: counts over the whole similarity
+    matrix, whatever `top` lists."""
     emb_a, emb_b = embed(embedder, [x.text for x in a]), embed(embedder, [x.text for x in b])
     sims = emb_a @ emb_b.T
     flat = np.argsort(sims, axis=None)[::-1][:top]
@@ -408,6 +410,9 @@ def pool_overlap(a: list[PoolItem], b: list[PoolItem], embedder, top: int = 10) 
         pairs.append({"similarity": round(float(sims[i, j]), 4), "a_id": a[i].id, "b_id": b[j].id,
                       "a_text": a[i].text, "b_text": b[j].text})
     best = sims.max(axis=1)
-    return {"a_items": len(a), "b_items": len(b), "max_similarity": round(float(best.max()), 4),
-            "mean_best_similarity": round(float(best.mean()), 4),
-            "closest_pairs": pairs}
+    report = {"a_items": len(a), "b_items": len(b), "max_similarity": round(float(best.max()), 4),
+              "mean_best_similarity": round(float(best.mean()), 4)}
+    if threshold is not None:
+        report |= {"threshold": threshold, "pairs_above_threshold": int((sims > threshold).sum()),
+                   "a_items_above_threshold": int((best > threshold).sum())}
+    return {**report, "closest_pairs": pairs}

@@ -10,7 +10,6 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from aloe_bench.core.io import atomic_write_text
 
 RATINGS_CARD = """---
 configs:
@@ -102,7 +101,9 @@ def _run_agree(args) -> int:
 def build_ratings_folder(files: list[str], folder: str | Path) -> Path:
     """The exact folder `push-ratings` uploads: one parquet per rater (last rating per row) and a card."""
     from datasets import Dataset, Features, Value
+    from huggingface_hub import DatasetCard
 
+    from aloe_bench.core.dataset_folder import save_dataset_card
     from aloe_bench.core.ratings import RatingsError, latest_ratings, read_ratings
 
     features = Features({"rater": Value("string"), "run_id": Value("string"), "persona_id": Value("string"),
@@ -116,7 +117,7 @@ def build_ratings_folder(files: list[str], folder: str | Path) -> Path:
     (folder / "ratings").mkdir(parents=True, exist_ok=True)
     for rater, rows in sorted(by_rater.items()):
         Dataset.from_list(rows, features=features).to_parquet(folder / "ratings" / f"{rater}.parquet")
-    atomic_write_text(folder / "README.md", RATINGS_CARD)
+    save_dataset_card(folder, DatasetCard(RATINGS_CARD))
     return folder
 
 

@@ -14,7 +14,7 @@ class OverlapConfig:
                              "help": "Pool file (.jsonl) or folder of pools, or 'default' for the packaged eval set."})
     b: str = field(metadata={"positional": True,
                              "help": "Second pool file or folder, or 'seeds' for the packaged training seeds."})
-    top: int = 10
+    top: int = field(default=10, metadata={"help": "How many of the closest pairs to list (counts cover all pairs)."})
     embedder: str | None = field(default=None, metadata={
         "help": "sentence-transformers model (default: bundled MiniLM)."})
     threshold: float = field(default=0.6, metadata={"help": "Exit 1 when any pair is above it."})
@@ -63,8 +63,6 @@ def _overlap(args) -> int:
 
     cfg = dataclass_from_args(args, OverlapConfig)
     a, b = _resolve_pool(cfg.a, "a:"), _resolve_pool(cfg.b, "b:")
-    report = pool_overlap(a, b, load_embedder(cfg.embedder), top=cfg.top)
-    report["threshold"] = cfg.threshold
-    report["pairs_above_threshold"] = sum(p["similarity"] > cfg.threshold for p in report["closest_pairs"])
+    report = pool_overlap(a, b, load_embedder(cfg.embedder), top=cfg.top, threshold=cfg.threshold)
     print(json.dumps(report, indent=2, ensure_ascii=False))
-    return 1 if report["max_similarity"] > cfg.threshold else 0
+    return 1 if report["pairs_above_threshold"] else 0

@@ -6,6 +6,8 @@ raises one clear error naming the file and the field (or line) that is wrong: a 
 README, a card without `configs`, a config or split that is not declared, a `data_files` path that
 matches nothing, a file that is not parquet, a missing column or a column of the wrong type. Readers
 (persona sets from a dataset folder) and `aloe dataset push` call it before handing the folder on.
+Every writer of such a folder saves its card with `save_dataset_card`, which describes the data files in the
+card's `dataset_info` (docs/training.md says why plain `load_dataset(folder)` then reads the current build).
 """
 
 from __future__ import annotations
@@ -132,6 +134,12 @@ def check_parquet(path: Path, config: str, error, read_rows: bool, columns: tupl
     return parquet.metadata.num_rows
 
 
+def _matched_files(folder: Path, pattern: str) -> list[Path]:
+    """The files of `folder` a relative `data_files` pattern matches, sorted, none outside the folder."""
+    root = folder.resolve()
+    return sorted(p for p in folder.glob(pattern) if p.is_file() and p.resolve().is_relative_to(root))
+
+
 def check_dataset_folder(folder: str | Path, required: dict[str, tuple[str, ...]], error=ValueError,
                          read_rows: bool = False, columns: dict[str, tuple[str, ...]] | None = None,
                          ) -> dict[str, dict[str, int]]:
@@ -147,7 +155,6 @@ def check_dataset_folder(folder: str | Path, required: dict[str, tuple[str, ...]
     configs = read_card_configs(folder, error)
     readme = folder / "README.md"
     counts: dict[str, dict[str, int]] = {}
-    root = folder.resolve()
     for name, splits in required.items():
         if name not in configs:
             raise error(f"{readme}: field 'configs' has no config_name {name!r} (declared: {', '.join(configs)})")
@@ -162,7 +169,7 @@ def check_dataset_folder(folder: str | Path, required: dict[str, tuple[str, ...]
                 if Path(pattern).is_absolute() or ".." in Path(pattern).parts or "://" in pattern:
                     raise error(f"{readme}: config {name!r} split {split!r}: data_files path {pattern!r} must be "
                                 "relative to the folder")
-                matched = sorted(p for p in folder.glob(pattern) if p.is_file() and p.resolve().is_relative_to(root))
+                matched = _matched_files(folder, pattern)
                 if not matched:
                     raise error(f"{readme}: config {name!r} split {split!r}: data_files path {pattern!r} "
                                 "matches no file")
@@ -170,6 +177,73 @@ def check_dataset_folder(folder: str | Path, required: dict[str, tuple[str, ...]
             needed = (columns or {}).get(name)
             counts[name][split] = sum(check_parquet(f, name, error, read_rows, needed) for f in files)
     return counts
+
+
+def data_files_digest(folder: Path, files: list[Path]) -> str:
+    """sha256 over the files' paths (relative to `folder`) and their bytes: it changes with any row of them."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for path in sorted(files):
+        digest.update(f"{path.relative_to(folder).as_posix()}\0{path.stat().st_size}\0".encode())
+        with path.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+DIGEST_PREFIX = "sha256 of the data files: "
+
+
+def dataset_info_of(folder: str | Path, configs: list[dict]) -> list[dict]:
+    """The card's `dataset_info` for `configs` (the card's `configs` list) from the parquet files they match.
+
+    Each config's block is what `push_to_hub` writes (features read from the files, every split's `num_examples`
+    and `num_bytes`, `download_size`, `dataset_size`), plus a `description` holding the sha256 of the config's
+    files. `datasets` hashes the whole `dataset_info` into the cache key of a local folder (not the files), so
+    without that value a folder rebuilt with the same sizes is served its previous build's rows.
+    """
+    import pyarrow.parquet as pq
+    from datasets import Features
+    from datasets.info import DatasetInfo
+    from datasets.splits import SplitDict, SplitInfo
+
+    folder = Path(folder)
+    blocks = []
+    for config in configs:
+        name = config["config_name"]
+        info = DatasetInfo(config_name=name, splits=SplitDict(), download_size=0, dataset_size=0)
+        files_of_config = []
+        for split, patterns in _data_files(config["data_files"], f"configs ({name})", ValueError).items():
+            files = [f for pattern in patterns for f in _matched_files(folder, pattern)]
+            if not files:
+                raise ValueError(f"{folder}: config {name!r} split {split!r} matches no data file")
+            tables = [pq.read_table(f) for f in files]
+            info.features = info.features or Features.from_arrow_schema(tables[0].schema)
+            split_info = SplitInfo(split, num_bytes=sum(t.nbytes for t in tables),
+                                   num_examples=sum(t.num_rows for t in tables))
+            info.splits.add(split_info)
+            info.download_size += sum(f.stat().st_size for f in files)
+            info.dataset_size += split_info.num_bytes
+            files_of_config += files
+        blocks.append({**info._to_yaml_dict(), "config_name": name,
+                       "description": DIGEST_PREFIX + data_files_digest(folder, files_of_config)})
+    return blocks
+
+
+def save_dataset_card(folder: str | Path, card, described: list[str] | None = None) -> Path:
+    """Save `card` (a `huggingface_hub.DatasetCard` whose YAML declares `configs`) as the folder's README.md with a
+    `dataset_info` (`dataset_info_of`) for each config, or only for those in `described` (a staging folder that
+    holds only some configs' files)."""
+    folder = Path(folder)
+    configs = [c for c in card.data.to_dict().get("configs") or []
+               if described is None or c["config_name"] in described]
+    blocks = dataset_info_of(folder, configs)
+    card.data.dataset_info = blocks[0] if len(blocks) == 1 else blocks
+    if not blocks:
+        card.data.pop("dataset_info", None)
+    card.save(folder / "README.md")
+    return folder / "README.md"
 
 
 def _folder_cache_dir(folder: Path) -> str:

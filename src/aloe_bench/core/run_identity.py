@@ -34,7 +34,8 @@ ROLE_FACTS = ("generation", "preset", "scoring", "max_retries", "max_text_chars"
 GENERATE_SETTINGS = ("profiles", "personalities", "turns", "user_model", "induction_model", "preferred_model",
                      "rejected_model", "judge_model", "base_url", "api_key_env", "judge_scoring", "induction_parse",
                      "max_retries", "retry_temperature", "user_max_new_tokens", "induction_max_new_tokens",
-                     "reply_max_new_tokens", "judge_max_new_tokens", "user_temperature", "temperature", "seed")
+                     "reply_max_new_tokens", "judge_max_new_tokens", "user_temperature", "temperature", "seed",
+                     "pair_order")
 
 
 def _kept(values: dict, names: tuple[str, ...]) -> dict:

@@ -33,6 +33,10 @@ TURN = {
     "continued_with": Value("string"),  # "preferred" or "rejected": the branch the conversation followed
     "preferred_position": Value("string"),  # "A" or "B": where the pair judge was shown the preferred reply
     "error": Value("string"),           # null, or what failed in this turn after retries (e.g. the pair judge)
+    # pair order "both": the judge asked again with the replies swapped (null when it was asked once)
+    "judge_choice_swapped": Value("string"),
+    "judge_raw_swapped": Value("string"),
+    "order_tie": Value("bool"),         # the two orders named different replies: no pair (judge_choice null)
 }
 
 CONVERSATIONS = Features({
