@@ -237,7 +237,7 @@ def test_criteria_preset_on_the_embedded_model(tmp_path, upstream_dir):
          "--reply_max_new_tokens", "16", "--user_max_new_tokens", "16", "--bootstrap_resamples", "50"],
         capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    results = json.loads(proc.stdout)
+    results = json.loads(next(tmp_path.rglob("results_*.json")).read_text())
     assert "(criteria, logprobs)" in results["judge"]
     assert results["counts"]["scored"] == 4
     for name in CRITERIA:
@@ -245,5 +245,5 @@ def test_criteria_preset_on_the_embedded_model(tmp_path, upstream_dir):
         assert len(curve) == 2 and all(1.0 <= v <= 5.0 for v in curve)
     assert results["metrics"]["AL_avg"] == pytest.approx(
         sum(results["criteria"][n]["AL_avg"] for n in CRITERIA) / 3, abs=1e-6)
-    rows = [json.loads(line) for line in (tmp_path / results["files"]["samples"]).read_text().splitlines()]
+    rows = [json.loads(line) for line in next(tmp_path.rglob("samples_*.jsonl")).read_text().splitlines()]
     assert all(set(r["criteria_scores"]) == set(CRITERIA) and r["judge_attempts"] == 3 for r in rows)
