@@ -37,7 +37,7 @@ class EvalConfig:
     max_personalities: int | None = field(default=None, metadata={
         "help": "[preset] Personalities combined with every profile."})
     turns: int | None = field(default=None, metadata={"help": "[preset] Turns per conversation."})
-    judge_preset: str | None = field(default=None, metadata={"help": "[preset] paper | robust"})
+    judge_preset: str | None = field(default=None, metadata={"help": "[preset] paper | robust | criteria (style, content, human 1-5 each)"})
     judge_scoring: str = field(default="auto", metadata={"help": "auto | text | logprobs"})
     judge_max_retries: int = field(default=2, metadata={"help": "Retries of an unparsable judge answer."})
     judge_max_new_tokens: int | None = field(default=None, metadata={"help": "[preset] Max new tokens of the judge."})

@@ -23,6 +23,7 @@ from aloe_bench.core.run_files import RunFileError, find_run
 from .results import RunFiles, build_run_results, fingerprint, package_versions, run_persona_set
 
 JUDGE_FIELDS = ("score", "judge_raw", "judge_distribution", "judge_error", "judge_attempts")
+CRITERIA_FIELDS = ("criteria_scores", "criteria_errors")
 
 
 @dataclass
@@ -111,10 +112,11 @@ def rescore_run(cfg: RescoreConfig, judge: Judge | None = None, options: Backend
             for row in batch:
                 new = {**row, "original_score": row.get("score"), "latency_s": dict(row.get("latency_s") or {})}
                 new.update({k: None for k in JUDGE_FIELDS}, judge_attempts=0)
+                for key in CRITERIA_FIELDS:  # the source run's criteria are not this judge's
+                    new.pop(key, None)
                 verdict = verdict_of.get(id(row))
                 if verdict is not None:
-                    new.update(score=verdict.score, judge_raw=verdict.raw, judge_distribution=verdict.distribution,
-                               judge_error=verdict.error, judge_attempts=verdict.attempts)
+                    new.update(verdict.row_fields())
                     new["latency_s"]["judge"] = round(verdict.latency_s, 4)
                 out.append(new)
             files.append_samples(out)

@@ -19,7 +19,7 @@ import numpy as np
 
 from aloe_bench.core.eval_results import benchmark_dataset, metric_args
 from aloe_bench.core.io import append_jsonl, atomic_write_json, read_json, read_log, repair_tail
-from aloe_bench.core.judge import Judge
+from aloe_bench.core.judge import CRITERIA, Judge
 from aloe_bench.core.metrics import summarise
 from aloe_bench.core.run_files import RunFileError, locate_run_files
 from aloe_bench.core.simulator_check import UserMessage, check_simulator
@@ -209,6 +209,23 @@ def simulator_block(rows: list[dict], personas, turns: int, embedder: tuple | No
     return block
 
 
+def criteria_matrices(rows: list[dict], persona_ids: list[str], turns: int) -> dict[str, np.ndarray] | None:
+    """Each criterion's scores as a persona x turn matrix (NaN where a criterion has no score), or None when no row
+    carries `criteria_scores` (a run of a one-integer judge)."""
+    if not any(row.get("criteria_scores") is not None for row in rows):
+        return None
+    position = {pid: i for i, pid in enumerate(persona_ids)}
+    matrices = {name: np.full((len(persona_ids), max(turns, 1)), np.nan) for name in CRITERIA}
+    for row in rows:
+        i, turn = position.get(row["persona_id"]), int(row["turn"])
+        if i is None or turn > turns or row.get("error"):
+            continue
+        for name, value in (row.get("criteria_scores") or {}).items():
+            if name in matrices and value is not None:
+                matrices[name][i, turn - 1] = value
+    return matrices
+
+
 def build_run_results(rows: list[dict], persona_ids: list[str], turns: int, *, files: RunFiles, model: str,
                       judge: Judge, config: dict, bootstrap_resamples: int, seed: int, protocol: str | None = None,
                       rescore_of: str | None = None, personas=None) -> dict:
@@ -229,6 +246,7 @@ def build_run_results(rows: list[dict], persona_ids: list[str], turns: int, *, f
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "metrics": summarise(scores, n_resamples=bootstrap_resamples, seed=seed),
         "counts": counts,
+        **criteria_block(rows, persona_ids, turns, bootstrap_resamples, seed),
         "files": {"samples": files.samples_path.relative_to(files.dir).as_posix()},
         "config": config,
     })
@@ -237,6 +255,17 @@ def build_run_results(rows: list[dict], persona_ids: list[str], turns: int, *, f
     if judge.backend.spec.kind == "embedded":
         results["judge_note"] = SMOKE_NOTE
     return results
+
+
+def criteria_block(rows: list[dict], persona_ids: list[str], turns: int, bootstrap_resamples: int,
+                   seed: int) -> dict:
+    """`{"criteria": {criterion: metrics}}` (each shaped like `results["metrics"]`, same summary and bootstrap) for a
+    run judged per criterion; empty for any other run, so its results keep today's keys."""
+    matrices = criteria_matrices(rows, persona_ids, turns)
+    if matrices is None:
+        return {}
+    return {"criteria": {name: summarise(m, n_resamples=bootstrap_resamples, seed=seed)
+                         for name, m in matrices.items()}}
 
 
 LM_EVAL_METRICS = ("AL_avg", "IR", "N_IR", "R2", "N_R2")

@@ -20,6 +20,7 @@ from datasets import Dataset, Features, List, Value
 from aloe_bench.core.eval_results import benchmark_dataset, personas_evaluated, protocol_of
 from aloe_bench.core.dataset_folder import save_dataset_card
 from aloe_bench.core.errors import AloeError
+from aloe_bench.core.judge import CRITERIA
 from aloe_bench.core.licenses import generator_licenses
 from aloe_bench.core.run_files import Run, find_runs, model_dir_name
 
@@ -41,6 +42,8 @@ SAMPLES = Features({
     "judge_distribution": List({"option": Value("string"), "probability": Value("float64")}),
     "judge_error": Value("string"),
     "judge_attempts": Value("int32"),
+    "criteria_scores": {name: Value("float64") for name in CRITERIA},  # null for a one-integer judge's rows
+    "criteria_errors": {name: Value("string") for name in CRITERIA},
     "latency_s": {"user": Value("float64"), "reply": Value("float64"), "judge": Value("float64")},
     "tokens": {"user": Value("int64"), "reply": Value("int64")},
     "extra": Value("string"),  # JSON of any other key a sample row carries (null when none)
@@ -64,6 +67,8 @@ RESULTS = Features({
         "R2": Value("float64"), "N_R2": Value("float64"),
         "intervals": {name: List(Value("float64")) for name in ("AL_avg", "IR", "N_IR", "R2", "N_R2")},
     },
+    **{f"AL_{name}": Value("float64") for name in CRITERIA},  # AL_avg per criterion (null for other judges)
+    "criteria": Value("string"),  # the results' `criteria` block (curves, IR, intervals per criterion), as JSON
     "counts": {name: Value("int64") for name in ("conversations", "turns", "rows", "scored", "judge_failures",
                                                  "generation_failures", "stopped_conversations")},
     "config": Value("string"),  # the full config block, as JSON
@@ -158,6 +163,8 @@ def sample_row(row: dict, results: dict, where: str) -> dict:
             "judge_distribution": None if distribution is None else [
                 {"option": str(k), "probability": float(v)} for k, v in distribution.items()],
             "judge_error": row.get("judge_error"), "judge_attempts": row.get("judge_attempts"),
+            "criteria_scores": _by_criterion(row.get("criteria_scores"), _float),
+            "criteria_errors": _by_criterion(row.get("criteria_errors"), lambda v: None if v is None else str(v)),
             "latency_s": {k: _float(latency.get(k)) for k in ("user", "reply", "judge")},
             "tokens": {k: None if tokens.get(k) is None else int(tokens[k]) for k in ("user", "reply")},
             "extra": json.dumps(extra, sort_keys=True, ensure_ascii=False) if extra else None,
@@ -167,8 +174,13 @@ def sample_row(row: dict, results: dict, where: str) -> dict:
                                   f"{row.get('turn')!r} has a value of the wrong type ({exc})") from None
 
 
+def _by_criterion(values: dict | None, convert) -> dict | None:
+    return None if values is None else {name: convert(values.get(name)) for name in CRITERIA}
+
+
 def results_row(results: dict) -> dict:
     metrics, counts = results["metrics"], results.get("counts") or {}
+    criteria = results.get("criteria")
     intervals = metrics.get("intervals") or {}
     return {
         "run_id": str(results["run_id"]), "split": split_name(results), "fingerprint": results.get("fingerprint"),
@@ -179,6 +191,8 @@ def results_row(results: dict) -> dict:
                     **{k: _float(metrics.get(k)) for k in ("AL_avg", "IR", "N_IR", "R2", "N_R2")},
                     "intervals": {k: [_float(v) for v in intervals.get(k) or []]
                                   for k in ("AL_avg", "IR", "N_IR", "R2", "N_R2")}},
+        **{f"AL_{name}": _float(((criteria or {}).get(name) or {}).get("AL_avg")) for name in CRITERIA},
+        "criteria": None if criteria is None else json.dumps(criteria, sort_keys=True),
         "counts": {k: counts.get(k) for k in RESULTS["counts"]},
         "config": json.dumps(results.get("config") or {}, sort_keys=True),
     }
@@ -203,8 +217,20 @@ def _existing_results(folder: Path) -> dict[str, dict]:
         if "split" not in table.column_names:
             raise ResultsDatasetError(f"{path}: not a results file of an ALOE results dataset (no 'split' column)")
         for row in table.to_pylist():
-            rows[row["split"]] = row
+            rows[row["split"]] = {**dict.fromkeys(RESULTS), **row}  # rows written before a column existed
     return rows
+
+
+def _upgrade_old_files(folder: Path) -> None:
+    """Rewrite the files written before a column of `SAMPLES` / `RESULTS` existed, with that column null, so every
+    file of a config has one schema and old runs load beside new ones."""
+    import pyarrow.parquet as pq
+
+    for config, features in (("samples", SAMPLES), ("results", RESULTS)):
+        for path in sorted((folder / config).glob("*.parquet")):
+            if set(features) - set(pq.ParquetFile(path).schema_arrow.names):
+                rows = [{**dict.fromkeys(features), **row} for row in pq.read_table(path).to_pylist()]
+                _write(rows, features, path)
 
 
 def _size_category(n: int) -> str:
@@ -275,6 +301,7 @@ def merge_runs(runs: list[Run], folder: str | Path, repo_id: str | None = None, 
         if not samples:
             raise ResultsDatasetError(f"{run.samples_path}: no sample rows")
         prepared.append((split_name(results), samples, results_row(results)))
+    _upgrade_old_files(folder)
     for split, samples, row in prepared:
         _write(samples, SAMPLES, folder / "samples" / f"{split}.parquet")
         _write([row], RESULTS, folder / "results" / f"{split}.parquet")

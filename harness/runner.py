@@ -134,8 +134,7 @@ def _row(persona: Persona, record: TurnRecord, stats: GeneratedTokens) -> dict:
            "score": None, "judge_raw": None, "judge_distribution": None, "judge_error": None, "judge_attempts": 0}
     if verdict is not None:
         stats.generated_tokens += verdict.tokens
-        row.update(score=verdict.score, judge_raw=verdict.raw, judge_distribution=verdict.distribution,
-                   judge_error=verdict.error, judge_attempts=verdict.attempts)
+        row.update(verdict.row_fields())
         row["latency_s"]["judge"] = round(verdict.latency_s, 4)
     return row
 

@@ -2,7 +2,8 @@
 
 Sources: a folder of `aloe eval` outputs (`results_*.json` at any depth, found by `aloe_bench.core.run_files`), a
 results dataset folder as `aloe results push --local-dir` builds it, or a Hub results dataset (`hub:ORG/NAME`).
-Rows are read by their keys (model, judge, created, metrics{AL_avg, IR, N_IR, intervals}); it does not import the
+Rows are read by their keys (model, judge, created, metrics{AL_avg, IR, N_IR, intervals}, and for a run judged per
+criterion its `criteria` block or the dataset's AL_style / AL_content / AL_human columns); it does not import the
 harness. A malformed file is reported by name and skipped; the others still show.
 """
 
@@ -13,7 +14,9 @@ from pathlib import Path
 
 from aloe_bench.core.errors import AloeError
 
-COLUMNS = ["model", "AL_avg", "AL_avg interval", "IR", "N_IR", "judge", "date", "run"]  # run: opens it in the Runs tab
+CRITERION_COLUMNS = ["AL_style", "AL_content", "AL_human"]  # empty for runs of a one-integer judge
+# run: opens it in the Runs tab
+COLUMNS = ["model", "AL_avg", "AL_avg interval", "IR", "N_IR", *CRITERION_COLUMNS, "judge", "date", "run"]
 
 
 class LeaderboardError(AloeError, ValueError):
@@ -38,6 +41,16 @@ def _number(value, where: str, name: str, optional: bool = False):
     return round(float(value), 4)
 
 
+def _criterion_average(record: dict, column: str, where: str):
+    """A criterion's AL_avg: the results dataset's column, or the results file's `criteria` block; None when absent."""
+    value = record.get(column)
+    if value is None:
+        block = record.get("criteria")
+        if isinstance(block, dict):
+            value = (block.get(column.removeprefix("AL_")) or {}).get("AL_avg")
+    return _number(value, where, column, optional=True)
+
+
 def row_from_result(record: dict, where: str) -> dict:
     """One leaderboard row from one result record; ValueError naming `where` and the field when malformed."""
     if not isinstance(record, dict):
@@ -58,6 +71,7 @@ def row_from_result(record: dict, where: str) -> dict:
         "AL_avg interval": "—" if low is None or high is None else f"[{low:.2f}, {high:.2f}]",
         "IR": _number(metrics.get("IR"), where, "IR"),
         "N_IR": _number(metrics.get("N_IR"), where, "N_IR", optional=True),
+        **{column: _criterion_average(record, column, where) for column in CRITERION_COLUMNS},
         "judge": str(record["judge"]),
         "date": str(record["created"])[:10],
         "run": str(record.get("run_id") or ""),

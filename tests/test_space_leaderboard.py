@@ -30,7 +30,8 @@ def test_folder_rows_sorted_with_intervals_and_problems_named(tmp_path):
     assert [r["model"] for r in board.rows] == ["./runs/dpo", "HuggingFaceTB/SmolLM2-135M-Instruct"]
     top = dict(zip(COLUMNS, board.table()[0]))
     assert top == {"model": "./runs/dpo", "AL_avg": 2.9, "AL_avg interval": "[2.00, 3.00]", "IR": 0.12,
-                   "N_IR": None, "judge": "embedded (smoke)", "date": "2026-11-03", "run": ""}
+                   "N_IR": None, "AL_style": None, "AL_content": None, "AL_human": None,
+                   "judge": "embedded (smoke)", "date": "2026-11-03", "run": ""}
     assert len(board.problems) == 2
     assert any("broken/results_1.json: line 2: invalid JSON" in p for p in board.problems)
     assert any("bad/results_2.json: metrics.AL_avg must be a number, got 'high'" in p for p in board.problems)
