@@ -8,6 +8,7 @@ its score into the right turn instead of overwriting the newer conversation.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import hashlib
 import queue
@@ -28,6 +29,7 @@ from aloe_bench.core.personas import Persona, PersonaSet, combine, load_persona_
 from aloe_bench.core.prompts import PromptBook, load_prompts
 from aloe_bench.core.simulator import UserSimulator
 
+from .cache_scope import fresh_scope, release_session, session_scoped
 from .space_config import SpaceConfig
 from .redact import redact, scrub
 
@@ -168,6 +170,7 @@ class ChatSession:
         self.revealed_turns = 0
         self.notice = ""
         self.lock = threading.RLock()
+        self.cache_scope = fresh_scope()  # prompt-prefix cache scope of this visitor (space/cache_scope.py)
         _LIVE.add(self)
 
     def close(self) -> None:
@@ -175,6 +178,7 @@ class ChatSession:
         with self.lock:
             self.lanes = [Lane(model) for model in self.models]
             self.persona, self.revealed, self.revealed_turns, self.notice = None, None, 0, ""
+            release_session(self)
 
     def __deepcopy__(self, memo):  # gradio copies a State's initial value per browser session
         return ChatSession(self.models, self.persona)
@@ -191,6 +195,7 @@ class ChatSession:
                 self.persona = persona
             self.lanes = [Lane(model) for model in self.models]
             self.revealed, self.revealed_turns, self.notice = None, 0, ""
+            release_session(self)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -303,6 +308,7 @@ def check_message(session: ChatSession, text: str, config: SpaceConfig) -> str:
     return text
 
 
+@session_scoped
 def stream_turn(session: ChatSession, roles: SpaceRoles, text: str) -> Iterator[ChatSession]:
     """Add the user's message to every lane and stream each lane's reply; yields as text grows.
 
@@ -353,6 +359,7 @@ def stop(session: ChatSession) -> int:
     return len(unfinished)
 
 
+@session_scoped
 def score_pending(session: ChatSession, roles: SpaceRoles) -> int:
     """Judge every reply that has no verdict yet (all lanes in one batch); returns how many were judged."""
     with session.lock:
@@ -389,6 +396,7 @@ def _apply_verdict(turn, verdict, error: str | None) -> None:
     turn.judge_error = redact(verdict.error)
 
 
+@session_scoped
 def induce(session: ChatSession, roles: SpaceRoles) -> str | None:
     """Ask the induction model what the user has revealed so far (from the first lane's conversation)."""
     with session.lock:
@@ -415,6 +423,7 @@ def induce(session: ChatSession, roles: SpaceRoles) -> str | None:
     return session.revealed
 
 
+@session_scoped
 def simulate_user(session: ChatSession, roles: SpaceRoles) -> str:
     """The role-played user's next message, following the first lane's conversation."""
     if session.persona is None:
@@ -425,6 +434,7 @@ def simulate_user(session: ChatSession, roles: SpaceRoles) -> str:
     return completion.text
 
 
+@session_scoped
 def autoplay(session: ChatSession, roles: SpaceRoles, n_turns: int) -> Iterator[ChatSession]:
     """Let the simulated user play the persona for `n_turns`; yields as each reply grows and each score lands.
 
@@ -576,7 +586,8 @@ class _AutoPlay:
             finally:
                 self.events.put(_DONE)
 
-        worker = threading.Thread(target=thread_main, name="aloe-space-autoplay", daemon=True)
+        worker = threading.Thread(target=contextvars.copy_context().run, args=(thread_main,),  # the session's scope
+                                  name="aloe-space-autoplay", daemon=True)
         worker.start()
         item = None
         try:

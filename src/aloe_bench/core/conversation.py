@@ -3,7 +3,8 @@
 The evaluation loop (`aloe eval`, free schedule) runs one `converse` task per persona and writes a result row
 from each judged turn; the Space's auto-play runs the same task for the conversation in the browser, streaming
 replies through the `reply` hook. Batched schedules (lockstep) advance the same `ConversationState` with
-`ConversationState.advance`, so a turn is recorded the same way whichever loop produced it.
+`ConversationState.advance`, so a turn is recorded the same way whichever loop produced it. A conversation's
+requests share one prefix-cache scope (`conversation_scope`), released on every backend when it ends.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 
 from .backends import ChatBackend, Completion, GenerationConfig
+from .backends.prefix_cache import current_scope, has_scope, new_scope, prefix_scope
 from .judge import Judge, JudgeItem, Verdict
 from .personas import Persona
 from .simulator import UserSimulator
@@ -84,6 +86,22 @@ class ConversationState:
         return record
 
 
+@contextlib.contextmanager
+def conversation_scope(backends: Iterable[ChatBackend], label: str = "conversation"):
+    """The prefix-cache scope of the requests sent inside: a new one, released on each of `backends` when the block
+    ends however it ends (finished, stopped, cancelled), unless a caller already chose one (a Space session), which
+    that caller releases."""
+    if has_scope():
+        yield current_scope()
+        return
+    with prefix_scope(new_scope(label)) as scope:
+        try:
+            yield scope
+        finally:
+            for backend in {id(b): b for b in backends}.values():
+                backend.release_prefixes(scope)
+
+
 Reply = Callable[[ConversationState, str], Awaitable[Completion]]
 Score = Callable[[ConversationState, TurnRecord], Awaitable[Verdict | None]]
 
@@ -100,6 +118,12 @@ async def converse(state: ConversationState, turns: int, roles: ConversationRole
     it; `score(state, record)` replaces the default judge call. A turn whose user message or reply failed is
     reported unjudged and stops the conversation.
     """
+    with conversation_scope(roles.backends()):
+        await _converse(state, turns, roles, on_judged, reply, score)
+
+
+async def _converse(state: ConversationState, turns: int, roles: ConversationRoles,
+                    on_judged: Callable[[TurnRecord], object], reply: Reply | None, score: Score | None) -> None:
     previous: asyncio.Task | None = None
 
     async def judge_then_report(record: TurnRecord, before: asyncio.Task | None) -> None:

@@ -34,6 +34,19 @@ def current_scope() -> str:
     return DEFAULT_SCOPE if scope is None else scope
 
 
+def has_scope() -> bool:
+    """Whether a caller up the stack chose the scope (a Space session, a lockstep run), rather than the default."""
+    return _SCOPE.get() is not None
+
+
+def scoped_context(scope: str) -> contextvars.Context:
+    """A copy of the current context with `scope` set: for code run step by step (`context.run`), e.g. a
+    generator whose steps may run on different threads."""
+    context = contextvars.copy_context()
+    context.run(_SCOPE.set, scope)
+    return context
+
+
 def new_scope(label: str = "conversation") -> str:
     """A scope name no other caller in this process uses."""
     return f"{label}-{next(_SCOPE_IDS)}"
@@ -95,6 +108,7 @@ class PrefixCache:
         self.stats = PrefixCacheStats()
         self._entries: OrderedDict[int, PrefixEntry] = OrderedDict()  # least recently used first
         self._ids = itertools.count()
+        self._released: set[str] = set()  # scopes whose conversation ended: a late answer adds nothing to them
         self._lock = threading.Lock()  # the model's worker thread adds and looks up; callers release
 
     def longest(self, scope: str, tokens: list[int], limit: int) -> tuple[PrefixEntry | None, int]:
@@ -128,6 +142,8 @@ class PrefixCache:
         if nbytes > self.max_bytes or not len(ids):
             return
         with self._lock:
+            if scope in self._released:
+                return
             for key in [k for k, e in self._entries.items()
                         if e.scope == scope and len(e.tokens) <= len(ids) and common_prefix(e.tokens, ids) == len(e.tokens)]:
                 self._drop(key)
@@ -140,8 +156,11 @@ class PrefixCache:
             self.stats.peak_bytes = max(self.stats.peak_bytes, self.stats.bytes)
 
     def release(self, scope: str) -> int:
-        """Drop every entry of `scope`; returns how many there were."""
+        """Drop every entry of `scope` (a scope other than the default stays closed: a request still in flight
+        adds nothing to it); returns how many entries there were."""
         with self._lock:
+            if scope != DEFAULT_SCOPE:
+                self._released.add(scope)
             keys = [k for k, e in self._entries.items() if e.scope == scope]
             for key in keys:
                 self._drop(key)
@@ -164,4 +183,4 @@ class PrefixCache:
 
 
 __all__ = ["DEFAULT_SCOPE", "PrefixCache", "PrefixCacheStats", "PrefixEntry", "common_prefix", "current_scope",
-           "new_scope", "prefix_scope"]
+           "has_scope", "new_scope", "prefix_scope", "scoped_context"]
