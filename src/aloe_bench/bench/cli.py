@@ -26,6 +26,7 @@ def register(sub) -> None:
     add_schedule(bench_sub)
     _add_personas(bench_sub)
     _add_space(bench_sub)
+    add_turns(bench_sub)
     for name, parser in bench_sub.choices.items():
         parser.set_defaults(handler=_checked(name, parser.get_default("handler")))
 
@@ -66,6 +67,34 @@ def _run_eval(args) -> int:
                         schedules=tuple(s.strip() for s in args.schedules.split(",") if s.strip()))
     emit_report(result, args.output)
     return 0
+
+
+# -- aloe bench turns -----------------------------------------------------------------------------------
+def add_turns(bench_sub) -> None:
+    """Register `aloe bench turns` (self-contained: moves with this file as it is)."""
+    bench = bench_sub.add_parser("turns", help="Turn-by-turn cost with the prompt-prefix cache off and on: wall time "
+                                               "per turn, prompt tokens computed, identical rows.")
+    bench.add_argument("--personas", type=int, default=16)
+    bench.add_argument("--turns", type=int, default=10)
+    bench.add_argument("--model", default="embedded")
+    bench.add_argument("--reply-max-new-tokens", type=int, default=48)
+    bench.add_argument("--user-max-new-tokens", type=int, default=40)
+    bench.add_argument("--no-free", dest="free", action="store_false", help="Skip the free schedule's totals.")
+    bench.add_argument("--no-space", dest="space", action="store_false", help="Skip the Space's reply latency.")
+    bench.add_argument("--output", default=None, help="Also write the JSON here.")
+
+    def run(args) -> int:
+        from aloe_bench.core.io import emit_report
+
+        from .turns import bench_turns
+
+        emit_report(bench_turns(n_personas=args.personas, turns=args.turns, model=args.model,
+                                reply_max_new_tokens=args.reply_max_new_tokens,
+                                user_max_new_tokens=args.user_max_new_tokens, free=args.free, space=args.space),
+                    args.output)
+        return 0
+
+    bench.set_defaults(handler=run)
 
 
 # -- aloe bench hostile ---------------------------------------------------------------------------------
