@@ -39,10 +39,10 @@ class PrefixRows:
     # -- reading prompts on top of cached prefixes ---------------------------------------------------------------
     def _lookup(self, prompts: list[list[int]], scopes: list[str]) -> list[tuple[PrefixEntry | None, int]] | None:
         """Each row's cached entry and reusable length; None when no row has one (or a prompt is too short)."""
-        found = [self.cache.longest(scope, prompt, len(prompt) - 1) for scope, prompt in zip(scopes, prompts)]
-        if not any(length for _, length in found) or min(len(p) for p in prompts) < 2:
+        if min(len(p) for p in prompts) < 2:  # a one-token prompt has no prefix to reuse
             return None
-        return found
+        found = [self.cache.longest(scope, prompt, len(prompt) - 1) for scope, prompt in zip(scopes, prompts)]
+        return found if any(length for _, length in found) else None
 
     def _extend(self, prompt: list[int], entry: PrefixEntry | None, reused: int, upto: int):
         """Keys and values of `prompt[:upto]` per layer (reusing the entry's first `reused`), and the last logits."""
