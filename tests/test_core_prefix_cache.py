@@ -221,17 +221,32 @@ def test_cached_path_gives_the_full_reads_texts_and_scores_for_every_role(full_r
 
 @pytest.mark.slow
 def test_a_batch_mixing_cached_and_uncached_rows(full_read, cached):
+    # Every prompt of one scope shares at least the chat template's default system prompt, so the uncached row
+    # comes from a scope with no entries, batched with the others as concurrent requests are.
     chats = [[{"role": "user", "content": "Tell me about bees."}], [{"role": "user", "content": "And cats?"}]]
-    with prefix_scope(new_scope("test")):
+    scope = new_scope("test")
+    with prefix_scope(scope):
         first = cached.generate(chats, GREEDY)
-        longer = chats[0] + [{"role": "assistant", "content": first[0].text}, {"role": "user", "content": "More."}]
-        mixed = [longer, [{"role": "user", "content": "A brand new question about sailing boats."}], chats[1]]
-        hits, misses = cached.prefix_cache.stats.hits, cached.prefix_cache.stats.misses
-        got = cached.generate(mixed, GREEDY)
-        assert cached.prefix_cache.stats.hits - hits == 2 and cached.prefix_cache.stats.misses - misses == 1
-        scores = cached.score_options(mixed, SCORE_OPTIONS)
-    assert [c.text for c in got] == [c.text for c in full_read.generate(mixed, GREEDY)]
-    for s, s2 in zip(scores, full_read.score_options(mixed, SCORE_OPTIONS)):
+    longer = chats[0] + [{"role": "assistant", "content": first[0].text}, {"role": "user", "content": "More."}]
+    mixed = [(longer, scope), ([{"role": "user", "content": "A brand new question about boats."}], new_scope("test")),
+             (chats[1], scope)]
+
+    async def ask(chat, in_scope, call):
+        with prefix_scope(in_scope):
+            return await call(chat)
+
+    async def batch(call):
+        return await asyncio.gather(*(ask(chat, in_scope, call) for chat, in_scope in mixed))
+
+    stats, batches = cached.prefix_cache.stats, cached.worker.stats.batches
+    hits, misses = stats.hits, stats.misses
+    got = asyncio.run(batch(lambda chat: cached.agenerate(chat, GREEDY)))
+    assert (stats.hits - hits, stats.misses - misses, cached.worker.stats.batches - batches) == (2, 1, 1)
+    scores = asyncio.run(batch(lambda chat: cached.ascore_options(chat, SCORE_OPTIONS)))
+    assert stats.misses - misses == 1  # the new row's first request left an entry in its scope
+    chats = [chat for chat, _ in mixed]
+    assert [c.text for c in got] == [c.text for c in full_read.generate(chats, GREEDY)]
+    for s, s2 in zip(scores, full_read.score_options(chats, SCORE_OPTIONS)):
         assert max(abs(s.probs[k] - s2.probs[k]) for k in SCORE_OPTIONS) <= 1e-4
 
 

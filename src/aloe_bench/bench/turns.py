@@ -147,6 +147,7 @@ def _free(cfg: EvalConfig, kv_cache_mb: int | None) -> dict:
 
 def _space(model: str, turns: int, reply_tokens: int, kv_cache_mb: int | None) -> dict:
     """One visitor typing `turns` messages in the Space (session functions, no browser): each reply's latency."""
+    from aloe_bench.core.personas import load_persona_set
     from aloe_bench.space import session as S
     from aloe_bench.space.space_config import SpaceConfig
 
@@ -155,6 +156,7 @@ def _space(model: str, turns: int, reply_tokens: int, kv_cache_mb: int | None) -
                          max_turns=max(turns, 1))
     roles = S.SpaceRoles(config, loader=lambda spec: backend)
     session = S.new_session(config)
+    session.persona = load_persona_set("default").personas[0]
     latencies = []
     for n in range(turns):
         began = time.perf_counter()
