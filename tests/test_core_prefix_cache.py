@@ -332,3 +332,18 @@ def test_the_option_changes_no_run_identity_or_rows_and_a_resumed_run_works_with
     comparison = compare_rows(rows(reference, tmp_path / "off", reference_roles), rows(resumed, tmp_path / "on",
                                                                                       cached_roles))
     assert comparison["identical"] and comparison["rows"] == [6, 6], comparison
+
+
+def test_bench_turns_clock_and_row_comparison():
+    from aloe_bench.bench.turns import TurnClock, compare_rows
+
+    clock = TurnClock(None)
+    for role, tokens in (("user", 10), ("user", 5), ("model", 20), ("judge", 30), ("user", 40), ("model", 50)):
+        clock.call(role, tokens)  # a user-simulator retry stays in its turn
+    turns = clock.turns(ended=clock.marks[-1][0] + 1.0)
+    assert [(t["turn"], t["prompt_tokens"], t["prompt_tokens_computed"]) for t in turns] == [(1, 65, 65), (2, 90, 90)]
+    row = {"persona_id": "a", "turn": 1, "user_message": "hi", "reply": "yo", "score": 3.0,
+           "judge_distribution": {"1": 0.5, "2": 0.5}}
+    assert compare_rows([row], [dict(row, score=3.00005)])["identical"]
+    assert not compare_rows([row], [dict(row, reply="hey")])["identical"]
+    assert not compare_rows([row], [dict(row, judge_distribution={"1": 0.6, "2": 0.4})])["identical"]

@@ -84,14 +84,18 @@ def add_turns(bench_sub) -> None:
     bench.add_argument("--output", default=None, help="Also write the JSON here.")
 
     def run(args) -> int:
-        from aloe_bench.core.io import emit_report
+        from aloe_bench.core.io import atomic_write_json, emit_report
 
         from .turns import bench_turns
 
+        def part(report):  # the figures so far reach --output as each part ends
+            if args.output:
+                atomic_write_json(args.output, report)
+
         emit_report(bench_turns(n_personas=args.personas, turns=args.turns, model=args.model,
                                 reply_max_new_tokens=args.reply_max_new_tokens,
-                                user_max_new_tokens=args.user_max_new_tokens, free=args.free, space=args.space),
-                    args.output)
+                                user_max_new_tokens=args.user_max_new_tokens, free=args.free, space=args.space,
+                                on_part=part), args.output)
         return 0
 
     bench.set_defaults(handler=run)
