@@ -14,7 +14,7 @@ import tempfile
 import time
 from dataclasses import replace
 
-from aloe_bench.core.backends import BackendOptions, build_backend
+from aloe_bench.core.backends import BackendOptions, GenerationConfig, build_backend
 from aloe_bench.core.backends.delegating import DelegatingBackend
 from aloe_bench.core.judge import Judge
 from aloe_bench.core.simulator import UserSimulator
@@ -92,8 +92,18 @@ def _config(out: str, model: str, personas: int, turns: int, schedule: str, repl
 
 
 def _backend(cfg: EvalConfig, kv_cache_mb: int | None):
+    """The run's backend with the cache off (0) or at its default bound (None), warmed up and with an empty cache."""
     options = backend_options(cfg)
-    return build_backend(cfg.model, options if kv_cache_mb is None else replace(options, kv_cache_mb=kv_cache_mb))
+    backend = build_backend(cfg.model, options if kv_cache_mb is None else replace(options, kv_cache_mb=kv_cache_mb))
+    return warmed(backend)
+
+
+def warmed(backend):
+    """`backend` after one short request (one-time costs stay out of the timings), its prefix cache emptied."""
+    backend.generate([[{"role": "user", "content": "Hello!"}]], GenerationConfig(max_new_tokens=4))
+    if getattr(backend, "prefix_cache", None) is not None:
+        backend.prefix_cache.clear()
+    return backend
 
 
 def compare_rows(a: list[dict], b: list[dict]) -> dict:
@@ -115,8 +125,6 @@ def compare_rows(a: list[dict], b: list[dict]) -> dict:
 def _lockstep(cfg: EvalConfig, kv_cache_mb: int | None) -> tuple[dict, list[dict]]:
     backend = _backend(cfg, kv_cache_mb)
     cache = getattr(backend, "prefix_cache", None)
-    if cache is not None:
-        cache.clear()
     clock = TurnClock(cache)
     roles = with_backend(build_roles(cfg), backend, lambda b, role: ClockedBackend(b, role, clock))
     before = None if cache is None else replace(cache.stats)
@@ -138,8 +146,6 @@ def _lockstep(cfg: EvalConfig, kv_cache_mb: int | None) -> tuple[dict, list[dict
 
 def _free(cfg: EvalConfig, kv_cache_mb: int | None) -> dict:
     backend = _backend(cfg, kv_cache_mb)
-    if getattr(backend, "prefix_cache", None) is not None:
-        backend.prefix_cache.clear()
     began = time.perf_counter()
     evaluate_model(cfg, with_backend(build_roles(cfg), backend))
     return {"wall_s": round(time.perf_counter() - began, 3)}
@@ -151,7 +157,7 @@ def _space(model: str, turns: int, reply_tokens: int, kv_cache_mb: int | None) -
     from aloe_bench.space import session as S
     from aloe_bench.space.space_config import SpaceConfig
 
-    backend = build_backend(model, BackendOptions() if kv_cache_mb is None else BackendOptions(kv_cache_mb=kv_cache_mb))
+    backend = warmed(build_backend(model, BackendOptions(kv_cache_mb=kv_cache_mb)))
     config = SpaceConfig(model=model, user_model=model, judge_model=model, reply_max_new_tokens=reply_tokens,
                          max_turns=max(turns, 1))
     roles = S.SpaceRoles(config, loader=lambda spec: backend)
