@@ -21,8 +21,7 @@ from sklearn.metrics import cohen_kappa_score
 
 from aloe_bench.core.errors import ConfigError
 from aloe_bench.core.ratings import is_ratings_file, latest_ratings, read_ratings
-
-from .runsource import find_run
+from aloe_bench.core.run_files import find_run
 
 LABELS = [1, 2, 3, 4, 5]
 ROUNDING_NOTE = ("exact/within-1 agreement and Cohen's kappa use scores rounded to the nearest integer and clipped "
@@ -57,10 +56,10 @@ def load_raters(source: str, run_id: str | None = None) -> list[Rater]:
             raters[rater].scores[(persona, turn)] = float(record["score"])
         return list(raters.values())
     run = find_run(path, run_id)
-    results = run.results() or {}
+    results = run.results or {}
     name = results.get("judge") or run.run_id
     rater = Rater(f"{name} [{run.run_id}]", source=str(run.samples_path))
-    for row in run.rows():
+    for row in run.samples():
         if row.get("error") or row.get("reply") is None:  # no reply: nothing was judged
             continue
         key = (row["persona_id"], int(row["turn"]))

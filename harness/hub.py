@@ -15,32 +15,9 @@ from aloe_bench.core.eval_results import (EVAL_RESULTS_PATH, aloe_eval_results, 
                                           eval_results_yaml)
 from aloe_bench.core.run_files import Run
 
-from .results_dataset import merge_runs, push_runs
+from .results_dataset import push_runs
 
 logger = logging.getLogger(__name__)
-
-
-class _MemoryRun(Run):
-    """A run whose sample rows are already in memory."""
-
-    def __init__(self, results: dict, rows: list[dict], where: Path):
-        super().__init__(results, where, where)
-        self._rows = rows
-
-    def samples(self) -> list[dict]:
-        return self._rows
-
-
-def build_results_folder(samples: list[dict], results: dict, folder: Path, repo_id: str | None) -> Path:
-    """Build (or merge into) the results dataset folder with one run, exactly as it is uploaded."""
-    merge_runs([_MemoryRun(results, samples, Path(folder))], folder, repo_id, complete=True)
-    return Path(folder)
-
-
-def model_index_results(results: dict, results_repo: str | None = None):
-    """Legacy model-index `EvalResult` entries (AL_avg, IR, N_IR), sourced to the results repo when given."""
-    return aloe_eval_results(results, source_url=f"https://huggingface.co/datasets/{results_repo}" if results_repo
-                             else None)
 
 
 def evaluated_hub_model(results: dict) -> str | None:
@@ -89,7 +66,7 @@ def publish_model_eval_results(results: dict, model_repo: str, results_repo: str
 
 def push_results(files, results: dict, repo_id: str, public: bool = False, create_pr: bool = False) -> dict:
     """`aloe eval --push-to-hub`: this run to the results dataset repo, then its scores to the model's repo."""
-    run = _MemoryRun(results, files.load_samples(), Path(files.results_path))
+    run = Run(results, files.results_path, files.samples_path, rows=files.load_samples())
     pushed = push_runs([run], repo_id, public=public)
     model = evaluated_hub_model(results)
     if model is not None:

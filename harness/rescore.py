@@ -11,23 +11,18 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass
 
-import numpy as np
 from tqdm.auto import tqdm
 
 from aloe_bench import __version__
 from aloe_bench.core.backends import BackendOptions, build_backend
 from aloe_bench.core.backends.cache import CachedBackend, RequestCache
 from aloe_bench.core.judge import Judge, JudgeConfig, JudgeItem
-from aloe_bench.core.metrics import summarise
 from aloe_bench.core.personas import load_persona_set
 from aloe_bench.core.prompts import load_prompts
-from aloe_bench.core.specs import ModelSpec
+from aloe_bench.core.run_files import RunFileError, find_run
 
-from .results import RunFiles, fingerprint, package_versions
-from .runsource import RunSourceError, find_run
+from .results import RunFiles, build_run_results, fingerprint, package_versions
 
-SMOKE_NOTE = ("judged by the embedded 135M model: a smoke-run signal only, not a number anyone should cite; "
-              "use a real judge (an OpenAI-compatible endpoint) for results")
 JUDGE_FIELDS = ("score", "judge_raw", "judge_distribution", "judge_error", "judge_attempts")
 
 
@@ -59,36 +54,38 @@ def _personas(source_results: dict, where: str):
     block = source_results.get("config", {})
     run, info = block.get("run", {}), block.get("personas", {})
     if "personas" not in run:
-        raise RunSourceError(f"{where}: config.run.personas missing: cannot tell which personas the run used")
+        raise RunFileError(f"{where}: config.run.personas missing: cannot tell which personas the run used")
     persona_set = load_persona_set(run["personas"], run.get("max_personalities", 5))
     if info.get("sha256") and persona_set.sha256[:16] != info["sha256"]:
-        raise RunSourceError(f"{where}: the persona set {run['personas']!r} has changed since the run "
-                             f"(sha256 {persona_set.sha256[:16]} vs {info['sha256']}): refusing to re-score")
+        raise RunFileError(f"{where}: the persona set {run['personas']!r} has changed since the run "
+                           f"(sha256 {persona_set.sha256[:16]} vs {info['sha256']}): refusing to re-score")
     return {p.id: p for p in persona_set}
 
 
 def rescore_run(cfg: RescoreConfig, judge: Judge | None = None) -> dict:
     """Re-judge every judged row of the run in `cfg.run_dir`; write and return the new results dict."""
     source = find_run(cfg.run_dir, cfg.run_id)
-    source_results = source.results()
+    source_results = source.results
     if source_results is None:
-        raise RunSourceError(f"{source.samples_path}: no results_{source.run_id}.json beside it (the run's config, "
-                             f"personas and model are read from it)")
+        raise RunFileError(f"{source.samples_path}: no results_{source.run_id}.json beside it (the run's config, "
+                           f"personas and model are read from it)")
     personas = _personas(source_results, str(source.results_path))
+    if not source_results.get("model"):
+        raise RunFileError(f"{source.results_path}: no 'model' (the re-score is written to that model's folder)")
     judge = judge or build_judge(cfg)
     prompts = load_prompts()
     identity = {"rescore_of": source.run_id, "source_fingerprint": source_results.get("fingerprint"),
                 "judge": judge.describe(), "seed": cfg.seed,
                 "prompts": {"version": prompts.version, "sha256": prompts.hashes([judge.config.prompt_name])}}
-    files = RunFiles(cfg.output_dir, fingerprint(identity))
+    files = RunFiles(cfg.output_dir, fingerprint(identity), source_results["model"])
     if cfg.cache:
         judge = Judge(CachedBackend(judge.backend, RequestCache(files.cache_path)), judge.config, judge.prompts)
 
-    rows = sorted(source.rows(), key=lambda r: (int(r["turn"]), r["persona_id"]))
+    rows = sorted(source.samples(), key=lambda r: (int(r["turn"]), r["persona_id"]))
     unknown = sorted({r["persona_id"] for r in rows} - personas.keys())
     if unknown:
-        raise RunSourceError(f"{source.samples_path}: persona id(s) {', '.join(unknown[:5])} are not in the run's "
-                             f"persona set")
+        raise RunFileError(f"{source.samples_path}: persona id(s) {', '.join(unknown[:5])} are not in the run's "
+                           f"persona set")
     history: dict[tuple[str, int], list[dict]] = {}
     for persona_id in {r["persona_id"] for r in rows}:
         turns, so_far = sorted((r for r in rows if r["persona_id"] == persona_id), key=lambda r: r["turn"]), []
@@ -134,42 +131,18 @@ def rescore_run(cfg: RescoreConfig, judge: Judge | None = None) -> dict:
 
 def build_rescore_results(files: RunFiles, source_results: dict, judge: Judge, identity: dict,
                           cfg: RescoreConfig) -> dict:
+    """The re-score's results dict: every row it wrote, scored like `aloe eval`'s, with the source run's config."""
     rows = files.load_samples()
-    ids = sorted({r["persona_id"] for r in rows})
-    turns = max((int(r["turn"]) for r in rows), default=0)
-    position = {pid: i for i, pid in enumerate(ids)}
-    scores = np.full((len(ids), max(turns, 1)), np.nan)
-    judge_failures = generation_failures = 0
-    for row in rows:
-        if row.get("error"):
-            generation_failures += 1
-        elif row.get("score") is None:
-            judge_failures += 1
-        else:
-            scores[position[row["persona_id"]], int(row["turn"]) - 1] = row["score"]
-    results = {
-        "benchmark": "ALOE",
-        "run_id": files.run_id,
-        "fingerprint": files.fingerprint,
-        "rescore_of": identity["rescore_of"],
-        "model": source_results.get("model"),
-        "judge": f"{judge.backend.model_id} ({judge.config.preset}, {judge.config.scoring})",
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "metrics": summarise(scores, n_resamples=cfg.bootstrap_resamples, seed=cfg.seed),
-        "counts": {"conversations": len(ids), "turns": turns, "rows": len(rows),
-                   "scored": int(np.isfinite(scores).sum()), "judge_failures": judge_failures,
-                   "generation_failures": generation_failures,
-                   "stopped_conversations": len({r["persona_id"] for r in rows if r.get("error")})},
-        "files": {"samples": files.samples_path.name},
-        "config": {"rescore": {k: v for k, v in asdict(cfg).items() if k != "progress"},
-                   "source": {"run_id": identity["rescore_of"], "fingerprint": identity["source_fingerprint"],
-                              "judge": source_results.get("judge")},
-                   "run": source_results.get("config", {}).get("run", {}),
-                   "models": {**source_results.get("config", {}).get("models", {}), "judge": judge.describe()},
-                   "prompts": identity["prompts"],
-                   "personas": source_results.get("config", {}).get("personas"),
-                   "harness_version": __version__, "packages": package_versions()},
-    }
-    if judge.backend.spec.kind == "embedded":
-        results["judge_note"] = SMOKE_NOTE
-    return results
+    source_config = source_results.get("config", {})
+    config = {"rescore": {k: v for k, v in asdict(cfg).items() if k != "progress"},
+              "source": {"run_id": identity["rescore_of"], "fingerprint": identity["source_fingerprint"],
+                         "judge": source_results.get("judge")},
+              "run": source_config.get("run", {}),
+              "models": {**source_config.get("models", {}), "judge": judge.describe()},
+              "prompts": identity["prompts"],
+              "personas": source_config.get("personas"),
+              "harness_version": __version__, "packages": package_versions()}
+    ids, turns = sorted({r["persona_id"] for r in rows}), max((int(r["turn"]) for r in rows), default=0)
+    return build_run_results(rows, ids, turns, files=files, model=source_results.get("model"), judge=judge,
+                             config=config, bootstrap_resamples=cfg.bootstrap_resamples, seed=cfg.seed,
+                             rescore_of=identity["rescore_of"])

@@ -1,7 +1,8 @@
-"""Run files: the append-only samples log (resumable), the manifest, and the results summary.
+"""A run's files and its results: the append-only samples log (resumable), the manifest, and the one builder of
+the results dict that `aloe eval` and `aloe judge rescore` both write, so their numbers are counted the same way.
 
-Files go to `output_dir/<model name>/` (as lm-eval writes them; `core.run_files` reads both layouts), the
-manifest `runs.json` and the request cache stay in `output_dir`. A run begun in the flat layout keeps its files.
+Files go to `output_dir/<model name>/` (as lm-eval writes them, `core.run_files`); the manifest `runs.json` and
+the request cache stay in `output_dir`.
 """
 
 from __future__ import annotations
@@ -14,8 +15,12 @@ import time
 from importlib import metadata
 from pathlib import Path
 
+import numpy as np
+
 from aloe_bench.core.eval_results import benchmark_dataset, metric_args
 from aloe_bench.core.io import append_jsonl, atomic_write_json, read_json, read_log, repair_tail
+from aloe_bench.core.judge import Judge
+from aloe_bench.core.metrics import summarise
 from aloe_bench.core.run_files import RunFileError, locate_run_files
 
 PACKAGES = ("aloe-bench", "torch", "transformers", "datasets", "evaluate", "huggingface-hub",
@@ -39,7 +44,7 @@ def fingerprint(payload: dict) -> str:
 class RunFiles:
     """Files of one run in `output_dir`. Runs with the same fingerprint share a run id, so re-running resumes."""
 
-    def __init__(self, output_dir: str | Path, run_fingerprint: str, model_id: str | None = None):
+    def __init__(self, output_dir: str | Path, run_fingerprint: str, model_id: str):
         self.dir = Path(output_dir)
         self.dir.mkdir(parents=True, exist_ok=True)
         manifest_path = self.dir / "runs.json"
@@ -118,6 +123,64 @@ class SampleWriter:
                     self.error = exc
             if stop:
                 return
+
+
+SMOKE_NOTE = ("judged by the embedded 135M model: a smoke-run signal only, not a number anyone should cite; "
+              "use a real judge (an OpenAI-compatible endpoint) for results")
+
+
+def score_matrix(rows: list[dict], persona_ids: list[str], turns: int) -> tuple[np.ndarray, dict]:
+    """The scores as a persona x turn matrix (NaN where a turn has no score) and the counts a results file reports.
+
+    Rows of other personas or of turns past `turns` are left out. A row with an error is a generation failure (its
+    conversation stopped there); a row without a score is a judge failure.
+    """
+    position = {pid: i for i, pid in enumerate(persona_ids)}
+    scores = np.full((len(persona_ids), max(turns, 1)), np.nan)
+    judge_failures = generation_failures = 0
+    stopped = set()
+    for row in rows:
+        i, turn = position.get(row["persona_id"]), int(row["turn"])
+        if i is None or turn > turns:
+            continue
+        if row.get("error"):
+            generation_failures += 1
+            stopped.add(row["persona_id"])
+        elif row.get("score") is None:
+            judge_failures += 1
+        else:
+            scores[i, turn - 1] = row["score"]
+    scored = int(np.isfinite(scores).sum())
+    counts = {"conversations": len(persona_ids), "turns": turns, "rows": scored + judge_failures + generation_failures,
+              "scored": scored, "judge_failures": judge_failures, "generation_failures": generation_failures,
+              "stopped_conversations": len(stopped)}
+    return scores, counts
+
+
+def build_run_results(rows: list[dict], persona_ids: list[str], turns: int, *, files: RunFiles, model: str,
+                      judge: Judge, config: dict, bootstrap_resamples: int, seed: int, protocol: str | None = None,
+                      rescore_of: str | None = None) -> dict:
+    """The results dict of a run (an eval, or a re-score when `rescore_of` names its source run): metrics over the
+    score matrix of `persona_ids` x `turns`, counts, the judge's label, and `config`, the run's config block."""
+    scores, counts = score_matrix(rows, persona_ids, turns)
+    results = {"benchmark": "ALOE"}
+    if protocol is not None:
+        results["protocol"] = protocol
+    results.update(run_id=files.run_id, fingerprint=files.fingerprint)
+    if rescore_of is not None:
+        results["rescore_of"] = rescore_of
+    results.update({
+        "model": model,
+        "judge": f"{judge.backend.model_id} ({judge.config.preset}, {judge.config.scoring})",
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "metrics": summarise(scores, n_resamples=bootstrap_resamples, seed=seed),
+        "counts": counts,
+        "files": {"samples": files.samples_path.relative_to(files.dir).as_posix()},
+        "config": config,
+    })
+    if judge.backend.spec.kind == "embedded":
+        results["judge_note"] = SMOKE_NOTE
+    return results
 
 
 LM_EVAL_METRICS = ("AL_avg", "IR", "N_IR", "R2", "N_R2")

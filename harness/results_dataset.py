@@ -1,13 +1,8 @@
 """The ALOE results dataset: many runs in one Hub dataset repo, every row typed and traceable to its run.
 
-Layout (what is uploaded, and what `--local-dir` builds or merges into):
-- `samples/<split>.parquet`: one split per run (`run_<run id>_<fingerprint>`), one row per persona and turn, with a
-  fixed `datasets.Features` (`SAMPLES`), so runs with different null patterns load together; plus
-  `samples/latest_<model>.parquet`, a copy of each model's newest run, as lm-eval and lighteval publish details;
-- `results/<split>.parquet`: one row per run (`RESULTS`), all in the `results` config's `train` split;
-- `README.md`: a card from `DatasetCard.from_template(DatasetCardData(...))` declaring the configs.
-
-A run's files are named by its split, so pushing the same run again replaces them: no duplicate rows.
+`merge_runs` builds (or merges into) the folder exactly as the repo holds it, `push_runs` uploads it in one commit;
+the fixed schemas `SAMPLES` and `RESULTS` let runs with different null patterns load together. A run's files are
+named by its split, so pushing the same run again replaces them. The layout is described in docs/results.md.
 """
 
 from __future__ import annotations
@@ -205,8 +200,7 @@ def _existing_results(folder: Path) -> dict[str, dict]:
         except Exception as exc:
             raise ResultsDatasetError(f"{path}: not a readable parquet file ({type(exc).__name__}: {exc})") from None
         if "split" not in table.column_names:
-            raise ResultsDatasetError(f"{path}: a results file of the older layout (one `train` split for all runs, "
-                                      "no 'split' column); publish into a new folder or repo")
+            raise ResultsDatasetError(f"{path}: not a results file of an ALOE results dataset (no 'split' column)")
         for row in table.to_pylist():
             rows[row["split"]] = row
     return rows

@@ -14,7 +14,6 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
-import numpy as np
 from tqdm.auto import tqdm
 
 from aloe_bench.core.aio import run_sync as _run_async
@@ -24,7 +23,6 @@ from aloe_bench.core.backends.cache import CachedBackend, RequestCache
 from aloe_bench.core.conversation import (ConversationRoles, ConversationState, TurnRecord, conversation_scope,
                                          converse_all)
 from aloe_bench.core.judge import Judge, JudgeConfig
-from aloe_bench.core.metrics import summarise
 from aloe_bench.core.personas import Persona, PersonaSet, load_persona_set
 from aloe_bench.core.prompts import load_prompts
 from aloe_bench.core.simulator import UserSimulator
@@ -32,10 +30,7 @@ from aloe_bench.core.specs import ModelSpec
 
 from .eval_config import EvalConfig
 from .protocol import reply_generation, resolve, run_settings, user_generation
-from .results import RunFiles, SampleWriter, add_lm_eval_keys, fingerprint, package_versions
-
-SMOKE_NOTE = ("judged by the embedded 135M model: a smoke-run signal only, not a number anyone should cite; "
-              "use a real judge (an OpenAI-compatible endpoint) for results")
+from .results import RunFiles, SampleWriter, add_lm_eval_keys, build_run_results, fingerprint, package_versions
 
 
 @dataclass
@@ -92,10 +87,6 @@ def with_cache(roles: EvalRoles, cache: RequestCache) -> EvalRoles:
         roles.reply_config,
         cache,
     )
-
-
-def judge_label(judge: Judge) -> str:
-    return f"{judge.backend.model_id} ({judge.config.preset}, {judge.config.scoring})"
 
 
 def run_config(cfg: EvalConfig, roles: EvalRoles, persona_set) -> dict:
@@ -300,43 +291,16 @@ def _write(files: RunFiles, rows: list[dict], bar) -> None:
 
 
 def build_results(rows, persona_set, cfg: EvalConfig, config_block: dict, roles: EvalRoles, files: RunFiles) -> dict:
+    """The results dict of an eval run over `persona_set` (the personas selected for it), from its sample `rows`.
+
+    The metrics and counts come from the builder rescore shares (`results.build_run_results`); the lm-eval keys
+    are added, and `config_block` records how many personas were evaluated.
+    """
     ids = [p.id for p in persona_set]
-    position = {pid: i for i, pid in enumerate(ids)}
-    scores = np.full((len(ids), cfg.turns), np.nan)
-    judge_failures = generation_failures = 0
-    stopped = set()
-    for row in rows:
-        i, turn = position.get(row["persona_id"]), row["turn"]
-        if i is None or turn > cfg.turns:
-            continue
-        if row.get("error"):
-            generation_failures += 1
-            stopped.add(row["persona_id"])
-        elif row.get("score") is None:
-            judge_failures += 1
-        else:
-            scores[i, turn - 1] = row["score"]
-    summary = summarise(scores, n_resamples=cfg.bootstrap_resamples, seed=cfg.seed)
-    label = judge_label(roles.judge)
-    results = {
-        "benchmark": "ALOE",
-        "protocol": config_block["protocol"]["name"],
-        "run_id": files.run_id,
-        "fingerprint": files.fingerprint,
-        "model": roles.model.model_id,
-        "judge": label,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "metrics": summary,
-        "counts": {"conversations": len(ids), "turns": cfg.turns, "rows": int(np.isfinite(scores).sum())
-                   + judge_failures + generation_failures, "scored": int(np.isfinite(scores).sum()),
-                   "judge_failures": judge_failures, "generation_failures": generation_failures,
-                   "stopped_conversations": len(stopped)},
-        "files": {"samples": files.samples_path.relative_to(files.dir).as_posix()},
-        "config": config_block,
-    }
+    results = build_run_results(rows, ids, cfg.turns, files=files, model=roles.model.model_id, judge=roles.judge,
+                                config=config_block, bootstrap_resamples=cfg.bootstrap_resamples, seed=cfg.seed,
+                                protocol=config_block["protocol"]["name"])
     config_block["personas"]["evaluated"] = len(ids)  # the set's size is `count`; this is what was scored
-    if roles.judge.backend.spec.kind == "embedded":
-        results["judge_note"] = SMOKE_NOTE
     return add_lm_eval_keys(results)
 
 

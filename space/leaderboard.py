@@ -1,16 +1,13 @@
 """The leaderboard tab's table, built from harness result files or a results dataset (a Hub id or its local folder).
 
-Sources: a folder of `aloe eval` outputs in either layout (flat `results_*.json` or `<model>/results_*.json`, read
-with `aloe_bench.core.run_files`), a results dataset folder as `aloe results push --local-dir` builds it, or a Hub
-results dataset (`hub:ORG/NAME`), both the current one (a row per run with protocol and personas) and the older
-one (`results`/`train` with the same result keys). Rows are read by their keys (model, judge, created,
-metrics{AL_avg, IR, N_IR, intervals}); it does not import the harness. A malformed file is reported by name and
-skipped; the others still show.
+Sources: a folder of `aloe eval` outputs (`results_*.json` at any depth, found by `aloe_bench.core.run_files`), a
+results dataset folder as `aloe results push --local-dir` builds it, or a Hub results dataset (`hub:ORG/NAME`).
+Rows are read by their keys (model, judge, created, metrics{AL_avg, IR, N_IR, intervals}); it does not import the
+harness. A malformed file is reported by name and skipped; the others still show.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -49,24 +46,19 @@ def row_from_result(record: dict, where: str) -> dict:
         if key not in record:
             raise ValueError(f"{where}: missing field {key!r}")
     metrics = record["metrics"]
-    if isinstance(metrics, str):  # a Hub dataset may store the nested block as JSON text
-        metrics = json.loads(metrics)
     if not isinstance(metrics, dict):
         raise ValueError(f"{where}: field 'metrics' must be an object")
     interval = (metrics.get("intervals") or {}).get("AL_avg") or [None, None]
     if len(interval) != 2:
         raise ValueError(f"{where}: metrics.intervals.AL_avg must be [low, high]")
     low, high = (None if v is None else _number(v, where, "intervals.AL_avg") for v in interval)
-    judge = record["judge"]
-    if isinstance(judge, dict):
-        judge = judge.get("label") or judge.get("model_id") or json.dumps(judge, sort_keys=True)
     return {
         "model": str(record["model"]),
         "AL_avg": _number(metrics.get("AL_avg"), where, "AL_avg"),
         "AL_avg interval": "—" if low is None or high is None else f"[{low:.2f}, {high:.2f}]",
         "IR": _number(metrics.get("IR"), where, "IR"),
         "N_IR": _number(metrics.get("N_IR"), where, "N_IR", optional=True),
-        "judge": str(judge),
+        "judge": str(record["judge"]),
         "date": str(record["created"])[:10],
     }
 
@@ -124,7 +116,7 @@ def _from_dataset(source: str, label: str, split: str = "train") -> Leaderboard:
 
 
 def from_hub(repo_id: str, split: str = "train") -> Leaderboard:
-    """The `results` config of a Hub results dataset (current or older layout): its rows carry the result keys."""
+    """The `results` config of a Hub results dataset: its rows carry the result keys."""
     return _from_dataset(repo_id, f"hub:{repo_id}", split)
 
 

@@ -16,11 +16,13 @@ from pathlib import Path
 
 import gradio as gr
 
-from aloe_bench.core.io import DataFileError, read_json, read_log
+from aloe_bench.core.io import DataFileError, read_json
 from aloe_bench.core.judge import clip_text
 from aloe_bench.core.errors import AloeError
 from aloe_bench.core.personas import PersonaFileError, load_persona_set
 from aloe_bench.core.ratings import RatingsError, append_rating, check_rater, rating_record
+from aloe_bench.core.run_files import (SAMPLES_PREFIX, find_samples_files, read_samples, results_path_for,
+                                      run_id_of)
 
 from .redact import redact, scrub
 
@@ -82,18 +84,17 @@ def _for_page(path: Path, read):
         raise RateError(str(exc).replace(str(path), path.name)) from None
 
 
-def _read_run(run_id: str, samples: Path) -> tuple[str, list[dict], dict | None]:
-    """(run id, sample rows, results or None) of a run's files; a torn last row (a run still writing) is left out."""
-    results = samples.with_name(f"results_{run_id}.json")
-    return (run_id, _for_page(samples, lambda p: read_log(p, what="a sample row")),
-            _for_page(results, read_json) if results.is_file() else None)
+def _read_run(samples: Path) -> tuple[str, list[dict], dict | None]:
+    """(run id, sample rows, results or None) of a run's samples log; a torn last row (a run still writing) is left
+    out."""
+    results_path = results_path_for(samples)
+    results = _for_page(results_path, read_json) if results_path.is_file() else None
+    return run_id_of(samples), _for_page(samples, read_samples), results
 
 
 def _runs_in_folder(folder: Path) -> list[tuple[str, list[dict], dict | None]]:
     """(run id, sample rows, results) for every run under `folder`: run files, or a results dataset folder."""
-    runs = []
-    for samples in sorted(folder.rglob("samples_*.jsonl")):
-        runs.append(_read_run(samples.stem[len("samples_"):], samples))
+    runs = [_read_run(samples) for samples in find_samples_files(folder)]
     if runs or not (folder / "samples").is_dir():
         return runs
     import pyarrow.parquet as pq  # a results dataset: samples/<split>.parquet beside results/<split>.parquet
@@ -105,7 +106,7 @@ def _runs_in_folder(folder: Path) -> list[tuple[str, list[dict], dict | None]]:
         results = pq.read_table(results_file).to_pylist()[0] if results_file.is_file() else None
         if results is not None and isinstance(results.get("config"), str):
             results["config"] = json.loads(results["config"])
-        run_id = results["run_id"] if results else samples.stem.split("-")[0]
+        run_id = results["run_id"] if results else samples.stem
         runs.append((run_id, pq.read_table(samples).to_pylist(), results))  # nulls stay None (pandas: NaN)
     return runs
 
@@ -128,9 +129,9 @@ def load_items(source: str, run_id: str | None = None, max_rows: int = 5000) -> 
     """The rateable rows of one run in `source`: every row with a message and a reply, with its history."""
     path = _resolve(source)
     if path.is_file():
-        if not path.name.startswith("samples_"):
+        if not path.name.startswith(SAMPLES_PREFIX):
             raise RateError(f"{path.name}: expected a samples_<run id>.jsonl file")
-        runs = [_read_run(path.stem[len("samples_"):], path)]
+        runs = [_read_run(path)]
     elif path.is_dir():
         runs = _runs_in_folder(path)
     else:

@@ -30,7 +30,6 @@ USER_ERRORS = [  # (module, class): where callers import them from
     ("aloe_bench.core.run_files", "RunFileError"),
     ("aloe_bench.core.ratings", "RatingsError"),
     ("aloe_bench.core.backends", "BackendError"),
-    ("aloe_bench.harness.runsource", "RunSourceError"),
     ("aloe_bench.harness.results_dataset", "ResultsDatasetError"),
     ("aloe_bench.training.dataset", "DatasetBuildError"),
     ("aloe_bench.training.sft", "TrainingDataError"),

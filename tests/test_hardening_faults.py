@@ -166,7 +166,7 @@ def test_torn_tails_are_dropped_not_glued(tmp_path):
     from aloe_bench.harness.results import RunFiles
     from aloe_bench.training.generate import load_finished
 
-    files = RunFiles(tmp_path / "eval", "f" * 16)
+    files = RunFiles(tmp_path / "eval", "f" * 16, "m")
     files.append_samples([{"persona_id": "a", "turn": 1}])
     with open(files.samples_path, "a") as fh:  # a kill between a row and its newline
         fh.write(json.dumps({"persona_id": "a", "turn": 2}))

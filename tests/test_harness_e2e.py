@@ -9,8 +9,10 @@ from pathlib import Path
 import pytest
 from datasets import load_dataset
 
-from aloe_bench.harness.hub import build_results_folder, model_index_results, push_results
+from aloe_bench.core.eval_results import aloe_eval_results
+from aloe_bench.harness.hub import push_results
 from aloe_bench.harness.results import RunFiles
+from publish_helpers import build_results_folder
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
@@ -82,7 +84,7 @@ def test_results_hub_folder_loads_and_offline_push_fails_clearly(cli_run, tmp_pa
     samples = load_dataset(str(folder), "samples", split=loaded[0]["split"])
     assert len(samples) == 4 and set(samples["run_id"]) == {results["run_id"]}
     assert "configs:" in (folder / "README.md").read_text()
-    entries = model_index_results(results, "me/aloe-results")
+    entries = aloe_eval_results(results, source_url="https://huggingface.co/datasets/me/aloe-results")
     assert entries and all(e.source_url.endswith("me/aloe-results") for e in entries)
     assert all(e.metric_args["personas"] == 2 and e.metric_args["turns"] == 2 for e in entries)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from aloe_bench.core.ratings import RatingsError, append_rating, latest_ratings, rating_record, read_ratings
+from aloe_bench.core.run_files import RunFileError, find_run
 from aloe_bench.harness.agreement import Rater, agree, compare, inter_rater, length_bias, pair_statistics
-from aloe_bench.harness.runsource import RunSourceError, find_run
 
 
 def test_kappa_and_correlations_match_hand_computed_values():
@@ -109,11 +109,11 @@ def test_agree_reads_both_layouts_samples_and_ratings_files(tmp_path):
 def test_several_runs_in_a_folder_need_a_run_id(tmp_path):
     _write_run(tmp_path / "m1", "20260101T000000", {("p0", 1): 1.0})
     _write_run(tmp_path / "m2", "20260101T000009", {("p0", 1): 1.0})
-    with pytest.raises(RunSourceError, match="--run-id"):
+    with pytest.raises(RunFileError, match="--run-id"):
         find_run(tmp_path)
     assert find_run(tmp_path, "20260101T000009").samples_path.parent.name == "m2"
     (tmp_path / "empty").mkdir()
-    with pytest.raises(RunSourceError, match="no samples_"):
+    with pytest.raises(RunFileError, match="no samples_"):
         find_run(tmp_path / "empty")
 
 

@@ -7,9 +7,9 @@ import json
 import pytest
 
 from aloe_bench.core.judge import Judge, JudgeConfig
+from aloe_bench.core.run_files import RunFileError
 from aloe_bench.harness import evaluate_model
 from aloe_bench.harness.rescore import RescoreConfig, rescore_run
-from aloe_bench.harness.runsource import RunSourceError
 from aloe_bench.testing.backends import ScriptedBackend
 from test_harness_loop import config, make_roles
 
@@ -102,5 +102,5 @@ def test_a_folder_with_two_runs_asks_for_a_run_id(tmp_path, upstream_dir):
     other.mkdir()
     for path in files:
         (other / path.name.replace("T", "X", 1)).write_text(path.read_text())
-    with pytest.raises(RunSourceError, match="several runs.*--run-id"):
+    with pytest.raises(RunFileError, match="several runs.*--run-id"):
         rescore_run(RescoreConfig(str(run_dir), str(tmp_path / "re"), progress=False), judge=fake_judge([]))

@@ -17,22 +17,22 @@ import yaml
 from datasets import load_dataset
 
 from aloe_bench.core.eval_results import (EVAL_RESULTS_PATH, aloe_eval_results, benchmark_dataset,
-                                          benchmark_eval_yaml, eval_result_entries, eval_results_yaml,
-                                          parse_eval_results_yaml)
+                                          benchmark_eval_yaml, eval_result_entries, eval_results_yaml)
 from aloe_bench.core.run_files import find_runs, locate_run_files, model_dir_name
 from aloe_bench.harness.results_dataset import RESULTS, SAMPLES, load_runs, push_runs
 
 sys.path.insert(0, str(Path(__file__).parent))
 from hub_stub import HubStub  # noqa: E402
+from publish_helpers import parse_eval_results_yaml  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def make_run(out: Path, run_id: str, model: str, text_judge: bool, flat: bool = False, created_day: int = 1,
+def make_run(out: Path, run_id: str, model: str, text_judge: bool, created_day: int = 1,
              fingerprint: str = "ab" * 8) -> Path:
     """A run folder as `aloe eval` writes it: text-judged runs have failures (null score, judge_error, no
     distribution); probability-judged ones have a distribution and a judge latency."""
-    folder = out if flat else out / model_dir_name(model)
+    folder = out / model_dir_name(model)
     folder.mkdir(parents=True, exist_ok=True)
     rows = []
     for persona in ("p1", "p2"):
@@ -78,16 +78,14 @@ def cli(*args, env=None):
                           env={**os.environ, **(env or {})}, timeout=300)
 
 
-def test_both_layouts_are_found_and_new_runs_go_to_the_model_folder(tmp_path):
-    make_run(tmp_path / "flat", "20260101T000001", "org/a", True, flat=True)
-    make_run(tmp_path / "nested", "20260101T000002", "org/a", False)
+def test_runs_are_found_at_any_depth_and_new_runs_go_to_the_model_folder(tmp_path):
+    make_run(tmp_path / "one", "20260101T000001", "org/a", True)
+    make_run(tmp_path / "two", "20260101T000002", "org/a", False)
     assert [r.run_id for r in find_runs(tmp_path)] == ["20260101T000001", "20260101T000002"]
     assert all(r.samples_path.exists() and len(r.samples()) == 4 for r in find_runs(tmp_path))
-    # a run begun flat is resumed flat; a new one goes to <model name>/, named like lm-eval's folders
-    results, samples = locate_run_files(tmp_path / "flat", "20260101T000001", "org/a")
-    assert results.parent == tmp_path / "flat"
-    results, samples = locate_run_files(tmp_path / "flat", "20260101T000009", "org/a")
-    assert results == tmp_path / "flat" / "org__a" / "results_20260101T000009.json"
+    # a run goes to <model name>/, named like lm-eval's folders
+    results, samples = locate_run_files(tmp_path / "one", "20260101T000009", "org/a")
+    assert results == tmp_path / "one" / "org__a" / "results_20260101T000009.json"
     assert samples.name == "samples_20260101T000009.jsonl"
     assert model_dir_name("embedded:HuggingFaceTB/SmolLM2-135M-Instruct") == "embedded_HuggingFaceTB__SmolLM2-135M-Instruct"
     assert model_dir_name("/ckpt/runs/dpo") == "dpo"
@@ -229,18 +227,6 @@ def test_push_errors_name_the_source(tmp_path):
     proc = cli("results", "push", str(tmp_path / "a"), "--local-dir", str(tmp_path / "ds"))
     assert proc.returncode == 2 and f"{samples}:2: invalid JSON" in proc.stderr
     assert not (tmp_path / "ds").exists()
-
-
-def test_a_folder_of_the_older_layout_is_refused_by_name(tmp_path):
-    from datasets import Dataset
-
-    old = tmp_path / "ds" / "results" / "20260101T000001-org-a.parquet"
-    old.parent.mkdir(parents=True)
-    Dataset.from_list([{"run_id": "1", "model": "org/a"}]).to_parquet(str(old))
-    make_run(tmp_path / "a", "20260101T000002", "org/a", text_judge=False)
-    proc = cli("results", "push", str(tmp_path / "a"), "--local-dir", str(tmp_path / "ds"))
-    assert proc.returncode == 2 and f"{old}: a results file of the older layout" in proc.stderr
-    assert not (tmp_path / "ds" / "samples").exists()
 
 
 def test_eval_push_to_hub_goes_through_the_same_push(tmp_path, upstream_dir, monkeypatch):

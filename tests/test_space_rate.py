@@ -73,7 +73,7 @@ def test_bad_input_is_a_message_not_a_crash(tmp_path, tab):
 def test_a_results_dataset_folder_loads_like_the_run(tmp_path):
     import json
 
-    from aloe_bench.harness.hub import build_results_folder
+    from publish_helpers import build_results_folder
 
     rows = write_run(tmp_path / "run")
     results = json.loads((tmp_path / "run" / f"results_{RUN_ID}.json").read_text())

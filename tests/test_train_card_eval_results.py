@@ -9,8 +9,9 @@ from pathlib import Path
 import yaml
 from huggingface_hub import ModelCard
 
-from aloe_bench.core.eval_results import EVAL_RESULTS_PATH, benchmark_dataset, parse_eval_results_yaml
+from aloe_bench.core.eval_results import EVAL_RESULTS_PATH, benchmark_dataset
 from aloe_bench.core.run_files import model_dir_name
+from publish_helpers import parse_eval_results_yaml
 
 
 def checkpoint(tmp_path: Path, flat: bool) -> Path:

@@ -125,12 +125,3 @@ def eval_results_yaml(entries: list) -> str:
 
     return yaml.safe_dump(eval_result_entries_to_yaml(entries), sort_keys=False, allow_unicode=True)
 
-
-def parse_eval_results_yaml(text: str) -> list:
-    """`.eval_results/*.yaml` text back into `EvalResultEntry` objects (huggingface_hub's own parser)."""
-    from huggingface_hub import parse_eval_result_entries
-
-    data = yaml.safe_load(text) or []
-    if not isinstance(data, list):
-        raise ValueError(f"{EVAL_RESULTS_PATH}: expected a list of results, got {type(data).__name__}")
-    return parse_eval_result_entries(data)

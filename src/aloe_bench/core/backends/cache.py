@@ -17,6 +17,12 @@ from .delegating import DelegatingBackend
 
 
 class RequestCache:
+    """A SQLite file of answers keyed by the sha256 of their request; shared by threads and counting hits and misses.
+
+    One file serves every backend of a run (`CachedBackend` puts the model, revision and template in each key), and
+    it stays in the output folder so a re-run of the same command answers from it.
+    """
+
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
