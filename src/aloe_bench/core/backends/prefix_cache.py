@@ -112,8 +112,14 @@ class PrefixCache:
         self._lock = threading.Lock()  # the model's worker thread adds and looks up; callers release
 
     def longest(self, scope: str, tokens: list[int], limit: int) -> tuple[PrefixEntry | None, int]:
-        """The entry of `scope` sharing the longest prefix with `tokens`, and how many tokens of it to reuse
-        (at most `limit`); counts the request as a hit or a miss and its reused/computed tokens."""
+        """`match`, counted at once (`record`)."""
+        entry, length = self.match(scope, tokens, limit)
+        self.record(len(tokens), length)
+        return entry, length
+
+    def match(self, scope: str, tokens: list[int], limit: int) -> tuple[PrefixEntry | None, int]:
+        """The entry of `scope` sharing the longest prefix with `tokens` (now the most recently used) and how many
+        of its tokens could be reused (at most `limit`); (None, 0) when none shares one. Counts nothing."""
         ids = np.asarray(tokens, dtype=np.int64)
         best, best_key, length = None, None, 0
         with self._lock:
@@ -124,15 +130,20 @@ class PrefixCache:
                 if shared > length:
                     best, best_key, length = entry, key, shared
             length = min(length, limit)
-            if best is not None and length > 0:
-                self._entries.move_to_end(best_key)
+            if best is None or length <= 0:
+                return None, 0
+            self._entries.move_to_end(best_key)
+        return best, length
+
+    def record(self, prompt_tokens: int, reused: int) -> None:
+        """Count one request: a hit when it reused `reused` > 0 of its `prompt_tokens`, else a miss."""
+        with self._lock:
+            if reused > 0:
                 self.stats.hits += 1
             else:
-                best, length = None, 0
                 self.stats.misses += 1
-            self.stats.reused_tokens += length
-            self.stats.computed_tokens += len(tokens) - length
-        return best, length
+            self.stats.reused_tokens += reused
+            self.stats.computed_tokens += prompt_tokens - reused
 
     def add(self, scope: str, tokens: list[int], layers: list) -> None:
         """Keep `layers` for `tokens` in `scope`; entries of the scope that are a prefix of it are dropped (it

@@ -15,6 +15,9 @@ import torch
 
 from .prefix_cache import PrefixCache, PrefixEntry
 
+MIN_REUSE = 32  # tokens: a shorter common prefix (a chat template's header) is read again rather than reused
+MIN_SHARE = 0.25  # of a batch's prompt tokens the reused prefixes must make up to read its rows one by one
+
 
 class PrefixRows:
     """The prefix-cache side of one model's work (on its worker thread); every method is a no-op without a cache."""
@@ -38,10 +41,18 @@ class PrefixRows:
 
     # -- reading prompts on top of cached prefixes ---------------------------------------------------------------
     def _lookup(self, prompts: list[list[int]], scopes: list[str]) -> list[tuple[PrefixEntry | None, int]] | None:
-        """Each row's cached entry and reusable length; None when no row has one (or a prompt is too short)."""
-        if min(len(p) for p in prompts) < 2:  # a one-token prompt has no prefix to reuse
-            return None
-        found = [self.cache.longest(scope, prompt, len(prompt) - 1) for scope, prompt in zip(scopes, prompts)]
+        """Each row's cached entry and reusable length, counted; None when the batch is better read in full as one
+        padded call: no row has a prefix worth reusing, or the prefixes are too small a share of the batch's tokens
+        to pay for reading the rows one by one (a shared chat-template header alone is no reason)."""
+        found = [(None, 0)] * len(prompts)
+        if min(len(p) for p in prompts) >= 2:  # a one-token prompt has no prefix to reuse
+            found = [self.cache.match(scope, prompt, len(prompt) - 1) for scope, prompt in zip(scopes, prompts)]
+            found = [(entry, length) if length >= MIN_REUSE else (None, 0) for entry, length in found]
+        reused = sum(length for _, length in found)
+        if reused < MIN_SHARE * sum(len(p) for p in prompts):
+            found = [(None, 0)] * len(prompts)
+        for prompt, (_, length) in zip(prompts, found):
+            self.cache.record(len(prompt), length)
         return found if any(length for _, length in found) else None
 
     def _extend(self, prompt: list[int], entry: PrefixEntry | None, reused: int, upto: int):
