@@ -9,7 +9,7 @@ null), as in `aloe eval`. The result file is marked `rescore_of` the source run 
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 from tqdm.auto import tqdm
 
@@ -28,9 +28,12 @@ JUDGE_FIELDS = ("score", "judge_raw", "judge_distribution", "judge_error", "judg
 
 @dataclass
 class RescoreConfig:
-    run_dir: str
+    """A re-score: the run to re-judge, where to write, and the new judge (`aloe judge rescore` parses it)."""
+
+    run_dir: str = field(metadata={"positional": True,
+                                   "help": "A run folder (results_*/samples_* at any depth) or a samples file."})
     output_dir: str
-    judge_model: str = "embedded"
+    judge_model: str = field(default="embedded", metadata={"required": True})  # the command needs it named
     judge_base_url: str | None = None
     api_key_env: str = "OPENAI_API_KEY"
     judge_preset: str = "paper"

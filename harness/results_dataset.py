@@ -304,7 +304,7 @@ def check_folder(folder: Path, splits: list[str]) -> None:
     """Load the folder as the Hub would (`load_dataset(folder, config)`): every config, every split."""
     import warnings
 
-    from aloe_bench.core.hub_folder import load_dataset_source
+    from aloe_bench.core.dataset_folder import load_dataset_source
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -9,9 +9,7 @@ Rows are appended to the samples log as each turn is judged, so a re-run resumes
 
 from __future__ import annotations
 
-import contextvars
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 from tqdm.auto import tqdm
@@ -20,11 +18,11 @@ from aloe_bench.core.aio import run_sync as _run_async
 from aloe_bench import __version__
 from aloe_bench.core.backends import BackendOptions, build_backend
 from aloe_bench.core.backends.cache import CachedBackend, RequestCache
-from aloe_bench.core.conversation import (ConversationRoles, ConversationState, TurnRecord, conversation_scope,
-                                         converse_all)
+from aloe_bench.core.conversation import ConversationRoles, ConversationState, TurnRecord, converse_all
 from aloe_bench.core.judge import Judge, JudgeConfig
 from aloe_bench.core.personas import Persona, PersonaSet, load_persona_set
 from aloe_bench.core.prompts import load_prompts
+from aloe_bench.core.schedule import groups_of, run_turns
 from aloe_bench.core.simulator import UserSimulator
 from aloe_bench.core.specs import ModelSpec
 
@@ -231,7 +229,7 @@ def evaluate_model(cfg: EvalConfig, roles: EvalRoles | None = None, persona_set:
     files.write_results(results)
     results["results_file"] = str(files.results_path)  # for callers; not part of the file itself
     if cfg.push_to_hub:
-        from .hub import push_results
+        from .publish import push_results
 
         push_results(files, results, cfg.push_to_hub, public=cfg.public, create_pr=cfg.create_pr)
     return results
@@ -239,37 +237,15 @@ def evaluate_model(cfg: EvalConfig, roles: EvalRoles | None = None, persona_set:
 
 def _run_groups(conversations: dict[str, ConversationState], cfg: EvalConfig, roles: EvalRoles, stats: _Stats,
                 files: RunFiles, bar) -> None:
-    """The lockstep (one group of all) and sequential (groups of one) schedules, turn by turn.
+    """The lockstep (one group of all) and sequential (groups of one) schedules, turn by turn (core `run_turns`).
 
-    With a remote backend in play, judging turn k runs in a worker thread while turn k+1 is simulated. A group's
-    requests share one prefix-cache scope, released when the group is done.
+    With a remote backend in play, judging turn k runs in a worker thread while turn k+1 is simulated.
     """
-    groups = [list(conversations.values())] if cfg.schedule == "lockstep" else [[c] for c in conversations.values()]
-    executor = ThreadPoolExecutor(max_workers=1) if roles.overlap else None
-    try:
-        for group in groups:
-            with conversation_scope(roles.backends(), cfg.schedule):
-                _run_group(group, cfg, roles, stats, files, bar, executor)
-    finally:
-        if executor is not None:
-            executor.shutdown(wait=True)
-
-
-def _run_group(group: list[ConversationState], cfg: EvalConfig, roles: EvalRoles, stats: _Stats, files: RunFiles,
-               bar, executor: ThreadPoolExecutor | None) -> None:
-    pending: Future | None = None
-    start = min((c.turns_done for c in group if c.stopped is None), default=cfg.turns) + 1
-    for turn in range(start, cfg.turns + 1):
-        bar.set_postfix_str(f"turn {turn}/{cfg.turns}")
-        judge_rows = _step(group, turn, roles, stats)
-        if pending is not None:
-            _write(files, pending.result(), bar)
-        if executor is not None:  # in this thread's context: the judge's requests keep the group's scope
-            pending = executor.submit(contextvars.copy_context().run, judge_rows)
-        else:
-            _write(files, judge_rows(), bar)
-    if pending is not None:
-        _write(files, pending.result(), bar)
+    states = list(conversations.values())
+    run_turns([states] if cfg.schedule == "lockstep" else groups_of(states, 1), cfg.turns,
+              lambda group, turn: _step(group, turn, roles, stats), lambda rows: _write(files, rows, bar),
+              first_turn=lambda group: min((c.turns_done for c in group if c.stopped is None), default=cfg.turns) + 1,
+              finish_in_background=roles.overlap, on_turn=lambda turn: bar.set_postfix_str(f"turn {turn}/{cfg.turns}"))
 
 
 def _identity(config_block: dict) -> dict:

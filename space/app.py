@@ -1,6 +1,6 @@
 """Entry point of the Hugging Face Space (and of `python app.py` locally): builds the app and serves it.
 
-Settings come from `ALOE_SPACE_<FIELD>` variables (see config.py); secrets such as OPENAI_API_KEY and
+Settings come from `ALOE_SPACE_<FIELD>` variables (see space_config.py); secrets such as OPENAI_API_KEY and
 HF_TOKEN come from the Space's secrets and are only ever read from the environment. Everything the app
 needs is installed by requirements.txt (`aloe hub build space` writes it): nothing is installed at start-up.
 On the Hub (`SPACE_ID` set) it listens on all interfaces and visitors cannot change the models unless

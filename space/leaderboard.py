@@ -91,7 +91,7 @@ def _is_results_dataset(folder: Path) -> bool:
     """A folder laid out as a results dataset repo: a card declaring a `results` config."""
     if not (folder / "README.md").is_file() or not (folder / "results").is_dir():
         return False
-    from aloe_bench.core.hub_folder import read_card_configs
+    from aloe_bench.core.dataset_folder import read_card_configs
 
     try:
         return "results" in read_card_configs(folder)
@@ -100,7 +100,7 @@ def _is_results_dataset(folder: Path) -> bool:
 
 
 def _from_dataset(source: str, label: str, split: str = "train") -> Leaderboard:
-    from aloe_bench.core.hub_folder import load_dataset_source
+    from aloe_bench.core.dataset_folder import load_dataset_source
 
     try:
         rows = load_dataset_source(source, "results", split=split)

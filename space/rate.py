@@ -1,10 +1,7 @@
 """The Rate tab: people score replies 1-5, blind to the model and the judge, to check a judge against them.
 
-A rater loads a run (a samples file, a run folder, or a results dataset: a local folder or `hub:ORG/NAME`),
-gives a rater id, and sees one row at a time (persona, the conversation up to that turn, the reply) in an
-order seeded by the rater id. Each rating (or skip) is appended at once, fsynced, to that rater's own file
-`<ratings_dir>/ratings-<rater>.jsonl`; going back and rating again appends a new record, and the last one
-wins when ratings are read. Keys: 1-5 rate, s skips, b or Backspace goes back (not while typing in a box).
+A rater loads a run (a samples file, a run folder, or a results dataset) and rates one row at a time; each
+rating is appended at once to that rater's own file, which `aloe judge agree` reads (see docs/judges.md).
 """
 
 from __future__ import annotations
@@ -16,10 +13,10 @@ from pathlib import Path
 
 import gradio as gr
 
-from aloe_bench.core.io import DataFileError, read_json
+from aloe_bench.core.io import DataFileError, PersonaFileError, read_json
 from aloe_bench.core.judge import clip_text
 from aloe_bench.core.errors import AloeError
-from aloe_bench.core.personas import PersonaFileError, load_persona_set
+from aloe_bench.core.personas import load_persona_set
 from aloe_bench.core.ratings import RatingsError, append_rating, check_rater, rating_record
 from aloe_bench.core.run_files import (SAMPLES_PREFIX, find_samples_files, read_samples, results_path_for,
                                       run_id_of)
@@ -54,6 +51,8 @@ class RateError(AloeError, ValueError):
 
 @dataclass(frozen=True)
 class Item:
+    """One row to rate: a reply of a run, with the persona and the conversation up to it."""
+
     run_id: str
     persona_id: str
     turn: int
@@ -191,6 +190,9 @@ def item_markdown(item: Item) -> str:
 
 
 class RateTab:
+    """The Rate tab of one Space: its widgets, and handlers that load a run, show rows in the rater's order,
+    and append each rating (or skip) to `<ratings_dir>/ratings-<rater>.jsonl`."""
+
     def __init__(self, config):
         self.config = config
         self.ratings_dir = Path(config.ratings_dir).expanduser()

@@ -1,8 +1,8 @@
 """The Gradio Blocks of the Space: chat as a persona, scores per turn, side-by-side models, leaderboard.
 
-Handlers here only translate between widgets and `session.py`; every decision lives there. The chat's
-state is one `ChatSession` per browser session (gr.State), mutated in place, so scoring that runs after
-the reply (a chained event) never overwrites a newer message.
+Handlers here only translate between widgets and the session modules (chat, autoplay, persona_picker, views,
+export); every decision lives there. The chat's state is one `ChatSession` per browser session (gr.State),
+mutated in place, so scoring that runs after the reply (a chained event) never overwrites a newer message.
 """
 
 from __future__ import annotations
@@ -23,11 +23,19 @@ from aloe_bench.core.extras import require_extra
 from aloe_bench.core.io import atomic_write_json
 from aloe_bench.core.specs import ModelSpec, looks_local
 
-from . import session as S
-from .space_config import SpaceConfig
+from .autoplay import autoplay
+from .chat import induce, score_pending, stop, stream_turn
+from .errors import SpaceError
+from .export import export
 from .leaderboard import COLUMNS, LeaderboardError, load_leaderboard
+from .persona_picker import custom_persona, find_persona, persona_label, persona_markdown, persona_sets, random_persona
 from .rate import add_rate_tab
 from .redact import redact, scrub
+from .roles import SpaceRoles
+from .session import ChatSession, Lane, new_session
+from .space_config import SpaceConfig
+from .views import chat_messages, curve_rows, lane_summary
+from .visitor_models import BoundedLoader
 
 EXPORT_DIR = Path(tempfile.gettempdir()) / "aloe-space-exports"
 
@@ -52,7 +60,7 @@ def _check_oauth_extra() -> None:
 
 def _message(exc: Exception) -> str:
     """What the status line says about a failure (a SpaceError is already worded for people); secrets redacted."""
-    text = f"⚠️ {exc}" if isinstance(exc, S.SpaceError) else f"⚠️ unexpected error: {type(exc).__name__}: {exc}"
+    text = f"⚠️ {exc}" if isinstance(exc, SpaceError) else f"⚠️ unexpected error: {type(exc).__name__}: {exc}"
     return redact(text)
 
 
@@ -100,8 +108,8 @@ def prune_exports(max_age_s: float, folder: Path = EXPORT_DIR) -> int:
     return removed
 
 
-def _plot_value(lane: S.Lane):
-    rows = S.curve_rows(lane)
+def _plot_value(lane: Lane):
+    rows = curve_rows(lane)
     return pd.DataFrame(rows) if rows else None
 
 
@@ -110,69 +118,69 @@ class SpaceUI:
 
     def __init__(self, config: SpaceConfig, loader=build_backend):
         self.config = config
-        self.loader = S.BoundedLoader(loader, config)
-        self.sets = S.persona_sets(config.personas)
+        self.loader = BoundedLoader(loader, config)
+        self.sets = persona_sets(config.personas)
         self.default_set = next(iter(self.sets))
 
     # -- helpers ----------------------------------------------------------------------------------
-    def roles(self, config: SpaceConfig, oauth_token: gr.OAuthToken | None = None) -> S.SpaceRoles:
+    def roles(self, config: SpaceConfig, oauth_token: gr.OAuthToken | None = None) -> SpaceRoles:
         """The session's roles; models the visitor chose load with their own token (`oauth_token`), if any."""
         loader = self.loader
-        if isinstance(loader, S.BoundedLoader):
+        if isinstance(loader, BoundedLoader):
             loader = loader.for_visitor(getattr(oauth_token, "token", None) or None)
-        return S.SpaceRoles(config, loader)
+        return SpaceRoles(config, loader)
 
-    def _lanes(self, session: S.ChatSession):
+    def _lanes(self, session: ChatSession):
         lanes = list(session.lanes) + [None] * (2 - len(session.lanes))
         return lanes[0], lanes[1]
 
-    def view(self, session: S.ChatSession) -> tuple:
+    def view(self, session: ChatSession) -> tuple:
         """chat_a, chat_b, plot_a, plot_b, summary_a, summary_b: everything derived from the session."""
         a, b = self._lanes(session)
         return (
-            S.chat_messages(a), S.chat_messages(b) if b else [],
+            chat_messages(a), chat_messages(b) if b else [],
             _plot_value(a), _plot_value(b) if b else None,
-            S.lane_summary(a), S.lane_summary(b) if b else "",
+            lane_summary(a), lane_summary(b) if b else "",
         )
 
-    def chats(self, session: S.ChatSession) -> tuple:
+    def chats(self, session: ChatSession) -> tuple:
         a, b = self._lanes(session)
-        return S.chat_messages(a), S.chat_messages(b) if b else []
+        return chat_messages(a), chat_messages(b) if b else []
 
-    def revealed_md(self, session: S.ChatSession) -> str:
+    def revealed_md(self, session: ChatSession) -> str:
         if session.revealed is None:
             return "*Nothing read yet: the induction model reads the conversation after each turn.*"
         return f"After turn {session.revealed_turns}:\n\n{session.revealed}"
 
     # -- persona ----------------------------------------------------------------------------------
     def persona_choices(self, set_name: str) -> list[str]:
-        return [S.persona_label(p) for p in self.sets[set_name]]
+        return [persona_label(p) for p in self.sets[set_name]]
 
     def on_set(self, set_name):
         return gr.update(choices=self.persona_choices(set_name), value=None)
 
     def _start(self, session, persona):
         session.reset(persona)
-        return (S.persona_markdown(persona), self.revealed_md(session), *self.view(session),
+        return (persona_markdown(persona), self.revealed_md(session), *self.view(session),
                 f"Persona **{persona.id}** chosen; the conversation starts fresh.")
 
     def on_pick(self, set_name, label, session):
         if not label:
             return (gr.skip(),) * 9
         try:
-            persona = S.find_persona(self.sets[set_name], label)
-        except (S.SpaceError, KeyError) as exc:
+            persona = find_persona(self.sets[set_name], label)
+        except (SpaceError, KeyError) as exc:
             return (*(gr.skip(),) * 8, f"⚠️ {exc}")
         return self._start(session, persona)
 
     def on_random(self, set_name, session):
-        persona = S.random_persona(self.sets[set_name])
-        return (S.persona_label(persona), *self._start(session, persona))
+        persona = random_persona(self.sets[set_name])
+        return (persona_label(persona), *self._start(session, persona))
 
     def on_custom(self, profile, personality, session, config):
         try:
-            persona = S.custom_persona(profile, personality, config.max_input_chars)
-        except S.SpaceError as exc:
+            persona = custom_persona(profile, personality, config.max_input_chars)
+        except SpaceError as exc:
             return (*(gr.skip(),) * 8, f"⚠️ {exc}")
         return self._start(session, persona)
 
@@ -185,7 +193,7 @@ class SpaceUI:
         roles = self.roles(config, oauth_token)
         try:
             yield ("", *self.chats(session), "Replying…")
-            for _ in S.stream_turn(session, roles, text):
+            for _ in stream_turn(session, roles, text):
                 yield (gr.skip(), *self.chats(session), gr.skip())
         except Exception as exc:  # every failure, expected or not, becomes a message in the page
             yield (text, *self.chats(session), _message(exc))
@@ -195,7 +203,7 @@ class SpaceUI:
     def on_score(self, session, config, oauth_token: gr.OAuthToken | None = None):
         """Judges every unscored reply; returns the refreshed chats, plots and summaries, and a status."""
         try:
-            n = S.score_pending(session, self.roles(config, oauth_token))
+            n = score_pending(session, self.roles(config, oauth_token))
         except Exception as exc:  # every failure, expected or not, becomes a message in the page
             return (*self.view(session), _message(exc))
         status = f"Scored {n} repl{'y' if n == 1 else 'ies'}." if n else gr.skip()
@@ -203,7 +211,7 @@ class SpaceUI:
 
     def on_induce(self, session, config, oauth_token: gr.OAuthToken | None = None):
         try:
-            S.induce(session, self.roles(config, oauth_token))
+            induce(session, self.roles(config, oauth_token))
         except Exception as exc:  # every failure, expected or not, becomes a message in the page
             return _message(exc)
         return self.revealed_md(session)
@@ -213,7 +221,7 @@ class SpaceUI:
         started = session.n_turns
         try:
             yield (*self.view(session), f"Auto-play: the simulated user plays the persona for {int(n_turns)} turns…")
-            for _ in S.autoplay(session, roles, n_turns):
+            for _ in autoplay(session, roles, n_turns):
                 yield (*self.view(session), f"Auto-play: turn {session.n_turns - started} of {int(n_turns)}")
         except Exception as exc:  # every failure, expected or not, becomes a message in the page
             yield (*self.view(session), _message(exc))
@@ -221,7 +229,7 @@ class SpaceUI:
         yield (*self.view(session), session.notice or f"Auto-play finished {session.n_turns - started} turns.")
 
     def on_stop(self, session):
-        dropped = S.stop(session)
+        dropped = stop(session)
         return (*self.view(session), "Stopped." + (" The unfinished turn was dropped." if dropped else ""))
 
     def on_reset(self, session):
@@ -229,7 +237,7 @@ class SpaceUI:
         return (self.revealed_md(session), *self.view(session), "Conversation reset (same persona).")
 
     def on_export(self, session, config):
-        data = S.export(session, self.roles(config))
+        data = export(session, self.roles(config))
         EXPORT_DIR.mkdir(parents=True, exist_ok=True)
         prune_exports(self.config.session_ttl_s)
         # a random name: ids and timestamps repeat across sessions, and names must not be guessable
@@ -242,7 +250,7 @@ class SpaceUI:
         if not config.allow_model_change:
             return (*(gr.skip(),) * 7, "⚠️ this Space runs fixed models (allow_model_change is off)")
         specs = {"model": model, "compare_model": compare or None, "user_model": user, "judge_model": judge}
-        configured = self.loader.configured if isinstance(self.loader, S.BoundedLoader) else set()
+        configured = self.loader.configured if isinstance(self.loader, BoundedLoader) else set()
         try:
             for name, spec in specs.items():
                 if spec:
@@ -259,7 +267,7 @@ class SpaceUI:
         except (ValueError, FileNotFoundError) as exc:
             return (*(gr.skip(),) * 7, redact(f"⚠️ {exc}"))
         config = dataclasses.replace(config, **{k: (v.strip() if v else v) for k, v in specs.items()})
-        session.reset(models=S.new_session(config).models)
+        session.reset(models=new_session(config).models)
         on = config.compare_model is not None
         chat_a, chat_b, plot_a, plot_b, summary_a, summary_b = self.view(session)
         return (config, gr.update(value=chat_a, label=f"Assistant: {config.model}"),
@@ -285,7 +293,7 @@ class SpaceUI:
     def build(self) -> gr.Blocks:
         cfg = self.config
         first = self.sets[self.default_set].personas[0]
-        template = S.new_session(cfg)
+        template = new_session(cfg)
         template.persona = first
         compare_on = cfg.compare_model is not None
         can_change = cfg.allow_model_change
@@ -296,7 +304,7 @@ class SpaceUI:
         ttl = int(cfg.session_ttl_s)
         with gr.Blocks(title="ALOE Space", delete_cache=(max(60, min(3600, ttl)), ttl)) as demo:
             # deep-copied per browser session (see ChatSession.__deepcopy__); dropped after `ttl` s without an event
-            session = gr.State(template, time_to_live=cfg.session_ttl_s, delete_callback=S.ChatSession.close)
+            session = gr.State(template, time_to_live=cfg.session_ttl_s, delete_callback=ChatSession.close)
             config = gr.State(cfg)
             gr.Markdown(INTRO)
             with gr.Tab("Chat"):
@@ -304,7 +312,7 @@ class SpaceUI:
                     with gr.Column(scale=1, min_width=280):
                         set_dd = gr.Dropdown(list(self.sets), value=self.default_set, label="Persona set",
                                              elem_id="persona-set")
-                        persona_dd = gr.Dropdown(self.persona_choices(self.default_set), value=S.persona_label(first),
+                        persona_dd = gr.Dropdown(self.persona_choices(self.default_set), value=persona_label(first),
                                                  label="Persona", elem_id="persona-pick")
                         random_btn = gr.Button("Random persona", elem_id="persona-random")
                         with gr.Accordion("Write your own persona", open=False):
@@ -313,7 +321,7 @@ class SpaceUI:
                             personality_tb = gr.Textbox(label="Personality (how they talk)", lines=2,
                                                         max_length=cfg.max_input_chars, elem_id="custom-personality")
                             custom_btn = gr.Button("Use this persona", elem_id="custom-use")
-                        persona_md = gr.Markdown(S.persona_markdown(first), elem_id="persona")
+                        persona_md = gr.Markdown(persona_markdown(first), elem_id="persona")
                         gr.Markdown("### What the user has revealed so far")
                         revealed = gr.Markdown(self.revealed_md(template), elem_id="revealed")
                         with gr.Accordion("Models", open=False):
@@ -356,8 +364,8 @@ class SpaceUI:
                             plot_b = gr.LinePlot(None, x="turn", y="value", color="series", y_lim=[1, 5],
                                                  title=f"Judge score by turn: {cfg.compare_model}",
                                                  visible=compare_on, elem_id="plot-b")
-                        summary_a = gr.Markdown(S.lane_summary(template.lanes[0]), elem_id="summary-a")
-                        summary_b = gr.Markdown(S.lane_summary(template.lanes[1]) if compare_on else "",
+                        summary_a = gr.Markdown(lane_summary(template.lanes[0]), elem_id="summary-a")
+                        summary_b = gr.Markdown(lane_summary(template.lanes[1]) if compare_on else "",
                                                 elem_id="summary-b")
                         with gr.Accordion("Export", open=False):
                             export_file = gr.File(label="Conversation with scores", elem_id="export-file")

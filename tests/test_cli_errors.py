@@ -13,7 +13,7 @@ import sys
 import pytest
 
 import aloe_bench
-from aloe_bench.cli import main
+from aloe_bench.commands.main import main
 from aloe_bench.core.backends import BackendKind
 from aloe_bench.harness import runner
 from aloe_bench.core.errors import AloeError, HubUploadError
@@ -25,7 +25,7 @@ USER_ERRORS = [  # (module, class): where callers import them from
     ("aloe_bench.core.errors", "MissingFileError"),
     ("aloe_bench.core.errors", "DependencyError"),
     ("aloe_bench.core.errors", "HubUploadError"),
-    ("aloe_bench.core.personas", "PersonaFileError"),
+    ("aloe_bench.core.io", "PersonaFileError"),
     ("aloe_bench.core.paper_personas", "PaperPersonasError"),
     ("aloe_bench.core.run_files", "RunFileError"),
     ("aloe_bench.core.ratings", "RatingsError"),
@@ -33,11 +33,10 @@ USER_ERRORS = [  # (module, class): where callers import them from
     ("aloe_bench.harness.results_dataset", "ResultsDatasetError"),
     ("aloe_bench.training.dataset", "DatasetBuildError"),
     ("aloe_bench.training.sft", "TrainingDataError"),
-    ("aloe_bench.training.card", "HubUploadError"),
     ("aloe_bench.space.leaderboard", "LeaderboardError"),
     ("aloe_bench.space.rate", "RateError"),
-    ("aloe_bench.space.session", "SpaceError"),
-    ("aloe_bench.deploy", "DeployError"),
+    ("aloe_bench.space.errors", "SpaceError"),
+    ("aloe_bench.commands.hub_space_folder", "DeployError"),
 ]
 KEPT_BASES = {"ConfigError": ValueError, "MissingFileError": FileNotFoundError, "PersonaFileError": ValueError,
               "RunFileError": ValueError, "RatingsError": ValueError, "BackendError": RuntimeError,
@@ -109,7 +108,7 @@ def test_a_bad_eval_flag_is_one_line_naming_it(flags, names, tmp_path, capsys, n
 
 
 def test_the_console_command_prints_one_line_and_exits_2():
-    proc = subprocess.run([sys.executable, "-m", "aloe_bench.cli", "eval", "--personas", "/no/such/file.jsonl"],
+    proc = subprocess.run([sys.executable, "-m", "aloe_bench.commands.main", "eval", "--personas", "/no/such/file.jsonl"],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2 and proc.stdout == ""
     assert "/no/such/file.jsonl" in _one_error_line(proc.stderr)
@@ -137,12 +136,12 @@ def test_other_commands_report_through_main_too(tmp_path, capsys, no_model):
 
 
 def test_an_upload_failure_exits_1_and_a_bug_keeps_its_traceback(capsys, monkeypatch):
-    from aloe_bench.harness import cli as harness_cli
+    from aloe_bench.commands import metrics as metrics_command
 
     def upload_fails(args):
         raise HubUploadError("upload of x to org/y failed: ConnectionError: no route\n(second line)")
 
-    monkeypatch.setattr(harness_cli, "_run_metrics", upload_fails)
+    monkeypatch.setattr(metrics_command, "_run_metrics", upload_fails)
     assert main(["metrics", "--al", "1,2"]) == 1
     assert _one_error_line(capsys.readouterr().err) == (
         "aloe: error: upload of x to org/y failed: ConnectionError: no route | (second line)")
@@ -150,18 +149,18 @@ def test_an_upload_failure_exits_1_and_a_bug_keeps_its_traceback(capsys, monkeyp
     def bug(args):
         raise KeyError("a bug, not a user error")
 
-    monkeypatch.setattr(harness_cli, "_run_metrics", bug)
+    monkeypatch.setattr(metrics_command, "_run_metrics", bug)
     with pytest.raises(KeyError):
         main(["metrics", "--al", "1,2"])
 
 
 def test_interrupt_keeps_its_message_and_exit_code(capsys, monkeypatch):
-    from aloe_bench.harness import cli as harness_cli
+    from aloe_bench.commands import metrics as metrics_command
 
     def interrupted(args):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(harness_cli, "_run_metrics", interrupted)
+    monkeypatch.setattr(metrics_command, "_run_metrics", interrupted)
     assert main(["metrics", "--al", "1,2"]) == 130
     assert capsys.readouterr().err == "interrupted: finished work is saved; re-run the same command to resume\n"
 
@@ -183,5 +182,5 @@ def test_status_lines_are_logged_and_quiet_silences_them(tmp_path, capsys, monke
     out, err = capsys.readouterr()
     assert err == "" and '"results_file"' in out  # the JSON result still prints
     assert main(["-v", "metrics", "--al", "1,2"]) == 0
-    assert logging.getLogger("aloe_bench.harness.cli").isEnabledFor(logging.DEBUG)
+    assert logging.getLogger("aloe_bench.commands.eval").isEnabledFor(logging.DEBUG)
     assert len([h for h in logging.getLogger("aloe_bench").handlers if type(h).__name__ == "_StderrHandler"]) == 1

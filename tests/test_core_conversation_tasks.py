@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from aloe_bench.core.conversation import run_each
+from aloe_bench.core.schedule import run_each
 
 
 class ClosingBackend:

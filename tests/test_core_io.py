@@ -24,7 +24,7 @@ from aloe_bench.core.io import (
     read_log,
     repair_tail,
 )
-from aloe_bench.core.personas import PersonaFileError
+from aloe_bench.core.io import PersonaFileError
 from aloe_bench.core.reask import RESEED_STEP, Reasker, Unparsable, attempt_config
 from fakes import ScriptedBackend
 

@@ -72,7 +72,7 @@ def test_bootstrap_intervals_bracket_the_estimate_and_are_reproducible():
 
 
 def test_metrics_cli_prints_json():
-    out = subprocess.run([sys.executable, "-m", "aloe_bench.cli", "metrics", "--al", "3,3,4,4"],
+    out = subprocess.run([sys.executable, "-m", "aloe_bench.commands.main", "metrics", "--al", "3,3,4,4"],
                          capture_output=True, text=True, check=True).stdout
     data = json.loads(out)
     assert set(data) == {"AL_avg", "IR", "N_IR", "R2", "N_R2"}
@@ -80,7 +80,7 @@ def test_metrics_cli_prints_json():
 
 
 def test_metrics_cli_rejects_garbage():
-    proc = subprocess.run([sys.executable, "-m", "aloe_bench.cli", "metrics", "--al", "3,x"],
+    proc = subprocess.run([sys.executable, "-m", "aloe_bench.commands.main", "metrics", "--al", "3,x"],
                           capture_output=True, text=True)
     assert proc.returncode == 2
     assert "--al" in proc.stderr

@@ -13,7 +13,8 @@ import threading
 import pytest
 
 from aloe_bench.core import paper_personas
-from aloe_bench.core.personas import PersonaFileError, load_persona_set
+from aloe_bench.core.io import PersonaFileError
+from aloe_bench.core.personas import load_persona_set
 
 
 @pytest.fixture

@@ -6,13 +6,8 @@ import warnings
 import pytest
 from datasets import Dataset
 
-from aloe_bench.core.personas import (
-    PersonaFileError,
-    RepairWarning,
-    load_persona_set,
-    read_jsonl,
-    read_pool,
-)
+from aloe_bench.core.io import PersonaFileError, RepairWarning
+from aloe_bench.core.personas import load_persona_set, read_jsonl, read_pool
 from aloe_bench.core.schema import PERSONAS
 
 

@@ -140,20 +140,22 @@ def test_a_caller_that_chose_the_scope_keeps_it_and_releases_it_itself():
 
 def test_space_sessions_have_scopes_of_their_own_released_on_reset_and_expiry(monkeypatch):
     from aloe_bench.space import cache_scope
-    from aloe_bench.space import session as S
+    from aloe_bench.space.chat import score_pending, stream_turn
+    from aloe_bench.space.roles import SpaceRoles
+    from aloe_bench.space.session import new_session
     from aloe_bench.space.space_config import SpaceConfig
 
     released = []
     monkeypatch.setattr(cache_scope, "release_everywhere", lambda scope: released.append(scope) or 0)
     backend = ScopeRecorder(fn=lambda m, c: "a reply", options=PROBS)
     config = SpaceConfig(model="a/model", user_model="a/model", judge_model="a/model")
-    roles = S.SpaceRoles(config, loader=lambda spec: backend)
-    one, two = S.new_session(config), S.new_session(config)
+    roles = SpaceRoles(config, loader=lambda spec: backend)
+    one, two = new_session(config), new_session(config)
     for session in (one, two):
         session.persona = PERSONA
         backend.scopes.clear()
-        list(S.stream_turn(session, roles, "hi"))
-        S.score_pending(session, roles)
+        list(stream_turn(session, roles, "hi"))
+        score_pending(session, roles)
         assert len(backend.scopes) >= 2 and set(backend.scopes) == {session.cache_scope}
     assert one.cache_scope != two.cache_scope and current_scope() == ""
     first = one.cache_scope

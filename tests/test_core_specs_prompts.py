@@ -7,7 +7,8 @@ from importlib import resources
 
 import pytest
 
-from aloe_bench.core.recipes import ConfigError, read_recipe
+from aloe_bench.core.errors import ConfigError
+from aloe_bench.core.recipes import read_recipe
 from aloe_bench.core.prompts import load_prompts
 from aloe_bench.core.specs import ModelSpec
 from aloe_bench.harness.eval_config import EvalConfig
@@ -73,7 +74,7 @@ def test_recipe_rejects_unknown_fields(tmp_path):
 
 
 def test_cli_flags_override_the_recipe(tmp_path):
-    from aloe_bench.cli import build_parser
+    from aloe_bench.commands.main import build_parser
     from aloe_bench.core.recipes import dataclass_from_args
 
     recipe = tmp_path / "eval.yaml"
@@ -86,7 +87,7 @@ def test_cli_flags_override_the_recipe(tmp_path):
 
 
 def test_recipe_flag_is_spelled_in_full(tmp_path):
-    from aloe_bench.cli import build_parser
+    from aloe_bench.commands.main import build_parser
 
     recipe = tmp_path / "eval.yaml"
     recipe.write_text("turns: 3\n")
@@ -98,6 +99,6 @@ def test_recipe_flag_is_spelled_in_full(tmp_path):
 def test_cli_reports_bad_recipe(tmp_path):
     recipe = tmp_path / "eval.yaml"
     recipe.write_text("turnz: 3\n")
-    proc = subprocess.run([sys.executable, "-m", "aloe_bench.cli", "eval", "--config", str(recipe)],
+    proc = subprocess.run([sys.executable, "-m", "aloe_bench.commands.main", "eval", "--config", str(recipe)],
                           capture_output=True, text=True)
     assert proc.returncode == 2 and "eval.yaml: unknown field(s) turnz" in proc.stderr

@@ -7,11 +7,12 @@ import json
 import pytest
 import yaml
 from aloe_bench.training.dataset import BuildConfig, DatasetBuildError, build_dataset, push_dataset
-from aloe_bench.training.generate import GenerateConfig, generate_conversations
+from aloe_bench.training.generate import generate_conversations
+from aloe_bench.training.generate_config import GenerateConfig
 from datasets import load_dataset
 from test_data_generate import RoleBackend, _roles
 
-from aloe_bench.core.personas import PersonaFileError, RepairWarning
+from aloe_bench.core.io import PersonaFileError, RepairWarning
 
 
 @pytest.fixture(scope="module")
@@ -164,7 +165,7 @@ def test_a_rebuilt_or_same_named_folder_is_never_served_from_a_stale_cache(tmp_p
     """`datasets` keys a local folder's cache by base name and config: the project's loader must not."""
     from datasets import Dataset
 
-    from aloe_bench.core.hub_folder import load_dataset_source
+    from aloe_bench.core.dataset_folder import load_dataset_source
 
     card = "---\nconfigs:\n- config_name: c\n  data_files:\n  - split: train\n    path: c/train-*.parquet\n---\n"
 

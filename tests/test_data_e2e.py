@@ -7,7 +7,7 @@ import json
 import pytest
 from datasets import load_dataset
 
-from aloe_bench.cli import main
+from aloe_bench.commands.main import main
 
 
 @pytest.mark.slow

@@ -5,13 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
-from aloe_bench.training.generate import (
-    GenerateConfig,
-    generate_conversations,
-    parse_induction,
-    parse_induction_lenient,
-    persona_pairs,
-)
+from aloe_bench.core.induction import parse_induction, parse_induction_lenient
+from aloe_bench.training.generate import generate_conversations
+from aloe_bench.training.generate_config import GenerateConfig
+from aloe_bench.training.persona_pairs import persona_pairs
 from aloe_bench.testing.backends import ScriptedBackend
 
 

@@ -9,7 +9,8 @@ import zlib
 import pytest
 
 from aloe_bench.core.prompts import load_prompts
-from aloe_bench.training.generate import GenerateConfig, generate_conversations
+from aloe_bench.training.generate import generate_conversations
+from aloe_bench.training.generate_config import GenerateConfig
 from fakes import assert_append_only
 from test_data_generate import RoleBackend, _role_of, _roles
 

@@ -7,8 +7,8 @@ import re
 
 import numpy as np
 import pytest
-from aloe_bench.bench.personas import bench_dedup
-from aloe_bench.training.personas import (
+from aloe_bench.bench.persona_dedup import bench_dedup
+from aloe_bench.training.persona_pools import (
     GrowConfig,
     grow_pool,
     open_pool,
@@ -20,7 +20,8 @@ from aloe_bench.training.personas import (
 )
 from aloe_bench.testing.backends import ScriptedBackend
 
-from aloe_bench.core.personas import PersonaFileError, load_persona_set
+from aloe_bench.core.io import PersonaFileError
+from aloe_bench.core.personas import load_persona_set
 
 
 class WordEmbedder:
@@ -186,7 +187,7 @@ def test_overlap_reports_closest_pairs():
 
 @pytest.fixture(scope="module")
 def minilm():
-    from aloe_bench.training.personas import load_embedder
+    from aloe_bench.training.persona_pools import load_embedder
 
     return load_embedder()
 

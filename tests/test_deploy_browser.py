@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from aloe_bench import deploy
+from aloe_bench.commands import hub_space_folder
 from test_deploy import _free_port, third_party_path
 from test_space_browser import CHROMIUM, FLAGS, send_and_wait_for_score, wait_for
 
@@ -27,7 +27,7 @@ def fresh_venv(tmp_path_factory):
     root = tmp_path_factory.mktemp("built")
     venv = root / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    folders = {kind: deploy.build_folder(kind, root / kind) for kind in ("space", "evaluate")}
+    folders = {kind: hub_space_folder.build_folder(kind, root / kind) for kind in ("space", "evaluate")}
     wheels = sorted((folders["space"] / "wheels").glob("*.whl"))
     subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", "--no-deps", "--force-reinstall",
                     *map(str, wheels)], check=True)

@@ -164,7 +164,7 @@ def test_stream_cut_malformed_or_empty_is_asked_again_and_ends_whole():
 
 def test_torn_tails_are_dropped_not_glued(tmp_path):
     from aloe_bench.harness.results import RunFiles
-    from aloe_bench.training.generate import load_finished
+    from aloe_bench.training.generated_files import load_finished
 
     files = RunFiles(tmp_path / "eval", "f" * 16, "m")
     files.append_samples([{"persona_id": "a", "turn": 1}])
@@ -262,7 +262,7 @@ def _eval_command(server, proxy, output_dir):
             "--progress", "false", "--output_dir", str(output_dir)]
     for key, value in EVAL_SETTINGS.items():
         args += [f"--{key}", str(value)]
-    return [sys.executable, "-m", "aloe_bench.cli", "eval", *args]
+    return [sys.executable, "-m", "aloe_bench.commands.main", "eval", *args]
 
 
 def _rows(folder: Path) -> list[dict]:
@@ -327,7 +327,8 @@ GENERATE_ROLES = ("user", "induction", "preferred", "rejected", "judge")
 
 
 def _generate_poison():
-    from aloe_bench.training.generate import GenerateConfig, persona_pairs
+    from aloe_bench.training.generate_config import GenerateConfig
+    from aloe_bench.training.persona_pairs import persona_pairs
 
     pairs = persona_pairs(GenerateConfig(**GENERATE_SETTINGS))
     marker = pairs[0].profile[:30]
@@ -338,7 +339,8 @@ def _generate_poison():
 @pytest.fixture(scope="module")
 def faulted_generate(server, tmp_path_factory):
     """`generate_conversations` in process through the proxy (every fault kind but timeouts: the eval covers them)."""
-    from aloe_bench.training.generate import GenerateConfig, build_backends, generate_conversations
+    from aloe_bench.training.generate import build_backends, generate_conversations
+    from aloe_bench.training.generate_config import GenerateConfig
 
     out = tmp_path_factory.mktemp("faulted-generate")
     spec = f"openai:{server['model']}"
@@ -392,7 +394,7 @@ def test_sigkill_mid_generate_then_rerun_equals_an_uninterrupted_run(server, fau
                 "--progress", "false"]
         args += [a for role in GENERATE_ROLES for a in (f"--{role}_model", spec)]
         args += [a for key, value in GENERATE_SETTINGS.items() for a in (f"--{key}", str(value))]
-        command = [sys.executable, "-m", "aloe_bench.cli", "generate", *args]
+        command = [sys.executable, "-m", "aloe_bench.commands.main", "generate", *args]
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
         proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         path, deadline = killed / "conversations.jsonl", time.time() + 300

@@ -20,7 +20,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from aloe_bench.core.judge import Judge, JudgeConfig, JudgeItem, clip_text, parse_score
-from aloe_bench.core.personas import Persona, PersonaFileError
+from aloe_bench.core.io import PersonaFileError
+from aloe_bench.core.personas import Persona
 from aloe_bench.core.prompts import load_prompts, neutralise
 from aloe_bench.bench.hostile import bench_hostile, load_suite
 from aloe_bench.testing.backends import ScriptedBackend

@@ -32,9 +32,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from aloe_bench.core.personas import PersonaFileError, RepairWarning, load_persona_set, read_pool
+from aloe_bench.core.io import PersonaFileError, RepairWarning
+from aloe_bench.core.personas import load_persona_set, read_pool
 from aloe_bench.training.dataset import BuildConfig, DatasetBuildError, build_dataset, push_dataset
-from aloe_bench.training.personas import GrowConfig, grow_pool
+from aloe_bench.training.persona_pools import GrowConfig, grow_pool
 from aloe_bench.testing.backends import ScriptedBackend
 
 

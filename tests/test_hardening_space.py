@@ -20,7 +20,9 @@ from typing import ClassVar
 
 import pytest
 from aloe_bench.bench.space_load import run_load_test
-from aloe_bench.space import session as S
+from aloe_bench.space.errors import SpaceError
+from aloe_bench.space.session import new_session
+from aloe_bench.space.visitor_models import BoundedLoader
 from aloe_bench.space.space_config import SpaceConfig
 from aloe_bench.space.redact import redact, scrub, secret_values
 from aloe_bench.space.ui import SpaceUI, _message, launch_options
@@ -61,7 +63,7 @@ def test_redact_masks_env_secrets_and_credential_shapes(sentinel_env, monkeypatc
     nested = {"a": [f"x {OPENAI_SENTINEL}", ("y", HF_SENTINEL)], "n": 3, "s": None}
     assert scrub(nested) == {"a": ["x [redacted]", ("y", "[redacted]")], "n": 3, "s": None}
     assert _message(RuntimeError(f"boom {HF_SENTINEL}")) == "⚠️ unexpected error: RuntimeError: boom [redacted]"
-    assert str(S.SpaceError(f"could not load: {OPENAI_SENTINEL}")) == "could not load: [redacted]"
+    assert str(SpaceError(f"could not load: {OPENAI_SENTINEL}")) == "could not load: [redacted]"
 
 
 def test_leaderboard_and_settings_messages_are_redacted(sentinel_env, monkeypatch):
@@ -77,7 +79,7 @@ def test_leaderboard_and_settings_messages_are_redacted(sentinel_env, monkeypatc
     frame, note = ui.on_leaderboard("hub:org/results")
     assert frame.empty and note.startswith("⚠️ Hub results dataset") and "[redacted]" in note
     assert_clean(note, "the leaderboard note")
-    session = S.new_session(ui.config)
+    session = new_session(ui.config)
     out = ui.on_settings(f"not a spec {OPENAI_SENTINEL}", "", "loadtest/user", "loadtest/judge", session, ui.config)
     assert out[-1].startswith("⚠️ model spec 'not a spec [redacted]'")  # the error names the spec, not the key
 
@@ -92,7 +94,7 @@ def test_visitors_cannot_load_models_without_bound():
         loaded.append(spec)
         return backend
 
-    gate = S.BoundedLoader(loader, SpaceConfig(model="a/model", user_model="u/model", judge_model="j/model",
+    gate = BoundedLoader(loader, SpaceConfig(model="a/model", user_model="u/model", judge_model="j/model",
                                                max_extra_models=1))
     for spec in ("a/model", "u/model", "j/model", "a/model"):
         gate(spec)
@@ -100,7 +102,7 @@ def test_visitors_cannot_load_models_without_bound():
         gate("bad/model")  # a failed load does not use up the allowance
     gate("extra/one")
     gate("extra/one")  # the same extra spec again is fine
-    with pytest.raises(S.SpaceError, match="already loaded its 1 extra model"):
+    with pytest.raises(SpaceError, match="already loaded its 1 extra model"):
         gate("extra/two")
     assert loaded == ["a/model", "u/model", "j/model", "a/model", "extra/one", "extra/one"]
 

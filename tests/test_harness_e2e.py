@@ -10,7 +10,7 @@ import pytest
 from datasets import load_dataset
 
 from aloe_bench.core.eval_results import aloe_eval_results
-from aloe_bench.harness.hub import push_results
+from aloe_bench.harness.publish import push_results
 from aloe_bench.harness.results import RunFiles
 from publish_helpers import build_results_folder
 
@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def run_cli(*args, cwd=None):
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    return subprocess.run([sys.executable, "-m", "aloe_bench.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "aloe_bench.commands.main", *args], capture_output=True, text=True,
                           env=env, cwd=cwd, timeout=600)
 
 

@@ -132,7 +132,8 @@ def test_config_errors():
 
 def test_request_timeout_and_retries_reach_remote_backends():
     from aloe_bench.harness.runner import build_roles
-    from aloe_bench.training.generate import GenerateConfig, build_backends
+    from aloe_bench.training.generate import build_backends
+    from aloe_bench.training.generate_config import GenerateConfig
 
     url = "http://127.0.0.1:9/v1"
     cfg = EvalConfig(model="openai:m", user_model="openai:m", judge_model="openai:m", base_url=url, user_base_url=url,

@@ -70,7 +70,7 @@ def test_unknown_protocol_is_a_clear_error():
 
 
 def _parse(argv):
-    from aloe_bench.cli import build_parser
+    from aloe_bench.commands.main import build_parser
     from aloe_bench.core.recipes import dataclass_from_args
 
     parser = build_parser()
@@ -89,7 +89,7 @@ def test_protocol_is_a_recipe_key_and_flags_beat_it(tmp_path):
 
 
 def test_print_config_prints_the_resolved_settings_without_loading_a_model(tmp_path, monkeypatch, capsys):
-    from aloe_bench.cli import main
+    from aloe_bench.commands.main import main
 
     missing = tmp_path / "no-such-model"
     with pytest.raises(FileNotFoundError):
@@ -181,7 +181,7 @@ def test_the_evaluate_module_kwarg_reaches_the_config(tmp_path, monkeypatch):
 
 
 def test_eval_cli_ends_with_where_the_results_are_and_the_paper_command(tmp_path, monkeypatch, capsys):
-    from aloe_bench.cli import main
+    from aloe_bench.commands.main import main
 
     _scripted_backends(monkeypatch)
     assert main(["eval", "--output_dir", str(tmp_path), "--max_personas", "1", "--turns", "1",

@@ -6,7 +6,7 @@ import json
 
 from datasets import load_dataset
 
-from aloe_bench.cli import main
+from aloe_bench.commands.main import main
 from aloe_bench.core.ratings import append_rating, rating_record
 from test_judge_agreement import _write_run
 

@@ -74,7 +74,7 @@ def make_run(out: Path, run_id: str, model: str, text_judge: bool, created_day: 
 
 
 def cli(*args, env=None):
-    return subprocess.run([sys.executable, "-m", "aloe_bench.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "aloe_bench.commands.main", *args], capture_output=True, text=True,
                           env={**os.environ, **(env or {})}, timeout=300)
 
 
@@ -206,7 +206,7 @@ def test_owned_model_gets_a_direct_commit(tmp_path):
     (run,) = find_runs(tmp_path)
     with HubStub() as stub:
         env = {"HF_ENDPOINT": stub.url, "HF_TOKEN": "hf_stub_token", "HF_HUB_OFFLINE": "0"}
-        code = (f"import json; from aloe_bench.harness.hub import publish_model_eval_results as p; "
+        code = (f"import json; from aloe_bench.harness.publish import publish_model_eval_results as p; "
                 f"print(json.dumps(p(json.load(open({str(run.results_path)!r})), 'me/model', 'me/r')))")
         proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                               env={**os.environ, **env}, timeout=120)

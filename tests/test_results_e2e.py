@@ -25,7 +25,7 @@ TINY = ["--max_personas", "2", "--turns", "2", "--reply_max_new_tokens", "16", "
 
 
 def cli(*args):
-    return subprocess.run([sys.executable, "-m", "aloe_bench.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "aloe_bench.commands.main", *args], capture_output=True, text=True,
                           env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=900)
 
 

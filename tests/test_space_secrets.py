@@ -20,7 +20,9 @@ from pathlib import Path
 import pytest
 
 from aloe_bench.core.backends import GenerationConfig
-from aloe_bench.space import session as S
+from aloe_bench.space.errors import SpaceError
+from aloe_bench.space.session import new_session
+from aloe_bench.space.visitor_models import BoundedLoader
 from aloe_bench.space.space_config import SpaceConfig
 from aloe_bench.space.ui import SpaceUI
 from fakes import ScriptedBackend
@@ -93,7 +95,7 @@ def _space_ui(environ: dict):
     config = SpaceConfig.from_env({"ALOE_SPACE_MODEL": "openai:owner-model", "ALOE_SPACE_USER_MODEL": "embedded",
                                    "ALOE_SPACE_JUDGE_MODEL": "embedded", **environ})
     ui = SpaceUI(config, loader)
-    session = S.new_session(config)
+    session = new_session(config)
     session.persona = ui.sets[ui.default_set].personas[0]
     return ui, session
 
@@ -116,7 +118,7 @@ def test_a_visitors_endpoint_model_never_carries_the_owners_key(openai_sentinel)
     outputs = list(ui.on_send("hello", session, ui.config, None))
     assert "operator's own credentials" in outputs[-1][-1] and session.n_turns == 0
     visitor_judge = dict(vars(ui.config), judge_model="openai:visitor-judge")
-    with pytest.raises(S.SpaceError, match="operator's own credentials"):
+    with pytest.raises(SpaceError, match="operator's own credentials"):
         ui.roles(SpaceConfig(**visitor_judge)).judge()
     assert not any(OWNER_KEY in auth for _, _, auth in openai_sentinel.seen)
     assert openai_sentinel.seen == []  # nothing at all was sent for the visitor's choice
@@ -146,7 +148,7 @@ def test_bounded_loader_gives_visitor_specs_their_own_token_or_none():
         return ScriptedBackend(answers=["ok"])
 
     config = SpaceConfig(model="a/model", user_model="embedded", judge_model="embedded", public=True)
-    gate = S.BoundedLoader(loader, config)
+    gate = BoundedLoader(loader, config)
     gate("a/model")
     gate.for_visitor(None)("org/anon")
     gate.for_visitor(VISITOR_HF_TOKEN)("org/mine")
@@ -156,7 +158,7 @@ def test_bounded_loader_gives_visitor_specs_their_own_token_or_none():
 HUB_SCRIPT = textwrap.dedent("""
     import json, sys, types
     from aloe_bench.core.backends import build_backend
-    from aloe_bench.space import session as S
+    from aloe_bench.space.session import new_session
     from aloe_bench.space.space_config import SpaceConfig
     from aloe_bench.space.ui import SpaceUI
 
@@ -165,7 +167,7 @@ HUB_SCRIPT = textwrap.dedent("""
     assert config.public and config.oauth
     ui = SpaceUI(config, build_backend)
     out = {}
-    session = S.new_session(config)
+    session = new_session(config)
     session.persona = ui.sets[ui.default_set].personas[0]
     out["owner"] = list(ui.on_send("hi", session, config, None))[-1][-1]
     print("MARK owner-done", flush=True)
@@ -247,13 +249,13 @@ def test_evaluate_page_takes_only_public_hub_models_from_visitors(monkeypatch):
 def test_oauth_build_asks_for_read_repos_and_installs_gradios_oauth_extra():
     from huggingface_hub import SpaceCard
 
-    from aloe_bench import deploy
+    from aloe_bench.commands import hub_space_folder
 
-    data = SpaceCard(str(deploy.space_card("space", "---\ntitle: T\n---\n# T\n", "cpu-basic", True, "3.11"))).data
+    data = SpaceCard(str(hub_space_folder.space_card("space", "---\ntitle: T\n---\n# T\n", "cpu-basic", True, "3.11"))).data
     assert data.hf_oauth is True and data.to_dict()["hf_oauth_scopes"] == ["read-repos"]
-    text = deploy.requirements_text("space", "cpu-basic", "aloe-bench==1", [], "note", oauth=True)
+    text = hub_space_folder.requirements_text("space", "cpu-basic", "aloe-bench==1", [], "note", oauth=True)
     assert any(line.startswith("gradio[oauth]==") for line in text.splitlines())
-    assert "## Visitors and secrets" in deploy.space_card("space", "---\ntitle: T\n---\n# T\n", "cpu-basic", False,
+    assert "## Visitors and secrets" in hub_space_folder.space_card("space", "---\ntitle: T\n---\n# T\n", "cpu-basic", False,
                                                           "3.11").text
 
 
@@ -281,7 +283,7 @@ def test_a_visitor_cannot_load_a_folder_on_the_spaces_disk(tmp_path):
     judge = ScriptedBackend(options={"3": 1.0}, fn=lambda m, c: "Profile: None", kind="embedded")
     config = SpaceConfig.from_env({"SPACE_ID": "owner/aloe", "ALOE_SPACE_ALLOW_MODEL_CHANGE": "true"})
     ui = SpaceUI(config, lambda spec, token=None: judge if spec == "embedded" else build_backend(spec, token=token))
-    session = S.new_session(config)
+    session = new_session(config)
     session.persona = ui.sets[ui.default_set].personas[0]
     answers = {spec: ui.on_settings(spec, "", "embedded", "embedded", session, ui.config)[-1]
                for spec in (str(folder), str(tmp_path / "nothing-here"), "~/.cache/huggingface/hub")}

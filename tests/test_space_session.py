@@ -6,10 +6,19 @@ import json
 import random
 
 import pytest
-from aloe_bench.space import session as S
+from aloe_bench.space.autoplay import autoplay
+from aloe_bench.space.chat import check_message, induce, score_pending, stream_turn
+from aloe_bench.space.errors import SpaceError
+from aloe_bench.space.export import export
+from aloe_bench.space.persona_picker import (custom_persona, find_persona, persona_label, persona_markdown, persona_sets,
+                                             random_persona)
+from aloe_bench.space.roles import SpaceRoles
+from aloe_bench.space.session import Lane, Turn, new_session
 from aloe_bench.space.space_config import SpaceConfig
+from aloe_bench.space.views import chat_messages, curve_rows, lane_summary, running_metrics, trend_line
 from aloe_bench.testing.backends import ScriptedBackend
 
+from aloe_bench.core.induction import induction_messages
 from aloe_bench.core.metrics import aloe_metrics
 from aloe_bench.core.personas import Persona
 
@@ -28,47 +37,47 @@ def make(config=None, reply=None, judge=None, user=None, compare=False):
         "embedded": judge or ScriptedBackend(options=PROBS, fn=lambda m, c: "Profile: beekeeper\nPersonality: terse",
                                              kind="embedded"),
     }
-    session = S.new_session(config)
+    session = new_session(config)
     session.persona = PERSONA
-    return session, S.SpaceRoles(config, loader=lambda spec: backends[spec]), backends
+    return session, SpaceRoles(config, loader=lambda spec: backends[spec]), backends
 
 
 def send(session, roles, text):
-    return list(S.stream_turn(session, roles, text))
+    return list(stream_turn(session, roles, text))
 
 
 def test_persona_sets_and_choice():
-    sets = S.persona_sets()
+    sets = persona_sets()
     eval_set = sets["eval (20 profiles x 5 personalities)"]
     assert len(eval_set) == 100 and len(sets["seed pools (24 profiles x 5 personalities)"]) == 120
     persona = eval_set.personas[7]
-    assert S.find_persona(eval_set, S.persona_label(persona)) == persona
-    assert S.random_persona(eval_set, random.Random(3)) in eval_set.personas
-    with pytest.raises(S.SpaceError, match="no persona"):
-        S.find_persona(eval_set, "nobody")
-    shown = S.persona_markdown(persona)
+    assert find_persona(eval_set, persona_label(persona)) == persona
+    assert random_persona(eval_set, random.Random(3)) in eval_set.personas
+    with pytest.raises(SpaceError, match="no persona"):
+        find_persona(eval_set, "nobody")
+    shown = persona_markdown(persona)
     assert persona.profile in shown and persona.personality in shown
 
 
 def test_custom_persona_is_validated():
-    persona = S.custom_persona("  A nurse in Oslo.  ", "Chatty.", max_chars=50)
+    persona = custom_persona("  A nurse in Oslo.  ", "Chatty.", max_chars=50)
     assert (persona.profile, persona.personality) == ("A nurse in Oslo.", "Chatty.")
-    with pytest.raises(S.SpaceError, match="both a profile"):
-        S.custom_persona("A nurse", " ", max_chars=50)
-    with pytest.raises(S.SpaceError, match="personality has 60 characters; the limit is 50"):
-        S.custom_persona("A nurse", "x" * 60, max_chars=50)
+    with pytest.raises(SpaceError, match="both a profile"):
+        custom_persona("A nurse", " ", max_chars=50)
+    with pytest.raises(SpaceError, match="personality has 60 characters; the limit is 50"):
+        custom_persona("A nurse", "x" * 60, max_chars=50)
 
 
 def test_message_bounds():
     config = SpaceConfig(max_input_chars=20, max_turns=1)
     session, roles, _ = make(config=config)
-    with pytest.raises(S.SpaceError, match="empty"):
-        S.check_message(session, "   ", config)
-    with pytest.raises(S.SpaceError, match="21 characters; the limit is 20"):
-        S.check_message(session, "x" * 21, config)
+    with pytest.raises(SpaceError, match="empty"):
+        check_message(session, "   ", config)
+    with pytest.raises(SpaceError, match="21 characters; the limit is 20"):
+        check_message(session, "x" * 21, config)
     session.persona = None
-    with pytest.raises(S.SpaceError, match="choose a persona"):
-        S.check_message(session, "hi", config)
+    with pytest.raises(SpaceError, match="choose a persona"):
+        check_message(session, "hi", config)
 
 
 def test_turns_stream_into_both_lanes_with_the_same_user_messages():
@@ -89,21 +98,21 @@ def test_backend_failure_keeps_earlier_turns_and_raises_a_message():
     flaky = ScriptedBackend(fn=lambda m, c: "fine" if len(m) == 1 else RuntimeError("server said 500"))
     session, roles, _ = make(reply=flaky)
     send(session, roles, "one")
-    with pytest.raises(S.SpaceError, match="the assistant failed: server said 500"):
+    with pytest.raises(SpaceError, match="the assistant failed: server said 500"):
         send(session, roles, "two")
     assert [t.user for t in session.lanes[0].turns] == ["one"]
 
 
 def test_unknown_model_is_a_message_not_a_crash():
     config = SpaceConfig(model="nope/missing", judge_model="embedded")
-    session = S.new_session(config)
+    session = new_session(config)
     session.persona = PERSONA
 
     def loader(spec):
         raise OSError("nope/missing is not a local folder and the Hub is offline")
 
-    with pytest.raises(S.SpaceError, match="could not load the assistant model 'nope/missing'.*Hub is offline"):
-        send(session, S.SpaceRoles(config, loader=loader), "hi")
+    with pytest.raises(SpaceError, match="could not load the assistant model 'nope/missing'.*Hub is offline"):
+        send(session, SpaceRoles(config, loader=loader), "hi")
     assert session.n_turns == 0
 
 
@@ -111,11 +120,11 @@ def test_scores_come_from_the_judge_distribution_and_land_on_their_turn():
     session, roles, _ = make(compare=True)
     send(session, roles, "one")
     send(session, roles, "two")  # sent before the first turn was scored
-    assert S.score_pending(session, roles) == 4
+    assert score_pending(session, roles) == 4
     for lane in session.lanes:
         assert lane.scores() == [pytest.approx(3.6), pytest.approx(3.6)]
         assert lane.turns[0].distribution == PROBS
-    assert S.score_pending(session, roles) == 0  # nothing left to judge
+    assert score_pending(session, roles) == 0  # nothing left to judge
 
 
 def test_unparsable_text_judge_is_a_failure_not_a_number():
@@ -123,48 +132,64 @@ def test_unparsable_text_judge_is_a_failure_not_a_number():
     config = SpaceConfig(model="a/model", user_model="u/model", judge_model="j/model")
     session, _, backends = make(config=config)
     backends["j/model"] = judge
-    roles = S.SpaceRoles(config, loader=lambda spec: backends[spec])
+    roles = SpaceRoles(config, loader=lambda spec: backends[spec])
     send(session, roles, "hi")
-    S.score_pending(session, roles)
+    score_pending(session, roles)
     turn = session.lanes[0].turns[0]
     assert (turn.score, turn.judge, turn.judge_error) == (None, "failed", "unparsable judge answer")
-    assert "judge failed" in S.chat_messages(session.lanes[0])[1]["content"]
+    assert "judge failed" in chat_messages(session.lanes[0])[1]["content"]
 
 
 def test_running_ir_and_trend_follow_core_metrics():
-    lane = S.Lane("m", [S.Turn("u", "r", score=s, judge="scored") for s in (2.0, 3.0, 3.5, 4.5)])
-    metrics = S.running_metrics(lane.scores())
+    lane = Lane("m", [Turn("u", "r", score=s, judge="scored") for s in (2.0, 3.0, 3.5, 4.5)])
+    metrics = running_metrics(lane.scores())
     assert metrics == aloe_metrics([2.0, 3.0, 3.5, 4.5])
-    trend = S.trend_line(lane.scores())
+    trend = trend_line(lane.scores())
     assert trend[1] - trend[0] == pytest.approx(metrics["IR"])
     assert sum(trend) / 4 == pytest.approx(metrics["AL_avg"])
-    assert "running IR: +0.800" in S.lane_summary(lane)
-    rows = S.curve_rows(lane)
+    assert "running IR: +0.800" in lane_summary(lane)
+    rows = curve_rows(lane)
     assert {r["series"] for r in rows} == {"score", "trend"} and len(rows) == 8
 
-    one = S.Lane("m", [S.Turn("u", "r", score=3.0, judge="scored")])
-    assert {r["series"] for r in S.curve_rows(one)} == {"score", "trend"}  # both series from turn 1 on
-    assert S.running_metrics(one.scores()) is None and "needs 2 scored turns" in S.lane_summary(one)
+    one = Lane("m", [Turn("u", "r", score=3.0, judge="scored")])
+    assert {r["series"] for r in curve_rows(one)} == {"score", "trend"}  # both series from turn 1 on
+    assert running_metrics(one.scores()) is None and "needs 2 scored turns" in lane_summary(one)
 
-    gap = S.Lane("m", [S.Turn("u", "r", score=3.0, judge="scored"), S.Turn("u", "r", judge="failed")])
-    assert S.running_metrics(gap.scores()) is None and S.trend_line(gap.scores()) is None
-    assert "a turn has no score" in S.lane_summary(gap)
+    gap = Lane("m", [Turn("u", "r", score=3.0, judge="scored"), Turn("u", "r", judge="failed")])
+    assert running_metrics(gap.scores()) is None and trend_line(gap.scores()) is None
+    assert "a turn has no score" in lane_summary(gap)
 
 
 def test_induction_reads_the_conversation_with_the_induction_prompt():
     session, roles, backends = make()
-    assert S.induce(session, roles) is None  # nothing said yet
+    assert induce(session, roles) is None  # nothing said yet
     send(session, roles, "my bees are grumpy today")
-    assert S.induce(session, roles) == "Profile: beekeeper\nPersonality: terse"
+    assert induce(session, roles) == "Profile: beekeeper\nPersonality: terse"
     request = backends["embedded"].calls[-1][0][0]
     assert request[0]["content"] == roles.prompts["induction"]["system"]
     assert "User: my bees are grumpy today" in request[1]["content"]
     assert session.revealed_turns == 1
 
 
+def test_induction_asks_and_reads_as_data_generation_does():
+    answers = iter(["Sure! Here is what I noticed.\nProfile: keeps bees\nPersonality: None\nHope that helps.",
+                    "The user   keeps bees.", "  "])
+    induction = ScriptedBackend(fn=lambda m, c: next(answers))
+    session, roles, backends = make(SpaceConfig(model="a/model", user_model="u/model", judge_model="embedded",
+                                                induction_model="i/model"))
+    backends["i/model"] = induction
+    send(session, roles, "my bees are grumpy today")
+    assert induce(session, roles) == "Profile: keeps bees\nPersonality: None"  # the chatter around the labels is not kept
+    assert induction.calls[-1][0][0] == induction_messages(roles.prompts, PERSONA, session.lanes[0].history())
+    assert induce(session, roles) == "The user keeps bees."  # unlabelled: shown as it came, as generate keeps it
+    with pytest.raises(SpaceError, match="empty answer"):
+        induce(session, roles)
+    assert session.revealed == "The user keeps bees."  # the last reading stays
+
+
 def test_autoplay_plays_the_persona_for_n_turns_and_scores_each():
     session, roles, backends = make()
-    states = list(S.autoplay(session, roles, 2))
+    states = list(autoplay(session, roles, 2))
     lane = session.lanes[0]
     assert [t.user for t in lane.turns] == ["user says hi #2", "user says hi #4"]  # stage direction stripped
     assert lane.scores() == [pytest.approx(3.6)] * 2
@@ -177,17 +202,17 @@ def test_autoplay_is_bounded_by_the_settings():
     config = SpaceConfig(model="a/model", user_model="u/model", judge_model="embedded", max_autoplay_turns=2,
                          max_turns=3)
     session, roles, _ = make(config=config)
-    list(S.autoplay(session, roles, 50))
+    list(autoplay(session, roles, 50))
     assert session.n_turns == 2
-    list(S.autoplay(session, roles, 2))
+    list(autoplay(session, roles, 2))
     assert session.n_turns == 3 and "reached 3 turns" in session.notice
 
 
 def test_export_is_json_with_persona_turns_and_scores():
     session, roles, _ = make(compare=True)
     send(session, roles, "hi")
-    S.score_pending(session, roles)
-    data = json.loads(json.dumps(S.export(session, roles)))
+    score_pending(session, roles)
+    data = json.loads(json.dumps(export(session, roles)))
     assert data["persona"]["profile"] == PERSONA.profile
     assert [lane["model"] for lane in data["lanes"]] == ["a/model", "b/model"]
     assert data["lanes"][0]["turns"][0]["score"] == pytest.approx(3.6)
@@ -199,9 +224,9 @@ def test_export_is_json_with_persona_turns_and_scores():
 def test_sessions_are_independent_copies():
     import copy
 
-    template = S.new_session(SpaceConfig())
+    template = new_session(SpaceConfig())
     one, two = copy.deepcopy(template), copy.deepcopy(template)
-    one.lanes[0].turns.append(S.Turn("x"))
+    one.lanes[0].turns.append(Turn("x"))
     assert two.n_turns == 0 and template.n_turns == 0 and one.lock is not two.lock
 
 
@@ -235,7 +260,7 @@ def test_autoplay_writes_the_next_message_while_the_judge_scores_the_last_reply(
             return super()._score_options_batch(conversations, options)
 
     session, roles, _ = make(user=ScriptedBackend(fn=user_fn), judge=WaitingJudge(options=PROBS, kind="embedded"))
-    list(S.autoplay(session, roles, 2))
+    list(autoplay(session, roles, 2))
     assert overlapped[0] is True
     assert session.lanes[0].scores() == [pytest.approx(3.6)] * 2 and session.n_turns == 2
 
@@ -243,12 +268,12 @@ def test_autoplay_writes_the_next_message_while_the_judge_scores_the_last_reply(
 def test_autoplay_failures_are_messages_and_drop_only_the_failed_turn():
     session, roles, _ = make(reply=ScriptedBackend(fn=lambda m, c: RuntimeError("out of memory") if len(m) > 2
                                                    else "first reply"))
-    with pytest.raises(S.SpaceError, match="the assistant failed: .*out of memory"):
-        list(S.autoplay(session, roles, 3))
+    with pytest.raises(SpaceError, match="the assistant failed: .*out of memory"):
+        list(autoplay(session, roles, 3))
     lane = session.lanes[0]
     assert [t.reply for t in lane.turns] == ["first reply"] and lane.scores() == [pytest.approx(3.6)]
 
     session, roles, _ = make(user=ScriptedBackend(fn=lambda m, c: RuntimeError("rate limited")))
-    with pytest.raises(S.SpaceError, match="the user simulator failed: .*rate limited"):
-        list(S.autoplay(session, roles, 2))
+    with pytest.raises(SpaceError, match="the user simulator failed: .*rate limited"):
+        list(autoplay(session, roles, 2))
     assert session.n_turns == 0

@@ -120,7 +120,7 @@ def test_leaderboard_handler(tmp_path):
 
 
 def test_cli_flags_and_space_folder():
-    from aloe_bench.cli import build_parser
+    from aloe_bench.commands.main import build_parser
 
     args = build_parser().parse_args(["space", "--host", "127.0.0.1", "--port", "7999", "--model", "embedded",
                                       "--compare-model", "./runs/dpo", "--user-model", "embedded",
@@ -196,15 +196,15 @@ def test_stop_cancels_autoplay_and_chat_and_drops_the_unfinished_turn():
     assert {("chat", "chat", 2), ("autoplay", "chat", 2), ("score", "background", 1)} <= limits
     assert demo._queue.max_size == ui.config.max_queue
 
-    from aloe_bench.space import session as S
+    from aloe_bench.space.autoplay import autoplay
 
-    running = S.autoplay(session, ui.roles(ui.config), 2)
+    running = autoplay(session, ui.roles(ui.config), 2)
     next(running)  # the simulated user's message is in, the reply has started streaming
     next(running)
     running.close()  # what gradio does with a cancelled generator, sooner or later
     assert session.n_turns == 0
 
-    running = S.autoplay(session, ui.roles(ui.config), 2)
+    running = autoplay(session, ui.roles(ui.config), 2)
     while session.n_turns < 2:
         next(running)  # turn 1 finished and scored, turn 2 started
     *_, status = ui.on_stop(session)
@@ -229,7 +229,8 @@ def test_app_module_builds_from_space_variables(monkeypatch):
 
 
 def test_an_unexpected_backend_exception_is_a_message_too():
-    from aloe_bench.space import session as S
+    from aloe_bench.space.autoplay import autoplay
+    from aloe_bench.space.roles import SpaceRoles
 
     ui, session = ui_and_session()
 
@@ -247,5 +248,5 @@ def test_an_unexpected_backend_exception_is_a_message_too():
             raise RuntimeError("CUDA driver vanished")
 
     ui.loader = lambda spec: Raising() if spec == "embedded" else fakes()[1](spec)
-    list(S.autoplay(session, S.SpaceRoles(ui.config, fakes()[1]), 1))
+    list(autoplay(session, SpaceRoles(ui.config, fakes()[1]), 1))
     assert ui.on_induce(session, ui.config) == "⚠️ unexpected error: RuntimeError: CUDA driver vanished"

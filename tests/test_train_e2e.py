@@ -57,7 +57,7 @@ def dataset_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def sft_dir(dataset_dir, tmp_path_factory, embedded_model_dir):
-    from aloe_bench.training.train_cli import run_stage
+    from aloe_bench.commands.train import run_stage
 
     out = tmp_path_factory.mktemp("ckpt") / "sft"
     recipe = Path(__file__).resolve().parents[1] / "training/recipes/embedded/sft.yaml"
@@ -68,7 +68,7 @@ def sft_dir(dataset_dir, tmp_path_factory, embedded_model_dir):
 
 @pytest.fixture(scope="module")
 def dpo_dir(sft_dir, dataset_dir):
-    from aloe_bench.training.train_cli import run_stage
+    from aloe_bench.commands.train import run_stage
 
     out = sft_dir.parent / "dpo"
     recipe = Path(__file__).resolve().parents[1] / "training/recipes/embedded/dpo.yaml"
@@ -114,7 +114,7 @@ def test_dpo_preference_eval_is_consistent_with_trl(dpo_dir, sft_dir):
 
 
 def test_harness_scores_the_checkpoint_and_the_card_carries_it(dpo_dir):
-    from aloe_bench.cli import main
+    from aloe_bench.commands.main import main
     from aloe_bench.training.card import build_push_folder
 
     assert main(["eval", "--protocol", "smoke", "--model", str(dpo_dir), "--max_personas", "1", "--turns", "2",
@@ -170,7 +170,7 @@ def test_card_refuses_results_of_another_model(dpo_dir, sft_dir, tmp_path):
 def test_kto_with_lora_saves_a_merged_loadable_folder(sft_dir, dataset_dir):
     from transformers import AutoModelForCausalLM
 
-    from aloe_bench.training.train_cli import run_stage
+    from aloe_bench.commands.train import run_stage
 
     kto = sft_dir.parent / "kto-lora"
     args = ["--model_name_or_path", str(sft_dir), "--dataset_name", str(dataset_dir), "--output_dir", str(kto),

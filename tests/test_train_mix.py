@@ -95,7 +95,7 @@ def test_field_and_role_mapping_and_clear_errors(tmp_path):
 def test_tiny_sft_run_with_the_mix_on(tmp_path, embedded_model_dir):
     import json
 
-    from aloe_bench.training.train_cli import run_stage
+    from aloe_bench.commands.train import run_stage
     from test_train_e2e import COMMON
 
     aloe_dir = write_dataset(tmp_path / "aloe", configs=("sft",))

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from aloe_bench.core.recipes import ConfigError
-from aloe_bench.training.train_cli import _bool_or_repo, parse_stage
+from aloe_bench.core.errors import ConfigError
+from aloe_bench.commands.train import _bool_or_repo, parse_stage
 
 RECIPES = Path(__file__).resolve().parents[1] / "training" / "recipes"
 ACCELERATE = Path(__file__).resolve().parents[1] / "training" / "accelerate"
@@ -73,7 +73,7 @@ def test_effective_recipe_is_what_the_run_set_and_nothing_else():
 
 
 def test_stages_parse_in_one_pass_of_the_aloe_command(tmp_path):
-    from aloe_bench.cli import build_parser
+    from aloe_bench.commands.main import build_parser
 
     recipe = RECIPES / "embedded" / "dpo.yaml"
     args = build_parser().parse_args(["train", "dpo", f"--config={recipe}", "--beta", "0.25", "--push_to_hub", "org/name"])
@@ -85,7 +85,7 @@ def test_stages_parse_in_one_pass_of_the_aloe_command(tmp_path):
 
 
 def test_commands_that_do_not_train_never_import_torch():
-    code = ("import sys; from aloe_bench.cli import build_parser; "
+    code = ("import sys; from aloe_bench.commands.main import build_parser; "
             "build_parser().parse_args(['metrics', '--al', '1,2']); print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
@@ -94,7 +94,7 @@ def test_commands_that_do_not_train_never_import_torch():
 def test_building_the_aloe_parser_imports_no_heavy_package():
     """`aloe --help` and every subcommand's argument errors start without torch, TRL's trainers, scipy or datasets:
     a subcommand loads its dataclasses (and their heavy modules) only when it is the one parsed."""
-    code = ("import sys; from aloe_bench.cli import build_parser; build_parser(); "
+    code = ("import sys; from aloe_bench.commands.main import build_parser; build_parser(); "
             "print(sorted(m for m in ('torch', 'trl.trainer', 'scipy.stats', 'datasets') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from aloe_bench.core.recipes import RecipeParser
-from aloe_bench.reproduce import ReproduceConfig, register, reproduce_section
+from aloe_bench.commands.reproduce import ReproduceConfig, register, reproduce_section
 
 
 def _parser():
@@ -51,7 +51,7 @@ def test_section_has_one_row_per_model_with_every_turn_and_the_caveat():
 @pytest.mark.slow
 def test_tiny_reproduce_runs_every_step_writes_the_card_and_resumes(tmp_path, capsys):
     """The whole pipeline on the embedded model at smoke size; a re-run redoes nothing and changes no number."""
-    from aloe_bench.cli import main
+    from aloe_bench.commands.main import main
 
     work, card = tmp_path / "run", tmp_path / "model_card.md"
     args = ["reproduce", "--tiny", "--work_dir", str(work), "--card", str(card)]
@@ -81,7 +81,7 @@ def test_tiny_reproduce_runs_every_step_writes_the_card_and_resumes(tmp_path, ca
 
 
 def test_step_times_add_up_over_invocations(tmp_path):
-    from aloe_bench.reproduce import StepTimes
+    from aloe_bench.commands.reproduce import StepTimes
 
     first = StepTimes(tmp_path / "steps.json")
     with first.step("generate"):

@@ -12,7 +12,7 @@ import os
 import shutil
 from pathlib import Path
 
-from aloe_bench.core.errors import ConfigError, HubUploadError, MissingFileError  # HubUploadError: importable here as before
+from aloe_bench.core.errors import ConfigError, MissingFileError
 from aloe_bench.core.eval_results import EVAL_RESULTS_PATH, eval_result_entries, eval_results_yaml
 from aloe_bench.core.io import atomic_write_json, atomic_write_text, read_json
 from aloe_bench.core.hub_upload import upload_folder_once
@@ -119,7 +119,8 @@ def find_eval_results(checkpoint: str | Path, source: str | Path | None = None) 
     return results
 
 
-def _fmt(value, digits: int = 3) -> str:
+def _number_or_na(value, digits: int = 3) -> str:
+    """`value` with `digits` decimals, or "n/a" when there is none."""
     return "n/a" if value is None else f"{value:.{digits}f}"
 
 
@@ -130,9 +131,9 @@ def aloe_table(rows: list[tuple[str, dict]]) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, r in rows:
         m = r["metrics"]
-        al = [_fmt(v, 2) for v in m["AL"]] + [""] * (turns - len(m["AL"]))
-        lines.append("| " + " | ".join([name, *al, _fmt(m.get("AL_avg")), _fmt(m.get("IR"), 4),
-                                         _fmt(m.get("N_IR"), 4)]) + " |")
+        al = [_number_or_na(v, 2) for v in m["AL"]] + [""] * (turns - len(m["AL"]))
+        lines.append("| " + " | ".join([name, *al, _number_or_na(m.get("AL_avg")), _number_or_na(m.get("IR"), 4),
+                                         _number_or_na(m.get("N_IR"), 4)]) + " |")
     judges = sorted({r["judge"] for _, r in rows})
     counts = rows[0][1].get("counts", {})
     lines += ["", f"Judge: {', '.join(judges)}. Conversations: {counts.get('conversations', '?')}, "
@@ -159,7 +160,7 @@ def preference_table(evaluation: dict) -> str:
     ])
 
 
-def _eval_results(results: dict, dataset_id: str, repo_id: str | None):
+def _model_index_entries(results: dict, dataset_id: str, repo_id: str | None):
     """Model-index entries on the one benchmark identity, with the number of personas actually evaluated."""
     from aloe_bench.core.eval_results import aloe_eval_results
 
@@ -194,14 +195,14 @@ def render_model_card(checkpoint: str | Path, repo_id: str | None = None, eval_r
         license=KNOWN_LICENSES.get(info["base_model"]), pipeline_tag="text-generation", model_name=model_name,
         tags=["aloe", "personalization", "trl", stage, *(["ipo"] if method == "IPO" else []),
               *(["lora"] if info.get("lora") else [])],
-        eval_results=_eval_results(eval_results, dataset, repo_id) if eval_results else None,
+        eval_results=_model_index_entries(eval_results, dataset, repo_id) if eval_results else None,
     )
     if stage == "sft":
         source = info.get("sft_source", "preferred")
         stage_text = f"SFT on the {source} replies" + (f", mixed with {info['mix_dataset']}" if info.get(
             "mix_dataset") else "")
     else:
-        stage_text = f"{method} (beta {info.get('beta')}) from `{_display(info['parent_model'])}`"
+        stage_text = f"{method} (beta {info.get('beta')}) from `{_card_reference(info['parent_model'])}`"
     stats = info.get("metrics", {}).get("throughput", {})
     recipe = (checkpoint / RECIPE_FILE).read_text().strip() if (checkpoint / RECIPE_FILE).exists() else None
     results_rows = [("this model", eval_results)] if eval_results else []
@@ -211,7 +212,7 @@ def render_model_card(checkpoint: str | Path, repo_id: str | None = None, eval_r
                  "*Aligning LLMs with Individual Preferences via Interaction*, COLING 2025), trained with "
                  f"aloe-bench and TRL: {method}."),
         base_model=info["base_model"], stage_text=stage_text,
-        dataset_text=f"`{_display(dataset)}` (config `{info.get('dataset_config')}`)",
+        dataset_text=f"`{_card_reference(dataset)}` (config `{info.get('dataset_config')}`)",
         train_rows=info.get("train_rows", "?"), lora="yes (merged)" if info.get("lora") else "no",
         throughput=(f"{stats.get('tokens_per_second')} tokens/s over {stats.get('steps')} steps "
                     f"({stats.get('input_tokens')} tokens, {stats.get('train_runtime_s')} s)") if stats else "n/a",
@@ -222,7 +223,7 @@ def render_model_card(checkpoint: str | Path, repo_id: str | None = None, eval_r
     )
 
 
-def _display(path_or_id: str) -> str:
+def _card_reference(path_or_id: str) -> str:
     """A dataset/model reference for the card: Hub ids as they are, local paths by their folder name only."""
     return Path(path_or_id).name if path_or_id and Path(path_or_id).exists() else path_or_id
 

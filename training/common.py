@@ -86,7 +86,7 @@ def load_split(dataset: str, config: str, split: str, revision: str | None = Non
     Through `load_dataset_source`, whose content-addressed cache keeps a rebuilt local folder from being served
     from a stale `datasets` build.
     """
-    from aloe_bench.core.hub_folder import load_dataset_source
+    from aloe_bench.core.dataset_folder import load_dataset_source
 
     try:
         return load_dataset_source(dataset, config, split=split, revision=revision)

@@ -20,11 +20,11 @@ from pathlib import Path
 from aloe_bench.core import schema
 from aloe_bench.core.errors import AloeError, ConfigError
 from aloe_bench.core.eval_results import benchmark_eval_yaml
-from aloe_bench.core.hub_folder import check_dataset_folder, load_dataset_source
-from aloe_bench.core.io import atomic_write_text
-from aloe_bench.core.personas import PersonaFileError, load_persona_set, read_jsonl
+from aloe_bench.core.dataset_folder import check_dataset_folder, load_dataset_source
+from aloe_bench.core.io import PersonaFileError, atomic_write_text
+from aloe_bench.core.personas import load_persona_set, read_jsonl
 
-from .generate import CONVERSATIONS_FILE, META_FILE, count_conversations
+from .generated_files import CONVERSATIONS_FILE, META_FILE, count_conversations
 
 SPLITS = {"personas": ("train", "test"), "conversations": ("train",), "sft": ("train", "test"),
           "dpo": ("train", "test")}
@@ -73,7 +73,8 @@ _TURN_OPTIONAL = {name: _TEXT for name in schema.TURN if name not in _TURN_FIELD
 _INT64 = (-(2 ** 63), 2 ** 63 - 1)
 
 
-def _check_optional(value: dict, fields: dict, where: str) -> None:
+def _check_optional_fields(value: dict, fields: dict, where: str) -> None:
+    """Each of `fields` that `value` holds has one of its allowed types (integers within int64)."""
     for name, types in fields.items():
         item = value.get(name)
         if item is None:
@@ -98,7 +99,7 @@ def read_conversations(path: str | Path) -> list[dict]:
         for name, types in _CONV_FIELDS.items():
             if not isinstance(value.get(name), types) or (types is _TEXT and not value[name].strip()):
                 raise PersonaFileError(f"{where}: field {name!r} is missing or not a non-empty {types[0].__name__}")
-        _check_optional(value, _CONV_OPTIONAL, where)
+        _check_optional_fields(value, _CONV_OPTIONAL, where)
         if value["id"] in seen:
             raise PersonaFileError(f"{where}: duplicate conversation id {value['id']!r} (first at line {seen[value['id']]})")
         seen[value["id"]] = number
@@ -109,7 +110,7 @@ def read_conversations(path: str | Path) -> list[dict]:
             for name, types in _TURN_FIELDS.items():
                 if not isinstance(turn.get(name), types) or isinstance(turn.get(name), bool):
                     raise PersonaFileError(f"{at}: field {name!r} is missing or not a {types[0].__name__}")
-            _check_optional(turn, _TURN_OPTIONAL, at)
+            _check_optional_fields(turn, _TURN_OPTIONAL, at)
             if turn["turn"] != k + 1:
                 raise PersonaFileError(f"{at}: turn number {turn['turn']} out of order (expected {k + 1})")
             for name in ("judge_choice", "continued_with"):
@@ -227,13 +228,14 @@ def build_rows(records: list[dict], test_fraction: float) -> tuple[dict, dict]:
 # ---------------------------------------------------------------------------------------------------
 # Card
 # ---------------------------------------------------------------------------------------------------
-def _shorten(value, limit: int = 300):
+def _shortened_example(value, limit: int = 300):
+    """A row as the card shows it: long texts cut at `limit` characters, lists at 4 items."""
     if isinstance(value, str):
         return value if len(value) <= limit else value[:limit] + " [...]"
     if isinstance(value, list):
-        return [_shorten(v, limit) for v in value[:4]] + (["[...]"] if len(value) > 4 else [])
+        return [_shortened_example(v, limit) for v in value[:4]] + (["[...]"] if len(value) > 4 else [])
     if isinstance(value, dict):
-        return {k: _shorten(v, limit) for k, v in value.items()}
+        return {k: _shortened_example(v, limit) for k, v in value.items()}
     return value
 
 
@@ -241,7 +243,8 @@ CARD_TEMPLATE = "---\n{{ card_data }}\n---\n\n{{ body }}\n"
 USAGE_PLACEHOLDER = "ORG/NAME"
 
 
-def _size_category(n: int) -> str:
+def _hub_size_category(n: int) -> str:
+    """The Hub's `size_categories` label for `n` rows."""
     for limit, label in ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M")):
         if n < limit:
             return label
@@ -261,7 +264,7 @@ def render_dataset_card(cfg: BuildConfig, rows: dict, counts: dict, meta: dict |
     data = DatasetCardData(
         license=cfg.license, pretty_name=cfg.pretty_name, language=["en"], task_categories=["text-generation"],
         annotations_creators=["machine-generated"], language_creators=["machine-generated"],
-        size_categories=[_size_category(largest)], source_datasets=["original"],
+        size_categories=[_hub_size_category(largest)], source_datasets=["original"],
         tags=["personalization", "alignment", "dpo", "sft", "synthetic", "aloe-bench"],
         configs=[{"config_name": name, "data_files": [{"split": s, "path": f"{name}/{s}-*.parquet"}
                                                       for s in present_splits(rows, name)],
@@ -342,8 +345,8 @@ def _card_body(cfg: BuildConfig, rows: dict, counts: dict, meta: dict | None, li
         if split is None:
             continue
         example = dict(rows[name][split][0])
-        lines += [f"`{name}` ({split}):", "", "```json", json.dumps(_shorten(example), indent=2, ensure_ascii=False),
-                  "```", ""]
+        shown = json.dumps(_shortened_example(example), indent=2, ensure_ascii=False)
+        lines += [f"`{name}` ({split}):", "", "```json", shown, "```", ""]
     return "\n".join(lines).rstrip() + "\n"
 
 

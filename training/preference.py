@@ -99,7 +99,7 @@ def preference_eval(policy_path: str, reference_path: str, pairs, beta: float, b
     reward_chosen = beta * (pol["chosen"] - ref["chosen"])
     reward_rejected = beta * (pol["rejected"] - ref["rejected"])
 
-    def raw(side):
+    def logp_summary(side):
         margin = side["chosen"] - side["rejected"]
         return {"logp_accuracy": float((margin > 0).mean()), "logp_margin": float(margin.mean()),
                 "logp_chosen": float(side["chosen"].mean()), "logp_rejected": float(side["rejected"].mean())}
@@ -110,9 +110,9 @@ def preference_eval(policy_path: str, reference_path: str, pairs, beta: float, b
                            "margin": float((reward_chosen - reward_rejected).mean()),
                            "chosen": float(reward_chosen.mean()), "rejected": float(reward_rejected.mean())},
         "reference_rewards": {"accuracy": 0.0, "margin": 0.0, "note": "zero by definition (policy == reference)"},
-        "policy_raw": raw(pol),
-        "reference_raw": raw(ref),
-        "improved": bool(raw(pol)["logp_margin"] > raw(ref)["logp_margin"]),
+        "policy_raw": logp_summary(pol),
+        "reference_raw": logp_summary(ref),
+        "improved": bool(logp_summary(pol)["logp_margin"] > logp_summary(ref)["logp_margin"]),
     }
 
 

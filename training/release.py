@@ -14,7 +14,8 @@ import hashlib
 import json
 from pathlib import Path
 
-from aloe_bench.core.personas import PersonaFileError, read_jsonl
+from aloe_bench.core.io import PersonaFileError
+from aloe_bench.core.personas import read_jsonl
 
 FORMATS = ("aloe", "aloe-release")
 RELEASE_FILE = "conversations.jsonl"
@@ -35,22 +36,24 @@ def _persona_text(value, where: str, name: str) -> str:
     return text
 
 
-def _text(value, where: str) -> str:
+def _required_text(value, where: str) -> str:
+    """`value`, which must be a non-empty string."""
     if not isinstance(value, str) or not value.strip():
         raise PersonaFileError(f"{where}: must be a non-empty string")
     return value
 
 
-def _rejected(value, where: str) -> str:
+def _first_rejected_reply(value, where: str) -> str:
     """One rejected reply; the authors' DPO script also accepts a list (it samples one): we take the first."""
     if isinstance(value, list):
         if not value:
             raise PersonaFileError(f"{where}: an empty list of rejected replies")
-        return _text(value[0], f"{where}[0]")
-    return _text(value, where)
+        return _required_text(value[0], f"{where}[0]")
+    return _required_text(value, where)
 
 
-def _optional(value, where: str) -> str | None:
+def _optional_text(value, where: str) -> str | None:
+    """`value`, which must be a string or None."""
     if value is None or isinstance(value, str):
         return value
     raise PersonaFileError(f"{where}: must be a string or null, got {type(value).__name__}")
@@ -78,11 +81,11 @@ def release_record(value, where: str, conversation_id: str) -> dict:
             raise PersonaFileError(f"{at}: field 'chosen' must be 'preferred' or 'rejected', got {chosen!r}")
         turns.append({
             "turn": k + 1,
-            "user_message": _text(turn.get("user"), f"{at}.user"),
-            "revealed_profile": _optional(turn.get("inferred_profile"), f"{at}.inferred_profile"),
-            "revealed_personality": _optional(turn.get("inferred_personality"), f"{at}.inferred_personality"),
-            "preferred": _text(assistant.get("preferred"), f"{at}.assistant.preferred"),
-            "rejected": _rejected(assistant.get("rejected"), f"{at}.assistant.rejected"),
+            "user_message": _required_text(turn.get("user"), f"{at}.user"),
+            "revealed_profile": _optional_text(turn.get("inferred_profile"), f"{at}.inferred_profile"),
+            "revealed_personality": _optional_text(turn.get("inferred_personality"), f"{at}.inferred_personality"),
+            "preferred": _required_text(assistant.get("preferred"), f"{at}.assistant.preferred"),
+            "rejected": _first_rejected_reply(assistant.get("rejected"), f"{at}.assistant.rejected"),
             "judge_choice": "preferred",  # the release's `preferred` is its pair judge's pick by construction
             "continued_with": chosen,
         })

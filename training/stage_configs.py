@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from trl import DPOConfig, KTOConfig, SFTConfig
 
 
-def _push_to_hub():
+def _push_to_hub_field():
+    """The `push_to_hub` field each stage config declares in place of TRL's flag."""
     return field(default=None, metadata={
         "help": "Upload the final checkpoint (with the project's model card) to this Hub repo, in one commit.",
         "metavar": "ORG/NAME", "nargs": "?", "const": "true"})
@@ -20,17 +21,23 @@ def _push_to_hub():
 
 @dataclass
 class AloeSFTConfig(SFTConfig):
-    push_to_hub: str | None = _push_to_hub()
+    """TRL's `SFTConfig` with `push_to_hub` naming the Hub repo the project uploads to after training."""
+
+    push_to_hub: str | None = _push_to_hub_field()
 
 
 @dataclass
 class AloeDPOConfig(DPOConfig):
-    push_to_hub: str | None = _push_to_hub()
+    """TRL's `DPOConfig` with `push_to_hub` naming the Hub repo the project uploads to after training."""
+
+    push_to_hub: str | None = _push_to_hub_field()
 
 
 @dataclass
 class AloeKTOConfig(KTOConfig):
-    push_to_hub: str | None = _push_to_hub()
+    """TRL's `KTOConfig` with `push_to_hub` naming the Hub repo the project uploads to after training."""
+
+    push_to_hub: str | None = _push_to_hub_field()
 
 
 STAGE_CONFIGS = {"sft": AloeSFTConfig, "dpo": AloeDPOConfig, "kto": AloeKTOConfig}

@@ -23,10 +23,10 @@ from importlib import resources
 from pathlib import Path
 
 from aloe_bench.core.backends import BackendOptions, build_backend
-from aloe_bench.core.io import atomic_write_json
+from aloe_bench.core.io import PersonaFileError, atomic_write_json
 from aloe_bench.core.errors import ConfigError
 from aloe_bench.core.judge import Judge, JudgeConfig, JudgeItem
-from aloe_bench.core.personas import PersonaFileError, load_persona_set, read_jsonl
+from aloe_bench.core.personas import load_persona_set, read_jsonl
 from aloe_bench.core.prompts import load_prompts
 
 logger = logging.getLogger(__name__)

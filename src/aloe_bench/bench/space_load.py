@@ -35,6 +35,7 @@ from pathlib import Path
 
 from aloe_bench.core.errors import ConfigError
 from aloe_bench.space import session as S
+from aloe_bench.space.persona_picker import persona_label
 from aloe_bench.space.space_config import SpaceConfig
 from aloe_bench.space.redact import redact, secret_values
 from aloe_bench.testing.backends import ECHO_SPECS, MARKER, echo_loader, marker_score
@@ -260,7 +261,7 @@ def run_load_test(sessions: int = 20, messages: int | None = None, waves: int = 
                 jobs = []
                 for i in range(sessions):
                     persona = personas[(wave * sessions + i) % len(personas)]
-                    jobs.append((url, f"mk{wave_id}s{i:03d}", ui.default_set, S.persona_label(persona), persona.id,
+                    jobs.append((url, f"mk{wave_id}s{i:03d}", ui.default_set, persona_label(persona), persona.id,
                                  messages, echo, download_dir))
                 wave_started = time.perf_counter()
                 if clients is None:

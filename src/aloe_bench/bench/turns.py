@@ -154,19 +154,21 @@ def _free(cfg: EvalConfig, kv_cache_mb: int | None) -> dict:
 def _space(model: str, turns: int, reply_tokens: int, kv_cache_mb: int | None) -> dict:
     """One visitor typing `turns` messages in the Space (session functions, no browser): each reply's latency."""
     from aloe_bench.core.personas import load_persona_set
-    from aloe_bench.space import session as S
+    from aloe_bench.space.chat import stream_turn
+    from aloe_bench.space.roles import SpaceRoles
+    from aloe_bench.space.session import new_session
     from aloe_bench.space.space_config import SpaceConfig
 
     backend = warmed(build_backend(model, BackendOptions(kv_cache_mb=kv_cache_mb)))
     config = SpaceConfig(model=model, user_model=model, judge_model=model, reply_max_new_tokens=reply_tokens,
                          max_turns=max(turns, 1))
-    roles = S.SpaceRoles(config, loader=lambda spec: backend)
-    session = S.new_session(config)
+    roles = SpaceRoles(config, loader=lambda spec: backend)
+    session = new_session(config)
     session.persona = load_persona_set("default").personas[0]
     latencies = []
     for n in range(turns):
         began = time.perf_counter()
-        for _ in S.stream_turn(session, roles, TYPED[n % len(TYPED)]):
+        for _ in stream_turn(session, roles, TYPED[n % len(TYPED)]):
             pass
         latencies.append(round(time.perf_counter() - began, 3))
     replies = [turn.reply for turn in session.lanes[0].turns]

@@ -1,23 +1,25 @@
 """One ALOE conversation as its own asyncio task: user message -> reply -> next turn, each turn judged alongside.
 
-The evaluation loop (`aloe eval`, free schedule) runs one `converse` task per persona and writes a result row
-from each judged turn; the Space's auto-play runs the same task for the conversation in the browser, streaming
-replies through the `reply` hook. Batched schedules (lockstep) advance the same `ConversationState` with
-`ConversationState.advance`, so a turn is recorded the same way whichever loop produced it. A conversation's
-requests share one prefix-cache scope (`conversation_scope`), released on every backend when it ends.
+The evaluation loop (`aloe eval`, free schedule) runs one `converse` task per persona (through
+`core.schedule.run_each`) and writes a result row from each judged turn; the Space's auto-play runs the same task
+for the conversation in the browser, streaming replies through the `reply` hook. The batched schedules
+(`core.schedule.run_turns`) advance the same `ConversationState` with `ConversationState.advance`, so a turn is
+recorded the same way whichever schedule produced it. A conversation's requests share one prefix-cache scope
+(`prefix_cache.conversation_scope`), released on every backend when it ends.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from .backends import ChatBackend, Completion, GenerationConfig
-from .backends.prefix_cache import current_scope, has_scope, new_scope, prefix_scope
+from .backends.prefix_cache import conversation_scope
 from .judge import Judge, JudgeItem, Verdict
 from .personas import Persona
+from .schedule import run_each
 from .simulator import UserSimulator
 
 
@@ -86,22 +88,6 @@ class ConversationState:
         return record
 
 
-@contextlib.contextmanager
-def conversation_scope(backends: Iterable[ChatBackend], label: str = "conversation"):
-    """The prefix-cache scope of the requests sent inside: a new one, released on each of `backends` when the block
-    ends however it ends (finished, stopped, cancelled), unless a caller already chose one (a Space session), which
-    that caller releases."""
-    if has_scope():
-        yield current_scope()
-        return
-    with prefix_scope(new_scope(label)) as scope:
-        try:
-            yield scope
-        finally:
-            for backend in {id(b): b for b in backends}.values():
-                backend.release_prefixes(scope)
-
-
 Reply = Callable[[ConversationState, str], Awaitable[Completion]]
 Score = Callable[[ConversationState, TurnRecord], Awaitable[Verdict | None]]
 
@@ -152,23 +138,6 @@ async def _converse(state: ConversationState, turns: int, roles: ConversationRol
         if previous is not None and not previous.done():
             previous.cancel()
         raise
-
-
-async def run_each(conversations: Iterable[Coroutine[object, object, None]], backends: Iterable[ChatBackend]) -> None:
-    """Run every conversation coroutine as its own task. One that raises stops alone: the others finish first,
-    then the first error is raised. Cancelling this cancels them all (a conversation cut short is simply not
-    reported). Each distinct backend in `backends` is closed for this event loop at the end."""
-    tasks = [asyncio.create_task(c) for c in conversations]
-    try:
-        outcomes = await asyncio.gather(*tasks, return_exceptions=True)
-    finally:
-        for task in tasks:
-            task.cancel()
-        for backend in {id(b): b for b in backends}.values():
-            await backend.aclose()
-    errors = [o for o in outcomes if isinstance(o, BaseException)]
-    if errors:
-        raise errors[0]
 
 
 async def converse_all(states: list[ConversationState], turns: int, roles: ConversationRoles,

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
 
-from .io import PersonaFileError, RepairWarning  # noqa: F401 (both imported from here by callers)
+from .io import PersonaFileError
 from .io import read_jsonl as _read_jsonl
 
 
@@ -205,7 +205,7 @@ def load_persona_set(source: str = "default", max_personalities: int | None = 5,
 
 
 def _load_dataset_personas(repo_or_folder: str, split: str, source: str) -> PersonaSet:
-    from .hub_folder import check_dataset_folder, load_dataset_source
+    from .dataset_folder import check_dataset_folder, load_dataset_source
 
     local = Path(repo_or_folder).is_dir()
     if local:  # a folder is checked first, so a broken one is named precisely (file, field) before datasets reads it

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+import typing
 from pathlib import Path
 
 import yaml
 from trl import TrlParser
 
-
-from .errors import ConfigError  # noqa: F401 (recipe errors; importable from here)
+from .errors import ConfigError
 
 
 def load_recipe(path: str | Path) -> dict:
@@ -64,6 +64,31 @@ class RecipeParser(TrlParser):
         if self.takes_recipe:
             self.add_argument("--config", default=None, metavar="RECIPE.yaml",
                               help="YAML recipe of this command's fields; flags given on the command line override it")
+
+    @staticmethod
+    def _parse_dataclass_field(parser, field: dataclasses.Field) -> None:
+        """A field's flags, as HfArgumentParser makes them, plus two kinds of field it cannot make.
+
+        `metadata={"positional": True}`: an argument given without a flag (`nargs="+"` for a list, `choices` for
+        a Literal). `metadata={"switch": True}`: a bool flag that takes no value, so it never swallows the
+        positional argument written after it (HfArgumentParser's bool flags take an optional `true`/`false`).
+        """
+        kwargs = {key: value for key, value in field.metadata.items() if key not in ("positional", "switch")}
+        if field.metadata.get("positional"):
+            origin, args = typing.get_origin(field.type), typing.get_args(field.type)
+            if origin is list:
+                kwargs.update(nargs="+", type=args[0])
+            elif origin is typing.Literal:
+                kwargs["choices"] = args
+            else:
+                kwargs["type"] = field.type
+            parser.add_argument(field.name, **kwargs)
+        elif field.metadata.get("switch"):
+            flags = [f"--{field.name}"] + ([f"--{field.name.replace('_', '-')}"] if "_" in field.name else [])
+            aliases = kwargs.pop("aliases", [])
+            parser.add_argument(*flags, *aliases, dest=field.name, action="store_true", **kwargs)
+        else:
+            TrlParser._parse_dataclass_field(parser, field)
 
     def _load_types(self) -> None:
         if self._lazy_types is None:
@@ -124,6 +149,15 @@ def add_recipe_command(sub, name: str, dataclass_types, handler, help: str) -> R
         raise TypeError(f"{name}: its subparsers need parser_class=RecipeParser to read recipes")
     parser.set_defaults(handler=handler)
     return parser
+
+
+def add_command_group(sub, name: str, help: str, metavar: str | None = None):
+    """`aloe NAME ACTION ...`: a command whose own subcommands are its actions; returns their `add_parser` holder.
+
+    The actions are RecipeParsers too (argparse gives nested subparsers the parser's own class), so each is added
+    with `add_recipe_command`.
+    """
+    return sub.add_parser(name, help=help).add_subparsers(dest=f"{name}_command", metavar=metavar, required=True)
 
 
 def dataclass_from_args(args, dtype):

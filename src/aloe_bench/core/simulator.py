@@ -80,9 +80,11 @@ class UserSimulator:
             return last
         return replace(last, text=answer.value) if answer.ok else replace(last, text=None, error=answer.error)
 
-    def next_messages(self, personas: list[Persona], histories: list[list[dict]]) -> list[Completion]:
+    def next_messages(self, personas: list[Persona], histories: list[list[dict]],
+                      config: GenerationConfig | None = None) -> list[Completion]:
+        """The next user message of each conversation, in one batch per attempt; `config` as in `anext_message`."""
         requests = [role_play_messages(p, h, self.prompts) for p, h in zip(personas, histories)]
-        answers = self._reasker().ask(self.backend, requests, self.config, self._parse)
+        answers = self._reasker().ask(self.backend, requests, config or self.config, self._parse)
         return [self._completion(a) for a in answers]
 
     async def anext_message(self, persona: Persona, history: list[dict],

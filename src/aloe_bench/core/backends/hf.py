@@ -317,12 +317,10 @@ class TransformersBackend(ChatTemplatePrompts, ChatBackend):
         return Completion(None, error=error) if key[0] == "generate" else OptionScores(error=error)
 
     def stream(self, messages: Messages, config: GenerationConfig):
-        """The reply's growing text; the prompt and its prefix-cache scope are taken at the call."""
-        return self._stream(self.encode_prompt(messages, config.max_new_tokens), config, current_scope())
-
-    def _stream(self, prompt: list[int], config: GenerationConfig, scope: str):
         from transformers import TextIteratorStreamer
 
+        prompt = self.encode_prompt(messages, config.max_new_tokens)
+        scope = current_scope()  # read here, in the caller's context: the generation runs on the worker thread
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
         errors: list[BaseException] = []
 

@@ -62,6 +62,22 @@ def prefix_scope(scope: str):
         _SCOPE.reset(token)
 
 
+@contextlib.contextmanager
+def conversation_scope(backends, label: str = "conversation"):
+    """The prefix-cache scope of the requests sent inside: a new one, released on each of `backends` when the block
+    ends however it ends (finished, stopped, cancelled), unless a caller already chose one (a Space session), which
+    that caller releases."""
+    if has_scope():
+        yield current_scope()
+        return
+    with prefix_scope(new_scope(label)) as scope:
+        try:
+            yield scope
+        finally:
+            for backend in {id(b): b for b in backends}.values():
+                backend.release_prefixes(scope)
+
+
 def common_prefix(a: np.ndarray, b: np.ndarray) -> int:
     """Length of the longest common prefix of two token arrays."""
     n = min(len(a), len(b))
@@ -193,5 +209,6 @@ class PrefixCache:
         self.stats.entries -= 1
 
 
-__all__ = ["DEFAULT_SCOPE", "PrefixCache", "PrefixCacheStats", "PrefixEntry", "common_prefix", "current_scope",
+__all__ = ["DEFAULT_SCOPE", "PrefixCache", "PrefixCacheStats", "PrefixEntry", "common_prefix", "conversation_scope",
+           "current_scope",
            "has_scope", "new_scope", "prefix_scope", "scoped_context"]

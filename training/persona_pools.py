@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from aloe_bench.core.errors import ConfigError
-from aloe_bench.core.io import append_jsonl, atomic_write_json, atomic_write_jsonl
-from aloe_bench.core.personas import PersonaFileError, PoolItem, packaged_data, read_jsonl, read_pool
+from aloe_bench.core.io import PersonaFileError, append_jsonl, atomic_write_json, atomic_write_jsonl
+from aloe_bench.core.personas import PoolItem, packaged_data, read_jsonl, read_pool
 
 KINDS = ("profile", "personality")
 POOL_FILES = {"profile": "profiles.jsonl", "personality": "personalities.jsonl"}

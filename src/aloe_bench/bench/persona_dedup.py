@@ -8,7 +8,7 @@ import re
 import time
 
 from aloe_bench.core.personas import packaged_data, read_pool
-from aloe_bench.training.personas import embed, load_embedder, select_novel
+from aloe_bench.training.persona_pools import embed, load_embedder, select_novel
 
 
 def bench_texts(n: int, seed: int) -> list[str]:

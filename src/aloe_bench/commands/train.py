@@ -1,9 +1,40 @@
-"""`aloe train sft|dpo|kto|card|pairs`: TRL training from YAML recipes (CLI flags override), cards and uploads."""
+"""`aloe train sft|dpo|kto|card|pairs`: TRL training from YAML recipes (CLI flags override), cards and uploads.
+
+`run_stage` runs one stage from a list of flags: `aloe reproduce` trains through it.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 from aloe_bench.core.errors import ConfigError
-from aloe_bench.core.recipes import RecipeParser, dataclass_from_args, read_recipe
+from aloe_bench.core.recipes import (RecipeParser, add_command_group, add_recipe_command, dataclass_from_args,
+                                     read_recipe)
+
+
+@dataclass
+class CardConfig:
+    """`aloe train card`: the checkpoint whose card and push folder to (re)write, and an optional upload."""
+
+    checkpoint: str = field(metadata={"positional": True, "help": "A checkpoint folder `aloe train` wrote."})
+    repo_id: str | None = field(default=None, metadata={"help": "Repo id to name in the card (no upload)."})
+    eval_results: str | None = field(default=None, metadata={"help": "Harness output folder or results_*.json."})
+    push_to_hub: str | None = field(default=None, metadata={"metavar": "ORG/NAME", "help": "Upload in one commit."})
+    private: bool = field(default=False, metadata={"switch": True})
+
+
+@dataclass
+class PairsConfig:
+    """`aloe train pairs`: a model, its reference and the held-out preference pairs to score them on."""
+
+    model: str
+    reference: str
+    dataset_name: str
+    dataset_config: str = "dpo"
+    split: str = "test"
+    beta: float = 0.1
+    max_samples: int | None = None
+    output: str | None = field(default=None, metadata={"help": "Write the JSON result here."})
 
 
 def _bool_or_repo(value):
@@ -28,9 +59,9 @@ def _push_target(args) -> str | None:
 def _train(args, method: str) -> int:
     from trl import ModelConfig, ScriptArguments
 
-    from .card import build_push_folder, push_checkpoint
-    from .common import AloeArguments
-    from .stage_configs import STAGE_CONFIGS
+    from aloe_bench.training.card import build_push_folder, push_checkpoint
+    from aloe_bench.training.common import AloeArguments
+    from aloe_bench.training.stage_configs import STAGE_CONFIGS
 
     repo = _push_target(args)
     recipe = effective_recipe(args, stage_types(method))
@@ -44,11 +75,11 @@ def _train(args, method: str) -> int:
         raise ConfigError("name the model with --model_name_or_path (embedded, a Hub id or a folder)")
     training_args = dataclass_from_args(args, STAGE_CONFIGS[method])
     if method == "sft":
-        from .sft import run_sft
+        from aloe_bench.training.sft import run_sft
 
         run_sft(script, aloe, training_args, model_args, recipe=recipe)
     else:
-        from .preference import run_preference
+        from aloe_bench.training.preference import run_preference
 
         run_preference(script, aloe, training_args, model_args, method=method, recipe=recipe)
     folder = build_push_folder(training_args.output_dir, repo_id=repo, eval_source=aloe.eval_results)
@@ -61,12 +92,13 @@ def _train(args, method: str) -> int:
 
 
 def _card(args) -> int:
-    from .card import build_push_folder, push_checkpoint
+    from aloe_bench.training.card import build_push_folder, push_checkpoint
 
-    if args.push_to_hub:
-        print(f"uploaded: {push_checkpoint(args.checkpoint, args.push_to_hub, args.private, args.eval_results)}")
+    cfg = dataclass_from_args(args, CardConfig)
+    if cfg.push_to_hub:
+        print(f"uploaded: {push_checkpoint(cfg.checkpoint, cfg.push_to_hub, cfg.private, cfg.eval_results)}")
         return 0
-    folder = build_push_folder(args.checkpoint, repo_id=args.repo_id, eval_source=args.eval_results)
+    folder = build_push_folder(cfg.checkpoint, repo_id=cfg.repo_id, eval_source=cfg.eval_results)
     print(f"card: {folder / 'README.md'}\npush folder: {folder}")
     return 0
 
@@ -74,43 +106,31 @@ def _card(args) -> int:
 def _pairs(args) -> int:
     from aloe_bench.core.io import atomic_write_json
 
-    from .common import load_split, resolve_model
-    from .preference import preference_eval, print_preference_eval
+    from aloe_bench.training.common import load_split, resolve_model
+    from aloe_bench.training.preference import preference_eval, print_preference_eval
 
-    pairs = load_split(args.dataset_name, args.dataset_config, args.split)
-    if args.max_samples:
-        pairs = pairs.select(range(min(args.max_samples, len(pairs))))
-    result = preference_eval(resolve_model(args.model)[0], resolve_model(args.reference)[0], pairs, args.beta)
+    cfg = dataclass_from_args(args, PairsConfig)
+    pairs = load_split(cfg.dataset_name, cfg.dataset_config, cfg.split)
+    if cfg.max_samples:
+        pairs = pairs.select(range(min(cfg.max_samples, len(pairs))))
+    result = preference_eval(resolve_model(cfg.model)[0], resolve_model(cfg.reference)[0], pairs, cfg.beta)
     print_preference_eval(result)
-    if args.output:
-        atomic_write_json(args.output, result)
+    if cfg.output:
+        atomic_write_json(cfg.output, result)
     return 0
 
 
 def register(sub) -> None:
-    train = sub.add_parser("train", help="Train with TRL: SFT, then DPO / IPO (--loss_type ipo) / KTO.")
-    stages = train.add_subparsers(dest="train_command", metavar="STAGE", required=True)
+    stages = add_command_group(sub, "train", "Train with TRL: SFT, then DPO / IPO (--loss_type ipo) / KTO.",
+                               metavar="STAGE")
     for name, text in STAGE_HELP.items():
         # the stage's dataclasses (TRL's configs import torch) load only when the stage is parsed or its help shown
         stage = stages.add_parser(name, lazy_types=lambda name=name: stage_types(name), help=text, description=text)
         stage.set_defaults(handler=lambda args, name=name: _train(args, name))
-    card = stages.add_parser("card", help="(Re)write a checkpoint's model card and push folder; optionally upload.")
-    card.add_argument("checkpoint")
-    card.add_argument("--repo_id", default=None, help="Repo id to name in the card (no upload).")
-    card.add_argument("--eval_results", default=None, help="Harness output folder or results_*.json.")
-    card.add_argument("--push_to_hub", "--push-to-hub", default=None, metavar="ORG/NAME", help="Upload in one commit.")
-    card.add_argument("--private", action="store_true")
-    card.set_defaults(handler=_card)
-    pairs = stages.add_parser("pairs", help="Held-out preference accuracy/margins of a model against a reference.")
-    pairs.add_argument("--model", required=True)
-    pairs.add_argument("--reference", required=True)
-    pairs.add_argument("--dataset_name", required=True)
-    pairs.add_argument("--dataset_config", default="dpo")
-    pairs.add_argument("--split", default="test")
-    pairs.add_argument("--beta", type=float, default=0.1)
-    pairs.add_argument("--max_samples", type=int, default=None)
-    pairs.add_argument("--output", default=None, help="Write the JSON result here.")
-    pairs.set_defaults(handler=_pairs)
+    add_recipe_command(stages, "card", [CardConfig], _card,
+                       "(Re)write a checkpoint's model card and push folder; optionally upload.")
+    add_recipe_command(stages, "pairs", [PairsConfig], _pairs,
+                       "Held-out preference accuracy/margins of a model against a reference.")
 
 
 STAGE_HELP = {
@@ -124,8 +144,8 @@ def stage_types(name: str) -> list:
     """The recipe dataclasses of a stage: TRL's ScriptArguments, ours, TRL's ModelConfig and the trainer config."""
     from trl import ModelConfig, ScriptArguments
 
-    from .common import AloeArguments
-    from .stage_configs import STAGE_CONFIGS
+    from aloe_bench.training.common import AloeArguments
+    from aloe_bench.training.stage_configs import STAGE_CONFIGS
 
     return [ScriptArguments, AloeArguments, ModelConfig, STAGE_CONFIGS[name]]
 
