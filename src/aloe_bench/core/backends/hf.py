@@ -232,7 +232,7 @@ class TransformersBackend(ChatTemplatePrompts, ChatBackend):
                 inputs = self._pad_batch(prompts)
                 # Only the last position's logits are needed: skipping the LM head elsewhere saves a quarter
                 # of the judge's compute and a (batch x length x vocab) tensor.
-                out = self.model(**inputs, **self._last_logits_only)
+                out = self.model(**inputs, **self._rows.positions(inputs["attention_mask"]), **self._last_logits_only)
                 logits = out.logits[:, -1, :].float()
                 self._rows.keep_prompts(prompts, scopes, out.cache)
         probs = torch.softmax(logits.float(), dim=-1)[:, option_ids.to(logits.device)].cpu()

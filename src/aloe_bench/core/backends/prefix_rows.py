@@ -39,6 +39,14 @@ class PrefixRows:
             return False
         return bool(layers) and all(type(layer) is DynamicLayer for layer in layers)
 
+    def positions(self, attention_mask: torch.Tensor) -> dict:
+        """With the cache on, position ids that start at each row's first real token (as `generate` makes them): the
+        keys a left-padded forward pass leaves must sit at the positions a later request continues from. Without
+        the cache, nothing (the model's own positions, as before)."""
+        if self.cache is None:
+            return {}
+        return {"position_ids": (attention_mask.long().cumsum(-1) - 1).clamp(min=0)}
+
     # -- reading prompts on top of cached prefixes ---------------------------------------------------------------
     def _lookup(self, prompts: list[list[int]], scopes: list[str]) -> list[tuple[PrefixEntry | None, int]] | None:
         """Each row's cached entry and reusable length, counted; None when the batch is better read in full as one
