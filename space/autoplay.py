@@ -7,6 +7,7 @@ change (a turn added, a reply grown, a score in) to gradio's generator handler.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import queue
 import threading
 import time
@@ -17,12 +18,14 @@ from aloe_bench.core.backends import ChatBackend, Completion, GenerationConfig
 from aloe_bench.core.conversation import ConversationRoles, ConversationState, TurnRecord, converse
 from aloe_bench.core.judge import JudgeItem, Verdict
 
+from .cache_scope import session_scoped
 from .errors import SpaceError
 from .redact import redact
 from .roles import SpaceRoles
 from .session import ChatSession, Lane, Turn
 
 
+@session_scoped
 def autoplay(session: ChatSession, roles: SpaceRoles, n_turns: int) -> Iterator[ChatSession]:
     """Let the simulated user play the persona for `n_turns`; yields as each reply grows and each score lands.
 
@@ -174,7 +177,8 @@ class _AutoPlay:
             finally:
                 self.events.put(_DONE)
 
-        worker = threading.Thread(target=thread_main, name="aloe-space-autoplay", daemon=True)
+        worker = threading.Thread(target=contextvars.copy_context().run, args=(thread_main,),  # the session's scope
+                                  name="aloe-space-autoplay", daemon=True)
         worker.start()
         item = None
         try:

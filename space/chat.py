@@ -13,6 +13,7 @@ from aloe_bench.core.backends import BackendError, GenerationConfig
 from aloe_bench.core.induction import induction_messages, parse_induction_lenient
 from aloe_bench.core.judge import JudgeItem
 
+from .cache_scope import session_scoped
 from .errors import SpaceError
 from .redact import redact
 from .roles import SpaceRoles
@@ -34,6 +35,7 @@ def check_message(session: ChatSession, text: str, config: SpaceConfig) -> str:
     return text
 
 
+@session_scoped
 def stream_turn(session: ChatSession, roles: SpaceRoles, text: str) -> Iterator[ChatSession]:
     """Add the user's message to every lane and stream each lane's reply; yields as text grows.
 
@@ -84,6 +86,7 @@ def stop(session: ChatSession) -> int:
     return len(unfinished)
 
 
+@session_scoped
 def score_pending(session: ChatSession, roles: SpaceRoles) -> int:
     """Judge every reply that has no verdict yet (all lanes in one batch); returns how many were judged."""
     with session.lock:
@@ -110,6 +113,7 @@ def score_pending(session: ChatSession, roles: SpaceRoles) -> int:
     return len(todo)
 
 
+@session_scoped
 def induce(session: ChatSession, roles: SpaceRoles) -> str | None:
     """Ask the induction model what the user has revealed so far (from the first lane's conversation).
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from aloe_bench.core.judge import Verdict
 from aloe_bench.core.personas import Persona
 
+from .cache_scope import fresh_scope, release_session
 from .redact import redact
 from .space_config import SpaceConfig
 
@@ -86,6 +87,7 @@ class ChatSession:
         self.revealed_turns = 0
         self.notice = ""
         self.lock = threading.RLock()
+        self.cache_scope = fresh_scope()  # prompt-prefix cache scope of this visitor (space/cache_scope.py)
         _LIVE.add(self)
 
     def close(self) -> None:
@@ -93,6 +95,7 @@ class ChatSession:
         with self.lock:
             self.lanes = [Lane(model) for model in self.models]
             self.persona, self.revealed, self.revealed_turns, self.notice = None, None, 0, ""
+            release_session(self)
 
     def __deepcopy__(self, memo):  # gradio copies a State's initial value per browser session
         return ChatSession(self.models, self.persona)
@@ -109,6 +112,7 @@ class ChatSession:
                 self.persona = persona
             self.lanes = [Lane(model) for model in self.models]
             self.revealed, self.revealed_turns, self.notice = None, 0, ""
+            release_session(self)
 
 
 def new_session(config: SpaceConfig) -> ChatSession:

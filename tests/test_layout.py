@@ -96,7 +96,7 @@ def test_every_bench_command_is_registered_by_the_bench_command_module():
     parser = build_parser()
     bench = parser._subparsers._group_actions[0].choices["bench"]
     commands = bench._subparsers._group_actions[0].choices
-    assert set(commands) == {"eval", "hostile", "faults", "schedule", "personas", "space"}
+    assert set(commands) == {"eval", "hostile", "faults", "schedule", "personas", "space", "turns"}
     for name, sub in commands.items():
         assert sub.get_default("handler").__module__ == "aloe_bench.commands.bench", name
 

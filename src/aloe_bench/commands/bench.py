@@ -142,6 +142,20 @@ BACKEND_DEFAULTS = {
 }
 
 
+@dataclass
+class BenchTurnsConfig:
+    """`aloe bench turns`: the lockstep run played with the prompt-prefix cache off and on."""
+
+    personas: int = 16
+    turns: int = 10
+    model: str = "embedded"
+    reply_max_new_tokens: int = 48
+    user_max_new_tokens: int = 40
+    free: bool = field(default=True, metadata={"help": "Also time the free schedule's whole run, off and on."})
+    space: bool = field(default=True, metadata={"help": "Also time a Space visitor's typed turns, off and on."})
+    output: str | None = field(default=None, metadata={"help": "Also write the JSON here (after each part)."})
+
+
 def register(sub) -> None:
     from aloe_bench.core.backends import BackendOptions
     from aloe_bench.core.recipes import add_command_group, add_recipe_command
@@ -160,6 +174,8 @@ def register(sub) -> None:
          "De-duplication: embed once + matrix product vs the naive pair loop."),
         ("space", BenchSpaceConfig, _run_space,
          "Load test of the Space on 127.0.0.1: concurrent client sessions, leaks, latency, memory."),
+        ("turns", BenchTurnsConfig, _run_turns, "Turn-by-turn cost with the prompt-prefix cache off and on: wall "
+                                                "time per turn, prompt tokens computed, identical rows."),
     ):
         builds = name in BACKEND_DEFAULTS
         parser = add_recipe_command(actions, name, [config, BackendOptions] if builds else [config],
@@ -185,6 +201,20 @@ def _checked(name: str, config, handler):
 
 def _split(text: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+def _run_turns(cfg: BenchTurnsConfig) -> int:
+    from aloe_bench.bench.turns import bench_turns
+    from aloe_bench.core.io import atomic_write_json, emit_report
+
+    def part(report):  # the figures so far reach --output as each part ends
+        if cfg.output:
+            atomic_write_json(cfg.output, report)
+
+    emit_report(bench_turns(n_personas=cfg.personas, turns=cfg.turns, model=cfg.model,
+                            reply_max_new_tokens=cfg.reply_max_new_tokens, user_max_new_tokens=cfg.user_max_new_tokens,
+                            free=cfg.free, space=cfg.space, on_part=part), cfg.output)
+    return 0
 
 
 def _run_eval(cfg: BenchEvalConfig, options) -> int:

@@ -4,7 +4,8 @@ The evaluation loop (`aloe eval`, free schedule) runs one `converse` task per pe
 `core.schedule.run_each`) and writes a result row from each judged turn; the Space's auto-play runs the same task
 for the conversation in the browser, streaming replies through the `reply` hook. The batched schedules
 (`core.schedule.run_turns`) advance the same `ConversationState` with `ConversationState.advance`, so a turn is
-recorded the same way whichever schedule produced it.
+recorded the same way whichever schedule produced it. A conversation's requests share one prefix-cache scope
+(`prefix_cache.conversation_scope`), released on every backend when it ends.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from .backends import ChatBackend, Completion, GenerationConfig
+from .backends.prefix_cache import conversation_scope
 from .judge import Judge, JudgeItem, Verdict
 from .personas import Persona
 from .schedule import run_each
@@ -102,6 +104,12 @@ async def converse(state: ConversationState, turns: int, roles: ConversationRole
     it; `score(state, record)` replaces the default judge call. A turn whose user message or reply failed is
     reported unjudged and stops the conversation.
     """
+    with conversation_scope(roles.backends()):
+        await _converse(state, turns, roles, on_judged, reply, score)
+
+
+async def _converse(state: ConversationState, turns: int, roles: ConversationRoles,
+                    on_judged: Callable[[TurnRecord], object], reply: Reply | None, score: Score | None) -> None:
     previous: asyncio.Task | None = None
 
     async def judge_then_report(record: TurnRecord, before: asyncio.Task | None) -> None:

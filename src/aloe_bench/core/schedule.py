@@ -9,11 +9,13 @@ callers keep what a turn is; this module only decides what runs when.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from collections.abc import Callable, Coroutine, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
 
 from .backends import ChatBackend
+from .backends.prefix_cache import conversation_scope
 
 Conversation = TypeVar("Conversation")
 Finished = TypeVar("Finished")
@@ -45,30 +47,33 @@ def run_turns(groups: Iterable[list[Conversation]], last_turn: int,
               play_turn: Callable[[list[Conversation], int], Callable[[], Finished]],
               deliver: Callable[[Finished], object], *,
               first_turn: Callable[[list[Conversation]], int] = lambda group: 1,
-              finish_in_background: bool = False, on_turn: Callable[[int], object] | None = None) -> None:
+              finish_in_background: bool = False, on_turn: Callable[[int], object] | None = None,
+              backends: Iterable[ChatBackend] = ()) -> None:
     """Play each group, one after the other, turn by turn from `first_turn(group)` to `last_turn`.
 
     `play_turn(group, turn)` plays one turn of the whole group and returns its finishing step; what that step
     returns goes to `deliver`, on the calling thread and in turn order. With `finish_in_background`, turn k's
     finishing step runs in a worker thread while turn k+1 is played (worth it when the finishing step waits on
-    the network); otherwise it runs at once. `on_turn(turn)` is called before each turn is played.
+    the network); otherwise it runs at once. `on_turn(turn)` is called before each turn is played. A group's
+    requests share one prefix-cache scope, released on `backends` when the group is done.
     """
     worker = ThreadPoolExecutor(max_workers=1) if finish_in_background else None
     try:
         for group in groups:
-            pending: Future | None = None
-            for turn in range(first_turn(group), last_turn + 1):
-                if on_turn is not None:
-                    on_turn(turn)
-                finish = play_turn(group, turn)
+            with conversation_scope(backends, "group"):
+                pending: Future | None = None
+                for turn in range(first_turn(group), last_turn + 1):
+                    if on_turn is not None:
+                        on_turn(turn)
+                    finish = play_turn(group, turn)
+                    if pending is not None:
+                        deliver(pending.result())
+                    if worker is not None:  # in this thread's context: the finishing step keeps the group's scope
+                        pending = worker.submit(contextvars.copy_context().run, finish)
+                    else:
+                        deliver(finish())
                 if pending is not None:
                     deliver(pending.result())
-                if worker is not None:
-                    pending = worker.submit(finish)
-                else:
-                    deliver(finish())
-            if pending is not None:
-                deliver(pending.result())
     finally:
         if worker is not None:
             worker.shutdown(wait=True)

@@ -112,6 +112,14 @@ def build_backend(spec: "str | ModelSpec", options: BackendOptions | None = None
         return _LOADED[key]
 
 
+def release_everywhere(scope: str) -> int:
+    """`release_prefixes(scope)` on every backend `build_backend` has built (for a caller that does not hold its
+    backends, e.g. a Space session being reset); returns how many cache entries went."""
+    with _LOCK:
+        backends = list(_LOADED.values())
+    return sum(backend.release_prefixes(scope) for backend in backends)
+
+
 def _not_yours(name: str) -> BackendError:
     return BackendError(f"{name!r} is a folder on this machine: it loads only with the operator's own credentials; "
                         "someone else's choice of model must be a Hub id (ORG/NAME)")
@@ -134,4 +142,4 @@ def hub_access_check(spec: ModelSpec, token: "str | bool") -> None:
 
 __all__ = ["BACKEND_KINDS", "BackendError", "BackendKind", "BackendOptions", "ChatBackend", "Completion",
            "GenerationConfig", "Messages", "ModelSpec", "OptionScores", "build_backend", "kind_of",
-           "register_backend"]
+           "register_backend", "release_everywhere"]

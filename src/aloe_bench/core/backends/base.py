@@ -128,6 +128,12 @@ class ChatBackend(ABC):
         A no-op by default."""
         return contextlib.nullcontext()
 
+    def release_prefixes(self, scope: str) -> int:
+        """Drop what the backend keeps for the conversations of prefix-cache `scope` (`prefix_cache.prefix_scope`):
+        called when a conversation ends (finished, stopped, cancelled) and when a Space session is reset or expires.
+        Returns how many cache entries went; a no-op (0) for backends without a prefix cache."""
+        return 0
+
     async def aclose(self) -> None:
         """Release what the backend holds for the running event loop (e.g. an HTTP client); a no-op by default."""
 

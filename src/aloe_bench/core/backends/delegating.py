@@ -41,6 +41,9 @@ class DelegatingBackend(ChatBackend):
     def expecting(self):
         return self.inner.expecting()
 
+    def release_prefixes(self, scope: str) -> int:
+        return self.inner.release_prefixes(scope)
+
     async def aclose(self) -> None:
         await self.inner.aclose()
 

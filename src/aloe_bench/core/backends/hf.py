@@ -2,7 +2,9 @@
 
 One worker thread owns the model (`batching.ModelWorker`). A caller's list (`generate`, `score_options`) runs as
 one job in length-sorted micro-batches, as the lockstep loop wants; single awaitable requests (`agenerate`,
-`ascore_options`) from concurrent conversation tasks are gathered into padded batches as they come.
+`ascore_options`) from concurrent conversation tasks are gathered into padded batches as they come. Prompts reuse
+the key/value tensors of the longest cached prefix of their own scope (`prefix_cache`, bounded by `kv_cache_mb`);
+`prefix_rows` turns rows with different cached lengths into one batched cache for `generate`.
 """
 
 from __future__ import annotations
@@ -18,7 +20,13 @@ import torch
 
 from .base import BackendError, ChatBackend, Completion, GenerationConfig, Messages, OptionScores
 from .batching import ModelWorker, length_buckets
+from .prefix_cache import PrefixCache, current_scope
+from .prefix_rows import PrefixRows
 from .prompting import ChatTemplatePrompts
+
+#: the default bound of the prompt-prefix cache (MB): the working set of 16 conversations x 3 roles at turn 10 on
+#: SmolLM2-135M (about 45 KB a token in fp32, some 50k tokens: about 2.2 GB) with room for superseded entries
+DEFAULT_KV_CACHE_MB = 3072
 
 
 def pick_device(requested: str | None = None) -> str:
@@ -92,6 +100,7 @@ class TransformersBackend(ChatTemplatePrompts, ChatBackend):
         batch_size: int | None = None,
         max_context: int | None = None,
         score_max_padding: float | None = None,
+        kv_cache_mb: int | None = None,
         token: str | bool | None = None,
     ):
         """`token` is huggingface_hub's: None uses HF_TOKEN or the stored login, False none, a string that one."""
@@ -149,6 +158,9 @@ class TransformersBackend(ChatTemplatePrompts, ChatBackend):
         # Models whose forward takes `logits_to_keep` (all current causal LMs) skip the LM head on earlier positions.
         accepts = "logits_to_keep" in inspect.signature(self.model.forward).parameters
         self._last_logits_only = {"logits_to_keep": 1} if accepts else {}
+        budget = DEFAULT_KV_CACHE_MB if kv_cache_mb is None else kv_cache_mb
+        self.prefix_cache = PrefixCache(budget * 2**20) if budget > 0 and PrefixRows.supports(self.model) else None
+        self._rows = PrefixRows(self.model, self.prefix_cache, self._last_logits_only)
 
     # -- identity ---------------------------------------------------------------------------------
     @property
@@ -198,32 +210,49 @@ class TransformersBackend(ChatTemplatePrompts, ChatBackend):
         return dict(max_new_tokens=config.max_new_tokens, pad_token_id=self.tokenizer.pad_token_id,
                     **_sampling_kwargs(config))
 
-    def _generate_padded(self, prompts: list[list[int]], config: GenerationConfig, seed: int) -> list[Completion]:
-        """One left-padded `generate` call (on the worker thread)."""
+    def _generate_padded(self, prompts: list[list[int]], config: GenerationConfig, seed: int,
+                         scopes: list[str] | None = None, streamer=None) -> list[Completion]:
+        """One left-padded `generate` call (on the worker thread), on top of the rows' cached prefixes if any."""
+        scopes = scopes or [current_scope()] * len(prompts)
         inputs = self._pad_batch(prompts)
         began = time.perf_counter()
         with torch.inference_mode():
+            cache = self._rows.prefill_for_generate(prompts, scopes, inputs["input_ids"].shape[1])
             torch.manual_seed(seed)
-            output = self.model.generate(**inputs, **self._sampling_kwargs(config))
+            output = self.model.generate(**inputs, **self._sampling_kwargs(config), **cache,
+                                         **({} if streamer is None else {"streamer": streamer}),
+                                         return_dict_in_generate=True)
+            stop_ids = self._stop_ids()
+            results, lengths = [], []
+            for row in output.sequences[:, inputs["input_ids"].shape[1]:].tolist():
+                length = next((j for j, tok in enumerate(row) if tok in stop_ids), len(row))
+                with self._tokenizer_lock:
+                    text = self.tokenizer.decode(row[:length], skip_special_tokens=True).strip()
+                results.append(Completion(text=text, tokens=length))
+                lengths.append(min(length + 1, len(row)))  # the stop token too: the next prompt has it
+            self._rows.keep_generated(prompts, scopes, output.sequences, inputs["input_ids"].shape[1], lengths,
+                                      output.cache)
         elapsed = time.perf_counter() - began
-        stop_ids = self._stop_ids()
-        results = []
-        for row in output[:, inputs["input_ids"].shape[1]:].tolist():
-            length = next((j for j, tok in enumerate(row) if tok in stop_ids), len(row))
-            with self._tokenizer_lock:
-                text = self.tokenizer.decode(row[:length], skip_special_tokens=True).strip()
-            results.append(Completion(text=text, tokens=length, latency_s=elapsed))
+        for completion in results:
+            completion.latency_s = elapsed
         return results
 
-    def _score_padded(self, prompts: list[list[int]], options: list[str]) -> list[OptionScores]:
-        """One left-padded forward pass; the options' probabilities as the next token (on the worker thread)."""
+    def _score_padded(self, prompts: list[list[int]], options: list[str],
+                      scopes: list[str] | None = None) -> list[OptionScores]:
+        """The options' probabilities as the next token (on the worker thread): one left-padded forward pass, or
+        each row's uncached suffix on top of its cached prefix."""
+        scopes = scopes or [current_scope()] * len(prompts)
         option_ids = torch.tensor(self.option_token_ids(options))
-        inputs = self._pad_batch(prompts)
         with torch.inference_mode():
-            # Only the last position's logits are needed: skipping the LM head elsewhere saves a quarter
-            # of the judge's compute and a (batch x length x vocab) tensor.
-            logits = self.model(**inputs, **self._last_logits_only).logits[:, -1, :].float()
-        probs = torch.softmax(logits, dim=-1)[:, option_ids.to(logits.device)].cpu()
+            logits = self._rows.last_logits(prompts, scopes)
+            if logits is None:
+                inputs = self._pad_batch(prompts)
+                # Only the last position's logits are needed: skipping the LM head elsewhere saves a quarter
+                # of the judge's compute and a (batch x length x vocab) tensor.
+                out = self.model(**inputs, **self._rows.positions(inputs["attention_mask"]), **self._last_logits_only)
+                logits = out.logits[:, -1, :].float()
+                self._rows.keep_prompts(prompts, scopes, out.cache)
+        probs = torch.softmax(logits.float(), dim=-1)[:, option_ids.to(logits.device)].cpu()
         scores = []
         for row in probs:
             mass = float(row.sum())
@@ -232,6 +261,7 @@ class TransformersBackend(ChatTemplatePrompts, ChatBackend):
 
     def _generate_batch(self, conversations: list[Messages], config: GenerationConfig) -> list[Completion]:
         prompts = [self.encode_prompt(m, config.max_new_tokens) for m in conversations]
+        scope = current_scope()  # read here: the job runs on the worker thread
 
         def job() -> list[Completion]:
             order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
@@ -239,7 +269,7 @@ class TransformersBackend(ChatTemplatePrompts, ChatBackend):
             for start in range(0, len(order), self.batch_size):
                 chunk = order[start:start + self.batch_size]
                 for index, completion in zip(chunk, self._generate_padded([prompts[i] for i in chunk], config,
-                                                                           config.seed + start)):
+                                                                           config.seed + start, [scope] * len(chunk))):
                     results[index] = completion
             return results  # type: ignore[return-value]
 
@@ -248,11 +278,13 @@ class TransformersBackend(ChatTemplatePrompts, ChatBackend):
     def _score_options_batch(self, conversations: list[Messages], options: list[str]) -> list[OptionScores]:
         self.option_token_ids(options)  # a bad option is the caller's error, raised here
         prompts = [self.encode_prompt(m, 1) for m in conversations]
+        scope = current_scope()
 
         def job() -> list[OptionScores]:
             scores: list[OptionScores | None] = [None] * len(prompts)
             for bucket in length_buckets([len(p) for p in prompts], self.batch_size, self.score_max_padding):
-                for index, score in zip(bucket, self._score_padded([prompts[i] for i in bucket], options)):
+                for index, score in zip(bucket, self._score_padded([prompts[i] for i in bucket], options,
+                                                                   [scope] * len(bucket))):
                     scores[index] = score
             return scores  # type: ignore[return-value]
 
@@ -264,7 +296,8 @@ class TransformersBackend(ChatTemplatePrompts, ChatBackend):
             prompt = self.encode_prompt(messages, config.max_new_tokens)
         except Exception as exc:  # a message the chat template rejects fails this request only
             return Completion(None, error=f"{type(exc).__name__}: {exc}")
-        return await asyncio.wrap_future(self.worker.submit(("generate", config), len(prompt), prompt))
+        return await asyncio.wrap_future(self.worker.submit(("generate", config), len(prompt),
+                                                            (current_scope(), prompt)))
 
     async def ascore_options(self, messages: Messages, options: list[str]) -> OptionScores:
         self.option_token_ids(options)
@@ -272,7 +305,8 @@ class TransformersBackend(ChatTemplatePrompts, ChatBackend):
             prompt = self.encode_prompt(messages, 1)
         except Exception as exc:
             return OptionScores(error=f"{type(exc).__name__}: {exc}")
-        return await asyncio.wrap_future(self.worker.submit(("options", tuple(options)), len(prompt), prompt))
+        return await asyncio.wrap_future(self.worker.submit(("options", tuple(options)), len(prompt),
+                                                            (current_scope(), prompt)))
 
     def expecting(self):
         return self.worker.expecting("generate")
@@ -282,11 +316,17 @@ class TransformersBackend(ChatTemplatePrompts, ChatBackend):
             return length_buckets(lengths, self.batch_size, self.score_max_padding)
         return []  # generation: the worker's own windows by length
 
-    def _serve_batch(self, key, prompts: list[list[int]]) -> list:
+    def release_prefixes(self, scope: str) -> int:
+        if self.prefix_cache is None:
+            return 0
+        return self.prefix_cache.release(scope)
+
+    def _serve_batch(self, key, requests: list[tuple[str, list[int]]]) -> list:
         kind, settings = key
+        scopes, prompts = [s for s, _ in requests], [p for _, p in requests]
         if kind == "generate":
-            return self._generate_padded(prompts, settings, settings.seed)
-        return self._score_padded(prompts, list(settings))
+            return self._generate_padded(prompts, settings, settings.seed, scopes)
+        return self._score_padded(prompts, list(settings), scopes)
 
     @staticmethod
     def _failed(key, _prompt, exc: Exception):
@@ -297,16 +337,13 @@ class TransformersBackend(ChatTemplatePrompts, ChatBackend):
         from transformers import TextIteratorStreamer
 
         prompt = self.encode_prompt(messages, config.max_new_tokens)
-        inputs = self._pad_batch([prompt])
+        scope = current_scope()  # read here, in the caller's context: the generation runs on the worker thread
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
-        kwargs = dict(self._sampling_kwargs(config), streamer=streamer)
         errors: list[BaseException] = []
 
         def run():
             try:
-                with torch.inference_mode():
-                    torch.manual_seed(config.seed)
-                    self.model.generate(**inputs, **kwargs)
+                self._generate_padded([prompt], config, config.seed, [scope], streamer=streamer)
             except BaseException as exc:  # surfaced to the caller below
                 errors.append(exc)
                 streamer.end()
@@ -319,4 +356,3 @@ class TransformersBackend(ChatTemplatePrompts, ChatBackend):
         done.result()
         if errors:
             raise BackendError(f"{self.model_id}: {errors[0]}") from errors[0]
-
