@@ -25,7 +25,10 @@ def test_grow_generate_build_load(tmp_path, capsys):
     gen = tmp_path / "gen"
     args = ["generate", "--output_dir", str(gen), "--profiles", str(pools / "profiles.jsonl"),
             "--n_conversations", "2", "--turns", "2", "--user_max_new_tokens", "24", "--induction_max_new_tokens",
-            "24", "--reply_max_new_tokens", "24", "--no_progress"]
+            "24", "--reply_max_new_tokens", "24", "--no_progress",
+            # the embedded pair judge prefers one position (asked in both orders it agrees with itself on no turn
+            # here, so `both` leaves no pair); this pipeline check asks once, as the paper did
+            "--pair_order", "once"]
     assert main(args) == 0
     counts = json.loads(capsys.readouterr().out)
     assert counts["conversations"] == 2 and counts["judge_scoring"] == "logprobs"

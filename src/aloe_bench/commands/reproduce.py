@@ -40,6 +40,9 @@ class ReproduceConfig:
         "help": "Smoke preset (minutes): 2 growth requests, 4 conversations x 2 turns, 2 training steps, 2 personas x "
                 "2 turns."})
     seed: int = field(default=0, metadata={"help": "Seed of every step."})
+    pair_order: str = field(default="once", metadata={
+        "help": "The pair judge's orders (aloe generate --pair_order): once, as the paper asked; the embedded judge "
+                "prefers one position so consistently that `both` leaves it no pair to train on."})
 
     def __post_init__(self):
         if self.tiny:
@@ -96,7 +99,8 @@ def generate(cfg: ReproduceConfig, root: Path, pools: dict[str, Path]) -> Path:
     gen = GenerateConfig(output_dir=str(out), profiles=str(pools["profile"]), personalities=str(pools["personality"]),
                          n_conversations=cfg.n_conversations, turns=cfg.gen_turns, user_model=cfg.model,
                          induction_model=cfg.model, preferred_model=cfg.model, rejected_model=cfg.model,
-                         judge_model=cfg.model, reply_max_new_tokens=cfg.reply_max_new_tokens, seed=cfg.seed)
+                         judge_model=cfg.model, reply_max_new_tokens=cfg.reply_max_new_tokens, seed=cfg.seed,
+                         pair_order=cfg.pair_order)
     counts = generate_conversations(gen)
     _log("generate", json.dumps(counts, default=str)[:300])
     return out, counts
