@@ -312,13 +312,14 @@ def test_cancelling_a_conversation_frees_its_entries():
 def test_the_option_changes_no_run_identity_or_rows_and_a_resumed_run_works_with_an_empty_cache(tmp_path, full_read):
     from aloe_bench.bench.turns import compare_rows, with_backend
     from aloe_bench.harness.eval_config import EvalConfig
+    from aloe_bench.harness.protocol import resolve_run
     from aloe_bench.harness.results import RunFiles
     from aloe_bench.harness.runner import build_roles, evaluate_model
 
     def config(out, turns):
-        return EvalConfig(protocol="smoke", max_personas=2, turns=turns, output_dir=str(out), cache=False,
-                          schedule="lockstep", reply_max_new_tokens=16, user_max_new_tokens=16,
-                          bootstrap_resamples=10, progress=False)
+        return resolve_run(EvalConfig(protocol="smoke", max_personas=2, turns=turns, output_dir=str(out), cache=False,
+                                      schedule="lockstep", reply_max_new_tokens=16, user_max_new_tokens=16,
+                                      bootstrap_resamples=10, progress=False))
 
     def rows(results, out, roles):
         return RunFiles(out, results["fingerprint"], roles.model.model_id).load_samples()
