@@ -2,6 +2,7 @@
 
 import json
 import re
+import shutil
 
 import pytest
 
@@ -53,8 +54,28 @@ def run(tmp_path, scores, train_calls, **overrides):
     cfg = OnlineConfig(personas=persona_file(tmp_path), output_dir=str(tmp_path / "out"), overlap_check="text",
                        **{"rounds": 2, "turns": 2, "candidates": 3, **overrides})
     table = run_online(cfg, policy_backend=policy, user_backend=ScriptedBackend(["Tell me about sailing then."]),
-                       judge_backend=ScriptedBackend(fn=judge_by_word(scores)), train_fn=fake_train(train_calls))
+                       judge_backend=ScriptedBackend(fn=judge_by_word(scores)), train_fn=fake_train(train_calls),
+                       teacher_backend=ScriptedBackend(fn=teacher_backend))
     return table, policies
+
+
+def fake_eval(evaluated, al=lambda n: 3.0):
+    """A harness stand-in: one eval persona, two turns, replies naming the checkpoint; writes its samples log."""
+    from aloe_bench.core.personas import load_persona_set
+
+    persona = list(load_persona_set("default", split="test"))[0]
+
+    def evaluate(checkpoint, folder):
+        evaluated.append(checkpoint)
+        folder.mkdir(parents=True, exist_ok=True)
+        rows = [{"persona_id": persona.id, "turn": t, "user_message": f"question {t}",
+                 "reply": f"eval reply by {checkpoint}"} for t in (1, 2)]
+        (folder / "samples.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        value = al(len(evaluated))
+        return {"metrics": {"AL": [value, value], "AL_avg": value, "IR": 0.0, "N_IR": 0.0,
+                            "intervals": {"AL_avg": [value - 0.5, value + 0.5], "IR": [0, 0], "N_IR": [0, 0]}},
+                "files": {"samples": "samples.jsonl"}}
+    return evaluate
 
 
 def read_rows(path):
@@ -232,20 +253,17 @@ def test_a_kill_during_eval_does_not_retrain(tmp_path):
     kwargs = dict(policy_backend=lambda p: ScriptedBackend(fn=policy_reply), train_fn=fake_train(calls),
                   user_backend=ScriptedBackend(["Tell me about sailing then."]),
                   judge_backend=ScriptedBackend(fn=judge_by_word({"alpha": 2, "beta": 5, "gamma": 3})))
+    evaluated = []
     with pytest.raises(KeyboardInterrupt):
-        run_online(cfg, evaluate_fn=dies, **kwargs)
-    run_online(cfg, evaluate_fn=lambda c, f: {"metrics": {"AL_avg": 3.0}}, **kwargs)
-    assert len(calls) == 1
+        run_online(cfg, evaluate_fn=lambda c, f: dies(c, f) if evaluated else fake_eval(evaluated)(c, f), **kwargs)
+    assert evaluated == ["embedded"]  # round 0 was evaluated, then the kill came during round 1's eval
+    run_online(cfg, evaluate_fn=fake_eval(evaluated), **kwargs)
+    assert len(calls) == 1 and len(evaluated) == 2  # round 0 is not evaluated again, round 1 not retrained
 
 
 def test_each_round_is_evaluated_under_one_protocol_and_plotted(tmp_path):
     calls, evaluated = [], []
-
-    def evaluate(checkpoint, folder):
-        evaluated.append(checkpoint)
-        al = 2.0 + len(evaluated)
-        return {"metrics": {"AL": [al, al], "AL_avg": al, "IR": 0.0, "N_IR": 0.0,
-                            "intervals": {"AL_avg": [al - 0.5, al + 0.5], "IR": [0, 0], "N_IR": [0, 0]}}}
+    evaluate = fake_eval(evaluated, al=lambda n: 1.0 + n)
     cfg = OnlineConfig(personas=persona_file(tmp_path), output_dir=str(tmp_path / "out"), overlap_check="text",
                        rounds=2, turns=1,
                        candidates=3, eval_turns=2)
@@ -253,10 +271,12 @@ def test_each_round_is_evaluated_under_one_protocol_and_plotted(tmp_path):
                user_backend=ScriptedBackend(["Tell me about sailing then."]), evaluate_fn=evaluate,
                judge_backend=ScriptedBackend(fn=judge_by_word({"alpha": 2, "beta": 5, "gamma": 3})))
     table = json.loads((tmp_path / "out/rounds.json").read_text())
-    assert [e["eval"]["AL_avg"] for e in table["rounds"]] == [3.0, 4.0]
-    assert evaluated[1].endswith("round-02/checkpoint") and table["eval_protocol"]["turns"] == 2
+    assert [e["round"] for e in table["rounds"]] == [0, 1, 2]  # round 0: the starting policy, same protocol
+    assert [e["eval"]["AL_avg"] for e in table["rounds"]] == [2.0, 3.0, 4.0]
+    assert evaluated == ["embedded", *(str(tmp_path / f"out/round-0{r}/checkpoint") for r in (1, 2))]
+    assert table["eval_protocol"]["turns"] == 2
     card = (tmp_path / "out/round-02/checkpoint/aloe_rounds.md").read_text()
-    assert "| 1 | 2 |" in card and "| 2 | 2 |" in card and "4.000" in card
+    assert "| 0 | - | - |" in card and "| 1 | round-01/data (dpo) | 2 |" in card and "4.000 [3.500, 4.500]" in card
     pytest.importorskip("matplotlib")
     assert (tmp_path / "out/al_by_round.png").stat().st_size > 0 and table["plot"] == "al_by_round.png"
 
@@ -268,3 +288,189 @@ def test_flags_override_the_online_recipe():
                                                     "--rounds", "5", "--method", "kto"])
     cfg = dataclass_from_args(args, OnlineConfig)
     assert cfg.rounds == 5 and cfg.method == "kto" and cfg.max_new_tokens == 16
+
+
+# --- win rate over the previous round, round 0, teacher candidate, push ------------------------------------------
+
+def pair_judge(prefer):
+    """A pair judge writing its letter: `prefer` "A" always (a position bias) or the reply holding a word."""
+    def answer(messages, config):
+        text = messages[-1]["content"]
+        if prefer == "A":
+            return "[[A]]"
+        a = text.split("<<<A", 1)[1].split("A>>>", 1)[0]
+        return "[[A]]" if prefer in a else "[[B]]"
+    return answer
+
+
+def run_with_eval(tmp_path, judge_fn, **overrides):
+    calls, evaluated = [], []
+    cfg = OnlineConfig(personas=persona_file(tmp_path), output_dir=str(tmp_path / "out"), overlap_check="text",
+                       **{"rounds": 2, "turns": 1, "candidates": 3, "eval_turns": 2, **overrides})
+    table = run_online(cfg, policy_backend=lambda p: ScriptedBackend(fn=policy_reply),
+                       train_fn=fake_train(calls), user_backend=ScriptedBackend(["Tell me about sailing then."]),
+                       evaluate_fn=fake_eval(evaluated),
+                       judge_backend=ScriptedBackend(fn=judge_by_word({"alpha": 2, "beta": 5, "gamma": 3})),
+                       pair_judge_backend=ScriptedBackend(fn=judge_fn))
+    return table, json.loads((tmp_path / "out/rounds.json").read_text())
+
+
+def test_a_position_biased_pair_judge_gives_only_ties(tmp_path):
+    table, saved = run_with_eval(tmp_path, pair_judge("A"))
+    assert table[0]["round"] == 0 and table[0]["win_rate"] is None  # nothing before the starting policy
+    for entry in saved["rounds"][1:]:
+        assert entry["win_rate"] == {"wins": 0, "losses": 0, "ties": 2, "failures": 0, "judged": 2,
+                                     "win_rate": 0.5}
+    states = json.loads((tmp_path / "out/round-02/win_rate.json").read_text())["states"]
+    # the previous policy answered this round's eval states: its reply, the same user message and history
+    assert [s["user_message"] for s in states] == ["question 1", "question 2"]
+    assert states[1]["history"][1]["content"].startswith("eval reply by") and states[0]["previous_reply"]
+    assert "0.500 (0/0/2)" in (tmp_path / "out/rounds.md").read_text()
+
+
+def test_win_rate_counts_wins_and_losses_in_both_orders(tmp_path):
+    _, saved = run_with_eval(tmp_path, pair_judge("eval reply"))
+    assert saved["rounds"][1]["win_rate"]["wins"] == 2 and saved["rounds"][1]["win_rate"]["win_rate"] == 1.0
+    shutil.rmtree(tmp_path / "out")
+    _, saved = run_with_eval(tmp_path, pair_judge("alpha"))  # the previous policy's reply: "alpha reply" (seed 0)
+    assert saved["rounds"][2]["win_rate"]["losses"] == 2 and saved["rounds"][2]["win_rate"]["win_rate"] == 0.0
+
+
+def test_failed_pair_verdicts_are_counted_not_scored():
+    from aloe_bench.training.online_winrate import count_wins
+
+    verdicts = [{"winner": "current", "order_tie": False, "error": None},
+                {"winner": None, "order_tie": True, "error": None},
+                {"winner": None, "order_tie": False, "error": "pair judge (swapped): unparsable"}]
+    assert count_wins(verdicts) == {"wins": 1, "losses": 0, "ties": 1, "failures": 1, "judged": 2,
+                                    "win_rate": 0.75}
+    assert count_wins(verdicts[2:])["win_rate"] is None
+
+
+def test_round_zero_and_win_rates_resume_without_redoing(tmp_path):
+    run_with_eval(tmp_path, pair_judge("A"))
+    before = (tmp_path / "out/round-01/win_rate.json").read_text()
+    calls, evaluated = [], []
+    cfg = OnlineConfig(personas=persona_file(tmp_path), output_dir=str(tmp_path / "out"), overlap_check="text",
+                       rounds=3, turns=1, candidates=3, eval_turns=2)
+    judge = ScriptedBackend(fn=pair_judge("A"))
+    table = run_online(cfg, policy_backend=lambda p: ScriptedBackend(fn=policy_reply), train_fn=fake_train(calls),
+                       user_backend=ScriptedBackend(["Tell me about sailing then."]), evaluate_fn=fake_eval(evaluated),
+                       judge_backend=ScriptedBackend(fn=judge_by_word({"alpha": 2, "beta": 5, "gamma": 3})),
+                       pair_judge_backend=judge)
+    assert [e["round"] for e in table] == [0, 1, 2, 3]
+    assert evaluated == [str(tmp_path / "out/round-03/checkpoint")] and len(calls) == 1
+    assert len(judge.calls) == 1 and (tmp_path / "out/round-01/win_rate.json").read_text() == before
+
+
+def teacher_backend(messages, config):
+    if messages[0]["content"].startswith("You know who a user really is"):  # the induction
+        return "Profile: builds boats\nPersonality: curt"
+    return "teacher reply"
+
+
+def test_the_teacher_adds_a_candidate_that_is_never_the_rejected_reply(tmp_path):
+    calls = []
+    # the teacher's reply scores worst of all: it is still never a pair's rejected reply
+    table, _ = run(tmp_path, {"alpha": 2, "beta": 5, "gamma": 3, "teacher": 1}, calls, teacher=True)
+    rows = read_rows(tmp_path / "out/round-01/rollouts.jsonl")
+    for row in rows:
+        sources = [c["source"] for c in row["candidates"]]
+        assert sources == ["policy"] * 3 + ["teacher"] and row["candidates"][3]["reply"] == "teacher reply"
+        assert row["revealed"] is not None
+    from aloe_bench.training.common import load_split  # content-addressed: a rebuilt folder is read afresh
+    pairs = load_split(str(tmp_path / "out/round-01/data"), "dpo", "train")
+    assert pairs["rejected"] == [[{"role": "assistant", "content": "alpha reply"}]] * 4
+    shutil.rmtree(tmp_path / "out")
+    table, _ = run(tmp_path, {"alpha": 2, "beta": 3, "gamma": 3, "teacher": 5}, calls, teacher=True)
+    pairs = load_split(str(tmp_path / "out/round-01/data"), "dpo", "train")
+    assert set(pairs["chosen_source"]) == {"teacher"} and table[0]["data"]["teacher_chosen"] == 4
+    assert all(r[0]["content"] == "alpha reply" for r in pairs["rejected"])
+
+
+def test_the_teacher_is_told_the_revealed_facts():
+    from aloe_bench.core.personas import Persona
+    from aloe_bench.training.online_teacher import Teacher
+
+    backend = ScriptedBackend(fn=teacher_backend)
+    out = Teacher(backend, 16).replies([Persona("p", "Builds boats.", "Curt.")], [[]], ["hello"], [[]], 0, 1)
+    assert out == [{"reply": "teacher reply", "error": None, "revealed": ["builds boats", "curt"]}]
+    responder_request = backend.calls[-1][0][0]
+    assert "builds boats" in responder_request[-1]["content"] and "hello" in responder_request[-1]["content"]
+
+
+def test_a_pair_with_only_the_teacher_scored_is_dropped():
+    row = {"history": [], "user": "hi", "candidates": [
+        {"reply": "a", "score": None, "source": "policy"}, {"reply": "t", "score": 5, "source": "teacher"}]}
+    pairs, counts = dpo_pairs([row], margin=0)
+    assert pairs == [] and counts["too_few"] == 1
+
+
+def test_kto_keeps_the_teachers_reply_only_as_desirable():
+    rows = [{"history": [], "user": "hi", "candidates": [
+        {"reply": "a", "score": 2, "source": "policy"}, {"reply": "b", "score": 4, "source": "policy"},
+        {"reply": "t", "score": 1, "source": "teacher"}]}]
+    out, counts = kto_rows(rows, "3")
+    assert [r["completion"][0]["content"] for r in out] == ["a", "b"] and counts["teacher_below_threshold"] == 1
+
+
+def test_push_uploads_the_final_checkpoint_with_the_rounds_card_and_the_rounds_data(tmp_path, monkeypatch):
+    import huggingface_hub
+
+    uploads = []
+
+    class FakeApi:
+        def __init__(self, token=None):
+            self.token = token
+
+        def create_repo(self, repo_id, repo_type=None, private=False, exist_ok=False, **kw):
+            uploads.append(("create", repo_id, repo_type, private))
+
+        def upload_folder(self, repo_id, repo_type, folder_path, commit_message):
+            files = sorted(str(p.relative_to(folder_path)) for p in __import__("pathlib").Path(folder_path).rglob("*")
+                           if p.is_file())
+            uploads.append(("upload", repo_id, repo_type, files, folder_path))
+            return f"https://huggingface.co/{repo_id}/commit/abc"
+
+    monkeypatch.setattr(huggingface_hub, "HfApi", FakeApi)
+    monkeypatch.setenv("HF_TOKEN", "hf_secret_token_value")
+
+    def train(cfg, policy_path, data_folder, config, out):
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.json").write_text("{}")
+        (out / "model.safetensors").write_bytes(b"w")
+        (out / "training_args.bin").write_bytes(b"x")
+        return {"train": {"train_loss": 0.5}}
+    cfg = OnlineConfig(personas=persona_file(tmp_path), output_dir=str(tmp_path / "out"), overlap_check="text",
+                       rounds=2, turns=1, candidates=3, eval_turns=2, push_to_hub="org/online",
+                       push_rounds_data=True)
+    run_online(cfg, policy_backend=lambda p: ScriptedBackend(fn=policy_reply), train_fn=train,
+               user_backend=ScriptedBackend(["Tell me about sailing then."]), evaluate_fn=fake_eval([]),
+               judge_backend=ScriptedBackend(fn=judge_by_word({"alpha": 2, "beta": 5, "gamma": 3})),
+               pair_judge_backend=ScriptedBackend(fn=pair_judge("A")))
+    model = [u for u in uploads if u[0] == "upload" and u[2] == "model"][0]
+    assert model[1] == "org/online" and model[4].endswith("round-02/checkpoint/hub")
+    assert {"README.md", "config.json", "model.safetensors", "aloe_training.json", "aloe_recipe.yaml"} <= set(model[3])
+    assert "training_args.bin" not in model[3]
+    card = (tmp_path / "out/round-02/checkpoint/hub/README.md").read_text()
+    assert "## Online preference rounds" in card and "| 2 | round-02/data (dpo) | 2 |" in card
+    assert "| 0 | - | - |" in card and "0.500 (0/0/2)" in card and "HuggingFaceTB/SmolLM2-135M-Instruct" not in card
+    info = json.loads((tmp_path / "out/round-02/checkpoint/aloe_training.json").read_text())
+    assert info["online_round"] == 2 and info["parent_model"].endswith("round-01/checkpoint")
+    data = [u for u in uploads if u[0] == "upload" and u[2] == "dataset"][0]
+    assert data[1] == "org/online-rounds"
+    assert {"README.md", "round-01/train-00000-of-00001.parquet", "round-02/aloe_round_data.json"} <= set(data[3])
+    import datasets
+    loaded = datasets.load_dataset(data[4], "round-02", split="train")  # the folder as the Hub repo lays it out
+    assert len(loaded) == 2 and loaded[0]["rejected"][0]["content"] == "alpha reply"
+    assert "hf_secret_token_value" not in (tmp_path / "out/round-02/checkpoint/hub/README.md").read_text()
+    for path in (tmp_path / "out").rglob("*.json"):
+        assert "hf_secret_token_value" not in path.read_text()
+
+
+def test_push_settings_are_checked():
+    with pytest.raises(ConfigError, match="push_rounds_data needs"):
+        OnlineConfig(push_rounds_data=True)
+    with pytest.raises(ConfigError, match="ORG/NAME"):
+        OnlineConfig(push_to_hub="justaname")
+    assert OnlineConfig(teacher_model="embedded").teacher

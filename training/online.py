@@ -18,6 +18,8 @@ from pathlib import Path
 from aloe_bench.core.errors import AloeError, ConfigError
 from aloe_bench.core.io import append_jsonl, atomic_write_json, atomic_write_text, read_json, read_jsonl
 
+from .online_teacher import POLICY, TEACHER
+
 METHODS = ("dpo", "ipo", "kto")
 CONTINUE_RULES = ("best", "random")
 ROLLOUT_FILE = "rollouts.jsonl"
@@ -73,6 +75,26 @@ class OnlineConfig:
                 "evaluation). The protocol (user, judge, seed, personas) is the same every round."})
     eval_max_personas: int | None = field(default=None, metadata={"help": "Evaluate on the first N eval personas."})
     eval_max_new_tokens: int = field(default=64, metadata={"help": "Reply and user tokens in the per-round eval."})
+    win_rate: bool = field(default=True, metadata={
+        "help": "With eval_turns: the previous round's policy answers the same eval states and the pair judge (both "
+                "orders; disagreements are ties) gives the round's win rate over it."})
+    teacher: bool = field(default=False, metadata={
+        "help": "Add one teacher candidate per turn: aloe generate's preferred responder, told the revealed facts."})
+    teacher_model: str | None = field(default=None, metadata={
+        "help": "The teacher's model spec (setting it turns the teacher on); default: the judge's model. The same "
+                "model infers the revealed facts."})
+    use_peft: bool = field(default=False, metadata={
+        "help": "Train a LoRA adapter each round and merge it before the next rollout."})
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    lora_target_modules: list[str] | None = field(default=None, metadata={
+        "help": "LoRA target modules (default: PEFT's choice for the architecture)."})
+    push_to_hub: str | None = field(default=None, metadata={
+        "metavar": "ORG/NAME", "help": "Upload the final checkpoint with its model card to this Hub repo."})
+    push_rounds_data: bool = field(default=False, metadata={
+        "help": "With push_to_hub: also upload every round's data as one dataset repo ORG/NAME-rounds."})
+    private: bool = field(default=False, metadata={"help": "Create the Hub repos private."})
     output_dir: str = "runs/online"
     seed: int = 0
 
@@ -91,6 +113,12 @@ class OnlineConfig:
             raise ConfigError("candidates must be >= 1")
         if self.candidates >= 2 and not self.temperature:
             raise ConfigError("candidates >= 2 at temperature 0 gives identical candidates: set temperature > 0")
+        if self.teacher_model:
+            self.teacher = True
+        if self.push_rounds_data and not self.push_to_hub:
+            raise ConfigError("push_rounds_data needs push_to_hub ORG/NAME")
+        if self.push_to_hub and self.push_to_hub.count("/") != 1:
+            raise ConfigError(f"push_to_hub needs ORG/NAME, got {self.push_to_hub!r}")
         if self.kto_threshold != "median":
             try:
                 float(self.kto_threshold)
@@ -149,21 +177,25 @@ def _generation(cfg: OnlineConfig, k: int, turn: int, round_no: int):
                             seed=seed)
 
 
-def rollout(cfg: OnlineConfig, round_no: int, personas, policy, simulator, judge, log: Path) -> list[dict]:
+def rollout(cfg: OnlineConfig, round_no: int, personas, policy, simulator, judge, log: Path,
+            teacher=None) -> list[dict]:
     """Roll out T turns per persona, appending one row per (persona, turn) to `log`; turns already logged are kept.
 
-    A row holds the user message, every candidate with its verdict (score None and the error for a failure) and the
-    index of the candidate that continued the conversation.
+    A row holds the user message, every candidate with its verdict (score None and the error for a failure) and its
+    source (`policy`, or `teacher` for the optional teacher candidate, `online_teacher`), the index of the candidate
+    that continued the conversation, and (with a teacher) the facts revealed so far.
     """
-    from aloe_bench.core.backends import GenerationConfig
+    from aloe_bench.core.backends import Completion, GenerationConfig
     from aloe_bench.core.judge import JudgeItem
 
     rows = [value for _, value in read_jsonl(log, log=True)] if log.exists() else []
     histories = {i: [] for i in range(len(personas))}
+    revealed = {i: [] for i in range(len(personas))}  # (profile, personality) facts after each user message
     done = {(r["persona"], r["turn"]) for r in rows}
     for r in sorted(rows, key=lambda r: (r["persona"], r["turn"])):
         histories[r["persona"]] += [{"role": "user", "content": r["user"]},
                                     {"role": "assistant", "content": r["candidates"][r["continued"]]["reply"]}]
+        revealed[r["persona"]].append(tuple(r.get("revealed") or ("", "")))
     pick = random.Random(cfg.seed + round_no)
     for turn in range(cfg.turns):
         todo = [i for i in range(len(personas)) if (i, turn) not in done and len(histories[i]) == 2 * turn]
@@ -175,9 +207,14 @@ def rollout(cfg: OnlineConfig, round_no: int, personas, policy, simulator, judge
         live = [(i, m.text) for i, m in zip(todo, messages) if m.ok]
         prompts = [histories[i] + [{"role": "user", "content": text}] for i, text in live]
         candidates = [policy.generate(prompts, _generation(cfg, k, turn, round_no)) for k in range(cfg.candidates)]
+        taught = (teacher.replies([personas[i] for i, _ in live], [histories[i] for i, _ in live],
+                                  [text for _, text in live], [revealed[i] for i, _ in live], turn, round_no)
+                  if teacher is not None else None)
+        if taught is not None:
+            candidates.append([Completion(t["reply"], error=t["error"]) for t in taught])
         items, where = [], []
         for n, (i, text) in enumerate(live):
-            for k in range(cfg.candidates):
+            for k in range(len(candidates)):
                 if candidates[k][n].ok:
                     items.append(JudgeItem(personas[i], text, candidates[k][n].text, histories[i]))
                     where.append((n, k))
@@ -185,9 +222,10 @@ def rollout(cfg: OnlineConfig, round_no: int, personas, policy, simulator, judge
         new_rows = []
         for n, (i, text) in enumerate(live):
             cands = []
-            for k in range(cfg.candidates):
+            for k in range(len(candidates)):
                 c, v = candidates[k][n], verdicts.get((n, k))
                 cands.append({"reply": c.text, "score": v.score if v else None,
+                              "source": TEACHER if k == cfg.candidates else POLICY,
                               "error": c.error or (v.error or ("unparsable" if v.failed else None) if v else None)})
             scored = [k for k, c in enumerate(cands) if c["score"] is not None and c["reply"]]
             usable = scored or [k for k, c in enumerate(cands) if c["reply"]]
@@ -195,10 +233,14 @@ def rollout(cfg: OnlineConfig, round_no: int, personas, policy, simulator, judge
                 continue  # every candidate failed to generate: this conversation stops here
             chosen = (max(scored, key=lambda k: cands[k]["score"]) if cfg.continue_with == "best" and scored
                       else pick.choice(usable))
-            new_rows.append({"persona": i, "turn": turn, "user": text, "history": histories[i],
-                             "candidates": cands, "continued": chosen})
+            row = {"persona": i, "turn": turn, "user": text, "history": histories[i], "candidates": cands,
+                   "continued": chosen}
+            if taught is not None:
+                row["revealed"] = taught[n]["revealed"]
+            new_rows.append(row)
             histories[i] = histories[i] + [{"role": "user", "content": text},
                                            {"role": "assistant", "content": cands[chosen]["reply"]}]
+            revealed[i] = revealed[i] + [tuple(row.get("revealed") or ("", ""))]
         append_jsonl(log, new_rows)
         rows += new_rows
     return rows
@@ -208,15 +250,17 @@ def rollout(cfg: OnlineConfig, round_no: int, personas, policy, simulator, judge
 
 def dpo_pairs(rows: list[dict], margin: float) -> tuple[list[dict], dict]:
     """Best vs the policy's own worst candidate of each turn; ties, close pairs and failures dropped and counted."""
-    pairs, counts = [], {"turns": len(rows), "failed_candidates": 0, "ties": 0, "below_margin": 0, "too_few": 0}
+    pairs, counts = [], {"turns": len(rows), "failed_candidates": 0, "ties": 0, "below_margin": 0, "too_few": 0,
+                         "teacher_chosen": 0}
     for row in rows:
         scored = [c for c in row["candidates"] if c["score"] is not None and c["reply"]]
         counts["failed_candidates"] += len(row["candidates"]) - len(scored)
-        if len(scored) < 2:
+        own = [c for c in scored if c.get("source", POLICY) == POLICY]  # the rejected reply is the policy's own
+        if len(scored) < 2 or not own:
             counts["too_few"] += 1
             continue
         best = max(scored, key=lambda c: c["score"])
-        worst = min(scored, key=lambda c: c["score"])
+        worst = min(own, key=lambda c: c["score"])
         gap = best["score"] - worst["score"]
         if gap <= 0:
             counts["ties"] += 1
@@ -226,7 +270,9 @@ def dpo_pairs(rows: list[dict], margin: float) -> tuple[list[dict], dict]:
             prompt = row["history"] + [{"role": "user", "content": row["user"]}]
             pairs.append({"prompt": prompt, "chosen": [{"role": "assistant", "content": best["reply"]}],
                           "rejected": [{"role": "assistant", "content": worst["reply"]}],
-                          "score_chosen": best["score"], "score_rejected": worst["score"]})
+                          "score_chosen": best["score"], "score_rejected": worst["score"],
+                          "chosen_source": best.get("source", POLICY)})
+            counts["teacher_chosen"] += best.get("source") == TEACHER
     counts["pairs"] = len(pairs)
     return pairs, counts
 
@@ -238,12 +284,15 @@ def kto_rows(rows: list[dict], threshold: str) -> tuple[list[dict], dict]:
     if not judged:
         raise RoundDataError("this round's rollouts have no judged candidate: nothing to train on")
     cut = statistics.median(c["score"] for _, c in judged) if threshold == "median" else float(threshold)
+    # a teacher's reply is off-policy: it may teach what to say (desirable), never stand for the policy's mistakes
+    below = [(row, c) for row, c in judged if c.get("source") == TEACHER and c["score"] < cut]
+    judged = [(row, c) for row, c in judged if not (c.get("source") == TEACHER and c["score"] < cut)]
     out = [{"prompt": row["history"] + [{"role": "user", "content": row["user"]}],
             "completion": [{"role": "assistant", "content": c["reply"]}],
-            "label": c["score"] >= cut, "score": c["score"]} for row, c in judged]
+            "label": c["score"] >= cut, "score": c["score"], "source": c.get("source", POLICY)} for row, c in judged]
     desirable = sum(r["label"] for r in out)
     counts = {"rows": len(out), "desirable": desirable, "undesirable": len(out) - desirable, "threshold": cut,
-              "failed_candidates": failed}
+              "failed_candidates": failed, "teacher_below_threshold": len(below)}
     if desirable in (0, len(out)):
         raise RoundDataError(f"KTO: all {len(out)} judged replies fall on one side of the threshold {cut:g}: "
                              "nothing to contrast (set kto_threshold)")
@@ -304,8 +353,12 @@ def train_round(cfg: OnlineConfig, policy_path: str, data_folder: Path, config: 
         loss = ["ipo"] if cfg.method == "ipo" else ["sigmoid"]
         args, trainer_cls = AloeDPOConfig(loss_type=loss, **common), DPOTrainer
         train = train.select_columns(["prompt", "chosen", "rejected"])
-    metrics = train_and_save(cfg.method, trainer_cls, policy_path, train, None, args,
-                             ModelConfig(model_name_or_path=policy_path), AloeArguments())
+    model_args = ModelConfig(model_name_or_path=policy_path, use_peft=cfg.use_peft, lora_r=cfg.lora_r,
+                             lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+                             lora_target_modules=cfg.lora_target_modules)
+    # with LoRA the reference is the policy with its adapter off; the adapter is merged into the saved checkpoint
+    metrics = train_and_save(cfg.method, trainer_cls, policy_path, train, None, args, model_args,
+                             AloeArguments(merge_lora=True))
     return metrics
 
 
@@ -351,27 +404,66 @@ def rounds_card_section(cfg: OnlineConfig, table: list[dict]) -> str:
     def num(value):
         return "n/a" if value is None else f"{value:.3f}"
 
+    def interval(ev, key):
+        low, high = (ev.get("intervals") or {}).get(key) or (None, None)
+        return "" if low is None else f" [{low:.3f}, {high:.3f}]"
+
+    def wins(w):
+        if not w:
+            return "n/a"
+        return f"{num(w['win_rate'])} ({w['wins']}/{w['losses']}/{w['ties']})"
+
+    teacher = f"; plus a teacher candidate from `{cfg.teacher_model or cfg.judge_model}`" if cfg.teacher else ""
+    lora = (f"; LoRA r={cfg.lora_r} alpha={cfg.lora_alpha} dropout={cfg.lora_dropout}, merged each round"
+            if cfg.use_peft else "; full fine-tuning")
     lines = ["## Online preference rounds", "",
-             f"Method {cfg.method} (beta {cfg.beta}, lr {cfg.learning_rate}, max_steps {cfg.max_steps}), "
-             f"K={cfg.candidates} candidates at temperature {cfg.temperature}, T={cfg.turns} turns, continue with "
-             f"the {cfg.continue_with} candidate; role-play user `{cfg.user_model}`, judge `{cfg.judge_model}` "
-             f"({cfg.judge_preset}); training personas `{cfg.personas}`, eval personas `{cfg.eval_personas}`.", "",
-             "| round | training rows | rollout mean score | AL_avg | IR | N_IR |", "|---|---|---|---|---|---|"]
+             f"Method {cfg.method} (beta {cfg.beta}, lr {cfg.learning_rate}, max_steps {cfg.max_steps}{lora}), "
+             f"K={cfg.candidates} candidates at temperature {cfg.temperature}{teacher}, T={cfg.turns} turns, "
+             f"continue with the {cfg.continue_with} candidate; role-play user `{cfg.user_model}`, judge "
+             f"`{cfg.judge_model}` ({cfg.judge_preset}); training personas `{cfg.personas}`, eval personas "
+             f"`{cfg.eval_personas}` ({cfg.eval_turns} turns, greedy, seed {cfg.seed}, the same every round). "
+             "Round 0 is the starting policy. Win rate: the round's policy against the previous round's on the "
+             "same eval conversation states, the pair judge asked in both orders (disagreements are ties): "
+             "(wins + ties/2) / judged, with wins/losses/ties.", "",
+             "| round | data | training rows | rollout mean score | train loss | AL_avg | IR | N_IR | win rate over "
+             "previous (W/L/T) |", "|---|---|---|---|---|---|---|---|---|"]
     for e in table:
         ev = e.get("eval") or {}
-        rows = e["data"].get("pairs", e["data"].get("rows"))
-        lines.append(f"| {e['round']} | {rows} | {num(e['rollout_mean_score'])} | {num(ev.get('AL_avg'))} | "
-                     f"{num(ev.get('IR'))} | {num(ev.get('N_IR'))} |")
+        data = e.get("data") or {}
+        rows = data.get("pairs", data.get("rows"))
+        where = f"round-{e['round']:02d}/data ({data['config']})" if data else "-"
+        lines.append(f"| {e['round']} | {where} | {'-' if rows is None else rows} | {num(e.get('rollout_mean_score'))}"
+                     f" | {num(e.get('train_loss'))} | {num(ev.get('AL_avg'))}{interval(ev, 'AL_avg')} | "
+                     f"{num(ev.get('IR'))}{interval(ev, 'IR')} | {num(ev.get('N_IR'))}{interval(ev, 'N_IR')} | "
+                     f"{wins(e.get('win_rate'))} |")
     return "\n".join(lines) + "\n"
 
 
+def _evaluated_entry(cfg: OnlineConfig, round_no: int, folder: Path, checkpoint: str, previous: str | None,
+                     evaluate_fn, backend_for, pair_judge, eval_personas) -> tuple[dict | None, dict | None]:
+    """The round's eval columns under the fixed protocol and (from round 1) its win rate over `previous`."""
+    if evaluate_fn is None or not cfg.eval_turns:
+        return None, None
+    results = evaluate_fn(checkpoint, folder / "eval")
+    wins = None
+    if cfg.win_rate and previous is not None:
+        from .online_winrate import win_rate_over_previous
+
+        wins = win_rate_over_previous(folder, results, folder / "eval", backend_for(previous), pair_judge,
+                                      eval_personas, cfg.eval_max_new_tokens, cfg.seed)
+    return eval_summary(results), wins
+
+
 def run_online(cfg: OnlineConfig, *, policy_backend=None, user_backend=None, judge_backend=None,
-               train_fn=train_round, evaluate_fn=None) -> list[dict]:
+               train_fn=train_round, evaluate_fn=None, pair_judge_backend=None, teacher_backend=None,
+               push_fn=None) -> list[dict]:
     """Run (or resume) every round; return the per-round table also written to `output_dir/rounds.json`.
 
     The backend arguments replace the ones built from the config's specs (tests pass scripted backends; a
     `policy_backend` callable receives the round's policy path). `evaluate_fn(checkpoint, folder)` returns the
-    harness results of a checkpoint (the command passes the harness's; training never imports the harness).
+    harness results of a checkpoint (the command passes the harness's; training never imports the harness); with
+    it, round 0 (the starting policy) is evaluated under the same protocol, and each round's win rate over the
+    previous policy is judged by `pair_judge_backend` (default: the judge's backend). `push_fn` replaces the upload.
     """
     from aloe_bench.core.backends import GenerationConfig, build_backend
     from aloe_bench.core.judge import Judge, JudgeConfig
@@ -379,6 +471,7 @@ def run_online(cfg: OnlineConfig, *, policy_backend=None, user_backend=None, jud
     from aloe_bench.core.simulator import UserSimulator
 
     from .common import resolve_model
+    from .online_push import push_online, write_round_record
 
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -388,14 +481,47 @@ def run_online(cfg: OnlineConfig, *, policy_backend=None, user_backend=None, jud
         from .persona_pools import load_embedder
 
         embedder = load_embedder()
-    overlap = overlap_report(personas, list(load_persona_set(cfg.eval_personas, split="test")),
-                             cfg.overlap_threshold, embedder)
+    eval_personas = list(load_persona_set(cfg.eval_personas, split="test"))
+    overlap = overlap_report(personas, eval_personas, cfg.overlap_threshold, embedder)
     atomic_write_json(out / "online_config.json", asdict(cfg))
     user = user_backend or build_backend(cfg.user_model)
     simulator = UserSimulator(user, GenerationConfig(max_new_tokens=cfg.user_max_new_tokens, temperature=0.7))
-    judge = Judge(judge_backend or build_backend(cfg.judge_model), JudgeConfig(preset=cfg.judge_preset))
-    policy_path = cfg.policy if policy_backend is not None else resolve_model(cfg.policy)[0]
+    judge_backend = judge_backend or build_backend(cfg.judge_model)
+    judge = Judge(judge_backend, JudgeConfig(preset=cfg.judge_preset))
+    teacher = None
+    if cfg.teacher:
+        from .online_teacher import Teacher
+
+        teacher = Teacher(teacher_backend or build_backend(cfg.teacher_model or cfg.judge_model),
+                          cfg.max_new_tokens, cfg.seed)
+    if policy_backend is not None:
+        policy_path, base_model = cfg.policy, None
+    else:
+        policy_path, base_model = resolve_model(cfg.policy)
+
+    held = {}  # the last policy backend built: a round's rollout policy answers its win-rate states too
+
+    def backend_for(path: str):
+        if path not in held:
+            held.clear()
+            held[path] = policy_backend(path) if callable(policy_backend) else build_backend(path)
+        return held[path]
+
+    pair_judge = pair_judge_backend or judge_backend
     table = []
+    zero = out / "round-00"
+    if evaluate_fn is not None and cfg.eval_turns:  # the starting policy under the same protocol
+        if (zero / "round.json").exists():
+            table.append(read_json(zero / "round.json"))
+        else:
+            zero.mkdir(parents=True, exist_ok=True)
+            evaluation, _ = _evaluated_entry(cfg, 0, zero, policy_path, None, evaluate_fn, backend_for, pair_judge,
+                                             eval_personas)
+            entry = {"round": 0, "policy": policy_path, "checkpoint": policy_path, "method": None, "data": None,
+                     "rollout_mean_score": None, "train_loss": None, "eval": evaluation, "win_rate": None,
+                     "overlap": overlap}
+            atomic_write_json(zero / "round.json", entry)
+            table.append(entry)
     for round_no in range(1, cfg.rounds + 1):
         folder = out / f"round-{round_no:02d}"
         checkpoint = folder / "checkpoint"
@@ -404,27 +530,30 @@ def run_online(cfg: OnlineConfig, *, policy_backend=None, user_backend=None, jud
             policy_path = str(checkpoint)
             continue
         folder.mkdir(parents=True, exist_ok=True)
-        policy = policy_backend(policy_path) if callable(policy_backend) else build_backend(policy_path)
-        rows = rollout(cfg, round_no, personas, policy, simulator, judge, folder / ROLLOUT_FILE)
+        rows = rollout(cfg, round_no, personas, backend_for(policy_path), simulator, judge, folder / ROLLOUT_FILE,
+                       teacher)
         data = build_round_data(cfg, rows, folder / "data")
         trained = folder / "train.json"  # written once the checkpoint is saved: a kill during eval keeps it
         if trained.exists():
             metrics = read_json(trained)
         else:
             metrics = train_fn(cfg, policy_path, folder / "data", data["config"], checkpoint) or {}
+            write_round_record(cfg, round_no, checkpoint, policy_path, base_model, folder / "data", data, metrics)
             atomic_write_json(trained, metrics, default=str)
-        evaluation = (eval_summary(evaluate_fn(str(checkpoint), folder / "eval"))
-                      if evaluate_fn is not None and cfg.eval_turns else None)
-        scores = [c["score"] for r in rows for c in r["candidates"] if c["score"] is not None]
+        evaluation, wins = _evaluated_entry(cfg, round_no, folder, str(checkpoint), policy_path, evaluate_fn,
+                                            backend_for, pair_judge, eval_personas)
+        scores = [c["score"] for r in rows for c in r["candidates"]
+                  if c["score"] is not None and c.get("source", POLICY) == POLICY]
         entry = {"round": round_no, "policy": policy_path, "checkpoint": str(checkpoint), "method": cfg.method,
                  "data": data, "rollout_mean_score": statistics.fmean(scores) if scores else None,
-                 "train_loss": metrics.get("train", {}).get("train_loss"), "eval": evaluation,
+                 "train_loss": metrics.get("train", {}).get("train_loss"), "eval": evaluation, "win_rate": wins,
                  "overlap": overlap}
         atomic_write_json(folder / "round.json", entry)
         atomic_write_json(checkpoint / ROUND_DONE, {"round": round_no})
         table.append(entry)
         policy_path = str(checkpoint)
-        print(f"[online] round {round_no}: {data} mean rollout score {entry['rollout_mean_score']}", flush=True)
+        print(f"[online] round {round_no}: {data} mean rollout score {entry['rollout_mean_score']}"
+              + (f"; win rate over the previous policy {wins}" if wins else ""), flush=True)
     plotted = write_al_plot(table, out / "al_by_round.png")
     section = rounds_card_section(cfg, table)
     atomic_write_text(out / "rounds.md", section)
@@ -433,5 +562,11 @@ def run_online(cfg: OnlineConfig, *, policy_backend=None, user_backend=None, jud
                                           "eval_protocol": {"personas": cfg.eval_personas, "turns": cfg.eval_turns,
                                                             "max_personas": cfg.eval_max_personas,
                                                             "user_model": cfg.user_model,
-                                                            "judge_model": cfg.judge_model, "seed": cfg.seed}})
+                                                            "judge_model": cfg.judge_model, "seed": cfg.seed,
+                                                            "win_rate": "pair judge, both orders" if cfg.win_rate
+                                                            else None}})
+    if cfg.push_to_hub:
+        urls = (push_fn or push_online)(cfg, table, out, section)
+        print(f"uploaded: {urls}", flush=True)
     return table
+
