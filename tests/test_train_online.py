@@ -227,11 +227,37 @@ def test_tiny_preset_runs_two_rounds_on_the_embedded_model(tmp_path):
     assert main(["train", "online", "--config", "training/recipes/embedded/online_tiny.yaml",
                  "--output_dir", str(out)]) == 0
     table = json.loads((out / "rounds.json").read_text())["rounds"]
-    assert [e["round"] for e in table] == [1, 2]
-    assert table[1]["policy"].endswith("round-01/checkpoint")
-    for entry in table:
+    assert [e["round"] for e in table] == [0, 1, 2]  # round 0: the starting policy under the same protocol
+    assert table[0]["eval"]["AL_avg"] is not None and table[0]["win_rate"] is None
+    assert table[2]["policy"].endswith("round-01/checkpoint")
+    for entry in table[1:]:
         assert entry["data"]["pairs"] >= 1 and entry["rollout_mean_score"] is not None
         assert (out / f"round-{entry['round']:02d}/checkpoint/model.safetensors").exists()
+        wins = entry["win_rate"]  # every eval state judged in both orders: a win, a loss, a tie or a failure
+        assert wins["judged"] + wins["failures"] == 2 and wins["wins"] + wins["losses"] + wins["ties"] == wins["judged"]
+
+
+@pytest.mark.slow
+def test_a_lora_round_merges_its_adapter_into_its_own_checkpoint(tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    from aloe_bench.commands.main import main
+
+    out = tmp_path / "lora"
+    assert main(["train", "online", "--config", "training/recipes/embedded/online_tiny.yaml", "--output_dir", str(out),
+                 "--use_peft", "true", "--lora_r", "4", "--lora_alpha", "8", "--learning_rate", "1e-3",
+                 "--eval_turns", "0"]) == 0
+    for r in (1, 2):
+        checkpoint = out / f"round-0{r}/checkpoint"
+        assert (checkpoint / "model.safetensors").exists() and not (checkpoint / "adapter_config.json").exists()
+        assert json.loads((checkpoint / "aloe_training.json").read_text())["lora"] is True
+    # round 2 rolled out and trained from round 1's merged checkpoint, which loads as a plain model
+    assert json.loads((out / "round-02/round.json").read_text())["policy"].endswith("round-01/checkpoint")
+    model = AutoModelForCausalLM.from_pretrained(out / "round-02/checkpoint")
+    assert not hasattr(model, "peft_config")
+    from safetensors.torch import load_file
+    before, after = (load_file(out / f"round-0{r}/checkpoint/model.safetensors") for r in (1, 2))
+    assert any(not before[k].equal(after[k]) for k in before if "q_proj" in k or "v_proj" in k)
 
 
 @pytest.mark.parametrize("name", ["online_tiny.yaml", "online_small.yaml"])
@@ -455,6 +481,10 @@ def test_push_uploads_the_final_checkpoint_with_the_rounds_card_and_the_rounds_d
     card = (tmp_path / "out/round-02/checkpoint/hub/README.md").read_text()
     assert "## Online preference rounds" in card and "| 2 | round-02/data (dpo) | 2 |" in card
     assert "| 0 | - | - |" in card and "0.500 (0/0/2)" in card and "HuggingFaceTB/SmolLM2-135M-Instruct" not in card
+    assert "round 2 of `aloe train online`" in card
+    from aloe_bench.training.card import build_push_folder  # `aloe train card` keeps the rounds section
+    rebuilt = build_push_folder(tmp_path / "out/round-02/checkpoint")
+    assert "## Online preference rounds" in (rebuilt / "README.md").read_text()
     info = json.loads((tmp_path / "out/round-02/checkpoint/aloe_training.json").read_text())
     assert info["online_round"] == 2 and info["parent_model"].endswith("round-01/checkpoint")
     data = [u for u in uploads if u[0] == "upload" and u[2] == "dataset"][0]

@@ -24,6 +24,7 @@ from .common import RECIPE_FILE, TRAINING_INFO
 PUSH_DIR = "hub"
 EVAL_RESULTS_FILE = "aloe_eval_results.json"
 PREFERENCE_EVAL_FILE = "aloe_preference_eval.json"
+ONLINE_ROUNDS_FILE = "aloe_rounds.md"  # the rounds section `aloe train online` leaves in its last checkpoint
 # Top-level files of a checkpoint that never go to the Hub (optimizer/trainer state, pickles).
 NOT_PUSHED = {"training_args.bin", "trainer_state.json", "optimizer.pt", "scheduler.pt", "rng_state.pth"}
 KNOWN_LICENSES = MODEL_LICENSES
@@ -201,6 +202,9 @@ def render_model_card(checkpoint: str | Path, repo_id: str | None = None, eval_r
         source = info.get("sft_source", "preferred")
         stage_text = f"SFT on the {source} replies" + (f", mixed with {info['mix_dataset']}" if info.get(
             "mix_dataset") else "")
+    elif info.get("online_round"):
+        stage_text = (f"{method} (beta {info.get('beta')}), round {info['online_round']} of `aloe train online` on the "
+                      "policy's own judged conversations (every round below)")
     else:
         stage_text = f"{method} (beta {info.get('beta')}) from `{_card_reference(info['parent_model'])}`"
     stats = info.get("metrics", {}).get("throughput", {})
@@ -234,6 +238,8 @@ def build_push_folder(checkpoint: str | Path, repo_id: str | None = None, eval_s
     (weights, tokenizer, card, recipe, run info, metrics). Files are hard-linked when possible (no extra disk)."""
     checkpoint = Path(checkpoint)
     results = find_eval_results(checkpoint, eval_source)
+    if extra is None and (checkpoint / ONLINE_ROUNDS_FILE).exists():  # the last round of `aloe train online`
+        extra = (checkpoint / ONLINE_ROUNDS_FILE).read_text()
     card = render_model_card(checkpoint, repo_id=repo_id, eval_results=results, extra=extra, model_name=model_name)
     card.save(checkpoint / "README.md")
     if results is not None:
