@@ -220,12 +220,32 @@ def test_local_revision_digests_weight_contents(tmp_path):
 
 
 @pytest.mark.slow
-def test_tiny_preset_runs_two_rounds_on_the_embedded_model(tmp_path):
+def test_tiny_preset_runs_two_rounds_on_the_embedded_model(tmp_path, monkeypatch):
+    import huggingface_hub
+
     from aloe_bench.commands.main import main
 
+    uploads = []
+
+    class FakeApi:  # the Hub client's upload API, recording what would be sent
+        def __init__(self, token=None):
+            pass
+
+        def create_repo(self, repo_id, **kw):
+            pass
+
+        def upload_folder(self, repo_id, repo_type, folder_path, commit_message):
+            uploads.append((repo_id, repo_type, folder_path))
+            return "https://huggingface.co/commit"
+    monkeypatch.setattr(huggingface_hub, "HfApi", FakeApi)
     out = tmp_path / "online"
     assert main(["train", "online", "--config", "training/recipes/embedded/online_tiny.yaml",
-                 "--output_dir", str(out)]) == 0
+                 "--output_dir", str(out), "--push_to_hub", "org/tiny", "--push_rounds_data", "true"]) == 0
+    assert [(repo, kind) for repo, kind, _ in uploads] == [("org/tiny", "model"), ("org/tiny-rounds", "dataset")]
+    card = (out / "round-02/checkpoint/hub/README.md").read_text()
+    # the harness results of round 2's eval as model-index, and the section listing every round
+    assert "model-index" in card and "## Online preference rounds" in card and "| 2 | round-02/data (dpo) |" in card
+    assert "HuggingFaceTB/SmolLM2-135M-Instruct" in card
     table = json.loads((out / "rounds.json").read_text())["rounds"]
     assert [e["round"] for e in table] == [0, 1, 2]  # round 0: the starting policy under the same protocol
     assert table[0]["eval"]["AL_avg"] is not None and table[0]["win_rate"] is None
@@ -314,6 +334,12 @@ def test_flags_override_the_online_recipe():
                                                     "--rounds", "5", "--method", "kto"])
     cfg = dataclass_from_args(args, OnlineConfig)
     assert cfg.rounds == 5 and cfg.method == "kto" and cfg.max_new_tokens == 16
+    args = RecipeParser([OnlineConfig]).parse_args([
+        "--config", "training/recipes/embedded/online_tiny.yaml", "--teacher_model", "embedded", "--use_peft", "true",
+        "--lora_target_modules", "q_proj", "v_proj", "--push_to_hub", "org/x", "--push_rounds_data", "true"])
+    cfg = dataclass_from_args(args, OnlineConfig)
+    assert cfg.teacher and cfg.use_peft and cfg.lora_target_modules == ["q_proj", "v_proj"]
+    assert (cfg.push_to_hub, cfg.push_rounds_data) == ("org/x", True)
 
 
 # --- win rate over the previous round, round 0, teacher candidate, push ------------------------------------------
