@@ -32,10 +32,11 @@ def eval_states(results: dict, eval_folder: str | Path) -> list[dict]:
 
 
 def pair_verdicts(judge_backend, persona_of: dict, states: list[dict], previous: list[str | None],
-                  max_new_tokens: int = 16, seed: int = 0) -> list[dict]:
+                  max_new_tokens: int = 128, seed: int = 0) -> list[dict]:
     """The pair judge's verdict on each state's (current, previous) replies, asked in both orders.
 
-    Each verdict is {"winner": "current" | "previous" | None, "order_tie": bool, "error": str | None}.
+    Each verdict is {"winner": "current" | "previous" | None, "order_tie": bool, "error": str | None}; a judge that
+    writes its letter gets `max_new_tokens` (as `aloe generate`'s judge_max_new_tokens) to think first.
     """
     from aloe_bench.core.backends import GenerationConfig
     from aloe_bench.core.judge import auto_scoring
