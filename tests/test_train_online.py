@@ -78,6 +78,12 @@ def fake_eval(evaluated, al=lambda n: 3.0):
     return evaluate
 
 
+def read_rows_of_parquet(path):
+    import pyarrow.parquet as pq
+
+    return pq.read_table(path).to_pylist()
+
+
 def read_rows(path):
     return [json.loads(line) for line in path.read_text().splitlines()]
 
@@ -258,7 +264,7 @@ def test_tiny_preset_runs_two_rounds_on_the_embedded_model(tmp_path, monkeypatch
 
 
 @pytest.mark.slow
-def test_a_lora_round_merges_its_adapter_into_its_own_checkpoint(tmp_path):
+def test_a_lora_round_with_a_teacher_merges_its_adapter_into_its_own_checkpoint(tmp_path):
     from transformers import AutoModelForCausalLM
 
     from aloe_bench.commands.main import main
@@ -266,7 +272,13 @@ def test_a_lora_round_merges_its_adapter_into_its_own_checkpoint(tmp_path):
     out = tmp_path / "lora"
     assert main(["train", "online", "--config", "training/recipes/embedded/online_tiny.yaml", "--output_dir", str(out),
                  "--use_peft", "true", "--lora_r", "4", "--lora_alpha", "8", "--learning_rate", "1e-3",
-                 "--eval_turns", "0"]) == 0
+                 "--eval_turns", "0", "--teacher", "true"]) == 0
+    for row in read_rows(out / "round-01/rollouts.jsonl"):  # the teacher's candidate: a reply or a recorded failure
+        teacher = row["candidates"][-1]
+        assert teacher["source"] == "teacher" and (teacher["reply"] or teacher["error"])
+    for pair in read_rows_of_parquet(out / "round-01/data/dpo/train-00000-of-00001.parquet"):
+        assert pair["rejected"][0]["content"] in {c["reply"] for row in read_rows(out / "round-01/rollouts.jsonl")
+                                                  for c in row["candidates"] if c["source"] == "policy"}
     for r in (1, 2):
         checkpoint = out / f"round-0{r}/checkpoint"
         assert (checkpoint / "model.safetensors").exists() and not (checkpoint / "adapter_config.json").exists()
