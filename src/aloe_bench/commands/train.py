@@ -144,7 +144,9 @@ def _online(args) -> int:
 
     cfg = dataclass_from_args(args, OnlineConfig)
     table = run_online(cfg, evaluate_fn=_round_evaluator(cfg))
-    print(f"rounds: {len(table)}; table: {args.output_dir}/rounds.json")
+    trained = sum(entry["round"] > 0 for entry in table)
+    print(f"rounds trained: {trained}" + (" (plus round 0, the starting policy's eval)" if len(table) > trained else "")
+          + f"; table: {args.output_dir}/rounds.json")
     return 0
 
 
