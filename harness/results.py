@@ -228,11 +228,11 @@ def criteria_matrices(rows: list[dict], persona_ids: list[str], turns: int) -> d
 
 def build_run_results(rows: list[dict], persona_ids: list[str], turns: int, *, files: RunFiles, model: str,
                       judge: Judge, config: dict, bootstrap_resamples: int, seed: int, protocol: str | None = None,
-                      rescore_of: str | None = None, personas=None) -> dict:
+                      rescore_of: str | None = None, personas=None, reveal_embedder: tuple | None = None) -> dict:
     """The results dict of a run (an eval, or a re-score when `rescore_of` names its source run): metrics over the
     score matrix of `persona_ids` x `turns`, counts, the judge's label, `config`, the run's config block, and the
     check of the simulated user over `personas` (the Persona objects of `persona_ids`; without them the block
-    records that it was skipped)."""
+    records that it was skipped); `reveal_embedder` (a `load_reveal_embedder` triple) adds the reveal curve."""
     scores, counts = score_matrix(rows, persona_ids, turns)
     results = {"benchmark": "ALOE"}
     if protocol is not None:
@@ -250,7 +250,7 @@ def build_run_results(rows: list[dict], persona_ids: list[str], turns: int, *, f
         "files": {"samples": files.samples_path.relative_to(files.dir).as_posix()},
         "config": config,
     })
-    results["simulator"] = (simulator_block(rows, personas, turns) if personas is not None
+    results["simulator"] = (simulator_block(rows, personas, turns, reveal_embedder) if personas is not None
                             else {"skipped": "the run's personas were not given to the results builder"})
     if judge.backend.spec.kind == "embedded":
         results["judge_note"] = SMOKE_NOTE

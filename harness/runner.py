@@ -32,7 +32,8 @@ from aloe_bench.core.specs import ModelSpec
 
 from .eval_config import EvalConfig
 from .protocol import EvalRun, resolve_run
-from .results import RunFiles, SampleWriter, add_lm_eval_keys, build_run_results, fingerprint, package_versions
+from .results import (RunFiles, SampleWriter, add_lm_eval_keys, build_run_results, fingerprint, load_reveal_embedder,
+                      package_versions)
 
 
 @dataclass
@@ -250,9 +251,11 @@ def build_results(rows, persona_set, cfg: EvalConfig, config_block: dict, roles:
     are added, and `config_block` records how many personas were evaluated.
     """
     ids = [p.id for p in persona_set]
+    embedder = load_reveal_embedder() if cfg.simulator_reveal else None  # opt-in: it loads MiniLM
     results = build_run_results(rows, ids, cfg.turns, files=files, model=roles.model.model_id, judge=roles.judge,
                                 config=config_block, bootstrap_resamples=cfg.bootstrap_resamples, seed=cfg.seed,
-                                protocol=config_block["protocol"]["name"], personas=persona_set)
+                                protocol=config_block["protocol"]["name"], personas=persona_set,
+                                reveal_embedder=embedder)
     config_block["personas"]["evaluated"] = len(ids)  # the set's size is `count`; this is what was scored
     return add_lm_eval_keys(results)
 

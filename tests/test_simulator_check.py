@@ -175,3 +175,60 @@ def test_the_check_of_an_eval_run_adds_the_reveal_curve(tmp_path, monkeypatch, c
     assert reveal["embedder"] == "sentence-transformers/all-MiniLM-L6-v2"
     assert reveal["profile"]["candidates"] == 1 and reveal["profile"]["top1"] == [1.0, 1.0]  # one profile: trivial
     assert reveal["personality"]["candidates"] == 2 and reveal["personality"]["chance"]["top1"] == 0.5
+
+
+def _keyword_embedder(texts):
+    """A fake sentence embedder with no model: one axis per PROFILES keyword, found in the text; text with none of
+    them points mostly at a neutral axis, tilted towards the last keywords (so the turns before the reveal rank the
+    same wrong profile first for everyone, never a tie)."""
+    import numpy as np
+
+    keys = list(PROFILES)
+    vectors = []
+    for text in texts:
+        hit = [k for k, (profile, reveal) in PROFILES.items() if text in (profile, reveal)]
+        vector = np.zeros(len(keys) + 1)
+        if hit:
+            vector[keys.index(hit[0])] = 1.0
+        else:
+            vector[:len(keys)] = 0.05 * np.arange(1, len(keys) + 1)
+            vector[-1] = 1.0
+        vectors.append(vector / np.linalg.norm(vector))
+    return np.array(vectors)
+
+
+def test_eval_with_simulator_reveal_adds_the_reveal_curve_which_jumps_at_turn_3(tmp_path, monkeypatch):
+    from aloe_bench.core import embedded
+
+    def user(messages, config):
+        turn = 1 + sum(m["role"] == "assistant" for m in messages)
+        profile = next(p for p, _ in PROFILES.values() if p in messages[0]["content"])
+        reveal = next(r for p, r in PROFILES.values() if p == profile)
+        return UNRELATED[turn - 1] if turn < 3 else reveal
+
+    loaded = []
+    monkeypatch.setattr(embedded, "sentence_embedder", lambda name=None: loaded.append(name) or
+                        (_keyword_embedder, "fake-keyword-embedder"))
+
+    def run(output_dir, *flags):
+        made = iter([ScriptedBackend(fn=lambda m, c: "a reply"), ScriptedBackend(fn=user), ScriptedBackend(["4"])])
+        monkeypatch.setattr(runner, "build_backend", lambda spec, options=None, **kw: next(made))
+        settings = dict(turns=3, bootstrap_resamples=10, progress=False, output_dir=str(tmp_path / output_dir))
+        return runner.evaluate_personas([p for p, _ in PROFILES.values()], ["They are cheerful."] * 4,
+                                        **settings, **dict(flags))
+
+    plain = run("plain")
+    assert plain["simulator"]["reveal"] == {"skipped": results_module.REVEAL_IN_CHECK} and loaded == []
+    revealed = run("reveal", ("simulator_reveal", True))
+    assert loaded == [None]
+    curve = revealed["simulator"]["reveal"]
+    assert curve["embedder"] == "fake-keyword-embedder"
+    assert curve["profile"]["candidates"] == 4 and curve["profile"]["personas"] == [4, 4, 4]
+    assert curve["profile"]["top1"] == [0.25, 0.25, 1.0]  # the same unrelated messages, then the reveal at turn 3
+    assert curve["profile"]["mrr"][2] == 1.0 and curve["profile"]["mrr"][1] < 0.6
+    assert curve["personality"]["candidates"] == 1  # one personality: trivially found
+    # a report only: the run's identity (fingerprint) and everything but the reveal curve are as without it
+    assert revealed["fingerprint"] == plain["fingerprint"]
+    assert {k: v for k, v in revealed["simulator"].items() if k != "reveal"} == \
+        {k: v for k, v in plain["simulator"].items() if k != "reveal"}
+    assert revealed["metrics"]["AL_avg"] == plain["metrics"]["AL_avg"] == 4.0
