@@ -42,6 +42,17 @@ def fingerprint(payload: dict) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def new_run_id(taken: set[str]) -> str:
+    """A run id: the UTC time to the second, with `-2`, `-3`, ... when a run of the folder already has it (two runs
+    started within one second, such as the repeats of `--repeats K` with cached answers, must not share files)."""
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+    run_id, n = stamp, 1
+    while run_id in taken:
+        n += 1
+        run_id = f"{stamp}-{n}"
+    return run_id
+
+
 class RunFiles:
     """Files of one run in `output_dir`. Runs with the same fingerprint share a run id, so re-running resumes."""
 
@@ -51,7 +62,7 @@ class RunFiles:
         manifest_path = self.dir / "runs.json"
         manifest = read_json(manifest_path) if manifest_path.exists() else {}
         if run_fingerprint not in manifest:
-            manifest[run_fingerprint] = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+            manifest[run_fingerprint] = new_run_id(set(manifest.values()))
             atomic_write_json(manifest_path, manifest)
         self.run_id = manifest[run_fingerprint]
         self.fingerprint = run_fingerprint

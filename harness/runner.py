@@ -171,11 +171,13 @@ def check_specs(run: EvalRun) -> None:
         ModelSpec.parse(spec, base_url=base_url, api_key_env=options.api_key_env, engine=options.engine)
 
 
-def evaluate_model(run: EvalRun, roles: EvalRoles | None = None, persona_set: PersonaSet | None = None) -> dict:
+def evaluate_model(run: EvalRun, roles: EvalRoles | None = None, persona_set: PersonaSet | None = None, *,
+                   repeat: dict | None = None) -> dict:
     """Run (or resume) the ALOE evaluation `run` (from `resolve_run`); write and return the results dict.
 
     `roles` replaces the backends `run` names (tests, benchmarks); `persona_set` replaces `run.config.personas`
-    (the evaluate module passes the personas it was given).
+    (the evaluate module passes the personas it was given); `repeat` is recorded as the results' `repeat` block
+    (one of `aloe eval --repeats K`'s runs, `harness.repeats`).
     """
     cfg = run.config
     if roles is None:
@@ -217,6 +219,8 @@ def evaluate_model(run: EvalRun, roles: EvalRoles | None = None, persona_set: Pe
                              "tokens_per_s": round(stats.generated_tokens / wall, 2) if wall > 0 else None}
     if roles.cache is not None:
         results["cache"] = {"hits": roles.cache.hits, "misses": roles.cache.misses}
+    if repeat is not None:
+        results["repeat"] = repeat
     files.write_results(results)
     results["results_file"] = str(files.results_path)  # for callers; not part of the file itself
     if cfg.push_to_hub:

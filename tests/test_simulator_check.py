@@ -232,3 +232,53 @@ def test_eval_with_simulator_reveal_adds_the_reveal_curve_which_jumps_at_turn_3(
     assert {k: v for k, v in revealed["simulator"].items() if k != "reveal"} == \
         {k: v for k, v in plain["simulator"].items() if k != "reveal"}
     assert revealed["metrics"]["AL_avg"] == plain["metrics"]["AL_avg"] == 4.0
+
+
+def test_llm_role_break_check_counts_beside_the_rules_and_records_unparsable_answers(tmp_path, monkeypatch, capsys):
+    from aloe_bench.core import backends as backends_module
+    from aloe_bench.core import embedded
+    from aloe_bench.core.errors import DependencyError
+    from aloe_bench.core.prompts import load_prompts
+
+    def no_embedder(name=None):
+        raise DependencyError("not needed here")
+
+    monkeypatch.setattr(embedded, "sentence_embedder", no_embedder)
+
+    def answer(messages, config):
+        text = messages[-1]["content"].split("<<<MESSAGE\n", 1)[1].split("\nMESSAGE>>>", 1)[0]
+        if "Fine, you win" in text:
+            return "Maybe, hard to say."  # neither yes nor no: a recorded failure
+        if "help you" in text or "role-play" in text or "origami" in text:
+            return "Yes."
+        return "no"
+
+    llm = ScriptedBackend(fn=answer, name="fake/checker")
+    built = []
+    monkeypatch.setattr(backends_module, "build_backend",
+                        lambda spec, options=None, **kw: built.append((spec, kw)) or llm)
+    personas = [p for p in load_persona_set("default")][::5][:3]
+    rows = _persona_rows(personas)
+    rows[6]["user_message"] = "I fold origami cranes at night."  # (p2, 1): the LLM says yes, the rules do not
+    samples = tmp_path / "samples_20260101T000000.jsonl"
+    samples.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    assert main(["simulator", "check", str(samples), "--personas", "default", "--llm_check", "openai:checker",
+                 "--llm_check_base_url", "http://127.0.0.1:9/v1"]) == 0
+    (run,) = json.loads(capsys.readouterr().out)["runs"]
+    assert built == [("openai:checker", {"base_url": "http://127.0.0.1:9/v1"})]
+    assert len(llm.calls) == 1 and len(llm.calls[0][0]) == 9 and llm.calls[0][1].temperature == 0.0
+    breaks = run["simulator"]["role_breaks"]
+    assert breaks["messages"] == 5  # the rules' count is unchanged
+    check = breaks["llm"]
+    assert check["model"] == "fake/checker" and check["prompt"] == "role_break_check"
+    assert check["prompt_sha256"] == load_prompts()["role_break_check"].sha256[:16]
+    # yes: offers_help (p0,2), role-play (p1,3), origami (p2,1); failure: (p2,3); the other five: no
+    assert (check["messages"], check["breaks"], check["failures"], check["rate"]) == (9, 3, 1, 0.375)
+    assert check["agreement_with_rules"] == {"both": 2, "llm_only": 1, "rules_only": 2, "neither": 3}
+    assert check["failed"] == [{"persona_id": personas[2].id, "turn": 3,
+                                "failure": "unparsable answer: 'Maybe, hard to say.'"}]
+    assert [t["role_breaks"]["llm"]["breaks"] for t in run["simulator"]["per_turn"]] == [1, 1, 1]
+    assert [t["role_breaks"]["llm"]["failures"] for t in run["simulator"]["per_turn"]] == [0, 0, 1]
+    flagged = {(f["persona_id"], f["turn"]): f for f in run["flagged"]}
+    assert flagged[personas[2].id, 1]["llm_role_break"] is True and not flagged[personas[2].id, 1]["role_breaks"]
+    assert flagged[personas[2].id, 3]["llm_role_break"] is None and flagged[personas[2].id, 3]["llm_failure"]
