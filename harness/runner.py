@@ -21,6 +21,7 @@ from aloe_bench import __version__
 from aloe_bench.core.backends import BackendOptions, build_backend
 from aloe_bench.core.backends.cache import CachedBackend, RequestCache
 from aloe_bench.core.conversation import ConversationRoles, ConversationState, TurnRecord, converse_all
+from aloe_bench.core.errors import ConfigError
 from aloe_bench.core.judge import Judge
 from aloe_bench.core.personas import Persona, PersonaSet, load_persona_set
 from aloe_bench.core.prompts import load_prompts
@@ -180,6 +181,9 @@ def evaluate_model(run: EvalRun, roles: EvalRoles | None = None, persona_set: Pe
     (one of `aloe eval --repeats K`'s runs, `harness.repeats`).
     """
     cfg = run.config
+    if cfg.repeats > 1 and repeat is None:
+        raise ConfigError(f"repeats={cfg.repeats}: one run evaluates one seed; run the repeats with "
+                          "harness.repeats.evaluate_repeats (what `aloe eval --repeats K` does)")
     if roles is None:
         check_specs(run)
     persona_set = persona_set or load_persona_set(cfg.personas, cfg.max_personalities)

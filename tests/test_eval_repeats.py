@@ -123,3 +123,10 @@ def test_runs_started_in_the_same_second_get_their_own_run_ids(tmp_path, monkeyp
     monkeypatch.setattr(results_module.time, "strftime", lambda fmt, t=None: "20260101T000000")
     ids = [results_module.RunFiles(tmp_path, fp, "m").run_id for fp in ("a" * 16, "b" * 16, "c" * 16, "a" * 16)]
     assert ids == ["20260101T000000", "20260101T000000-2", "20260101T000000-3", "20260101T000000"]
+
+
+def test_one_run_refuses_repeats_instead_of_ignoring_them(tmp_path):
+    from aloe_bench.core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="repeats=2: one run evaluates one seed"):
+        runner.evaluate_personas(["p"], ["q"], repeats=2, output_dir=str(tmp_path))
