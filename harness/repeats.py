@@ -27,7 +27,8 @@ from .results import fingerprint
 GROUP_PREFIX = "group_"
 GROUP_METRICS = ("AL_avg", "IR", "N_IR")
 SPREAD_NOTE = ("mean, sd (sample standard deviation, n-1), min and max are across the repeats (other seeds: simulator, "
-               "reply and judge sampling); bootstrap_intervals are each repeat's interval over personas")
+               "reply and judge sampling); bootstrap_intervals are each repeat's 95% interval over personas, "
+               "bootstrap_width_mean their mean width")
 
 
 def repeat_runs(run: EvalRun) -> list[EvalRun]:
@@ -58,6 +59,8 @@ def spread(values: list[float | None], intervals: list[list | None]) -> dict:
            "min": _number(min(defined)) if defined else None,
            "max": _number(max(defined)) if defined else None,
            "bootstrap_intervals": intervals}
+    widths = [hi - lo for lo, hi in (i for i in intervals if i) if lo is not None and hi is not None]
+    out["bootstrap_width_mean"] = _number(np.mean(widths)) if widths else None
     if len(defined) < 2:
         out["undefined"] = {"sd": "fewer than 2 repeats with a value"}
     return out

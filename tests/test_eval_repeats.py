@@ -63,6 +63,8 @@ def test_two_repeats_give_two_runs_with_their_seeds_and_a_group_summary(tmp_path
     assert al["sd"] == pytest.approx(2 ** 0.5, abs=1e-6)  # sample SD of 2.5 and 4.5
     assert al["bootstrap_intervals"] == [by_seed[0]["metrics"]["intervals"]["AL_avg"],
                                          by_seed[1]["metrics"]["intervals"]["AL_avg"]]
+    widths = [hi - lo for lo, hi in al["bootstrap_intervals"]]
+    assert al["bootstrap_width_mean"] == pytest.approx(sum(widths) / 2, abs=1e-6)
     assert summary["metrics"]["IR"]["values"] == [1.0, 1.0] and summary["metrics"]["IR"]["sd"] == 0.0
     assert printed["metrics"]["AL_avg"]["sd"] == al["sd"] and "bootstrap_intervals" not in printed["metrics"]["IR"]
 
@@ -89,6 +91,7 @@ def test_spread_leaves_undefined_repeats_out_and_says_why():
     out = spread([None, 2.0], [None, [1.0, 3.0]])
     assert out["repeats_defined"] == 1 and out["mean"] == 2.0 and out["sd"] is None
     assert out["undefined"] == {"sd": "fewer than 2 repeats with a value"}
+    assert out["bootstrap_width_mean"] == 2.0
     assert spread([1.0, 2.0, 6.0], [None] * 3)["sd"] == pytest.approx(2.645751, abs=1e-6)
 
 
