@@ -76,11 +76,10 @@ def register(sub) -> None:
 
 
 def _run_check(args) -> int:
+    from aloe_bench.core.backends import BackendOptions
     from aloe_bench.core.io import emit_report
     from aloe_bench.core.recipes import dataclass_from_args
     from aloe_bench.harness.results import load_reveal_embedder
-
-    from aloe_bench.core.backends import BackendOptions
 
     cfg = dataclass_from_args(args, SimulatorCheckConfig)
     llm = LlmCheck.build(cfg, dataclass_from_args(args, BackendOptions))
