@@ -4,8 +4,10 @@ Each round rolls the current policy out against the role-play user on training p
 turn, every one scored by the ALOE judge with the full persona, the conversation continuing with the best or a
 random candidate), builds the round's `dpo` / `kto` data from those candidates in the project's dataset layout,
 and trains the round with TRL from the current policy, which is also the reference. Every step leaves a file
-behind, so a killed run resumes at the step it was in and a finished round is never redone. The algorithm and
-the file layout are described in docs/training.md.
+behind, so a killed run resumes at the step it was in and a finished round is never redone. With an evaluator,
+round 0 (the starting policy) and every round are evaluated under one protocol, each round with its win rate over
+the previous policy (`online_winrate`); the optional teacher candidate is `online_teacher`, the round records, card
+and uploads `online_push`. The algorithm and the file layout are described in docs/training.md.
 """
 
 from __future__ import annotations
@@ -439,7 +441,7 @@ def rounds_card_section(cfg: OnlineConfig, table: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _evaluated_entry(cfg: OnlineConfig, round_no: int, folder: Path, checkpoint: str, previous: str | None,
+def _evaluated_entry(cfg: OnlineConfig, folder: Path, checkpoint: str, previous: str | None,
                      evaluate_fn, backend_for, pair_judge, eval_personas) -> tuple[dict | None, dict | None]:
     """The round's eval columns under the fixed protocol and (from round 1) its win rate over `previous`."""
     if evaluate_fn is None or not cfg.eval_turns:
@@ -515,7 +517,7 @@ def run_online(cfg: OnlineConfig, *, policy_backend=None, user_backend=None, jud
             table.append(read_json(zero / "round.json"))
         else:
             zero.mkdir(parents=True, exist_ok=True)
-            evaluation, _ = _evaluated_entry(cfg, 0, zero, policy_path, None, evaluate_fn, backend_for, pair_judge,
+            evaluation, _ = _evaluated_entry(cfg, zero, policy_path, None, evaluate_fn, backend_for, pair_judge,
                                              eval_personas)
             entry = {"round": 0, "policy": policy_path, "checkpoint": policy_path, "method": None, "data": None,
                      "rollout_mean_score": None, "train_loss": None, "eval": evaluation, "win_rate": None,
@@ -540,7 +542,7 @@ def run_online(cfg: OnlineConfig, *, policy_backend=None, user_backend=None, jud
             metrics = train_fn(cfg, policy_path, folder / "data", data["config"], checkpoint) or {}
             write_round_record(cfg, round_no, checkpoint, policy_path, base_model, folder / "data", data, metrics)
             atomic_write_json(trained, metrics, default=str)
-        evaluation, wins = _evaluated_entry(cfg, round_no, folder, str(checkpoint), policy_path, evaluate_fn,
+        evaluation, wins = _evaluated_entry(cfg, folder, str(checkpoint), policy_path, evaluate_fn,
                                             backend_for, pair_judge, eval_personas)
         scores = [c["score"] for r in rows for c in r["candidates"]
                   if c["score"] is not None and c.get("source", POLICY) == POLICY]
