@@ -542,3 +542,20 @@ def test_push_settings_are_checked():
     with pytest.raises(ConfigError, match="ORG/NAME"):
         OnlineConfig(push_to_hub="justaname")
     assert OnlineConfig(teacher_model="embedded").teacher
+
+
+def test_a_kill_during_the_win_rate_resumes_there(tmp_path):
+    calls, evaluated = [], []
+    cfg = OnlineConfig(personas=persona_file(tmp_path), output_dir=str(tmp_path / "out"), overlap_check="text",
+                       rounds=1, turns=1, candidates=3, eval_turns=2)
+
+    def dies(messages, config):
+        raise KeyboardInterrupt
+    kwargs = dict(policy_backend=lambda p: ScriptedBackend(fn=policy_reply), train_fn=fake_train(calls),
+                  user_backend=ScriptedBackend(["Tell me about sailing then."]), evaluate_fn=fake_eval(evaluated),
+                  judge_backend=ScriptedBackend(fn=judge_by_word({"alpha": 2, "beta": 5, "gamma": 3})))
+    with pytest.raises(KeyboardInterrupt):
+        run_online(cfg, pair_judge_backend=ScriptedBackend(fn=dies), **kwargs)
+    assert not (tmp_path / "out/round-01/win_rate.json").exists() and len(calls) == 1
+    table = run_online(cfg, pair_judge_backend=ScriptedBackend(fn=pair_judge("A")), **kwargs)
+    assert len(calls) == 1 and table[1]["win_rate"]["ties"] == 2  # not retrained; the win rate judged on resume
