@@ -24,7 +24,8 @@ def write_round_record(cfg, round_no: int, checkpoint: Path, policy_path: str, b
     """The round checkpoint's `aloe_training.json` and recipe, as the other stages write them."""
     from .common import write_run_info
 
-    info = {"stage": "dpo" if cfg.method == "ipo" else cfg.method, "loss_type": ["ipo"] if cfg.method == "ipo" else None,
+    ipo = cfg.method == "ipo"
+    info = {"stage": "dpo" if ipo else cfg.method, "loss_type": ["ipo"] if ipo else None,
             "beta": cfg.beta, "base_model": base_model, "parent_model": policy_path, "dataset": str(data_folder),
             "dataset_config": data["config"], "lora": bool(cfg.use_peft),
             "train_rows": data.get("pairs", data.get("rows")), "metrics": metrics, "online_round": round_no}
