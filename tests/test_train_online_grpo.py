@@ -175,3 +175,69 @@ def test_the_round_config_maps_the_online_fields_onto_grpo(tmp_path):
     assert (args.num_generations, args.max_completion_length, args.temperature, args.beta, args.max_steps) == (
         4, 24, 0.9, 0.04, 3)
     assert args.bf16 is False and args.model_init_kwargs == {"dtype": "float32"} and not args.use_vllm
+
+
+GPU_MODELS = ["llama-3-8b-instruct", "mistral-7b-instruct-v0.3", "olmo-7b-0724-instruct", "qwen2-7b-instruct"]
+
+
+@pytest.mark.parametrize("model", GPU_MODELS)
+def test_gpu_online_recipes_parse_and_resolve(model, tmp_path):
+    """Each GPU recipe through the parser `aloe train online` uses, then TRL's own GRPOConfig and PEFT checks (with
+    CPU settings swapped in: this machine has no GPU for the bf16 check); no model is loaded."""
+    from dataclasses import replace
+    from pathlib import Path
+
+    from trl import ModelConfig, get_peft_config
+
+    from aloe_bench.commands.train import _online_types
+    from aloe_bench.core.judge import JudgeConfig
+    from aloe_bench.core.recipes import RecipeParser, dataclass_from_args
+    from aloe_bench.core.specs import ModelSpec
+    from aloe_bench.training.online_grpo import grpo_config
+
+    path = f"training/recipes/{model}/online.yaml"
+    for number, line in enumerate(Path(path).read_text().splitlines(), 1):  # every value says where it comes from
+        assert line.startswith("#") or not line.strip() or "#" in line, f"{path}:{number} has no comment"
+    args = RecipeParser(_online_types()).parse_args(["--config", path, "--output_dir", str(tmp_path)])
+    cfg, grpo = dataclass_from_args(args, OnlineConfig), dataclass_from_args(args, GrpoArguments)
+    grpo.check(cfg)
+    assert cfg.method == "grpo" and cfg.candidates >= 2 and not cfg.use_cpu
+    assert grpo.use_vllm and grpo.vllm_mode == "colocate" and grpo.use_peft and grpo.model_dtype == "bfloat16"
+    assert cfg.policy == f"checkpoints/{model}-sft" and cfg.personas_split == "train"
+    for spec in (cfg.user_model, cfg.judge_model):
+        assert ModelSpec.parse(spec).kind == "openai"  # user and judge on an endpoint
+    JudgeConfig(preset=cfg.judge_preset)
+    args = grpo_config(replace(cfg, use_cpu=True), grpo, tmp_path / "ckpt")
+    assert args.use_vllm and args.num_generations == cfg.candidates and args.beta == cfg.beta
+    assert args.generation_batch_size % args.num_generations == 0
+    assert args.model_init_kwargs["dtype"] == "bfloat16"
+    peft = get_peft_config(ModelConfig(model_name_or_path=cfg.policy, use_peft=True, lora_r=grpo.lora_r,
+                                       lora_alpha=grpo.lora_alpha, lora_target_modules=grpo.lora_target_modules))
+    assert peft.r == grpo.lora_r and set(peft.target_modules) == {"q_proj", "k_proj", "v_proj", "o_proj"}
+
+
+def test_the_embedded_grpo_preset_parses():
+    from aloe_bench.commands.train import _online_types
+    from aloe_bench.core.recipes import RecipeParser, dataclass_from_args
+
+    args = RecipeParser(_online_types()).parse_args(["--config", "training/recipes/embedded/online_grpo_tiny.yaml"])
+    cfg, grpo = dataclass_from_args(args, OnlineConfig), dataclass_from_args(args, GrpoArguments)
+    grpo.check(cfg)
+    assert cfg.method == "grpo" and cfg.use_cpu and cfg.candidates == 2 and not grpo.profile_reward
+
+
+@pytest.mark.slow
+def test_tiny_grpo_round_on_the_embedded_model(tmp_path):
+    """One GRPO round end to end: rollouts, the round's prompts, TRL's GRPOTrainer with the embedded judge as reward."""
+    from aloe_bench.commands.main import main
+
+    out = tmp_path / "grpo"
+    assert main(["train", "online", "--config", "training/recipes/embedded/online_grpo_tiny.yaml",
+                 "--output_dir", str(out)]) == 0
+    [entry] = json.loads((out / "rounds.json").read_text())["rounds"]
+    assert entry["method"] == "grpo" and entry["data"]["prompts"] == 2
+    assert (out / "round-01/checkpoint/model.safetensors").exists()
+    rewards = [json.loads(line) for line in (out / "round-01/rewards.jsonl").read_text().splitlines()]
+    assert len(rewards) >= 2 and {r["persona"] for r in rewards} <= {"train001", "train002"}
+    assert all((r["reward"] is None) == (r["judge_score"] is None) for r in rewards)
+    assert entry["rewards"]["samples"] == len(rewards)
