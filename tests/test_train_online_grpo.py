@@ -241,3 +241,33 @@ def test_tiny_grpo_round_on_the_embedded_model(tmp_path):
     assert len(rewards) >= 2 and {r["persona"] for r in rewards} <= {"train001", "train002"}
     assert all((r["reward"] is None) == (r["judge_score"] is None) for r in rewards)
     assert entry["rewards"]["samples"] == len(rewards)
+
+
+def test_a_killed_grpo_round_resumes_without_redoing_its_rollouts(tmp_path):
+    generated, trained = [], []
+
+    def policy(path):
+        def reply(messages, config):
+            generated.append(path)
+            return f"Reply {config.seed % 3}"
+        return ScriptedBackend(fn=reply)
+
+    def train(cfg, policy_path, data_folder, config, out):
+        trained.append(policy_path)
+        if len(trained) == 1:
+            raise KeyboardInterrupt  # killed while training round 1
+        out.mkdir(parents=True, exist_ok=True)
+        return {"train": {"train_loss": 0.2}, "rewards": {"samples": 4, "failed": 1, "mean_reward": 3.0}}
+    cfg = OnlineConfig(personas=persona_file(tmp_path), output_dir=str(tmp_path / "out"), overlap_check="text",
+                       rounds=2, turns=1, candidates=2, method="grpo")
+    kwargs = dict(policy_backend=policy, user_backend=ScriptedBackend(["Hello there."]),
+                  judge_backend=ScriptedBackend(fn=lambda m, c: "3"), train_fn=train)
+    with pytest.raises(KeyboardInterrupt):
+        run_online(cfg, **kwargs)
+    before = len(generated)
+    table = run_online(cfg, **kwargs)
+    assert len(trained) == 3 and trained[2].endswith("round-01/checkpoint")  # round 1 retrained once, then round 2
+    assert len(generated) == 2 * before  # round 1's rollouts were kept; only round 2 rolled out
+    assert table[0]["rewards"] == {"samples": 4, "failed": 1, "mean_reward": 3.0}
+    run_online(cfg, **kwargs)
+    assert len(trained) == 3  # finished rounds are never redone
