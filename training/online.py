@@ -401,7 +401,6 @@ def run_online(cfg: OnlineConfig, *, policy_backend=None, user_backend=None, jud
     from aloe_bench.core.simulator import UserSimulator
 
     from .common import resolve_model
-
     from .online_grpo import GrpoArguments, ProfileTags, train_grpo_round
 
     grpo = grpo or GrpoArguments()
