@@ -37,8 +37,8 @@ class GrpoArguments:
     `candidates` is GRPO's num_generations, `max_new_tokens` its max_completion_length, `beta` its KL coefficient."""
 
     profile_reward: bool = field(default=False, metadata={
-        "help": "Add RLPA's profile-inference reward: the policy writes its guess of the user in <profile>...</profile> "
-                "(cut before anyone else sees the reply); reward += weight x F1 of the guess against the profile."})
+        "help": "Add RLPA's profile-inference reward: the policy writes its guess of the user in "
+                "<profile>...</profile> (cut before anyone else sees the reply); reward += weight x F1 of the guess."})
     profile_reward_weight: float = field(default=1.0, metadata={
         "help": "Weight of the profile F1 (0-1) added to the judge's score (1-5)."})
     profile_max_new_tokens: int = field(default=32, metadata={"help": "Tokens of the judge's two-count answer."})
@@ -47,7 +47,8 @@ class GrpoArguments:
     model_dtype: str | None = field(default=None, metadata={
         "help": "dtype the policy loads in for training (bfloat16 on GPUs; None: the checkpoint's own)."})
     attn_implementation: str | None = field(default=None, metadata={"help": "e.g. flash_attention_2 on GPUs."})
-    use_peft: bool = field(default=False, metadata={"help": "Train LoRA adapters, merged into each round's checkpoint."})
+    use_peft: bool = field(default=False, metadata={
+        "help": "Train LoRA adapters, merged into each round's checkpoint."})
     lora_r: int = 16
     lora_alpha: int = 32
     lora_dropout: float = 0.05

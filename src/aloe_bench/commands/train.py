@@ -162,7 +162,8 @@ def register(sub) -> None:
     add_recipe_command(stages, "pairs", [PairsConfig], _pairs,
                        "Held-out preference accuracy/margins of a model against a reference.")
     add_recipe_command(stages, "online", _online_types, _online,
-                       "Iterative rounds (DPO / IPO / KTO pairs, or GRPO with the judge as reward) on the policy's own conversations.")
+                       "Iterative rounds on the policy's own conversations: DPO / IPO / KTO, or GRPO with the judge "
+                       "as reward.")
 
 
 STAGE_HELP = {
