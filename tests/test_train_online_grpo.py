@@ -271,3 +271,12 @@ def test_a_killed_grpo_round_resumes_without_redoing_its_rollouts(tmp_path):
     assert table[0]["rewards"] == {"samples": 4, "failed": 1, "mean_reward": 3.0}
     run_online(cfg, **kwargs)
     assert len(trained) == 3  # finished rounds are never redone
+
+
+def test_forget_drops_a_backend_from_the_cache_so_the_next_build_loads_afresh():
+    from aloe_bench.core.backends import build_backend, forget
+
+    first = build_backend("openai:forget-me", base_url="http://127.0.0.1:9/v1")
+    assert build_backend("openai:forget-me", base_url="http://127.0.0.1:9/v1") is first
+    assert forget(first) == 1 and forget(first) == 0
+    assert build_backend("openai:forget-me", base_url="http://127.0.0.1:9/v1") is not first

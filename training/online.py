@@ -437,6 +437,10 @@ def run_online(cfg: OnlineConfig, *, policy_backend=None, user_backend=None, jud
         folder.mkdir(parents=True, exist_ok=True)
         policy = policy_backend(policy_path) if callable(policy_backend) else build_backend(policy_path)
         rows = rollout(cfg, round_no, personas, policy, simulator, judge, folder / ROLLOUT_FILE, tags)
+        if policy_backend is None:  # the rollout model leaves the cache: training and vLLM get its memory
+            from .online_grpo import release_policy
+
+            policy = release_policy(policy)
         data = build_round_data(cfg, rows, folder / "data", personas, tags)
         trained = folder / "train.json"  # written once the checkpoint is saved: a kill during eval keeps it
         if trained.exists():

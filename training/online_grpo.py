@@ -289,6 +289,25 @@ class JudgeReward:
         return rewards
 
 
+def release_policy(backend) -> None:
+    """Drop a round's rollout policy from the backend cache and, on a GPU, hand its memory back before training
+    (returns None for the caller to rebind, so no reference keeps the weights alive)."""
+    import gc
+
+    from aloe_bench.core.backends import forget
+
+    forget(backend)
+    del backend
+    gc.collect()
+    try:
+        import torch
+    except ImportError:
+        return None
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    return None
+
+
 # --- the round's training ---------------------------------------------------------------------------------------
 
 def grpo_config(cfg, grpo: GrpoArguments, out: Path):
