@@ -152,5 +152,5 @@ def hub_access_check(spec: ModelSpec, token: "str | bool") -> None:
 
 
 __all__ = ["BACKEND_KINDS", "BackendError", "BackendKind", "BackendOptions", "ChatBackend", "Completion",
-           "GenerationConfig", "Messages", "ModelSpec", "OptionScores", "build_backend", "kind_of",
+           "GenerationConfig", "Messages", "ModelSpec", "OptionScores", "build_backend", "forget", "kind_of",
            "register_backend", "release_everywhere"]
