@@ -22,7 +22,7 @@ from aloe_bench.core.io import append_jsonl, atomic_write_json, atomic_write_tex
 
 from .online_teacher import POLICY, TEACHER
 
-METHODS = ("dpo", "ipo", "kto")
+METHODS = ("dpo", "ipo", "kto", "grpo")  # grpo: training/online_grpo.py
 CONTINUE_RULES = ("best", "random")
 ROLLOUT_FILE = "rollouts.jsonl"
 DATA_MARKER = "aloe_round_data.json"
@@ -62,7 +62,7 @@ class OnlineConfig:
     user_max_new_tokens: int = field(default=48, metadata={"help": "Tokens of each role-play user message."})
     continue_with: str = field(default="best", metadata={
         "help": "Which candidate continues the conversation: best (RLPA's rule) or random."})
-    method: str = field(default="dpo", metadata={"help": "dpo, ipo or kto."})
+    method: str = field(default="dpo", metadata={"help": "dpo, ipo, kto or grpo (TRL's GRPOTrainer, judge reward)."})
     margin: float = field(default=0.0, metadata={"help": "Drop pairs whose score difference is below this."})
     kto_threshold: str = field(default="median", metadata={
         "help": "KTO: desirable at or above this score (a number, or 'median' of the round's scores)."})
@@ -109,8 +109,9 @@ class OnlineConfig:
             raise ConfigError(f"continue_with {self.continue_with!r}: choose best or random")
         if self.rounds < 1 or self.turns < 1:
             raise ConfigError("rounds and turns must be >= 1")
-        if self.method in ("dpo", "ipo") and self.candidates < 2:
-            raise ConfigError(f"method {self.method} needs candidates >= 2 (a pair), got {self.candidates}")
+        if self.method in ("dpo", "ipo", "grpo") and self.candidates < 2:
+            what = "a group of samples" if self.method == "grpo" else "a pair"
+            raise ConfigError(f"method {self.method} needs candidates >= 2 ({what}), got {self.candidates}")
         if self.candidates < 1:
             raise ConfigError("candidates must be >= 1")
         if self.candidates >= 2 and not self.temperature:
@@ -180,12 +181,14 @@ def _generation(cfg: OnlineConfig, k: int, turn: int, round_no: int):
 
 
 def rollout(cfg: OnlineConfig, round_no: int, personas, policy, simulator, judge, log: Path,
-            teacher=None) -> list[dict]:
+            tags=None, teacher=None) -> list[dict]:
     """Roll out T turns per persona, appending one row per (persona, turn) to `log`; turns already logged are kept.
 
     A row holds the user message, every candidate with its verdict (score None and the error for a failure) and its
     source (`policy`, or `teacher` for the optional teacher candidate, `online_teacher`), the index of the candidate
-    that continued the conversation, and (with a teacher) the facts revealed so far.
+    that continued the conversation, and (with a teacher) the facts revealed so far. With `tags`
+    (online_grpo.ProfileTags, the profile reward) the policy is asked for its profile block, which is cut out of each
+    candidate (kept as `inferred`) before the judge and the history see it.
     """
     from aloe_bench.core.backends import Completion, GenerationConfig
     from aloe_bench.core.judge import JudgeItem
@@ -208,7 +211,15 @@ def rollout(cfg: OnlineConfig, round_no: int, personas, policy, simulator, judge
         messages = simulator.next_messages([personas[i] for i in todo], [histories[i] for i in todo], user_cfg)
         live = [(i, m.text) for i, m in zip(todo, messages) if m.ok]
         prompts = [histories[i] + [{"role": "user", "content": text}] for i, text in live]
-        candidates = [policy.generate(prompts, _generation(cfg, k, turn, round_no)) for k in range(cfg.candidates)]
+        asked = [tags.instruct(p) for p in prompts] if tags else prompts
+        candidates = [policy.generate(asked, _generation(cfg, k, turn, round_no)) for k in range(cfg.candidates)]
+        inferred = None
+        if tags:  # the profile block is cut out here: nobody downstream sees it
+            from dataclasses import replace
+
+            inferred = [[tags.split(c.text)[1] if c.ok else None for c in column] for column in candidates]
+            candidates = [[replace(c, text=tags.split(c.text)[0]) if c.ok else c for c in column]
+                          for column in candidates]
         taught = (teacher.replies([personas[i] for i, _ in live], [histories[i] for i, _ in live],
                                   [text for _, text in live], [revealed[i] for i, _ in live], turn, round_no)
                   if teacher is not None else None)
@@ -229,6 +240,8 @@ def rollout(cfg: OnlineConfig, round_no: int, personas, policy, simulator, judge
                 cands.append({"reply": c.text, "score": v.score if v else None,
                               "source": TEACHER if k == cfg.candidates else POLICY,
                               "error": c.error or (v.error or ("unparsable" if v.failed else None) if v else None)})
+                if inferred is not None:
+                    cands[-1]["inferred"] = inferred[k][n] if k < cfg.candidates else None  # teacher: none asked
             scored = [k for k, c in enumerate(cands) if c["score"] is not None and c["reply"]]
             usable = scored or [k for k, c in enumerate(cands) if c["reply"]]
             if not usable:
@@ -315,11 +328,18 @@ def write_round_data(folder: Path, config: str, rows: list[dict], counts: dict) 
     atomic_write_json(folder / DATA_MARKER, {"config": config, **counts})
 
 
-def build_round_data(cfg: OnlineConfig, rows: list[dict], folder: Path) -> dict:
+def build_round_data(cfg: OnlineConfig, rows: list[dict], folder: Path, personas=None, tags=None) -> dict:
     """Build and write the round's data; raise RoundDataError when there is nothing to train on."""
     if (folder / DATA_MARKER).exists():
         return read_json(folder / DATA_MARKER)
-    if cfg.method == "kto":
+    if cfg.method == "grpo":  # the conversation states of this round's rollouts, persona in columns
+        from .online_grpo import GRPO_CONFIG, grpo_rows
+
+        data, counts = grpo_rows(rows, personas, tags)
+        config = GRPO_CONFIG
+        if not data:
+            raise RoundDataError("this round's rollouts reached no conversation state: not training on nothing")
+    elif cfg.method == "kto":
         data, counts = kto_rows(rows, cfg.kto_threshold)
         config = "kto"
     else:
@@ -432,7 +452,7 @@ def rounds_card_section(cfg: OnlineConfig, table: list[dict]) -> str:
     for e in table:
         ev = e.get("eval") or {}
         data = e.get("data") or {}
-        rows = data.get("pairs", data.get("rows"))
+        rows = data.get("pairs", data.get("rows", data.get("prompts")))
         where = f"round-{e['round']:02d}/data ({data['config']})" if data else "-"
         lines.append(f"| {e['round']} | {where} | {'-' if rows is None else rows} | {num(e.get('rollout_mean_score'))}"
                      f" | {num(e.get('train_loss'))} | {num(ev.get('AL_avg'))}{interval(ev, 'AL_avg')} | "
@@ -457,7 +477,7 @@ def _evaluated_entry(cfg: OnlineConfig, folder: Path, checkpoint: str, previous:
 
 
 def run_online(cfg: OnlineConfig, *, policy_backend=None, user_backend=None, judge_backend=None,
-               train_fn=train_round, evaluate_fn=None, pair_judge_backend=None, teacher_backend=None,
+               train_fn=train_round, evaluate_fn=None, grpo=None, pair_judge_backend=None, teacher_backend=None,
                push_fn=None) -> list[dict]:
     """Run (or resume) every round; return the per-round table also written to `output_dir/rounds.json`.
 
@@ -466,6 +486,7 @@ def run_online(cfg: OnlineConfig, *, policy_backend=None, user_backend=None, jud
     harness results of a checkpoint (the command passes the harness's; training never imports the harness); with
     it, round 0 (the starting policy) is evaluated under the same protocol, and each round's win rate over the
     previous policy is judged by `pair_judge_backend` (default: the judge's backend). `push_fn` replaces the upload.
+    `grpo` (online_grpo.GrpoArguments) holds the fields only method grpo reads, the profile reward among them.
     """
     from aloe_bench.core.backends import GenerationConfig, build_backend
     from aloe_bench.core.judge import Judge, JudgeConfig
@@ -473,8 +494,12 @@ def run_online(cfg: OnlineConfig, *, policy_backend=None, user_backend=None, jud
     from aloe_bench.core.simulator import UserSimulator
 
     from .common import resolve_model
+    from .online_grpo import GrpoArguments, ProfileTags, release_policy, train_grpo_round
     from .online_push import push_online, write_round_record
 
+    grpo = grpo or GrpoArguments()
+    grpo.check(cfg)
+    tags = ProfileTags() if grpo.profile_reward else None
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     personas = list(load_persona_set(cfg.personas, split=cfg.personas_split))[:cfg.max_personas]
@@ -485,11 +510,16 @@ def run_online(cfg: OnlineConfig, *, policy_backend=None, user_backend=None, jud
         embedder = load_embedder()
     eval_personas = list(load_persona_set(cfg.eval_personas, split="test"))
     overlap = overlap_report(personas, eval_personas, cfg.overlap_threshold, embedder)
-    atomic_write_json(out / "online_config.json", asdict(cfg))
+    atomic_write_json(out / "online_config.json", {**asdict(cfg), **({"grpo": asdict(grpo)} if cfg.method == "grpo"
+                                                                     else {})})
     user = user_backend or build_backend(cfg.user_model)
     simulator = UserSimulator(user, GenerationConfig(max_new_tokens=cfg.user_max_new_tokens, temperature=0.7))
     judge_backend = judge_backend or build_backend(cfg.judge_model)
     judge = Judge(judge_backend, JudgeConfig(preset=cfg.judge_preset))
+    if cfg.method == "grpo" and train_fn is train_round:
+        from functools import partial
+
+        train_fn = partial(train_grpo_round, grpo=grpo, judge=judge, tags=tags)
     teacher = None
     if cfg.teacher:
         from .online_teacher import Teacher
@@ -501,7 +531,7 @@ def run_online(cfg: OnlineConfig, *, policy_backend=None, user_backend=None, jud
     else:
         policy_path, base_model = resolve_model(cfg.policy)
 
-    held = {}  # the last policy backend built: a round's rollout policy answers its win-rate states too
+    held = {}  # the last policy backend built (a round's rollout policy answers the next round's win-rate states)
 
     def backend_for(path: str):
         if path not in held:
@@ -533,8 +563,10 @@ def run_online(cfg: OnlineConfig, *, policy_backend=None, user_backend=None, jud
             continue
         folder.mkdir(parents=True, exist_ok=True)
         rows = rollout(cfg, round_no, personas, backend_for(policy_path), simulator, judge, folder / ROLLOUT_FILE,
-                       teacher)
-        data = build_round_data(cfg, rows, folder / "data")
+                       tags=tags, teacher=teacher)
+        if policy_backend is None:  # the rollout model leaves the cache: training and vLLM get its memory
+            release_policy(held.pop(policy_path))  # the win rate loads it again after training
+        data = build_round_data(cfg, rows, folder / "data", personas, tags)
         trained = folder / "train.json"  # written once the checkpoint is saved: a kill during eval keeps it
         if trained.exists():
             metrics = read_json(trained)
@@ -549,6 +581,7 @@ def run_online(cfg: OnlineConfig, *, policy_backend=None, user_backend=None, jud
         entry = {"round": round_no, "policy": policy_path, "checkpoint": str(checkpoint), "method": cfg.method,
                  "data": data, "rollout_mean_score": statistics.fmean(scores) if scores else None,
                  "train_loss": metrics.get("train", {}).get("train_loss"), "eval": evaluation, "win_rate": wins,
+                 **({"rewards": metrics["rewards"]} if "rewards" in metrics else {}),
                  "overlap": overlap}
         atomic_write_json(folder / "round.json", entry)
         atomic_write_json(checkpoint / ROUND_DONE, {"round": round_no})
