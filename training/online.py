@@ -576,6 +576,8 @@ def run_online(cfg: OnlineConfig, *, policy_backend=None, user_backend=None, jud
             atomic_write_json(trained, metrics, default=str)
         evaluation, wins = _evaluated_entry(cfg, folder, str(checkpoint), policy_path, evaluate_fn,
                                             backend_for, pair_judge, eval_personas)
+        if policy_backend is None and policy_path in held:  # the previous policy answered the win-rate states
+            release_policy(held.pop(policy_path))
         scores = [c["score"] for r in rows for c in r["candidates"]
                   if c["score"] is not None and c.get("source", POLICY) == POLICY]
         entry = {"round": round_no, "policy": policy_path, "checkpoint": str(checkpoint), "method": cfg.method,
