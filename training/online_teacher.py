@@ -9,8 +9,6 @@ never its rejected one (the rejected reply is always the policy's own).
 
 from __future__ import annotations
 
-from aloe_bench.core.backends import GenerationConfig
-
 TEACHER = "teacher"
 POLICY = "policy"
 
@@ -35,6 +33,7 @@ class Teacher:
     def replies(self, personas, histories: list[list[dict]], messages: list[str],
                 revealed_before: list[list[tuple[str, str]]], turn: int, round_no: int) -> list[dict]:
         """One teacher candidate per conversation: {"reply", "error", "revealed"} (reply None when a step failed)."""
+        from aloe_bench.core.backends import GenerationConfig
         from aloe_bench.core.induction import induction_messages
 
         from .pair_conversation import responder_messages
