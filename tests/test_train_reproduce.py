@@ -53,35 +53,44 @@ def test_section_has_one_row_per_model_with_every_turn_and_the_caveat():
 
 
 @pytest.mark.slow
-def test_tiny_reproduce_runs_every_step_writes_the_card_and_resumes(tmp_path, capsys):
-    """The whole pipeline on the embedded model at smoke size; a re-run redoes nothing and changes no number."""
+def test_tiny_reproduce_runs_three_arms_writes_the_tables_and_the_card_and_resumes(tmp_path, capsys):
+    """Three arms at smoke size on the embedded model: base, KTO alone (from base) and SFT + online rounds (from the
+    shared SFT stage, which is trained but, not being asked for, not evaluated); a re-run redoes nothing."""
     from aloe_bench.commands.main import main
 
     work, card = tmp_path / "run", tmp_path / "model_card.md"
-    args = ["reproduce", "--tiny", "--work_dir", str(work), "--card", str(card)]
+    args = ["reproduce", "--tiny", "--arms", "sft+online,kto,base", "--work_dir", str(work), "--card", str(card)]
     assert main(args) == 0
     summary = json.loads((work / "reproduce.json").read_text())
-    assert set(summary["metrics"]) == {"base", "sft", "dpo"}
+    assert set(summary["metrics"]) == {"base", "kto", "sft+online"}
     assert all(len(m["AL"]) == 2 for m in summary["metrics"].values())
     assert summary["generation"]["conversations"] == 4
-    for stage in ("sft", "dpo"):
-        assert (work / "checkpoints" / stage / "model.safetensors").is_file()
+    for folder in ("sft", "kto"):
+        assert (work / "checkpoints" / folder / "model.safetensors").is_file()
+    online = json.loads((work / "online" / "rounds.json").read_text())
+    assert [r["round"] for r in online["rounds"]] == [1, 2]
+    assert online["rounds"][0]["policy"] == str(work / "checkpoints" / "sft")  # the online arm starts from SFT
     rounds = [json.loads(x) for x in (work / "pools" / "profiles_rounds.jsonl").read_text().splitlines()]
     assert rounds[0]["requests"] == 2 and rounds[0]["candidates"] + rounds[0]["unparsed"] == 2
+    arms = json.loads((work / "arms.json").read_text())
+    assert [r["arm"] for r in arms["arms"]] == ["base", "kto", "sft+online"]
+    assert arms["arms"][2]["checkpoint"] == str(work / "online" / "round-02" / "checkpoint")
+    assert all(r["AL_avg"] is not None and len(r["intervals"]["AL_avg"]) == 2 for r in arms["arms"])
+    table = (work / "arms.md").read_text().splitlines()
+    assert [row.split("|")[1].strip() for row in table[2:5]] == [
+        "Base (SmolLM2-135M-Instruct)", "KTO (from base)", "SFT + online rounds"]
     text = card.read_text()
-    table = [line for line in text.split("## Small-scale reproduction")[1].splitlines() if line.startswith("| ")]
-    assert [row.split("|")[1].strip() for row in table[1:4]] == [
-        "Base (SmolLM2-135M-Instruct)", "SFT (preferred)", "SFT + DPO"]
-    assert "AL@2" in table[0] and "\n# smollm2-135m-instruct-aloe-sft-dpo\n" in text
+    assert "\n# smollm2-135m-instruct-aloe-kto\n" in text and "| KTO (from base) | base (KTO) |" in text
     capsys.readouterr()
 
-    checkpoint_mtime = (work / "checkpoints" / "dpo" / "model.safetensors").stat().st_mtime
+    checkpoint_mtime = (work / "checkpoints" / "kto" / "model.safetensors").stat().st_mtime
     assert main(args) == 0
     log = capsys.readouterr().out
-    assert "[reproduce:sft] done already" in log and "[reproduce:dpo] done already" in log
+    for arm in ("sft", "kto", "sft+online"):
+        assert f"[reproduce:{arm}] done already" in log
     again = json.loads((work / "reproduce.json").read_text())
     assert again["metrics"] == summary["metrics"]
-    assert (work / "checkpoints" / "dpo" / "model.safetensors").stat().st_mtime == checkpoint_mtime
+    assert (work / "checkpoints" / "kto" / "model.safetensors").stat().st_mtime == checkpoint_mtime
 
 
 def test_step_times_add_up_over_invocations(tmp_path):
@@ -104,6 +113,7 @@ def test_step_times_add_up_over_invocations(tmp_path):
 
 def test_arms_parse_into_the_tables_order_once_each_and_unknown_ones_are_one_error_listing_the_valid():
     assert parse_arms("kto, SFT+DPO,base,sft+dpo") == ("base", "sft+dpo", "kto")
+    assert parse_arms(["sft+online", "ipo"]) == ("ipo", "sft+online")  # a recipe may list them in YAML
     assert ReproduceConfig().arm_names == ("base", "sft", "sft+dpo")  # the default: what reproduce ran before arms
     for bad, named in (("base,sft+ppo", "unknown arm(s) sft+ppo"), (" , ", "no arm named")):
         with pytest.raises(ConfigError) as error:

@@ -50,7 +50,8 @@ DATA_STEPS = ("personas", "generate", "dataset")
 
 def parse_arms(text: str) -> tuple[str, ...]:
     """The arms named in `--arms` (comma-separated), in the table's order, each once; an unknown one is an error."""
-    names = [name.strip().lower() for name in str(text or "").split(",") if name.strip()]
+    text = ",".join(map(str, text)) if isinstance(text, (list, tuple)) else str(text or "")  # a recipe's YAML list
+    names = [name.strip().lower() for name in text.split(",") if name.strip()]
     unknown = [name for name in names if name not in ARMS]
     if unknown or not names:
         what = f"unknown arm(s) {', '.join(unknown)}" if unknown else "no arm named"
@@ -383,11 +384,12 @@ def arms_markdown(cfg: ReproduceConfig, rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _card_arm(arms) -> str | None:
-    """The checkpoint the model card is written for: SFT+DPO as before arms existed, else the first trained arm
-    in this order."""
-    for name in ("sft+dpo", "sft+ipo", "sft+kto", "sft+online", "ipo", "kto", "sft"):
-        if name in arms:
+def _card_arm(stages) -> str | None:
+    """The checkpoint the model card is written for: SFT+DPO as before arms existed, else the first trained stage
+    in this order (an online round's checkpoint has no training record to write a card from: its rounds.md is
+    the card's section)."""
+    for name in ("sft+dpo", "sft+ipo", "sft+kto", "ipo", "kto", "sft"):
+        if name in stages:
             return name
     return None
 
@@ -427,7 +429,7 @@ def run_reproduce(cfg: ReproduceConfig) -> dict:
                      "judge_model": cfg.model, "seed": cfg.seed, "reply_max_new_tokens": cfg.reply_max_new_tokens},
         "wall_s": times.total, "step_wall_s": times.seconds}, default=str)
     _log("arms", f"comparison in {root / 'arms.md'} and {root / 'arms.json'}:\n{table}")
-    card_arm, card = _card_arm(arms), None
+    card_arm, card = _card_arm(stages), None
     preference = read_info(checkpoints[card_arm]).get("preference_eval") if card_arm else None
     if card_arm:
         section = reproduce_section(cfg, results, preference, times.total, growth, data_counts, card_arm)
