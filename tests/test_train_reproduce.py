@@ -182,7 +182,9 @@ def test_stages_are_shared_and_a_rerun_trains_and_evaluates_nothing(tmp_path, mo
     import aloe_bench.commands.reproduce as reproduce
     import aloe_bench.commands.train as train_command
     import aloe_bench.training.card as card
+    import aloe_bench.training.online as online_module
     from aloe_bench.training.common import TRAINING_INFO
+    from aloe_bench.training.online import ROUND_DONE
 
     calls, evals = [], []
 
@@ -202,7 +204,15 @@ def test_stages_are_shared_and_a_rerun_trains_and_evaluates_nothing(tmp_path, mo
             done.write_text("")
         return {name: _results([2.0, 2.0 + len(name) / 100])}
 
+    def fake_online(online):
+        calls.append(("online", online.policy, online.personas, online.output_dir))
+        last = Path(online.output_dir, f"round-{online.rounds:02d}", "checkpoint")
+        last.mkdir(parents=True)
+        (last / ROUND_DONE).write_text("{}")
+        return []
+
     monkeypatch.setattr(train_command, "run_stage", fake_stage)
+    monkeypatch.setattr(online_module, "run_online", fake_online)
     monkeypatch.setattr(reproduce, "grow_personas", lambda cfg, root: ({}, None))
     monkeypatch.setattr(reproduce, "generate", lambda cfg, root, pools: (root / "generated", {}))
     monkeypatch.setattr(reproduce, "build_dataset_folder", lambda cfg, root, generated: root / "dataset")
@@ -210,17 +220,19 @@ def test_stages_are_shared_and_a_rerun_trains_and_evaluates_nothing(tmp_path, mo
     monkeypatch.setattr(card, "build_push_folder", lambda checkpoint, **kw: _fake_card(tmp_path, kw))
     monkeypatch.setattr(card, "read_info", lambda checkpoint: {})
     work = tmp_path / "run"
-    cfg = ReproduceConfig(work_dir=str(work), card=str(tmp_path / "card.md"), arms="kto,sft+ipo,sft+dpo,base")
+    cfg = ReproduceConfig(work_dir=str(work), card=str(tmp_path / "card.md"), arms="kto,sft+ipo,sft+online,sft+dpo,base")
     out = reproduce.run_reproduce(cfg)
     ck = work / "checkpoints"
     assert calls == [("sft", "sft.yaml", "embedded", str(ck / "sft")),
                      ("dpo", "dpo.yaml", str(ck / "sft"), str(ck / "dpo")),
                      ("dpo", "ipo.yaml", str(ck / "sft"), str(ck / "sft-ipo")),
-                     ("kto", "kto.yaml", "embedded", str(ck / "kto"))]
+                     ("kto", "kto.yaml", "embedded", str(ck / "kto")),
+                     ("online", str(ck / "sft"), str(work / "dataset"), str(work / "online"))]
+    online_last = work / "online" / f"round-{reproduce.online_config(cfg, work).rounds:02d}" / "checkpoint"
     assert evals == [("base", "embedded"), ("sft+dpo", str(ck / "dpo")), ("sft+ipo", str(ck / "sft-ipo")),
-                     ("kto", str(ck / "kto"))]  # sft trained (shared) but not asked for: not evaluated
+                     ("kto", str(ck / "kto")), ("sft+online", str(online_last))]  # sft trained (shared), not asked for
     table = json.loads((work / "arms.json").read_text())
-    assert [r["arm"] for r in table["arms"]] == ["base", "sft+dpo", "sft+ipo", "kto"]
+    assert [r["arm"] for r in table["arms"]] == ["base", "sft+dpo", "sft+ipo", "kto", "sft+online"]
     assert table["arms"][2]["trained_from"] == "sft" and table["arms"][3]["trained_from"] == "base"
     markdown = (work / "arms.md").read_text()
     assert "| SFT + IPO | SFT (IPO) | 2.035 | 0.0700 |" in markdown and "| KTO (from base) | base (KTO) |" in markdown
