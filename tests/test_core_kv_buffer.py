@@ -15,7 +15,8 @@ transformers = pytest.importorskip("transformers")
 @pytest.fixture(scope="module")
 def tiny():
     config = transformers.LlamaConfig(vocab_size=97, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256)
+                                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+                                      initializer_range=0.2)  # large weights: attention matters to the logits
     torch.manual_seed(0)
     return transformers.LlamaForCausalLM(config).eval()
 
@@ -77,3 +78,36 @@ def test_seeded_layer_continues_after_the_seeded_length():
     assert layer.get_seq_length() == 3
     keys, _ = layer.update(torch.full((1, 2, 2, 4), 2.0), torch.full((1, 2, 2, 4), 2.0))
     assert keys.shape[-2] == 5 and keys.data_ptr() == buffer.data_ptr() and float(buffer[0, 0, 4, 0]) == 2.0
+
+
+def test_prefix_rows_on_reserved_room_give_the_full_reads_tokens(tiny):
+    """A batch mixing a row with a cached prefix and one without, through `PrefixRows` (the per-row suffix read on
+    reserved room, the left-padded batch cache with room for the generation): the same greedy tokens as a plain
+    padded `generate`, and near-identical logits."""
+    from aloe_bench.core.backends.prefix_cache import PrefixCache
+    from aloe_bench.core.backends.prefix_rows import PrefixRows
+
+    rows = PrefixRows(tiny, PrefixCache(64 * 2**20), {"logits_to_keep": 1}, buffered=True)
+    generator = torch.Generator().manual_seed(3)
+    first = torch.randint(1, 97, (48,), generator=generator).tolist()
+    other = torch.randint(1, 97, (40,), generator=generator).tolist()
+
+    def run(prompts, cached: bool):
+        width = max(map(len, prompts))
+        ids = torch.tensor([[0] * (width - len(p)) + p for p in prompts])
+        mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
+        extra = rows.prefill_for_generate(prompts, ["s"] * len(prompts), width, 8) if cached else {}
+        with torch.inference_mode():
+            out = tiny.generate(input_ids=ids, attention_mask=mask, max_new_tokens=8, min_new_tokens=8, do_sample=False,
+                                pad_token_id=0, return_dict_in_generate=True, output_logits=True, **extra)
+        if cached:
+            rows.keep_generated(prompts, ["s"] * len(prompts), out.sequences, width, [8] * len(prompts), out.cache)
+        return out
+
+    warm = run([first], cached=True)  # a miss: read in full, its prompt and reply kept
+    assert rows.cache.stats.misses == 1 and rows.cache.stats.hits == 0
+    follow = first + warm.sequences[0, 48:].tolist() + torch.randint(1, 97, (6,), generator=generator).tolist()
+    plain, cached = run([follow, other], cached=False), run([follow, other], cached=True)
+    assert rows.cache.stats.hits == 1 and rows.cache.stats.reused_tokens >= 48
+    assert torch.equal(plain.sequences, cached.sequences)
+    assert max(float((a - b).abs().max()) for a, b in zip(plain.logits, cached.logits)) < 1e-4
