@@ -285,3 +285,17 @@ def test_jury_object_scores_batches_like_one_at_a_time():
     batch, = jury.score([item])
     one = asyncio.run(jury.ascore(item))
     assert batch.score == one.score == 3.5 and batch.judges == one.judges
+
+
+def test_a_recipe_names_a_jury_and_the_command_line_replaces_it(tmp_path, capsys):
+    from aloe_bench.commands.main import main
+
+    recipe = tmp_path / "eval.yaml"
+    recipe.write_text("model: ORG/M\njudge_model: [openai:a, openai:b]\njudge_preset: [paper, robust]\n")
+    assert main(["eval", "--config", str(recipe), "--print-config"]) == 0
+    run = json.loads(capsys.readouterr().out)["run"]
+    assert run["judge_model"] == ["openai:a", "openai:b"] and run["judge_preset"] == ["paper", "robust"]
+    assert main(["eval", "--config", str(recipe), "--judge_model", "openai:c", "--judge_preset", "criteria",
+                 "--print-config"]) == 0
+    run = json.loads(capsys.readouterr().out)["run"]
+    assert run["judge_model"] == "openai:c" and run["judge_preset"] == "criteria"
