@@ -114,11 +114,11 @@ def is_results_dataset(folder: Path) -> bool:
         return False
 
 
-def _from_dataset(source: str, label: str, split: str = "train") -> Leaderboard:
+def _from_dataset(source: str, label: str, split: str = "train", token=None) -> Leaderboard:
     from aloe_bench.core.dataset_folder import load_dataset_source
 
     try:
-        rows = load_dataset_source(source, "results", split=split)
+        rows = load_dataset_source(source, "results", split=split, **({} if token is None else {"token": token}))
     except Exception as exc:
         raise LeaderboardError(f"Hub results dataset {source!r} could not be read: {type(exc).__name__}: {exc}") from exc
     board = Leaderboard(source=label)
@@ -130,16 +130,17 @@ def _from_dataset(source: str, label: str, split: str = "train") -> Leaderboard:
     return _sorted(board)
 
 
-def from_hub(repo_id: str, split: str = "train") -> Leaderboard:
-    """The `results` config of a Hub results dataset: its rows carry the result keys."""
-    return _from_dataset(repo_id, f"hub:{repo_id}", split)
+def from_hub(repo_id: str, split: str = "train", token=None) -> Leaderboard:
+    """The `results` config of a Hub results dataset: its rows carry the result keys. `token`: None reads with the
+    environment's credentials, False anonymously, a string with that token."""
+    return _from_dataset(repo_id, f"hub:{repo_id}", split, token)
 
 
-def load_leaderboard(source: str) -> Leaderboard:
-    """`hub:ORG/NAME` reads a Hub dataset; anything else is a local folder."""
+def load_leaderboard(source: str, token=None) -> Leaderboard:
+    """`hub:ORG/NAME` reads a Hub dataset (with `token`, as `from_hub`); anything else is a local folder."""
     source = (source or "").strip()
     if not source:
         raise LeaderboardError("give a results folder or hub:ORG/NAME")
     if source.startswith("hub:"):
-        return from_hub(source[4:])
+        return from_hub(source[4:], token=token)
     return from_folder(source)

@@ -23,6 +23,7 @@ from aloe_bench.core.run_files import (SAMPLES_PREFIX, find_samples_files, read_
 from .leaderboard import is_results_dataset
 from .redact import redact, scrub
 from .runs import RunsError, list_runs, load_rows
+from .sources import check_visitor_source, hub_token, offered_sources
 
 # Keyboard shortcuts, installed once per page: a key clicks the matching button while the Rate tab is shown.
 KEYBOARD_JS = """
@@ -104,7 +105,7 @@ def _runs_in_folder(folder: Path, max_rows: int) -> list[tuple[str, list[dict], 
         raise RateError(str(exc).replace(str(folder), folder.name)) from None
 
 
-def _resolve(source: str) -> Path:
+def _resolve(source: str, token=None) -> Path:
     source = (source or "").strip()
     if not source:
         raise RateError("give a samples file, a run folder, or a results dataset (folder or hub:ORG/NAME)")
@@ -112,15 +113,17 @@ def _resolve(source: str) -> Path:
         from huggingface_hub import snapshot_download
 
         try:
-            return Path(snapshot_download(source[4:], repo_type="dataset", allow_patterns=["results/*", "samples/*"]))
+            return Path(snapshot_download(source[4:], repo_type="dataset", allow_patterns=["results/*", "samples/*"],
+                                          **({} if token is None else {"token": token})))
         except Exception as exc:
             raise RateError(f"Hub dataset {source[4:]!r} could not be read: {type(exc).__name__}: {exc}") from None
     return Path(source).expanduser()
 
 
-def load_items(source: str, run_id: str | None = None, max_rows: int = 5000) -> list[Item]:
-    """The rateable rows of one run in `source`: every row with a message and a reply, with its history."""
-    path = _resolve(source)
+def load_items(source: str, run_id: str | None = None, max_rows: int = 5000, token=None) -> list[Item]:
+    """The rateable rows of one run in `source`: every row with a message and a reply, with its history. `token`
+    reads a `hub:` source (None: the environment's credentials, False: anonymously)."""
+    path = _resolve(source, token)
     if path.is_file():
         if not path.name.startswith(SAMPLES_PREFIX):
             raise RateError(f"{path.name}: expected a samples_<run id>.jsonl file")
@@ -190,6 +193,7 @@ class RateTab:
     def __init__(self, config):
         self.config = config
         self.ratings_dir = Path(config.ratings_dir).expanduser()
+        self.sources = offered_sources(config, config.rate_source)  # what a public Space's visitor may open
 
     def _show(self, state: RateSession, note: str = ""):
         if state.position >= len(state.order):
@@ -198,10 +202,11 @@ class RateTab:
         progress = f"Row {state.position + 1} of {len(state.order)} · {state.written} saved to `{state.path.name}`"
         return item_markdown(item), (f"{note} · " if note else "") + progress
 
-    def on_start(self, source, run_id, rater, state: RateSession):
+    def on_start(self, source, run_id, rater, state: RateSession, oauth_token: gr.OAuthToken | None = None):
         try:
             rater = check_rater(rater)
-            items = load_items(source, run_id, self.config.max_rate_rows)
+            source = check_visitor_source(self.config, source, self.sources, RateError, "runs")
+            items = load_items(source, run_id, self.config.max_rate_rows, hub_token(self.config, oauth_token))
         except (RateError, RatingsError) as exc:
             return scrub(("", redact(f"⚠️ {exc}"), state))
         state.rater, state.items, state.position, state.written = rater, items, 0, 0
@@ -235,8 +240,10 @@ class RateTab:
                         "seeing which model wrote them or what the judge said. Keys: **1-5** rate, **s** skip, "
                         "**b** / Backspace back.")
             with gr.Row():
-                source = gr.Textbox(cfg.rate_source or cfg.results, label="Run: samples file, run folder, or results "
-                                    "dataset (folder or hub:ORG/NAME)", scale=4, elem_id="rate-source")
+                # on a public Space the visitor picks among the offered sources; typed ones are refused (sources.py)
+                source = gr.Dropdown(self.sources, value=self.sources[0], allow_custom_value=not cfg.public,
+                                     label="Run: samples file, run folder, or results dataset (folder or hub:ORG/NAME)",
+                                     scale=4, elem_id="rate-source")
                 run_id = gr.Textbox("", label="Run id (if several)", scale=1, elem_id="rate-run-id")
                 rater = gr.Textbox("", label="Your rater id", max_length=64, scale=1, elem_id="rate-rater")
                 start = gr.Button("Start", scale=1, elem_id="rate-start")

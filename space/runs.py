@@ -49,11 +49,6 @@ class RunEntry:
         return f"{self.results.get('model', '?')} · {self.run_id}{score}"
 
 
-def parse_sources(text: str) -> list[str]:
-    """A comma-separated list of sources (how `--runs` and ALOE_SPACE_RUNS give several) -> the non-empty ones."""
-    return [part.strip() for part in (text or "").split(",") if part.strip()]
-
-
 def _row(record: dict) -> dict:
     """A results-dataset sample row as the samples log holds it: `extra`'s keys restored beside the typed ones."""
     row = dict(record)

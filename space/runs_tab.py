@@ -13,8 +13,9 @@ import gradio as gr
 import pandas as pd
 
 from .redact import redact, scrub
-from .runs import (RunEntry, RunsError, conversation, list_runs, load_rows, parse_sources, persona_curve,
+from .runs import (RunEntry, RunsError, conversation, list_runs, load_rows, persona_curve,
                    personas_of, summary_markdown, transcript_markdown)
+from .sources import check_visitor_source, hub_token, parse_sources
 from .score_plot import ScorePlot
 from .views import score_curve
 
@@ -35,13 +36,6 @@ def configured_sources(config) -> list[str]:
     return parse_sources(config.runs) or [config.results]
 
 
-def _token(config, oauth_token):
-    """Whose credentials read a `hub:` source: the owner's environment locally; the visitor's or none when public."""
-    if not config.public:
-        return None
-    return getattr(oauth_token, "token", None) or False
-
-
 def _plot(rows: list[dict]):
     scores, criteria = persona_curve(rows)
     curve = score_curve(scores, criteria)
@@ -58,12 +52,9 @@ class RunsTab:
 
     def load(self, source: str, state: RunsSession, oauth_token=None) -> list[str]:
         """Read the runs of `source` into `state`; their labels. RunsError when the source is refused or unreadable."""
-        source = (source or "").strip()
-        if self.config.public and source not in self.sources:
-            raise RunsError("visitors of a public Space pick among the runs this Space offers "
-                            f"({', '.join(self.sources)}); typed paths are not read")
+        source = check_visitor_source(self.config, source, self.sources, RunsError, "runs")
         problems: list[str] = []
-        entries = list_runs(source, _token(self.config, oauth_token), problems)[:MAX_RUNS]
+        entries = list_runs(source, hub_token(self.config, oauth_token), problems)[:MAX_RUNS]
         state.source, state.entries, state.problems = source, {}, problems
         for entry in entries:
             label = entry.label
@@ -76,7 +67,7 @@ class RunsTab:
         entry = state.entries.get(label or NONE)
         if entry is None:
             return None
-        return entry, load_rows(entry, self.config.max_run_rows, _token(self.config, oauth_token))
+        return entry, load_rows(entry, self.config.max_run_rows, hub_token(self.config, oauth_token))
 
     def show(self, run_a, run_b, persona, state: RunsSession, oauth_token=None) -> tuple:
         """(summary, plot, transcript) for run A and for run B on the same persona, and a status line."""

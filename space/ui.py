@@ -35,6 +35,7 @@ from .roles import SpaceRoles
 from .runs_tab import RunsTab
 from .score_plot import ScorePlot
 from .session import ChatSession, Lane, new_session
+from .sources import check_visitor_source, hub_token, offered_sources
 from .space_config import SpaceConfig
 from .views import chat_messages, curve_rows, lane_summary
 from .visitor_models import BoundedLoader
@@ -281,9 +282,11 @@ class SpaceUI:
                 + f", judge {config.judge_model}.")
 
     # -- leaderboard ------------------------------------------------------------------------------
-    def on_leaderboard(self, source):
+    def on_leaderboard(self, source, oauth_token: gr.OAuthToken | None = None):
         try:
-            board = load_leaderboard(source)
+            source = check_visitor_source(self.config, source, offered_sources(self.config), LeaderboardError,
+                                          "results")
+            board = load_leaderboard(source, hub_token(self.config, oauth_token))
         except LeaderboardError as exc:
             return pd.DataFrame(columns=COLUMNS), redact(f"⚠️ {exc}")
         note = f"{len(board.rows)} result(s) from {board.source}."
@@ -373,8 +376,10 @@ class SpaceUI:
                                 export_json = gr.JSON(label="Exported JSON", elem_id="export-json")
                 with gr.Tab("Leaderboard"):
                     with gr.Row():
-                        source_tb = gr.Textbox(cfg.results, label="Results: a folder of results_*.json or hub:ORG/NAME",
-                                               scale=4, elem_id="lb-source")
+                        offered = offered_sources(cfg)  # a public Space's visitor picks among these (sources.py)
+                        source_tb = gr.Dropdown(offered, value=cfg.results, allow_custom_value=not cfg.public,
+                                                label="Results: a folder of results_*.json or hub:ORG/NAME",
+                                                scale=4, elem_id="lb-source")
                         load_btn = gr.Button("Load", scale=1, elem_id="lb-load")
                     board = gr.Dataframe(pd.DataFrame(columns=COLUMNS), interactive=False, elem_id="leaderboard")
                     board_note = gr.Markdown("", elem_id="lb-note")

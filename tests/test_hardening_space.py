@@ -70,7 +70,7 @@ def test_leaderboard_and_settings_messages_are_redacted(sentinel_env, monkeypatc
     from aloe_bench.space import ui as ui_module
     from aloe_bench.space.leaderboard import LeaderboardError
 
-    def failing(source):
+    def failing(source, token=None):
         raise LeaderboardError(f"Hub results dataset could not be read: 401 for token {HF_SENTINEL}")
 
     monkeypatch.setattr(ui_module, "load_leaderboard", failing)
