@@ -299,3 +299,13 @@ def test_a_recipe_names_a_jury_and_the_command_line_replaces_it(tmp_path, capsys
                  "--print-config"]) == 0
     run = json.loads(capsys.readouterr().out)["run"]
     assert run["judge_model"] == "openai:c" and run["judge_preset"] == "criteria"
+
+
+def test_the_free_schedule_judges_with_the_jury_like_lockstep(tmp_path, upstream_dir):
+    answers = ["1", "4", "nope"]
+    _, lockstep, _ = run_with_judges(tmp_path, upstream_dir, answers, out="lockstep")
+    _, free, _ = run_with_judges(tmp_path, upstream_dir, answers, out="free", schedule="free")
+    key = lambda r: (r["persona_id"], r["turn"])  # noqa: E731
+    assert [(key(r), r["score"], r["judges"]) for r in sorted(free, key=key)] == \
+        [(key(r), r["score"], r["judges"]) for r in sorted(lockstep, key=key)]
+    assert {r["score"] for r in free} == {2.5}
