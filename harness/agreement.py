@@ -20,8 +20,9 @@ from scipy import stats
 from sklearn.metrics import cohen_kappa_score
 
 from aloe_bench.core.errors import ConfigError
+from aloe_bench.core.io import DataFileError, read_jsonl
 from aloe_bench.core.ratings import is_ratings_file, latest_ratings, read_ratings
-from aloe_bench.core.run_files import find_run
+from aloe_bench.core.run_files import SAMPLES_PREFIX, find_run
 
 LABELS = [1, 2, 3, 4, 5]
 ROUNDING_NOTE = ("exact/within-1 agreement and Cohen's kappa use scores rounded to the nearest integer and clipped "
@@ -44,8 +45,62 @@ class Rater:
         return sum(v is None for v in self.scores.values())
 
 
+#: the columns a scored-rows JSONL file may name each field by (the first one present in a row is read)
+SCORED_COLUMNS = {"persona id": ("persona_id", "persona"), "turn": ("turn",), "score": ("score", "rating")}
+
+
+class ScoredRowsError(DataFileError):
+    """A JSONL file of scored rows lacks a column or holds a bad value; the message names the file and line."""
+
+
+def _column(row: dict, field: str):
+    """The value of `field` in `row` under the first of its accepted column names present, or KeyError."""
+    for name in SCORED_COLUMNS[field]:
+        if name in row:
+            return row[name]
+    raise KeyError(field)
+
+
+def _add_row(rater: Rater, row: dict) -> None:
+    """One samples-shaped row: a generation error or a missing reply is not a judged row and is left out; a null
+    score is a recorded judge failure."""
+    if row.get("error") or ("reply" in row and row["reply"] is None):  # no reply: nothing was judged
+        return
+    turn, score = _column(row, "turn"), _column(row, "score")
+    if isinstance(turn, bool) or isinstance(score, bool) or (isinstance(turn, float) and not turn.is_integer()):
+        raise ValueError("a flag is not a turn or a score")
+    key = (str(_column(row, "persona id")), int(turn))
+    rater.scores[key] = None if score is None else float(score)
+    if isinstance(row.get("reply"), str):
+        rater.reply_chars[key] = len(row["reply"])
+
+
+def read_scored_rows(path: Path) -> Rater:
+    """A JSONL file of scored rows under any name, recognised by its content: each row names a persona
+    (`persona_id` or `persona`), a `turn` and a score (`score` or `rating`; null: a failure). Samples rows of
+    other harnesses read the same way (with `reply`, its length is kept for the length bias)."""
+    rater = Rater(path.stem, source=str(path))
+    for number, row in read_jsonl(path, log=True, error=ScoredRowsError):
+        where = f"{path}:{number}"
+        if not isinstance(row, dict):
+            raise ScoredRowsError(f"{where}: a scored row must be a JSON object")
+        missing = [f"{field} ({' or '.join(names)})" for field, names in SCORED_COLUMNS.items()
+                   if not any(name in row for name in names)]
+        if missing:
+            raise ScoredRowsError(f"{where}: row lacks {', '.join(missing)}: not a file of scored rows")
+        try:
+            _add_row(rater, row)
+        except (TypeError, ValueError):
+            raise ScoredRowsError(f"{where}: turn must be an integer and score a number or null, got turn "
+                                  f"{_column(row, 'turn')!r}, score {_column(row, 'score')!r}") from None
+    if not rater.scores:
+        raise ScoredRowsError(f"{path}: no scored rows")
+    return rater
+
+
 def load_raters(source: str, run_id: str | None = None) -> list[Rater]:
-    """A run folder or samples file gives one rater (its judge); a ratings file one rater per rater id."""
+    """A run folder or samples file gives one rater (its judge); a ratings file one rater per rater id; any other
+    JSONL file of scored rows (`SCORED_COLUMNS`) one rater named after the file."""
     path = Path(source).expanduser()
     if path.is_file() and is_ratings_file(path):
         raters: dict[str, Rater] = {}
@@ -55,16 +110,14 @@ def load_raters(source: str, run_id: str | None = None) -> list[Rater]:
             raters.setdefault(rater, Rater(f"human:{rater}", source=str(path), kind="human"))
             raters[rater].scores[(persona, turn)] = float(record["score"])
         return list(raters.values())
+    if path.is_file() and not path.name.startswith(SAMPLES_PREFIX):
+        return [read_scored_rows(path)]
     run = find_run(path, run_id)
     results = run.results or {}
     name = results.get("judge") or run.run_id
     rater = Rater(f"{name} [{run.run_id}]", source=str(run.samples_path))
     for row in run.samples():
-        if row.get("error") or row.get("reply") is None:  # no reply: nothing was judged
-            continue
-        key = (row["persona_id"], int(row["turn"]))
-        rater.scores[key] = None if row.get("score") is None else float(row["score"])
-        rater.reply_chars[key] = len(row["reply"])
+        _add_row(rater, row)
     return [rater]
 
 

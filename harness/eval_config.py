@@ -65,6 +65,12 @@ class EvalConfig:
         "help": "free (every conversation its own task), lockstep (turn k of all at once) or sequential (one at a "
                 "time, the paper's loop)."})
     bootstrap_resamples: int = field(default=1000, metadata={"help": "Bootstrap resamples for the intervals."})
+    simulator_reveal: bool = field(default=False, metadata={
+        "help": "Add the reveal curve to the results' simulator block (loads the MiniLM embedder after the run; a "
+                "report only: the run's identity does not change)."})
+    repeats: int = field(default=1, metadata={
+        "help": "Run K repeats with seeds seed..seed+K-1, each an ordinary run sharing a group id, plus a group "
+                "summary (mean and spread of AL_avg, IR, N_IR across repeats) next to them."})
     push_to_hub: str | None = field(default=None, metadata={"help": "Results dataset repo id (ORG/NAME) to publish to."})
     public: bool = field(default=False, metadata={"help": "Make a new results dataset repo public (default private)."})
     create_pr: bool = field(default=False, metadata={
@@ -88,6 +94,8 @@ class EvalConfig:
             raise ConfigError(f"turns must be >= 1, got {self.turns}")
         if self.max_personas is not None and self.max_personas < 0:
             raise ConfigError(f"max_personas must be >= 0 (0: all), got {self.max_personas}")
+        if self.repeats < 1:
+            raise ConfigError(f"repeats must be >= 1, got {self.repeats}")
         if self.schedule not in SCHEDULES:
             raise ConfigError(f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
 

@@ -43,6 +43,17 @@ def fingerprint(payload: dict) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def new_run_id(taken: set[str]) -> str:
+    """A run id: the UTC time to the second, with `-2`, `-3`, ... when a run of the folder already has it (two runs
+    started within one second, such as the repeats of `--repeats K` with cached answers, must not share files)."""
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+    run_id, n = stamp, 1
+    while run_id in taken:
+        n += 1
+        run_id = f"{stamp}-{n}"
+    return run_id
+
+
 class RunFiles:
     """Files of one run in `output_dir`. Runs with the same fingerprint share a run id, so re-running resumes."""
 
@@ -52,7 +63,7 @@ class RunFiles:
         manifest_path = self.dir / "runs.json"
         manifest = read_json(manifest_path) if manifest_path.exists() else {}
         if run_fingerprint not in manifest:
-            manifest[run_fingerprint] = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+            manifest[run_fingerprint] = new_run_id(set(manifest.values()))
             atomic_write_json(manifest_path, manifest)
         self.run_id = manifest[run_fingerprint]
         self.fingerprint = run_fingerprint
@@ -229,11 +240,11 @@ def criteria_matrices(rows: list[dict], persona_ids: list[str], turns: int) -> d
 
 def build_run_results(rows: list[dict], persona_ids: list[str], turns: int, *, files: RunFiles, model: str,
                       judge: Judge, config: dict, bootstrap_resamples: int, seed: int, protocol: str | None = None,
-                      rescore_of: str | None = None, personas=None) -> dict:
+                      rescore_of: str | None = None, personas=None, reveal_embedder: tuple | None = None) -> dict:
     """The results dict of a run (an eval, or a re-score when `rescore_of` names its source run): metrics over the
     score matrix of `persona_ids` x `turns`, counts, the judge's label, `config`, the run's config block, and the
     check of the simulated user over `personas` (the Persona objects of `persona_ids`; without them the block
-    records that it was skipped)."""
+    records that it was skipped); `reveal_embedder` (a `load_reveal_embedder` triple) adds the reveal curve."""
     scores, counts = score_matrix(rows, persona_ids, turns)
     results = {"benchmark": "ALOE"}
     if protocol is not None:
@@ -252,7 +263,7 @@ def build_run_results(rows: list[dict], persona_ids: list[str], turns: int, *, f
         "files": {"samples": files.samples_path.relative_to(files.dir).as_posix()},
         "config": config,
     })
-    results["simulator"] = (simulator_block(rows, personas, turns) if personas is not None
+    results["simulator"] = (simulator_block(rows, personas, turns, reveal_embedder) if personas is not None
                             else {"skipped": "the run's personas were not given to the results builder"})
     if judge.is_embedded:
         results["judge_note"] = SMOKE_NOTE

@@ -21,6 +21,7 @@ from aloe_bench import __version__
 from aloe_bench.core.backends import BackendOptions, build_backend
 from aloe_bench.core.backends.cache import CachedBackend, RequestCache
 from aloe_bench.core.conversation import ConversationRoles, ConversationState, TurnRecord, converse_all
+from aloe_bench.core.errors import ConfigError
 from aloe_bench.core.judge import Judge
 from aloe_bench.core.jury import Jury, Member
 from aloe_bench.core.personas import Persona, PersonaSet, load_persona_set
@@ -33,7 +34,8 @@ from aloe_bench.core.specs import ModelSpec
 
 from .eval_config import EvalConfig
 from .protocol import EvalRun, resolve_run
-from .results import RunFiles, SampleWriter, add_lm_eval_keys, build_run_results, fingerprint, package_versions
+from .results import (RunFiles, SampleWriter, add_lm_eval_keys, build_run_results, fingerprint, load_reveal_embedder,
+                      package_versions)
 
 
 @dataclass
@@ -183,13 +185,18 @@ def check_specs(run: EvalRun) -> None:
                         engine=judge.options.engine)
 
 
-def evaluate_model(run: EvalRun, roles: EvalRoles | None = None, persona_set: PersonaSet | None = None) -> dict:
+def evaluate_model(run: EvalRun, roles: EvalRoles | None = None, persona_set: PersonaSet | None = None, *,
+                   repeat: dict | None = None) -> dict:
     """Run (or resume) the ALOE evaluation `run` (from `resolve_run`); write and return the results dict.
 
     `roles` replaces the backends `run` names (tests, benchmarks); `persona_set` replaces `run.config.personas`
-    (the evaluate module passes the personas it was given).
+    (the evaluate module passes the personas it was given); `repeat` is recorded as the results' `repeat` block
+    (one of `aloe eval --repeats K`'s runs, `harness.repeats`).
     """
     cfg = run.config
+    if cfg.repeats > 1 and repeat is None:
+        raise ConfigError(f"repeats={cfg.repeats}: one run evaluates one seed; run the repeats with "
+                          "harness.repeats.evaluate_repeats (what `aloe eval --repeats K` does)")
     if roles is None:
         check_specs(run)
     persona_set = persona_set or load_persona_set(cfg.personas, cfg.max_personalities)
@@ -229,6 +236,8 @@ def evaluate_model(run: EvalRun, roles: EvalRoles | None = None, persona_set: Pe
                              "tokens_per_s": round(stats.generated_tokens / wall, 2) if wall > 0 else None}
     if roles.cache is not None:
         results["cache"] = {"hits": roles.cache.hits, "misses": roles.cache.misses}
+    if repeat is not None:
+        results["repeat"] = repeat
     files.write_results(results)
     results["results_file"] = str(files.results_path)  # for callers; not part of the file itself
     if cfg.push_to_hub:
@@ -263,9 +272,11 @@ def build_results(rows, persona_set, cfg: EvalConfig, config_block: dict, roles:
     are added, and `config_block` records how many personas were evaluated.
     """
     ids = [p.id for p in persona_set]
+    embedder = load_reveal_embedder() if cfg.simulator_reveal else None  # opt-in: it loads MiniLM
     results = build_run_results(rows, ids, cfg.turns, files=files, model=roles.model.model_id, judge=roles.judge,
                                 config=config_block, bootstrap_resamples=cfg.bootstrap_resamples, seed=cfg.seed,
-                                protocol=config_block["protocol"]["name"], personas=persona_set)
+                                protocol=config_block["protocol"]["name"], personas=persona_set,
+                                reveal_embedder=embedder)
     config_block["personas"]["evaluated"] = len(ids)  # the set's size is `count`; this is what was scored
     return add_lm_eval_keys(results)
 

@@ -127,3 +127,31 @@ def test_ratings_file_errors_name_file_and_line(tmp_path):
         rating_record("bad id/../x", "r", "p", 1, 3)
     recs = [rating_record("a", "r", "p", 1, 2), rating_record("a", "r", "p", 1, None)]
     assert latest_ratings(recs)[("a", "r", "p", 1)]["score"] is None
+
+
+def test_agree_reads_any_jsonl_of_scored_rows_by_its_content(tmp_path, capsys):
+    from aloe_bench.commands.main import main
+    from aloe_bench.harness.agreement import ScoredRowsError
+
+    scores = {(f"p{i}", t): float(1 + (i + t) % 5) for i in range(4) for t in (1, 2)}
+    _write_run(tmp_path / "a", "20260101T000000", scores)
+    other = tmp_path / "their harness output.jsonl"  # any name: recognised by its columns
+    other.write_text("".join(json.dumps({"persona": p, "turn": t, "rating": None if (p, t) == ("p3", 2) else s,
+                                         "model": "x"}) + "\n" for (p, t), s in scores.items()))
+    report = agree([str(tmp_path / "a"), str(other)], n_resamples=20)
+    assert report["raters"][1]["name"] == "their harness output" and report["raters"][1]["rows"] == 8
+    assert report["raters"][1]["failures"] == 1
+    assert report["pairs"][0]["pairs"] == 7 and report["pairs"][0]["exact"] == 1.0
+
+    bad = tmp_path / "scores.jsonl"
+    bad.write_text(json.dumps({"persona_id": "p0", "turn": 1, "score": 3}) + "\n"
+                   + json.dumps({"persona_id": "p1", "score": 2}) + "\n")
+    with pytest.raises(ScoredRowsError, match=r"scores.jsonl:2: row lacks turn \(turn\)"):
+        agree([str(tmp_path / "a"), str(bad)], n_resamples=20)
+    bad.write_text(json.dumps({"persona_id": "p0", "turn": "first", "score": 3}) + "\n")
+    with pytest.raises(ScoredRowsError, match=r"scores.jsonl:1: turn must be an integer"):
+        agree([str(tmp_path / "a"), str(bad)], n_resamples=20)
+    capsys.readouterr()
+    assert main(["judge", "agree", str(tmp_path / "a"), str(bad)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "scores.jsonl:1:" in err[0]

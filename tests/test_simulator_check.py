@@ -175,3 +175,110 @@ def test_the_check_of_an_eval_run_adds_the_reveal_curve(tmp_path, monkeypatch, c
     assert reveal["embedder"] == "sentence-transformers/all-MiniLM-L6-v2"
     assert reveal["profile"]["candidates"] == 1 and reveal["profile"]["top1"] == [1.0, 1.0]  # one profile: trivial
     assert reveal["personality"]["candidates"] == 2 and reveal["personality"]["chance"]["top1"] == 0.5
+
+
+def _keyword_embedder(texts):
+    """A fake sentence embedder with no model: one axis per PROFILES keyword, found in the text; text with none of
+    them points mostly at a neutral axis, tilted towards the last keywords (so the turns before the reveal rank the
+    same wrong profile first for everyone, never a tie)."""
+    import numpy as np
+
+    keys = list(PROFILES)
+    vectors = []
+    for text in texts:
+        hit = [k for k, (profile, reveal) in PROFILES.items() if text in (profile, reveal)]
+        vector = np.zeros(len(keys) + 1)
+        if hit:
+            vector[keys.index(hit[0])] = 1.0
+        else:
+            vector[:len(keys)] = 0.05 * np.arange(1, len(keys) + 1)
+            vector[-1] = 1.0
+        vectors.append(vector / np.linalg.norm(vector))
+    return np.array(vectors)
+
+
+def test_eval_with_simulator_reveal_adds_the_reveal_curve_which_jumps_at_turn_3(tmp_path, monkeypatch):
+    from aloe_bench.core import embedded
+
+    def user(messages, config):
+        turn = 1 + sum(m["role"] == "assistant" for m in messages)
+        profile = next(p for p, _ in PROFILES.values() if p in messages[0]["content"])
+        reveal = next(r for p, r in PROFILES.values() if p == profile)
+        return UNRELATED[turn - 1] if turn < 3 else reveal
+
+    loaded = []
+    monkeypatch.setattr(embedded, "sentence_embedder", lambda name=None: loaded.append(name) or
+                        (_keyword_embedder, "fake-keyword-embedder"))
+
+    def run(output_dir, *flags):
+        made = iter([ScriptedBackend(fn=lambda m, c: "a reply"), ScriptedBackend(fn=user), ScriptedBackend(["4"])])
+        monkeypatch.setattr(runner, "build_backend", lambda spec, options=None, **kw: next(made))
+        settings = dict(turns=3, bootstrap_resamples=10, progress=False, output_dir=str(tmp_path / output_dir))
+        return runner.evaluate_personas([p for p, _ in PROFILES.values()], ["They are cheerful."] * 4,
+                                        **settings, **dict(flags))
+
+    plain = run("plain")
+    assert plain["simulator"]["reveal"] == {"skipped": results_module.REVEAL_IN_CHECK} and loaded == []
+    revealed = run("reveal", ("simulator_reveal", True))
+    assert loaded == [None]
+    curve = revealed["simulator"]["reveal"]
+    assert curve["embedder"] == "fake-keyword-embedder"
+    assert curve["profile"]["candidates"] == 4 and curve["profile"]["personas"] == [4, 4, 4]
+    assert curve["profile"]["top1"] == [0.25, 0.25, 1.0]  # the same unrelated messages, then the reveal at turn 3
+    assert curve["profile"]["mrr"][2] == 1.0 and curve["profile"]["mrr"][1] < 0.6
+    assert curve["personality"]["candidates"] == 1  # one personality: trivially found
+    # a report only: the run's identity (fingerprint) and everything but the reveal curve are as without it
+    assert revealed["fingerprint"] == plain["fingerprint"]
+    assert {k: v for k, v in revealed["simulator"].items() if k != "reveal"} == \
+        {k: v for k, v in plain["simulator"].items() if k != "reveal"}
+    assert revealed["metrics"]["AL_avg"] == plain["metrics"]["AL_avg"] == 4.0
+
+
+def test_llm_role_break_check_counts_beside_the_rules_and_records_unparsable_answers(tmp_path, monkeypatch, capsys):
+    from aloe_bench.core import backends as backends_module
+    from aloe_bench.core import embedded
+    from aloe_bench.core.errors import DependencyError
+    from aloe_bench.core.prompts import load_prompts
+
+    def no_embedder(name=None):
+        raise DependencyError("not needed here")
+
+    monkeypatch.setattr(embedded, "sentence_embedder", no_embedder)
+
+    def answer(messages, config):
+        text = messages[-1]["content"].split("<<<MESSAGE\n", 1)[1].split("\nMESSAGE>>>", 1)[0]
+        if "Fine, you win" in text:
+            return "Maybe, hard to say."  # neither yes nor no: a recorded failure
+        if "help you" in text or "role-play" in text or "origami" in text:
+            return "Yes."
+        return "no"
+
+    llm = ScriptedBackend(fn=answer, name="fake/checker")
+    built = []
+    monkeypatch.setattr(backends_module, "build_backend",
+                        lambda spec, options=None, **kw: built.append((spec, kw)) or llm)
+    personas = [p for p in load_persona_set("default")][::5][:3]
+    rows = _persona_rows(personas)
+    rows[6]["user_message"] = "I fold origami cranes at night."  # (p2, 1): the LLM says yes, the rules do not
+    samples = tmp_path / "samples_20260101T000000.jsonl"
+    samples.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    assert main(["simulator", "check", str(samples), "--personas", "default", "--llm_check", "openai:checker",
+                 "--llm_check_base_url", "http://127.0.0.1:9/v1"]) == 0
+    (run,) = json.loads(capsys.readouterr().out)["runs"]
+    assert built == [("openai:checker", {"base_url": "http://127.0.0.1:9/v1"})]
+    assert len(llm.calls) == 1 and len(llm.calls[0][0]) == 9 and llm.calls[0][1].temperature == 0.0
+    breaks = run["simulator"]["role_breaks"]
+    assert breaks["messages"] == 5  # the rules' count is unchanged
+    check = breaks["llm"]
+    assert check["model"] == "fake/checker" and check["prompt"] == "role_break_check"
+    assert check["prompt_sha256"] == load_prompts()["role_break_check"].sha256[:16]
+    # yes: offers_help (p0,2), role-play (p1,3), origami (p2,1); failure: (p2,3); the other five: no
+    assert (check["messages"], check["breaks"], check["failures"], check["rate"]) == (9, 3, 1, 0.375)
+    assert check["agreement_with_rules"] == {"both": 2, "llm_only": 1, "rules_only": 2, "neither": 3}
+    assert check["failed"] == [{"persona_id": personas[2].id, "turn": 3,
+                                "failure": "unparsable answer: 'Maybe, hard to say.'"}]
+    assert [t["role_breaks"]["llm"]["breaks"] for t in run["simulator"]["per_turn"]] == [1, 1, 1]
+    assert [t["role_breaks"]["llm"]["failures"] for t in run["simulator"]["per_turn"]] == [0, 0, 1]
+    flagged = {(f["persona_id"], f["turn"]): f for f in run["flagged"]}
+    assert flagged[personas[2].id, 1]["llm_role_break"] is True and not flagged[personas[2].id, 1]["role_breaks"]
+    assert flagged[personas[2].id, 3]["llm_role_break"] is None and flagged[personas[2].id, 3]["llm_failure"]

@@ -31,11 +31,26 @@ def _run_eval(args) -> int:
     if getattr(args, "print_config", False):
         print(json.dumps(run.settings, indent=2, ensure_ascii=False))
         return 0
+    if run.config.repeats > 1:
+        return _run_repeats(run)
     results = evaluate_model(run)
     print(json.dumps({k: results[k] for k in ("protocol", "model", "judge", "counts")} | {
         "metrics": {k: v for k, v in results["metrics"].items() if k != "intervals"},
         "results_file": results["results_file"]}, indent=2))
     logger.info(_next_steps(results))
+    return 0
+
+
+def _run_repeats(run) -> int:
+    """`--repeats K`: the K runs, then their group summary printed (without the per-repeat intervals) and kept."""
+    from aloe_bench.harness.repeats import evaluate_repeats
+
+    summary = evaluate_repeats(run)
+    printed = {name: {k: v for k, v in values.items() if k != "bootstrap_intervals"}
+               for name, values in summary["metrics"].items()}
+    print(json.dumps({k: summary[k] for k in ("group_id", "repeats", "seeds", "model", "judge")} | {
+        "runs": [{k: r[k] for k in ("index", "seed", "run_id")} for r in summary["runs"]],
+        "metrics": printed, "summary_file": summary["summary_file"]}, indent=2))
     return 0
 
 

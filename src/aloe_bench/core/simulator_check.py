@@ -240,3 +240,44 @@ def check_simulator(messages: Sequence[UserMessage], turns: int, embed: Callable
                            "profile": reveal_curve(messages, "profile", embed, turns),
                            "personality": reveal_curve(messages, "personality", embed, turns)}
     return block, checked
+
+
+# -- the optional LLM check of role breaks ----------------------------------------------------------------
+LLM_CHECK_PROMPT = "role_break_check"
+
+
+def llm_role_breaks(messages: Sequence[UserMessage], backend, prompt, generation) -> list[dict]:
+    """Ask `backend` (a chat backend, built by the caller) whether each message breaks the user's role, with
+    `prompt` (the prompt book's `role_break_check`) and `generation` (a GenerationConfig). Per message, in
+    `messages` order: `{persona_id, turn, verdict: True|False|None, answer, failure}`; an answer that does not start
+    with yes or no, or a backend error, is a recorded failure (verdict None), never a verdict."""
+    pattern = re.compile(prompt["answer_pattern"])
+    requests = [[{"role": "system", "content": prompt["system"]},
+                 {"role": "user", "content": prompt.render("user", message=m.text)}] for m in messages]
+    out = []
+    for message, completion in zip(messages, backend.generate(requests, generation) if requests else []):
+        item = {"persona_id": message.persona_id, "turn": message.turn, "verdict": None,
+                "answer": completion.text, "failure": None}
+        if not completion.ok:
+            item["failure"] = f"backend error: {completion.error}"
+        elif (match := pattern.search(completion.text.strip())) is None:
+            item["failure"] = f"unparsable answer: {completion.text.strip()[:80]!r}"
+        else:
+            item["verdict"] = match.group(1).lower() == "yes"
+        out.append(item)
+    return out
+
+
+def summarise_llm_checks(answers: list[dict], checked: list[dict]) -> dict:
+    """Counts of the LLM's answers (`llm_role_breaks`) beside the rule-based flags of the same messages (`checked`,
+    from `message_checks`): breaks, failures, rate over the answered messages, and how the two agree."""
+    rules = {(c["persona_id"], c["turn"]): bool(c["role_breaks"]) for c in checked}
+    answered = [a for a in answers if a["verdict"] is not None]
+    breaks = sum(a["verdict"] for a in answered)
+    agreement = {"both": 0, "llm_only": 0, "rules_only": 0, "neither": 0}
+    for a in answered:
+        by_rules = rules.get((a["persona_id"], a["turn"]), False)
+        agreement[("both" if by_rules else "llm_only") if a["verdict"] else
+                  ("rules_only" if by_rules else "neither")] += 1
+    return {"messages": len(answers), "breaks": breaks, "failures": len(answers) - len(answered),
+            "rate": _rate(breaks, len(answered)), "agreement_with_rules": agreement}
