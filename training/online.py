@@ -18,7 +18,7 @@ from pathlib import Path
 from aloe_bench.core.errors import AloeError, ConfigError
 from aloe_bench.core.io import append_jsonl, atomic_write_json, atomic_write_text, read_json, read_jsonl
 
-METHODS = ("dpo", "ipo", "kto")
+METHODS = ("dpo", "ipo", "kto", "grpo")  # grpo: training/online_grpo.py
 CONTINUE_RULES = ("best", "random")
 ROLLOUT_FILE = "rollouts.jsonl"
 DATA_MARKER = "aloe_round_data.json"
@@ -58,7 +58,7 @@ class OnlineConfig:
     user_max_new_tokens: int = field(default=48, metadata={"help": "Tokens of each role-play user message."})
     continue_with: str = field(default="best", metadata={
         "help": "Which candidate continues the conversation: best (RLPA's rule) or random."})
-    method: str = field(default="dpo", metadata={"help": "dpo, ipo or kto."})
+    method: str = field(default="dpo", metadata={"help": "dpo, ipo, kto or grpo (TRL's GRPOTrainer, judge reward)."})
     margin: float = field(default=0.0, metadata={"help": "Drop pairs whose score difference is below this."})
     kto_threshold: str = field(default="median", metadata={
         "help": "KTO: desirable at or above this score (a number, or 'median' of the round's scores)."})
@@ -85,8 +85,9 @@ class OnlineConfig:
             raise ConfigError(f"continue_with {self.continue_with!r}: choose best or random")
         if self.rounds < 1 or self.turns < 1:
             raise ConfigError("rounds and turns must be >= 1")
-        if self.method in ("dpo", "ipo") and self.candidates < 2:
-            raise ConfigError(f"method {self.method} needs candidates >= 2 (a pair), got {self.candidates}")
+        if self.method in ("dpo", "ipo", "grpo") and self.candidates < 2:
+            what = "a group of samples" if self.method == "grpo" else "a pair"
+            raise ConfigError(f"method {self.method} needs candidates >= 2 ({what}), got {self.candidates}")
         if self.candidates < 1:
             raise ConfigError("candidates must be >= 1")
         if self.candidates >= 2 and not self.temperature:
@@ -149,11 +150,14 @@ def _generation(cfg: OnlineConfig, k: int, turn: int, round_no: int):
                             seed=seed)
 
 
-def rollout(cfg: OnlineConfig, round_no: int, personas, policy, simulator, judge, log: Path) -> list[dict]:
+def rollout(cfg: OnlineConfig, round_no: int, personas, policy, simulator, judge, log: Path,
+            tags=None) -> list[dict]:
     """Roll out T turns per persona, appending one row per (persona, turn) to `log`; turns already logged are kept.
 
     A row holds the user message, every candidate with its verdict (score None and the error for a failure) and the
-    index of the candidate that continued the conversation.
+    index of the candidate that continued the conversation. With `tags` (online_grpo.ProfileTags, the profile
+    reward) the policy is asked for its profile block, which is cut out of each candidate (kept as `inferred`)
+    before the judge and the history see it.
     """
     from aloe_bench.core.backends import GenerationConfig
     from aloe_bench.core.judge import JudgeItem
@@ -174,7 +178,15 @@ def rollout(cfg: OnlineConfig, round_no: int, personas, policy, simulator, judge
         messages = simulator.next_messages([personas[i] for i in todo], [histories[i] for i in todo], user_cfg)
         live = [(i, m.text) for i, m in zip(todo, messages) if m.ok]
         prompts = [histories[i] + [{"role": "user", "content": text}] for i, text in live]
-        candidates = [policy.generate(prompts, _generation(cfg, k, turn, round_no)) for k in range(cfg.candidates)]
+        asked = [tags.instruct(p) for p in prompts] if tags else prompts
+        candidates = [policy.generate(asked, _generation(cfg, k, turn, round_no)) for k in range(cfg.candidates)]
+        inferred = None
+        if tags:  # the profile block is cut out here: nobody downstream sees it
+            from dataclasses import replace
+
+            inferred = [[tags.split(c.text)[1] if c.ok else None for c in column] for column in candidates]
+            candidates = [[replace(c, text=tags.split(c.text)[0]) if c.ok else c for c in column]
+                          for column in candidates]
         items, where = [], []
         for n, (i, text) in enumerate(live):
             for k in range(cfg.candidates):
@@ -189,6 +201,8 @@ def rollout(cfg: OnlineConfig, round_no: int, personas, policy, simulator, judge
                 c, v = candidates[k][n], verdicts.get((n, k))
                 cands.append({"reply": c.text, "score": v.score if v else None,
                               "error": c.error or (v.error or ("unparsable" if v.failed else None) if v else None)})
+                if inferred is not None:
+                    cands[-1]["inferred"] = inferred[k][n]
             scored = [k for k, c in enumerate(cands) if c["score"] is not None and c["reply"]]
             usable = scored or [k for k, c in enumerate(cands) if c["reply"]]
             if not usable:
@@ -264,11 +278,18 @@ def write_round_data(folder: Path, config: str, rows: list[dict], counts: dict) 
     atomic_write_json(folder / DATA_MARKER, {"config": config, **counts})
 
 
-def build_round_data(cfg: OnlineConfig, rows: list[dict], folder: Path) -> dict:
+def build_round_data(cfg: OnlineConfig, rows: list[dict], folder: Path, personas=None, tags=None) -> dict:
     """Build and write the round's data; raise RoundDataError when there is nothing to train on."""
     if (folder / DATA_MARKER).exists():
         return read_json(folder / DATA_MARKER)
-    if cfg.method == "kto":
+    if cfg.method == "grpo":  # the conversation states of this round's rollouts, persona in columns
+        from .online_grpo import GRPO_CONFIG, grpo_rows
+
+        data, counts = grpo_rows(rows, personas, tags)
+        config = GRPO_CONFIG
+        if not data:
+            raise RoundDataError("this round's rollouts reached no conversation state: not training on nothing")
+    elif cfg.method == "kto":
         data, counts = kto_rows(rows, cfg.kto_threshold)
         config = "kto"
     else:
@@ -359,19 +380,20 @@ def rounds_card_section(cfg: OnlineConfig, table: list[dict]) -> str:
              "| round | training rows | rollout mean score | AL_avg | IR | N_IR |", "|---|---|---|---|---|---|"]
     for e in table:
         ev = e.get("eval") or {}
-        rows = e["data"].get("pairs", e["data"].get("rows"))
+        rows = e["data"].get("pairs", e["data"].get("rows", e["data"].get("prompts")))
         lines.append(f"| {e['round']} | {rows} | {num(e['rollout_mean_score'])} | {num(ev.get('AL_avg'))} | "
                      f"{num(ev.get('IR'))} | {num(ev.get('N_IR'))} |")
     return "\n".join(lines) + "\n"
 
 
 def run_online(cfg: OnlineConfig, *, policy_backend=None, user_backend=None, judge_backend=None,
-               train_fn=train_round, evaluate_fn=None) -> list[dict]:
+               train_fn=train_round, evaluate_fn=None, grpo=None) -> list[dict]:
     """Run (or resume) every round; return the per-round table also written to `output_dir/rounds.json`.
 
     The backend arguments replace the ones built from the config's specs (tests pass scripted backends; a
     `policy_backend` callable receives the round's policy path). `evaluate_fn(checkpoint, folder)` returns the
     harness results of a checkpoint (the command passes the harness's; training never imports the harness).
+    `grpo` (online_grpo.GrpoArguments) holds the fields only method grpo reads, the profile reward among them.
     """
     from aloe_bench.core.backends import GenerationConfig, build_backend
     from aloe_bench.core.judge import Judge, JudgeConfig
@@ -379,7 +401,11 @@ def run_online(cfg: OnlineConfig, *, policy_backend=None, user_backend=None, jud
     from aloe_bench.core.simulator import UserSimulator
 
     from .common import resolve_model
+    from .online_grpo import GrpoArguments, ProfileTags, train_grpo_round
 
+    grpo = grpo or GrpoArguments()
+    grpo.check(cfg)
+    tags = ProfileTags() if grpo.profile_reward else None
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     personas = list(load_persona_set(cfg.personas, split=cfg.personas_split))[:cfg.max_personas]
@@ -390,10 +416,15 @@ def run_online(cfg: OnlineConfig, *, policy_backend=None, user_backend=None, jud
         embedder = load_embedder()
     overlap = overlap_report(personas, list(load_persona_set(cfg.eval_personas, split="test")),
                              cfg.overlap_threshold, embedder)
-    atomic_write_json(out / "online_config.json", asdict(cfg))
+    atomic_write_json(out / "online_config.json", {**asdict(cfg), **({"grpo": asdict(grpo)} if cfg.method == "grpo"
+                                                                     else {})})
     user = user_backend or build_backend(cfg.user_model)
     simulator = UserSimulator(user, GenerationConfig(max_new_tokens=cfg.user_max_new_tokens, temperature=0.7))
     judge = Judge(judge_backend or build_backend(cfg.judge_model), JudgeConfig(preset=cfg.judge_preset))
+    if cfg.method == "grpo" and train_fn is train_round:
+        from functools import partial
+
+        train_fn = partial(train_grpo_round, grpo=grpo, judge=judge, tags=tags)
     policy_path = cfg.policy if policy_backend is not None else resolve_model(cfg.policy)[0]
     table = []
     for round_no in range(1, cfg.rounds + 1):
@@ -405,8 +436,12 @@ def run_online(cfg: OnlineConfig, *, policy_backend=None, user_backend=None, jud
             continue
         folder.mkdir(parents=True, exist_ok=True)
         policy = policy_backend(policy_path) if callable(policy_backend) else build_backend(policy_path)
-        rows = rollout(cfg, round_no, personas, policy, simulator, judge, folder / ROLLOUT_FILE)
-        data = build_round_data(cfg, rows, folder / "data")
+        rows = rollout(cfg, round_no, personas, policy, simulator, judge, folder / ROLLOUT_FILE, tags)
+        if policy_backend is None:  # the rollout model leaves the cache: training and vLLM get its memory
+            from .online_grpo import release_policy
+
+            policy = release_policy(policy)
+        data = build_round_data(cfg, rows, folder / "data", personas, tags)
         trained = folder / "train.json"  # written once the checkpoint is saved: a kill during eval keeps it
         if trained.exists():
             metrics = read_json(trained)
@@ -419,6 +454,7 @@ def run_online(cfg: OnlineConfig, *, policy_backend=None, user_backend=None, jud
         entry = {"round": round_no, "policy": policy_path, "checkpoint": str(checkpoint), "method": cfg.method,
                  "data": data, "rollout_mean_score": statistics.fmean(scores) if scores else None,
                  "train_loss": metrics.get("train", {}).get("train_loss"), "eval": evaluation,
+                 **({"rewards": metrics["rewards"]} if "rewards" in metrics else {}),
                  "overlap": overlap}
         atomic_write_json(folder / "round.json", entry)
         atomic_write_json(checkpoint / ROUND_DONE, {"round": round_no})

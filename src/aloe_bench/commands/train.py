@@ -122,8 +122,9 @@ def _pairs(args) -> int:
 
 def _online_types() -> list:
     from aloe_bench.training.online import OnlineConfig
+    from aloe_bench.training.online_grpo import GrpoArguments
 
-    return [OnlineConfig]
+    return [OnlineConfig, GrpoArguments]
 
 
 def _round_evaluator(cfg):
@@ -141,9 +142,10 @@ def _round_evaluator(cfg):
 
 def _online(args) -> int:
     from aloe_bench.training.online import OnlineConfig, run_online
+    from aloe_bench.training.online_grpo import GrpoArguments
 
     cfg = dataclass_from_args(args, OnlineConfig)
-    table = run_online(cfg, evaluate_fn=_round_evaluator(cfg))
+    table = run_online(cfg, evaluate_fn=_round_evaluator(cfg), grpo=dataclass_from_args(args, GrpoArguments))
     print(f"rounds: {len(table)}; table: {args.output_dir}/rounds.json")
     return 0
 
@@ -160,7 +162,8 @@ def register(sub) -> None:
     add_recipe_command(stages, "pairs", [PairsConfig], _pairs,
                        "Held-out preference accuracy/margins of a model against a reference.")
     add_recipe_command(stages, "online", _online_types, _online,
-                       "Iterative preference rounds (DPO / IPO / KTO) on the policy's own judged conversations.")
+                       "Iterative rounds on the policy's own conversations: DPO / IPO / KTO, or GRPO with the judge "
+                       "as reward.")
 
 
 STAGE_HELP = {

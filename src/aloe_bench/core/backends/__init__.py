@@ -120,6 +120,17 @@ def release_everywhere(scope: str) -> int:
     return sum(backend.release_prefixes(scope) for backend in backends)
 
 
+def forget(backend: ChatBackend) -> int:
+    """Drop `backend` from the cache `build_backend` keeps, so its weights can be freed once its holders let go of it
+    (`aloe train online` does this with each round's rollout policy before training on the same GPU); the next
+    `build_backend` of its spec loads afresh. Returns how many cache entries held it."""
+    with _LOCK:
+        keys = [key for key, value in _LOADED.items() if value is backend]
+        for key in keys:
+            del _LOADED[key]
+    return len(keys)
+
+
 def _not_yours(name: str) -> BackendError:
     return BackendError(f"{name!r} is a folder on this machine: it loads only with the operator's own credentials; "
                         "someone else's choice of model must be a Hub id (ORG/NAME)")
@@ -141,5 +152,5 @@ def hub_access_check(spec: ModelSpec, token: "str | bool") -> None:
 
 
 __all__ = ["BACKEND_KINDS", "BackendError", "BackendKind", "BackendOptions", "ChatBackend", "Completion",
-           "GenerationConfig", "Messages", "ModelSpec", "OptionScores", "build_backend", "kind_of",
+           "GenerationConfig", "Messages", "ModelSpec", "OptionScores", "build_backend", "forget", "kind_of",
            "register_backend", "release_everywhere"]
