@@ -309,3 +309,18 @@ def test_the_free_schedule_judges_with_the_jury_like_lockstep(tmp_path, upstream
     assert [(key(r), r["score"], r["judges"]) for r in sorted(free, key=key)] == \
         [(key(r), r["score"], r["judges"]) for r in sorted(lockstep, key=key)]
     assert {r["score"] for r in free} == {2.5}
+
+
+def test_judge_agree_on_a_jury_run_compares_each_judge(tmp_path, upstream_dir):
+    """`aloe judge agree RUN` on a jury run: the jury's combined score, and one rater per judge (the mean of its
+    samples that parsed; a judge that failed a row leaves a recorded failure there, not a number)."""
+    from aloe_bench.harness.agreement import agree, load_raters
+
+    answers = ["2", lambda c: "nope" if c.seed == 0 else "4"]  # judge 2 answers only when re-asked
+    run_with_judges(tmp_path, upstream_dir, answers, judge_max_retries=0)
+    jury, one, two = load_raters(str(tmp_path / "run"))
+    assert "(judge 1)" in one.name and "fake/judge-1" in one.name and "(judge 2)" in two.name
+    assert set(one.scores.values()) == {2.0} and set(two.scores.values()) == {None} and two.failures == 4
+    assert set(jury.scores.values()) == {2.0} and len(jury.scores) == len(one.scores) == 4
+    report = agree([str(tmp_path / "run")], n_resamples=10)
+    assert len(report["raters"]) == 3
