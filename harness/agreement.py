@@ -21,6 +21,7 @@ from sklearn.metrics import cohen_kappa_score
 
 from aloe_bench.core.errors import ConfigError
 from aloe_bench.core.io import DataFileError, read_jsonl
+from aloe_bench.core.jury import member_scores
 from aloe_bench.core.ratings import is_ratings_file, latest_ratings, read_ratings
 from aloe_bench.core.run_files import SAMPLES_PREFIX, find_run
 
@@ -116,9 +117,27 @@ def load_raters(source: str, run_id: str | None = None) -> list[Rater]:
     results = run.results or {}
     name = results.get("judge") or run.run_id
     rater = Rater(f"{name} [{run.run_id}]", source=str(run.samples_path))
+    members: dict[int, Rater] = {}  # a jury's judges, each its own rater beside the jury's combined score
     for row in run.samples():
         _add_row(rater, row)
-    return [rater]
+        _add_members(members, row, run)
+    return [rater, *members.values()] if len(members) > 1 else [rater]
+
+
+def _add_members(members: dict[int, Rater], row: dict, run) -> None:
+    """Each jury member's score of a samples row (the mean of its samples that parsed, None when none did), from
+    the row's `judges` records; rows without records (a lone judge, a failed generation) add nothing."""
+    records = row.get("judges") or []
+    if not records or row.get("error") or row.get("reply", "") is None:
+        return
+    names = {r["judge"]: r.get("name") or r.get("spec") or f"judge {r['judge']}" for r in records}
+    for place, score in member_scores(records).items():
+        member = members.setdefault(place, Rater(f"{names[place]} (judge {place}) [{run.run_id}]",
+                                                 source=str(run.samples_path)))
+        key = (str(row["persona_id"]), int(row["turn"]))
+        member.scores[key] = score
+        if isinstance(row.get("reply"), str):
+            member.reply_chars[key] = len(row["reply"])
 
 
 def _rounded(values: np.ndarray) -> np.ndarray:

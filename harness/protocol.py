@@ -19,6 +19,7 @@ from dataclasses import dataclass, fields, replace
 from aloe_bench.core.backends import BackendOptions, GenerationConfig
 from aloe_bench.core.errors import ConfigError
 from aloe_bench.core.judge import JudgeConfig
+from aloe_bench.core.jury import check_samples
 
 from .eval_config import EvalConfig
 
@@ -107,6 +108,8 @@ class EvalRun:
     user_generation: GenerationConfig
     judge: JudgeConfig
     settings: dict
+    #: the judges in order, one `JudgeSetting` each (a lone judge: one, with `judge` as its config)
+    judges: tuple = ()
 
 
 def resolve_run(cfg: EvalConfig, backend: BackendOptions | None = None) -> EvalRun:
@@ -115,23 +118,58 @@ def resolve_run(cfg: EvalConfig, backend: BackendOptions | None = None) -> EvalR
     the settings of a model that is not there)."""
     cfg = resolve(cfg)
     backend = backend or BackendOptions()
-    backend.check_roles(ROLES)
+    backend.check_roles(roles_of(cfg))
     # the paper's temperature None leaves top_p to the model too
     reply = GenerationConfig(cfg.reply_max_new_tokens, cfg.temperature,
                              top_p=None if cfg.temperature is None else 1.0, seed=cfg.seed)
     user = GenerationConfig(cfg.user_max_new_tokens, cfg.user_temperature, seed=cfg.seed)
-    judge = JudgeConfig(cfg.judge_preset, cfg.judge_scoring, cfg.judge_max_retries, seed=cfg.seed,
-                        max_new_tokens=cfg.judge_max_new_tokens, temperature=cfg.judge_temperature)
-    judged = judge.resolved("embedded" if cfg.judge_model.strip() == "embedded" else "other")  # checks the judge
+    judges = tuple(_judge_setting(cfg, backend, i) for i in range(len(cfg.judge_models)))
+    judged = [j.config.resolved("embedded" if j.spec.strip() == "embedded" else "other") for j in judges]
+    for j, config in zip(judges, judged):  # a sample that would repeat one answer is refused here, at the entry
+        check_samples(cfg.judge_samples, config, f"judge {j.index} ({j.spec}, {config.preset})")
     protocol = describe(cfg)
     settings = {
         "protocol": protocol,
         "run": _run_record(cfg, backend),
         "reply_generation": reply.to_dict(),
         "user_generation": user.to_dict(),
-        "judge_generation": judged.generation().to_dict() | {"scoring": judged.scoring},
+        "judge_generation": judged[0].generation().to_dict() | {"scoring": judged[0].scoring},
     }
-    return EvalRun(cfg, backend, protocol, reply, user, judge, settings)
+    if cfg.is_jury:
+        settings["jury"] = {"aggregate": cfg.jury_aggregate, "samples": cfg.judge_samples,
+                            "judges": [{"spec": j.spec, "base_url": j.base_url, "preset": c.preset,
+                                        "scoring": c.scoring, "generation": c.generation().to_dict()}
+                                       for j, c in zip(judges, judged)]}
+    return EvalRun(cfg, backend, protocol, reply, user, judges[0].config, settings, judges)
+
+
+@dataclass(frozen=True)
+class JudgeSetting:
+    """One judge of a run: its 1-based place, spec, base URL, `JudgeConfig` and backend options (the `judge` role's
+    overrides, then its own `judge_<index>` ones, for a jury)."""
+
+    index: int
+    spec: str
+    base_url: str | None
+    config: JudgeConfig
+    options: BackendOptions
+
+
+def roles_of(cfg: EvalConfig) -> tuple[str, ...]:
+    """The roles `role_options` may name: model, user, judge and, in a jury, `judge_1` ... `judge_N` (one judge's
+    own overrides, applied over the `judge` role's)."""
+    n = len(cfg.judge_models)
+    return ROLES + (tuple(f"judge_{i}" for i in range(1, n + 1)) if n > 1 else ())
+
+
+def _judge_setting(cfg: EvalConfig, backend: BackendOptions, i: int) -> JudgeSetting:
+    config = JudgeConfig(cfg.per_judge("judge_preset")[i], cfg.judge_scoring, cfg.judge_max_retries, seed=cfg.seed,
+                         max_new_tokens=cfg.judge_max_new_tokens, temperature=cfg.judge_temperature)
+    options = backend.for_role("judge")
+    own = (backend.role_options or {}).get(f"judge_{i + 1}")
+    if own:
+        options = replace(options, **own)
+    return JudgeSetting(i + 1, cfg.judge_models[i], cfg.per_judge("judge_base_url")[i], config, options)
 
 
 #: the roles of an eval run, as `BackendOptions.role_options` names them
@@ -142,6 +180,10 @@ ROLES = ("model", "user", "judge")
 _BACKEND_AFTER = {"judge_base_url": ("api_key_env", "engine")}
 
 
+#: settings recorded in `config.run` (and so in the fingerprint) only when they are not the default
+_RECORDED_WHEN_SET = ("jury_aggregate", "judge_samples")
+
+
 def _run_record(cfg: EvalConfig, backend: BackendOptions) -> dict:
     """`config.run`: every setting of the run but `progress`, the backend options among them; `role_options`
     only when given."""
@@ -150,6 +192,8 @@ def _run_record(cfg: EvalConfig, backend: BackendOptions) -> dict:
     after = _BACKEND_AFTER | {"schedule": tuple(name for name in options if name not in placed)}
     record = {}
     for f in fields(cfg):
+        if f.name in _RECORDED_WHEN_SET and getattr(cfg, f.name) == f.default:
+            continue  # a run without a jury records what it recorded before juries existed (its fingerprint too)
         if f.name != "progress":
             record[f.name] = getattr(cfg, f.name)
         record.update({name: options[name] for name in after.get(f.name, ())})

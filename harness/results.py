@@ -8,6 +8,7 @@ the request cache stay in `output_dir`.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import queue
 import threading
@@ -253,17 +254,18 @@ def build_run_results(rows: list[dict], persona_ids: list[str], turns: int, *, f
         results["rescore_of"] = rescore_of
     results.update({
         "model": model,
-        "judge": f"{judge.backend.model_id} ({judge.config.preset}, {judge.config.scoring})",
+        "judge": judge.label,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "metrics": summarise(scores, n_resamples=bootstrap_resamples, seed=seed),
         "counts": counts,
         **criteria_block(rows, persona_ids, turns, bootstrap_resamples, seed),
+        "judges": judges_block(rows, persona_ids, turns, judge, bootstrap_resamples, seed),
         "files": {"samples": files.samples_path.relative_to(files.dir).as_posix()},
         "config": config,
     })
     results["simulator"] = (simulator_block(rows, personas, turns, reveal_embedder) if personas is not None
                             else {"skipped": "the run's personas were not given to the results builder"})
-    if judge.backend.spec.kind == "embedded":
+    if judge.is_embedded:
         results["judge_note"] = SMOKE_NOTE
     return results
 
@@ -277,6 +279,81 @@ def criteria_block(rows: list[dict], persona_ids: list[str], turns: int, bootstr
         return {}
     return {"criteria": {name: summarise(m, n_resamples=bootstrap_resamples, seed=seed)
                          for name, m in matrices.items()}}
+
+
+SPREAD_NOTE = ("mean over rows of the population SD (ddof 0) of the row's scores: `mean_sd` over every judge and "
+               "sample of the row, `mean_sd_between_judges` over the judges' own scores (each the mean of its "
+               "samples), `mean_sd_within_judge` over one judge's samples; rows with fewer than two scores left out")
+
+
+def _row_records(row: dict, label: str) -> list[dict]:
+    """A judged row's per-judge records: its `judges` list (a jury), or one record made from a lone judge's
+    fields (judge 1, sample 0)."""
+    if row.get("judges") is not None:
+        return row["judges"]
+    return [{"judge": 1, "name": label, "sample": 0, "score": row.get("score"), "error": row.get("judge_error"),
+             "attempts": row.get("judge_attempts") or 0}]
+
+
+def judges_block(rows: list[dict], persona_ids: list[str], turns: int, judge, bootstrap_resamples: int,
+                 seed: int) -> dict:
+    """Each judge's request and failure counts, the judges' spread per row and their pairwise agreement
+    (`harness.agreement.compare`, judges paired by persona and turn), over the judged rows of `persona_ids`.
+
+    A lone judge's run has one judge, no spread and no pairs (each undefined with its reason). Requests count
+    every attempt (re-asks included; a criteria judge read from probabilities asks one prompt per criterion);
+    answers served by the request cache count too, as they were asked when the run first met them.
+    """
+    wanted = set(persona_ids)
+    members: dict[int, dict] = {}
+    scores_of: dict[int, dict] = {}
+    sds, between, within = [], [], []
+    for row in rows:
+        if row["persona_id"] not in wanted or int(row["turn"]) > turns or row.get("error") or row.get("reply") is None:
+            continue
+        records = _row_records(row, judge.label)
+        key = (row["persona_id"], int(row["turn"]))
+        by_judge: dict[int, list[float]] = {}
+        for r in records:
+            m = members.setdefault(r["judge"], {"judge": r["judge"], "name": r.get("name"), "requests": 0,
+                                                "answers": 0, "failures": 0})
+            m["requests"] += int(r.get("attempts") or 0)
+            m["answers"] += 1
+            m["failures"] += r.get("score") is None
+            by_judge.setdefault(r["judge"], [])
+            if r.get("score") is not None:
+                by_judge[r["judge"]].append(float(r["score"]))
+        values = [v for vs in by_judge.values() for v in vs]
+        if len(values) >= 2:
+            sds.append(float(np.std(values)))
+        own = [float(np.mean(vs)) for vs in by_judge.values() if vs]
+        if len(own) >= 2:
+            between.append(float(np.std(own)))
+        within += [float(np.std(vs)) for vs in by_judge.values() if len(vs) >= 2]
+        for j, vs in by_judge.items():
+            scores_of.setdefault(j, {})[key] = float(np.mean(vs)) if vs else None
+
+    def mean(values, reason):
+        return ({"value": round(float(np.mean(values)), 6), "rows": len(values)} if values
+                else {"value": None, "rows": 0, "undefined": reason})
+
+    block = {
+        "aggregate": getattr(judge, "aggregate", None), "samples": getattr(judge, "samples", 1),
+        "members": [members[j] for j in sorted(members)],
+        "spread": {"note": SPREAD_NOTE,
+                   "mean_sd": mean(sds, "no row has two scores (one judge, asked once)"),
+                   "mean_sd_between_judges": mean(between, "no row has scores of two judges"),
+                   "mean_sd_within_judge": mean(within, "no judge was asked twice for a row")},
+        "agreement": [],
+    }
+    if len(scores_of) >= 2:  # scipy and scikit-learn are imported only for a jury
+        from .agreement import Rater, compare, inter_rater
+
+        raters = [Rater(f"judge {j}: {members[j]['name']}", scores_of[j]) for j in sorted(scores_of)]
+        block["agreement"] = [compare(a, b, bootstrap_resamples, seed) for a, b in itertools.combinations(raters, 2)]
+        if len(raters) >= 3:
+            block["inter_rater"] = inter_rater(raters)
+    return block
 
 
 LM_EVAL_METRICS = ("AL_avg", "IR", "N_IR", "R2", "N_R2")

@@ -24,6 +24,14 @@ from aloe_bench.core.judge import CRITERIA
 from aloe_bench.core.licenses import generator_licenses
 from aloe_bench.core.run_files import Run, find_runs, model_dir_name
 
+DISTRIBUTION = List({"option": Value("string"), "probability": Value("float64")})
+JUDGE_RECORD = {
+    "judge": Value("int32"), "name": Value("string"), "spec": Value("string"), "preset": Value("string"),
+    "scoring": Value("string"), "sample": Value("int32"), "seed": Value("int64"), "score": Value("float64"),
+    "criteria": {name: Value("float64") for name in CRITERIA}, "error": Value("string"), "raw": Value("string"),
+    "distribution": DISTRIBUTION, "attempts": Value("int32"),
+}
+
 SAMPLES = Features({
     "run_id": Value("string"),
     "model": Value("string"),
@@ -39,13 +47,15 @@ SAMPLES = Features({
     "error": Value("string"),
     "score": Value("float64"),
     "judge_raw": Value("string"),
-    "judge_distribution": List({"option": Value("string"), "probability": Value("float64")}),
+    "judge_distribution": DISTRIBUTION,
     "judge_error": Value("string"),
     "judge_attempts": Value("int32"),
     "criteria_scores": {name: Value("float64") for name in CRITERIA},  # null for a one-integer judge's rows
     "criteria_errors": {name: Value("string") for name in CRITERIA},
     "latency_s": {"user": Value("float64"), "reply": Value("float64"), "judge": Value("float64")},
     "tokens": {"user": Value("int64"), "reply": Value("int64")},
+    # a jury's row: one record per judge and sample (`core.jury.record`); null for a lone judge's row
+    "judges": List(JUDGE_RECORD),
     "extra": Value("string"),  # JSON of any other key a sample row carries (null when none)
 })
 
@@ -69,6 +79,7 @@ RESULTS = Features({
     },
     **{f"AL_{name}": Value("float64") for name in CRITERIA},  # AL_avg per criterion (null for other judges)
     "criteria": Value("string"),  # the results' `criteria` block (curves, IR, intervals per criterion), as JSON
+    "judges": Value("string"),  # the results' `judges` block (requests, failures, spread, agreement), as JSON
     "counts": {name: Value("int64") for name in ("conversations", "turns", "rows", "scored", "judge_failures",
                                                  "generation_failures", "stopped_conversations")},
     "config": Value("string"),  # the full config block, as JSON
@@ -99,7 +110,8 @@ Runs:
 - `results`: model and resolved revision, judge, protocol, AL per turn, AL_avg, IR, N_IR, R2, N_R2 with bootstrap
   intervals, counts, and the full config (model revisions, prompt hashes, seeds, package versions) as JSON.
 - `samples`: one row per persona and turn: user message, reply, judge answer, score (null when the judge failed,
-  with the reason in `judge_error`), the judge's probabilities when it was scored by them, latencies and tokens.
+  with the reason in `judge_error`), the judge's probabilities when it was scored by them, latencies and tokens;
+  a jury's rows also list every judge's (and sample's) score, error and answer in `judges`.
   Every row carries `run_id`, `model`, `model_revision`, `judge` and `protocol`.
 
 Always read a score together with its judge: runs judged by the embedded 135M model are smoke runs.
@@ -160,18 +172,41 @@ def sample_row(row: dict, results: dict, where: str) -> dict:
             "personality_id": row.get("personality_id"), "turn": int(row["turn"]),
             "user_message": row.get("user_message"), "reply": row.get("reply"), "error": row.get("error"),
             "score": _float(row.get("score")), "judge_raw": row.get("judge_raw"),
-            "judge_distribution": None if distribution is None else [
-                {"option": str(k), "probability": float(v)} for k, v in distribution.items()],
+            "judge_distribution": _distribution(distribution),
             "judge_error": row.get("judge_error"), "judge_attempts": row.get("judge_attempts"),
             "criteria_scores": _by_criterion(row.get("criteria_scores"), _float),
             "criteria_errors": _by_criterion(row.get("criteria_errors"), lambda v: None if v is None else str(v)),
             "latency_s": {k: _float(latency.get(k)) for k in ("user", "reply", "judge")},
             "tokens": {k: None if tokens.get(k) is None else int(tokens[k]) for k in ("user", "reply")},
+            "judges": None if row.get("judges") is None else [_judge_record(r) for r in row["judges"]],
             "extra": json.dumps(extra, sort_keys=True, ensure_ascii=False) if extra else None,
         }
     except (TypeError, ValueError, AttributeError) as exc:
         raise ResultsDatasetError(f"{where}: sample row of persona {row.get('persona_id')!r} turn "
                                   f"{row.get('turn')!r} has a value of the wrong type ({exc})") from None
+
+
+def _distribution(distribution: dict | None) -> list | None:
+    return None if distribution is None else [
+        {"option": str(k), "probability": float(v)} for k, v in distribution.items()]
+
+
+def _text(value):
+    return None if value is None else str(value)
+
+
+def _int(value):
+    return None if value is None else int(value)
+
+
+def _judge_record(record: dict) -> dict:
+    """One per-judge record of a jury's row in `JUDGE_RECORD`'s types."""
+    return {"judge": _int(record.get("judge")), "name": _text(record.get("name")), "spec": _text(record.get("spec")),
+            "preset": _text(record.get("preset")), "scoring": _text(record.get("scoring")),
+            "sample": _int(record.get("sample")), "seed": _int(record.get("seed")),
+            "score": _float(record.get("score")), "criteria": _by_criterion(record.get("criteria"), _float),
+            "error": _text(record.get("error")), "raw": _text(record.get("raw")),
+            "distribution": _distribution(record.get("distribution")), "attempts": _int(record.get("attempts"))}
 
 
 def _by_criterion(values: dict | None, convert) -> dict | None:
@@ -193,6 +228,7 @@ def results_row(results: dict) -> dict:
                                   for k in ("AL_avg", "IR", "N_IR", "R2", "N_R2")}},
         **{f"AL_{name}": _float(((criteria or {}).get(name) or {}).get("AL_avg")) for name in CRITERIA},
         "criteria": None if criteria is None else json.dumps(criteria, sort_keys=True),
+        "judges": None if results.get("judges") is None else json.dumps(results["judges"], sort_keys=True),
         "counts": {k: counts.get(k) for k in RESULTS["counts"]},
         "config": json.dumps(results.get("config") or {}, sort_keys=True),
     }

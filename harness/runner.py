@@ -23,6 +23,7 @@ from aloe_bench.core.backends.cache import CachedBackend, RequestCache
 from aloe_bench.core.conversation import ConversationRoles, ConversationState, TurnRecord, converse_all
 from aloe_bench.core.errors import ConfigError
 from aloe_bench.core.judge import Judge
+from aloe_bench.core.jury import Jury, Member
 from aloe_bench.core.personas import Persona, PersonaSet, load_persona_set
 from aloe_bench.core.prompts import load_prompts
 from aloe_bench.core.recipes import dataclasses_from_keywords
@@ -57,10 +58,20 @@ def build_roles(run: EvalRun) -> EvalRoles:
     prompts = load_prompts()
     model = build_backend(cfg.model, options.for_role("model"), base_url=cfg.base_url, revision=cfg.revision)
     user_backend = build_backend(cfg.user_model, options.for_role("user"), base_url=cfg.user_base_url)
-    judge_backend = build_backend(cfg.judge_model, options.for_role("judge"), base_url=cfg.judge_base_url)
     user = UserSimulator(user_backend, run.user_generation, prompts)
-    judge = Judge(judge_backend, run.judge, prompts)
-    return EvalRoles(model, user, judge, run.reply_generation, None)
+    return EvalRoles(model, user, build_judges(run, prompts), run.reply_generation, None)
+
+
+def build_judges(run: EvalRun, prompts=None, backends: list | None = None) -> Judge | Jury:
+    """The run's judge: one `Judge`, or a `Jury` when the run names several judges or asks for samples.
+    `backends` replaces the backends the judges' specs name (tests), one per judge."""
+    prompts = prompts or load_prompts()
+    judges = [Judge(backends[j.index - 1] if backends else build_backend(j.spec, j.options, base_url=j.base_url),
+                    j.config, prompts) for j in run.judges]
+    if not run.config.is_jury:
+        return judges[0]
+    return Jury([Member(j.index, j.spec, judge) for j, judge in zip(run.judges, judges)],
+                run.config.jury_aggregate, run.config.judge_samples)
 
 
 def with_cache(roles: EvalRoles, cache: RequestCache) -> EvalRoles:
@@ -69,7 +80,7 @@ def with_cache(roles: EvalRoles, cache: RequestCache) -> EvalRoles:
         CachedBackend(roles.model, cache),
         UserSimulator(CachedBackend(roles.user.backend, cache), roles.user.config, roles.user.prompts,
                       roles.user.max_retries),
-        Judge(CachedBackend(roles.judge.backend, cache), roles.judge.config, roles.judge.prompts),
+        roles.judge.with_backends(lambda backend: CachedBackend(backend, cache)),
         roles.reply_config,
         cache,
     )
@@ -88,7 +99,7 @@ def run_config(run: EvalRun, roles: EvalRoles, persona_set) -> dict:
         },
         "reply_generation": roles.reply_config.to_dict(),
         "prompts": {"version": prompts.version, "sha256": prompts.hashes(
-            ["user_simulator", roles.judge.config.prompt_name])},
+            ["user_simulator", *roles.judge.prompt_names])},
         "personas": {"name": persona_set.name, "source": persona_set.source, "sha256": persona_set.sha256[:16],
                      "count": len(persona_set)},
         "harness_version": __version__,
@@ -166,10 +177,12 @@ def check_specs(run: EvalRun) -> None:
     """Raise for a model spec that cannot be parsed (or a folder that is not there) before personas, models or
     files are touched."""
     cfg = run.config
-    for role, spec, base_url in (("model", cfg.model, cfg.base_url), ("user", cfg.user_model, cfg.user_base_url),
-                                 ("judge", cfg.judge_model, cfg.judge_base_url)):
+    for role, spec, base_url in (("model", cfg.model, cfg.base_url), ("user", cfg.user_model, cfg.user_base_url)):
         options = run.backend.for_role(role)
         ModelSpec.parse(spec, base_url=base_url, api_key_env=options.api_key_env, engine=options.engine)
+    for judge in run.judges:
+        ModelSpec.parse(judge.spec, base_url=judge.base_url, api_key_env=judge.options.api_key_env,
+                        engine=judge.options.engine)
 
 
 def evaluate_model(run: EvalRun, roles: EvalRoles | None = None, persona_set: PersonaSet | None = None, *,

@@ -201,7 +201,9 @@ def turn_markdown(row: dict) -> str:
         if isinstance(judge, dict):
             failed = f" ⚠️ {clip_text(str(judge['error']), CLIP)}" if judge.get("error") else ""
             raw = f" · `{clip_text(str(judge['raw']), 300)}`" if judge.get("raw") else ""
-            lines.append(f"- judge `{judge.get('judge', '?')}`: {_number(judge.get('score'))}{failed}{raw}")
+            who = f"{judge.get('judge', '?')}" + (f" {judge['name']}" if judge.get("name") else "")
+            sample = f" (sample {judge['sample']})" if judge.get("sample") else ""
+            lines.append(f"- judge `{clip_text(who, 200)}`{sample}: {_number(judge.get('score'))}{failed}{raw}")
     return "\n".join(lines).rstrip()
 
 

@@ -38,8 +38,9 @@ def write_two_runs(folder) -> None:
     """Run A (`base/model`): criteria, a jury with one failing judge, a leak flag; run B (`tuned/model`): plain
     scores, a judge failure on turn 2, and only the first persona."""
     a = [row(PERSONAS[0], 1, 3.0, "A", criteria_scores={"style": 2.0, "content": 4.0, "human": 3.0},
-             judges=[{"judge": "judge-one", "score": 3.0, "error": None, "raw": "ONE-SAID-3"},
-                     {"judge": "judge-two", "score": None, "error": "no integer in the answer", "raw": "blah"}],
+             judges=[{"judge": 1, "name": "judge-one", "sample": 0, "score": 3.0, "error": None, "raw": "ONE-SAID-3"},
+                     {"judge": 2, "name": "judge-two", "sample": 0, "score": None,
+                      "error": "no integer in the answer", "raw": "blah"}],
              simulator={"leak": True, "role_break": False}),
          row(PERSONAS[0], 2, 4.0, "A", criteria_scores={"style": 4.0, "content": 4.0, "human": 4.0}),
          row(PERSONAS[1], 1, 2.0, "A"), row(PERSONAS[1], 2, 5.0, "A")]

@@ -134,3 +134,49 @@ def test_generate_conversation_roles_are_token_prefixes_under_the_embedded_chat_
         assert len(chains) == 2 and all(len(c) == 3 for c in chains), role
         for chain in chains:
             assert_append_only(chain, role, tokenizer)
+
+
+class ScopedBackend(VaryingBackend):
+    """Logs the prefix-cache scope of each request (with the conversation's persona) and each release, in order."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.events: list[tuple] = []
+
+    def _generate_batch(self, conversations, config):
+        from aloe_bench.core.backends.prefix_cache import current_scope
+
+        scope = current_scope()
+        self.events += [("call", scope, _persona_key(m)) for m in conversations]
+        return super()._generate_batch(conversations, config)
+
+    def release_prefixes(self, scope: str) -> int:
+        self.events.append(("release", scope, None))
+        return 0
+
+
+def _persona_key(messages) -> str:
+    """A text that tells conversations apart: the role-play user's system prompt holds its persona."""
+    return messages[0]["content"] if _role_of(messages) == "user" else ""
+
+
+@pytest.mark.parametrize("schedule", ["free", "lockstep"])
+def test_generate_gives_conversations_scopes_released_when_they_end(tmp_path, schedule):
+    backend = ScopedBackend()
+    generate_conversations(_cfg(tmp_path, schedule, schedule=schedule, group_size=2), backends=_roles(backend))
+    calls = [(scope, key) for kind, scope, key in backend.events if kind == "call"]
+    released = [scope for kind, scope, _ in backend.events if kind == "release"]
+    scopes = {scope for scope, _ in calls}
+    assert "" not in scopes  # never the process-wide default scope
+    # free: one scope per conversation (4); lockstep: one per group of two conversations (2)
+    assert len(scopes) == (4 if schedule == "free" else 2)
+    users = {}
+    for scope, key in calls:
+        if key:
+            users.setdefault(scope, set()).add(key)
+    assert all(len(keys) == (1 if schedule == "free" else 2) for keys in users.values())
+    assert sorted(released) == sorted(scopes)  # each released once, on the one backend every role shares
+    for kind, scope, _ in backend.events:  # nothing is asked in a scope after its release
+        if kind == "release":
+            after = backend.events[backend.events.index((kind, scope, None)) + 1:]
+            assert all(s != scope for k, s, _ in after if k == "call")

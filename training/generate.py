@@ -15,6 +15,7 @@ from pathlib import Path
 
 from aloe_bench.core.aio import run_sync
 from aloe_bench.core.backends import BackendOptions, ChatBackend
+from aloe_bench.core.backends.prefix_cache import conversation_scope
 from aloe_bench.core.errors import ConfigError
 from aloe_bench.core.io import append_jsonl, atomic_write_json, read_json
 from aloe_bench.core.run_identity import differing, generate_identity
@@ -129,10 +130,16 @@ def _play(generator: ConversationGenerator, todo: list[PairConversation], cfg: G
 
     free: one task per conversation (core `run_each`); one that raises or is cancelled writes nothing (a re-run
     redoes it). lockstep: groups of `group_size`, turn by turn (core `run_turns`).
+
+    Prompt-prefix cache scopes (`core/backends/prefix_cache.py`), as `aloe eval` has them: under free each
+    conversation reads and leaves entries in a scope of its own, released on every backend when it ends however it
+    ends; under lockstep a group's batched calls share the group's scope, released when the group is done.
     """
+    backends = list({id(b): b for b in generator.backends.values()}.values())
     if cfg.schedule == "free":
         async def play_then_write(conv: PairConversation) -> None:
-            await generator.converse(conv, cfg.turns)
+            with conversation_scope(backends, "generate"):
+                await generator.converse(conv, cfg.turns)
             write(conv)
 
         run_sync(run_each((play_then_write(conv) for conv in todo), generator.backends.values()))
@@ -152,4 +159,5 @@ def _play(generator: ConversationGenerator, todo: list[PairConversation], cfg: G
         bar.set_postfix(turn=f"{turn}/{cfg.turns}", **{f"{k}_fail": v for k, v in generator.failures.items() if v},
                         **ties)
 
-    run_turns(groups_of(todo, cfg.group_size), cfg.turns, play_turn, write_ended, on_turn=show_turn)
+    run_turns(groups_of(todo, cfg.group_size), cfg.turns, play_turn, write_ended, on_turn=show_turn,
+              backends=backends)

@@ -32,7 +32,8 @@ Args:
         Leave both out to use the protocol's persona set (or pass `persona_source=`).
     model_id (`str`): the evaluated model: "embedded", a Hub id, a local folder, or "openai:NAME".
     user_model (`str`): the role-play user model spec (default "embedded").
-    judge_model (`str`): the judge model spec (default "embedded": a smoke-run judge only).
+    judge_model (`str` or `list[str]`): the judge model spec (default "embedded": a smoke-run judge only); a list
+        makes a jury (with `judge_preset` / `judge_base_url` one per judge, `jury_aggregate`, `judge_samples`).
     protocol (`str`): "paper" (the authors' settings) or "smoke" (small greedy caps); default "paper" unless
         model_id is "embedded". Any field given explicitly overrides the preset (the run is then "custom").
     turns (`int`): turns per conversation (default: the protocol's, 10 for paper).

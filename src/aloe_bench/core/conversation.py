@@ -35,8 +35,8 @@ class ConversationRoles:
 
     def backends(self) -> list[ChatBackend]:
         """Each distinct backend once (two roles may share one model)."""
-        roles = (self.model, self.user.backend, None if self.judge is None else self.judge.backend)
-        return list({id(b): b for b in roles if b is not None}.values())
+        roles = (self.model, self.user.backend, *([] if self.judge is None else self.judge.backends()))
+        return list({id(b): b for b in roles}.values())
 
 
 @dataclass

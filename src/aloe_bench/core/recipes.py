@@ -8,6 +8,7 @@ silently), and there is no `env:` block (secrets come from the environment only,
 
 from __future__ import annotations
 
+import argparse
 import copy
 import dataclasses
 import sys
@@ -53,6 +54,18 @@ def _config_path(argv: list[str]) -> str | None:
     return path
 
 
+class _Repeated(argparse.Action):
+    """A flag that may be given several times (`--judge_model A --judge_model B`): the values given on the command
+    line, in order, replace the default (the field's, or a recipe's value); given once, the one value."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        marker = f"_repeated_{self.dest}"
+        given = getattr(namespace, marker, None) or []
+        given = [*given, values]
+        setattr(namespace, marker, given)
+        setattr(namespace, self.dest, given if len(given) > 1 else given[0])
+
+
 class RecipeParser(TrlParser):
     """An `aloe` subcommand: flags from dataclasses (HfArgumentParser) and, when it has any, `--config recipe.yaml`.
 
@@ -74,6 +87,7 @@ class RecipeParser(TrlParser):
     def _parse_dataclass_field(parser, field: dataclasses.Field) -> None:
         """A field's flags, as HfArgumentParser makes them, with what it does not do.
 
+        `metadata={"repeatable": True}`: a flag that may be repeated, each time one more value (`_Repeated`).
         `metadata={"positional": True}`: an argument given without a flag (`nargs="+"` for a list, `choices` for
         a Literal). `metadata={"switch": True}`: a bool flag that takes no value, so it never swallows the
         positional argument written after it (HfArgumentParser's bool flags take an optional `true`/`false`).
@@ -90,6 +104,11 @@ class RecipeParser(TrlParser):
             else:
                 kwargs["type"] = field.type
             parser.add_argument(field.name, **kwargs)
+        elif field.metadata.get("repeatable"):
+            flags = [f"--{field.name}"] + ([f"--{field.name.replace('_', '-')}"] if "_" in field.name else [])
+            default = None if field.default is dataclasses.MISSING else field.default
+            parser.add_argument(*flags, dest=field.name, action=_Repeated, default=default, metavar="VALUE",
+                                **{k: v for k, v in kwargs.items() if k in ("help", "required")})
         elif field.metadata.get("switch"):
             flags = [f"--{field.name}"] + ([f"--{field.name.replace('_', '-')}"] if "_" in field.name else [])
             aliases = kwargs.pop("aliases", [])

@@ -19,7 +19,9 @@ EVAL_PARTS = ("run", "models", "reply_generation", "prompts", "personas", "harne
 EVAL_SETTINGS = ("model", "revision", "base_url", "user_model", "user_base_url", "judge_model", "judge_base_url",
                  "api_key_env", "engine", "dtype", "protocol", "personas", "max_personalities", "judge_preset",
                  "judge_scoring", "judge_max_retries", "judge_max_new_tokens", "judge_temperature",
-                 "reply_max_new_tokens", "user_max_new_tokens", "temperature", "user_temperature", "seed")
+                 "reply_max_new_tokens", "user_max_new_tokens", "temperature", "user_temperature", "seed",
+                 # recorded only when not the default (`protocol._RECORDED_WHEN_SET`): a lone judge's run keeps its id
+                 "jury_aggregate", "judge_samples")
 
 #: what a backend's description contributes (its `describe()`): which model, which weights, which engine
 BACKEND_FACTS = ("spec", "model_id", "resolved_revision", "chat_template_sha256", "engine", "dtype", "max_context",
@@ -48,9 +50,19 @@ def eval_identity(config_block: dict) -> dict:
     identity["run"] = _kept(identity["run"], EVAL_SETTINGS)
     models = identity["models"]
     identity["models"] = {"model": _kept(models["model"], BACKEND_FACTS)} | {
-        role: _kept(info, ROLE_FACTS) | {"model": _kept(info["model"], ROLE_BACKEND_FACTS)}
+        role: _jury_identity(info) if "members" in info else _role_identity(info)
         for role, info in models.items() if role != "model"}
     return identity
+
+
+def _role_identity(info: dict) -> dict:
+    return _kept(info, ROLE_FACTS) | {"model": _kept(info["model"], ROLE_BACKEND_FACTS)}
+
+
+def _jury_identity(info: dict) -> dict:
+    """A jury's description (`core.jury.Jury.describe`): its aggregate, samples and each judge as a lone one counts."""
+    return {"aggregate": info.get("aggregate"), "samples": info.get("samples"),
+            "members": [_role_identity(m) | {"spec": m.get("spec")} for m in info["members"]]}
 
 
 def generate_identity(settings: dict) -> dict:

@@ -160,7 +160,8 @@ class TransformersBackend(ChatTemplatePrompts, ChatBackend):
         self._last_logits_only = {"logits_to_keep": 1} if accepts else {}
         budget = DEFAULT_KV_CACHE_MB if kv_cache_mb is None else kv_cache_mb
         self.prefix_cache = PrefixCache(budget * 2**20) if budget > 0 and PrefixRows.supports(self.model) else None
-        self._rows = PrefixRows(self.model, self.prefix_cache, self._last_logits_only)
+        self._rows = PrefixRows(self.model, self.prefix_cache, self._last_logits_only,
+                                buffered=PrefixRows.supports(self.model))
 
     # -- identity ---------------------------------------------------------------------------------
     @property
@@ -217,7 +218,8 @@ class TransformersBackend(ChatTemplatePrompts, ChatBackend):
         inputs = self._pad_batch(prompts)
         began = time.perf_counter()
         with torch.inference_mode():
-            cache = self._rows.prefill_for_generate(prompts, scopes, inputs["input_ids"].shape[1])
+            cache = self._rows.prefill_for_generate(prompts, scopes, inputs["input_ids"].shape[1],
+                                                    config.max_new_tokens)
             torch.manual_seed(seed)
             output = self.model.generate(**inputs, **self._sampling_kwargs(config), **cache,
                                          **({} if streamer is None else {"streamer": streamer}),

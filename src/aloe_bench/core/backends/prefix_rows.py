@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import torch
 
+from .kv_buffer import growing_cache
 from .prefix_cache import PrefixCache, PrefixEntry
 
 MIN_REUSE = 32  # tokens: a shorter common prefix (a chat template's header) is read again rather than reused
@@ -22,10 +23,11 @@ MIN_SHARE = 0.25  # of a batch's prompt tokens the reused prefixes must make up 
 class PrefixRows:
     """The prefix-cache side of one model's work (on its worker thread); every method is a no-op without a cache."""
 
-    def __init__(self, model, cache: PrefixCache | None, forward_kwargs: dict):
+    def __init__(self, model, cache: PrefixCache | None, forward_kwargs: dict, buffered: bool = False):
         self.model = model
         self.cache = cache
         self.forward_kwargs = forward_kwargs  # e.g. logits_to_keep=1
+        self.buffered = buffered or cache is not None  # decode into reserved room (`kv_buffer`), cache on or off
 
     @staticmethod
     def supports(model) -> bool:
@@ -65,11 +67,10 @@ class PrefixRows:
 
     def _extend(self, prompt: list[int], entry: PrefixEntry | None, reused: int, upto: int):
         """Keys and values of `prompt[:upto]` per layer (reusing the entry's first `reused`), and the last logits."""
-        from transformers import DynamicCache
-
-        config = self.model.config
-        past = (DynamicCache([(k[:, :, :reused], v[:, :, :reused]) for k, v in entry.layers], config=config)
-                if reused else DynamicCache(config=config))
+        past = growing_cache(self.model.config, upto)  # the suffix is written after the prefix, not concatenated
+        if reused:
+            for layer, (k, v) in zip(past.layers, entry.layers):
+                layer.update(k[:, :, :reused], v[:, :, :reused])
         logits = None
         if upto > reused:
             device = self.model.device
@@ -80,34 +81,33 @@ class PrefixRows:
             past, logits = out.cache, out.logits[:, -1, :]
         return [(layer.keys, layer.values) for layer in past.layers], logits
 
-    def prefill_for_generate(self, prompts: list[list[int]], scopes: list[str], width: int) -> dict:
-        """`generate` keywords for the left-padded batch of `prompts` (padded to `width`): a batched cache of every
-        row but its last token when some row has a cached prefix, else nothing (the batch runs as without)."""
-        if self.cache is None:
-            return {}
-        found = self._lookup(prompts, scopes)
+    def prefill_for_generate(self, prompts: list[list[int]], scopes: list[str], width: int,
+                             new_tokens: int) -> dict:
+        """`generate` keywords for the left-padded batch of `prompts` (padded to `width`), which may add up to
+        `new_tokens`: a batched cache of every row but its last token when some row has a cached prefix, else an
+        empty one (the batch is read in full, as without the cache), both with room for the whole generation."""
+        room = width + (new_tokens or 0)
+        found = None if self.cache is None else self._lookup(prompts, scopes)
         if found is None:
-            return {}
+            return {"cache": growing_cache(self.model.config, room)} if self.buffered else {}
         rows = [self._extend(prompt, entry, reused, len(prompt) - 1)[0]
                 for prompt, (entry, reused) in zip(prompts, found)]
-        return {"cache": self._left_padded(rows, width - 1)}
+        return {"cache": self._left_padded(rows, width - 1, room)}
 
-    def _left_padded(self, rows: list[list[tuple]], width: int):
-        """One `DynamicCache` holding each row's tensors right-aligned in `width` positions (zeros before)."""
-        from transformers import DynamicCache
-
-        layers = []
-        for index in range(len(rows[0])):
+    def _left_padded(self, rows: list[list[tuple]], width: int, room: int):
+        """One cache holding each row's tensors right-aligned in `width` positions (zeros before), with room for
+        `room` positions in all."""
+        cache = growing_cache(self.model.config, room)
+        for index, layer in enumerate(cache.layers):
             key, value = rows[0][index]
-            shape = (len(rows), key.shape[1], width, key.shape[3])
-            keys = key.new_zeros(shape)
-            values = value.new_zeros((len(rows), value.shape[1], width, value.shape[3]))
-            for row, layer in enumerate(rows):
-                k, v = layer[index]
-                keys[row, :, width - k.shape[2]:] = k[0]
-                values[row, :, width - v.shape[2]:] = v[0]
-            layers.append((keys, values))
-        return DynamicCache(layers, config=self.model.config)
+            keys = key.new_zeros((len(rows), key.shape[1], room, key.shape[3]))
+            values = value.new_zeros((len(rows), value.shape[1], room, value.shape[3]))
+            for row, row_layers in enumerate(rows):
+                k, v = row_layers[index]
+                keys[row, :, width - k.shape[2]:width] = k[0]
+                values[row, :, width - v.shape[2]:width] = v[0]
+            layer.seed(keys, values, width)
+        return cache
 
     def last_logits(self, prompts: list[list[int]], scopes: list[str]) -> torch.Tensor | None:
         """Next-token logits of each prompt read on top of its cached prefix (its entry kept), or None when no row
