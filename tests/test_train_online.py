@@ -559,3 +559,54 @@ def test_a_kill_during_the_win_rate_resumes_there(tmp_path):
     assert not (tmp_path / "out/round-01/win_rate.json").exists() and len(calls) == 1
     table = run_online(cfg, pair_judge_backend=ScriptedBackend(fn=pair_judge("A")), **kwargs)
     assert len(calls) == 1 and table[1]["win_rate"]["ties"] == 2  # not retrained; the win rate judged on resume
+
+
+def test_backend_options_reach_every_role_and_the_round_eval(tmp_path, monkeypatch):
+    """`aloe train online --engine ... --role_options ...`: parsed once at the command, the options reach the
+    policy's rollouts, the user, the judge and the per-round eval (the policy's overrides become the evaluated
+    model's); a role the command does not have is refused with one line."""
+    import aloe_bench.core.backends as backends
+    from aloe_bench.commands import train as train_command
+    from aloe_bench.commands.main import build_parser
+
+    built = []
+
+    def fake_build(spec, options=None, *, base_url=None, revision=None, token=None):
+        built.append((spec, options, base_url))
+        if "judge" in spec:
+            return ScriptedBackend(fn=judge_by_word({"alpha": 4, "beta": 2, "gamma": 3}), name=spec)
+        if "user" in spec:
+            return ScriptedBackend(["Tell me about sailing then."], name=spec)
+        return ScriptedBackend(fn=policy_reply, name=spec)
+
+    monkeypatch.setattr(backends, "build_backend", fake_build)
+    evaluated = []
+
+    def fake_evaluator(cfg, options):
+        def evaluate(checkpoint, folder):
+            evaluated.append(train_command._eval_options(options))
+            return fake_eval([])(checkpoint, folder)
+        return evaluate
+
+    monkeypatch.setattr(train_command, "_round_evaluator", fake_evaluator)
+    import functools
+
+    import aloe_bench.training.online as online
+    monkeypatch.setattr(online, "run_online", functools.partial(online.run_online, train_fn=fake_train([])))
+    argv = ["train", "online", "--policy", "org/policy", "--personas", persona_file(tmp_path), "--rounds", "1",
+            "--turns", "1", "--candidates", "2", "--overlap_check", "text", "--eval_turns", "1",
+            "--user_model", "openai:user", "--user_base_url", "http://127.0.0.1:9/v1", "--judge_model", "org/judge",
+            "--kv_cache_mb", "64", "--role_options", '{"policy": {"dtype": "bfloat16"}, "judge": {"batch_size": 3}}',
+            "--output_dir", str(tmp_path / "out")]
+    args = build_parser().parse_args(argv)
+    assert args.handler(args) == 0
+    by_spec = {spec: (options, url) for spec, options, url in built}
+    assert by_spec["openai:user"][1] == "http://127.0.0.1:9/v1"
+    assert by_spec["org/judge"][0].batch_size == 3 and by_spec["org/judge"][0].kv_cache_mb == 64
+    policy = next(options for spec, options, _ in built if spec not in ("openai:user", "org/judge"))
+    assert policy.dtype == "bfloat16" and policy.kv_cache_mb == 64 and policy.role_options is None
+    assert evaluated and evaluated[0].role_options == {"model": {"dtype": "bfloat16"}, "judge": {"batch_size": 3}}
+    bad = build_parser().parse_args([*argv[:-2], "--role_options", '{"model": {"dtype": "float32"}}',
+                                     "--output_dir", str(tmp_path / "bad")])
+    with pytest.raises(ConfigError, match=r"role_options.model: no such role here; the roles are policy, user"):
+        bad.handler(bad)

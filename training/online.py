@@ -28,6 +28,8 @@ ROLLOUT_FILE = "rollouts.jsonl"
 DATA_MARKER = "aloe_round_data.json"
 ROUNDS_FILE = "rounds.json"
 ROUND_DONE = "aloe_round_done.json"
+#: the roles `role_options` may name in `aloe train online`
+ONLINE_ROLES = ("policy", "user", "judge", "teacher")
 
 
 class RoundDataError(AloeError, ValueError):
@@ -51,7 +53,9 @@ class OnlineConfig:
     overlap_check: str = field(default="cosine", metadata={
         "help": "cosine (the bundled MiniLM, plus the normalised-text check) or text (normalised text only)."})
     user_model: str = field(default="embedded", metadata={"help": "The role-play user's model spec."})
+    user_base_url: str | None = field(default=None, metadata={"help": "Base URL of the role-play user's endpoint."})
     judge_model: str = field(default="embedded", metadata={"help": "The ALOE judge's model spec."})
+    judge_base_url: str | None = field(default=None, metadata={"help": "Base URL of the judge's endpoint."})
     judge_preset: str = field(default="paper", metadata={"help": "ALOE judge preset: paper or robust."})
     rounds: int = field(default=2, metadata={"help": "Rounds R."})
     turns: int = field(default=2, metadata={"help": "Turns T of each rollout conversation."})
@@ -478,7 +482,7 @@ def _evaluated_entry(cfg: OnlineConfig, folder: Path, checkpoint: str, previous:
 
 def run_online(cfg: OnlineConfig, *, policy_backend=None, user_backend=None, judge_backend=None,
                train_fn=train_round, evaluate_fn=None, grpo=None, pair_judge_backend=None, teacher_backend=None,
-               push_fn=None) -> list[dict]:
+               push_fn=None, options=None) -> list[dict]:
     """Run (or resume) every round; return the per-round table also written to `output_dir/rounds.json`.
 
     The backend arguments replace the ones built from the config's specs (tests pass scripted backends; a
@@ -487,8 +491,11 @@ def run_online(cfg: OnlineConfig, *, policy_backend=None, user_backend=None, jud
     it, round 0 (the starting policy) is evaluated under the same protocol, and each round's win rate over the
     previous policy is judged by `pair_judge_backend` (default: the judge's backend). `push_fn` replaces the upload.
     `grpo` (online_grpo.GrpoArguments) holds the fields only method grpo reads, the profile reward among them.
+    `options` (BackendOptions, parsed beside the config) are the backends' engine, device, dtype, batching and
+    endpoint settings, with per-role overrides for the roles `ONLINE_ROLES` names (the policy's rollouts on vLLM:
+    `--engine vllm`, or `role_options` {"policy": {"engine": "vllm"}}).
     """
-    from aloe_bench.core.backends import GenerationConfig, build_backend
+    from aloe_bench.core.backends import BackendOptions, GenerationConfig, build_backend
     from aloe_bench.core.judge import Judge, JudgeConfig
     from aloe_bench.core.personas import load_persona_set
     from aloe_bench.core.simulator import UserSimulator
@@ -499,6 +506,8 @@ def run_online(cfg: OnlineConfig, *, policy_backend=None, user_backend=None, jud
 
     grpo = grpo or GrpoArguments()
     grpo.check(cfg)
+    options = options or BackendOptions()
+    options.check_roles(ONLINE_ROLES)
     tags = ProfileTags() if grpo.profile_reward else None
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -512,9 +521,10 @@ def run_online(cfg: OnlineConfig, *, policy_backend=None, user_backend=None, jud
     overlap = overlap_report(personas, eval_personas, cfg.overlap_threshold, embedder)
     atomic_write_json(out / "online_config.json", {**asdict(cfg), **({"grpo": asdict(grpo)} if cfg.method == "grpo"
                                                                      else {})})
-    user = user_backend or build_backend(cfg.user_model)
+    user = user_backend or build_backend(cfg.user_model, options.for_role("user"), base_url=cfg.user_base_url)
     simulator = UserSimulator(user, GenerationConfig(max_new_tokens=cfg.user_max_new_tokens, temperature=0.7))
-    judge_backend = judge_backend or build_backend(cfg.judge_model)
+    judge_backend = judge_backend or build_backend(cfg.judge_model, options.for_role("judge"),
+                                                   base_url=cfg.judge_base_url)
     judge = Judge(judge_backend, JudgeConfig(preset=cfg.judge_preset))
     if cfg.method == "grpo" and train_fn is train_round:
         from functools import partial
@@ -524,7 +534,9 @@ def run_online(cfg: OnlineConfig, *, policy_backend=None, user_backend=None, jud
     if cfg.teacher:
         from .online_teacher import Teacher
 
-        teacher = Teacher(teacher_backend or build_backend(cfg.teacher_model or cfg.judge_model),
+        teacher = Teacher(teacher_backend or build_backend(cfg.teacher_model or cfg.judge_model,
+                                                           options.for_role("teacher"),
+                                                           base_url=None if cfg.teacher_model else cfg.judge_base_url),
                           cfg.max_new_tokens, cfg.seed)
     if policy_backend is not None:
         policy_path, base_model = cfg.policy, None
@@ -536,7 +548,8 @@ def run_online(cfg: OnlineConfig, *, policy_backend=None, user_backend=None, jud
     def backend_for(path: str):
         if path not in held:
             held.clear()
-            held[path] = policy_backend(path) if callable(policy_backend) else build_backend(path)
+            held[path] = (policy_backend(path) if callable(policy_backend)
+                          else build_backend(path, options.for_role("policy")))
         return held[path]
 
     pair_judge = pair_judge_backend or judge_backend

@@ -121,31 +121,48 @@ def _pairs(args) -> int:
 
 
 def _online_types() -> list:
+    from aloe_bench.core.backends import BackendOptions
     from aloe_bench.training.online import OnlineConfig
     from aloe_bench.training.online_grpo import GrpoArguments
 
-    return [OnlineConfig, GrpoArguments]
+    return [OnlineConfig, GrpoArguments, BackendOptions]
 
 
-def _round_evaluator(cfg):
-    """Evaluate a round's checkpoint with the harness under one protocol: same user, judge, personas and seed."""
+def _eval_options(options):
+    """The online run's backend options for the harness: the policy's overrides are the evaluated model's."""
+    from dataclasses import replace
+
+    roles = dict(options.role_options or {})
+    roles.pop("teacher", None)
+    if "policy" in roles:
+        roles["model"] = roles.pop("policy")
+    return replace(options, role_options=roles or None)
+
+
+def _round_evaluator(cfg, options):
+    """Evaluate a round's checkpoint with the harness under one protocol: same user, judge, personas and seed, on
+    the same backends' settings as the rollouts."""
     def evaluate(checkpoint: str, folder) -> dict:
         from aloe_bench.harness import EvalConfig, evaluate_model, resolve_run
 
         return evaluate_model(resolve_run(EvalConfig(
-            model=checkpoint, user_model=cfg.user_model, judge_model=cfg.judge_model, personas=cfg.eval_personas,
+            model=checkpoint, user_model=cfg.user_model, user_base_url=cfg.user_base_url,
+            judge_model=cfg.judge_model, judge_base_url=cfg.judge_base_url, personas=cfg.eval_personas,
             max_personas=cfg.eval_max_personas or 0, turns=cfg.eval_turns, judge_preset=cfg.judge_preset,
             reply_max_new_tokens=cfg.eval_max_new_tokens, user_max_new_tokens=cfg.eval_max_new_tokens,
-            temperature=0.0, seed=cfg.seed, output_dir=str(folder), progress=False)))
+            temperature=0.0, seed=cfg.seed, output_dir=str(folder), progress=False), _eval_options(options)))
     return evaluate
 
 
 def _online(args) -> int:
+    from aloe_bench.core.backends import BackendOptions
     from aloe_bench.training.online import OnlineConfig, run_online
     from aloe_bench.training.online_grpo import GrpoArguments
 
     cfg = dataclass_from_args(args, OnlineConfig)
-    table = run_online(cfg, evaluate_fn=_round_evaluator(cfg), grpo=dataclass_from_args(args, GrpoArguments))
+    options = dataclass_from_args(args, BackendOptions)
+    table = run_online(cfg, evaluate_fn=_round_evaluator(cfg, options), grpo=dataclass_from_args(args, GrpoArguments),
+                       options=options)
     trained = sum(entry["round"] > 0 for entry in table)
     print(f"rounds trained: {trained}" + (" (plus round 0, the starting policy's eval)" if len(table) > trained else "")
           + f"; table: {args.output_dir}/rounds.json")
