@@ -68,6 +68,10 @@ class EvalConfig:
     simulator_reveal: bool = field(default=False, metadata={
         "help": "Add the reveal curve to the results' simulator block (loads the MiniLM embedder after the run; a "
                 "report only: the run's identity does not change)."})
+    reply_hidden_block: bool = field(default=False, metadata={
+        "help": "Cut the <profile>...</profile> block (the policy's inference of the user that `aloe train online "
+                "--profile_reward` teaches) out of every reply before the user, the judge and the history see it; "
+                "the samples row keeps it as reply_hidden."})
     repeats: int = field(default=1, metadata={
         "help": "Run K repeats with seeds seed..seed+K-1, each an ordinary run sharing a group id, plus a group "
                 "summary (mean and spread of AL_avg, IR, N_IR across repeats) next to them."})

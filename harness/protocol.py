@@ -181,7 +181,7 @@ _BACKEND_AFTER = {"judge_base_url": ("api_key_env", "engine")}
 
 
 #: settings recorded in `config.run` (and so in the fingerprint) only when they are not the default
-_RECORDED_WHEN_SET = ("jury_aggregate", "judge_samples")
+_RECORDED_WHEN_SET = ("jury_aggregate", "judge_samples", "reply_hidden_block")
 
 
 def _run_record(cfg: EvalConfig, backend: BackendOptions) -> dict:

@@ -11,6 +11,7 @@ Rows are appended to the samples log as each turn is judged, so a re-run resumes
 from __future__ import annotations
 
 import copy
+import dataclasses
 import time
 from dataclasses import dataclass
 
@@ -22,6 +23,7 @@ from aloe_bench.core.backends import BackendOptions, build_backend
 from aloe_bench.core.backends.cache import CachedBackend, RequestCache
 from aloe_bench.core.conversation import ConversationRoles, ConversationState, TurnRecord, converse_all
 from aloe_bench.core.errors import ConfigError
+from aloe_bench.core.hidden_block import HiddenBlock, HiddenBlockBackend
 from aloe_bench.core.judge import Judge
 from aloe_bench.core.jury import Jury, Member
 from aloe_bench.core.personas import Persona, PersonaSet, load_persona_set
@@ -144,6 +146,7 @@ def _row(persona: Persona, record: TurnRecord, stats: GeneratedTokens) -> dict:
                          "reply": round(reply.latency_s, 4) if reply is not None else None},
            "tokens": {"user": stats.add(user), "reply": stats.add(reply) if reply is not None else 0},
            "error": record.error,
+           **({"reply_hidden": reply.hidden} if reply is not None and reply.hidden is not None else {}),
            "score": None, "judge_raw": None, "judge_distribution": None, "judge_error": None, "judge_attempts": 0}
     if verdict is not None:
         stats.generated_tokens += verdict.tokens
@@ -206,6 +209,9 @@ def evaluate_model(run: EvalRun, roles: EvalRoles | None = None, persona_set: Pe
     files = RunFiles(cfg.output_dir, fingerprint(eval_identity(config_block)), roles.model.model_id)
     if cfg.cache and roles.cache is None:
         roles = with_cache(roles, RequestCache(files.cache_path))
+    if cfg.reply_hidden_block:  # outside the request cache: a cached reply is cut the same way
+        block = HiddenBlock.of_prompt(load_prompts()["profile_inference"])
+        roles = dataclasses.replace(roles, model=HiddenBlockBackend(roles.model, block))
 
     conversations = {p.id: ConversationState(p) for p in selected}
     _resume(conversations, files.load_samples())

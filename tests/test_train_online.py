@@ -582,7 +582,7 @@ def test_backend_options_reach_every_role_and_the_round_eval(tmp_path, monkeypat
     monkeypatch.setattr(backends, "build_backend", fake_build)
     evaluated = []
 
-    def fake_evaluator(cfg, options):
+    def fake_evaluator(cfg, options, hidden_block=False):
         def evaluate(checkpoint, folder):
             evaluated.append(train_command._eval_options(options))
             return fake_eval([])(checkpoint, folder)

@@ -280,3 +280,25 @@ def test_forget_drops_a_backend_from_the_cache_so_the_next_build_loads_afresh():
     assert build_backend("openai:forget-me", base_url="http://127.0.0.1:9/v1") is first
     assert forget(first) == 1 and forget(first) == 0
     assert build_backend("openai:forget-me", base_url="http://127.0.0.1:9/v1") is not first
+
+
+def test_with_the_profile_reward_the_win_rate_compares_replies_without_the_block(tmp_path):
+    """The per-round eval cuts the new policy's block (`reply_hidden_block`); the previous policy answering the
+    win-rate states is cut the same way, so the pair judge never sees a profile block."""
+    from test_train_online import fake_eval
+
+    def train(cfg, policy_path, data_folder, config, out):
+        out.mkdir(parents=True, exist_ok=True)
+        return {"train": {"train_loss": 0.1}}
+
+    pair = ScriptedBackend(fn=lambda m, c: "[[A]]")
+    cfg = OnlineConfig(personas=persona_file(tmp_path), output_dir=str(tmp_path / "out"), overlap_check="text",
+                       rounds=1, turns=1, candidates=2, method="grpo", eval_turns=2)
+    run_online(cfg, policy_backend=lambda p: ScriptedBackend(fn=lambda m, c: "<profile>likes boats</profile>Hi"),
+               user_backend=ScriptedBackend(["Tell me about sailing then."]), judge_backend=ScriptedBackend(["4"]),
+               train_fn=train, evaluate_fn=fake_eval([]), pair_judge_backend=pair,
+               grpo=GrpoArguments(profile_reward=True))
+    states = json.loads((tmp_path / "out/round-01/win_rate.json").read_text())["states"]
+    assert [s["previous_reply"] for s in states] == ["Hi", "Hi"]
+    shown = [m["content"] for convs, _ in pair.calls for conv in convs for m in conv]
+    assert shown and not any("likes boats" in text or "<profile>" in text for text in shown)

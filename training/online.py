@@ -496,6 +496,7 @@ def run_online(cfg: OnlineConfig, *, policy_backend=None, user_backend=None, jud
     `--engine vllm`, or `role_options` {"policy": {"engine": "vllm"}}).
     """
     from aloe_bench.core.backends import BackendOptions, GenerationConfig, build_backend
+    from aloe_bench.core.hidden_block import HiddenBlockBackend
     from aloe_bench.core.judge import Judge, JudgeConfig
     from aloe_bench.core.personas import load_persona_set
     from aloe_bench.core.simulator import UserSimulator
@@ -545,6 +546,12 @@ def run_online(cfg: OnlineConfig, *, policy_backend=None, user_backend=None, jud
 
     held = {}  # the last policy backend built (a round's rollout policy answers the next round's win-rate states)
 
+    def answering_for(path: str):
+        """The previous policy answering the win-rate states: with the profile reward, its block is cut as the
+        eval cuts the new policy's (`reply_hidden_block`), so the pair judge compares replies alone."""
+        backend = backend_for(path)
+        return backend if tags is None else HiddenBlockBackend(backend, tags.block)
+
     def backend_for(path: str):
         if path not in held:
             held.clear()
@@ -588,7 +595,7 @@ def run_online(cfg: OnlineConfig, *, policy_backend=None, user_backend=None, jud
             write_round_record(cfg, round_no, checkpoint, policy_path, base_model, folder / "data", data, metrics)
             atomic_write_json(trained, metrics, default=str)
         evaluation, wins = _evaluated_entry(cfg, folder, str(checkpoint), policy_path, evaluate_fn,
-                                            backend_for, pair_judge, eval_personas)
+                                            answering_for, pair_judge, eval_personas)
         if policy_backend is None and policy_path in held:  # the previous policy answered the win-rate states
             release_policy(held.pop(policy_path))
         scores = [c["score"] for r in rows for c in r["candidates"]

@@ -24,6 +24,7 @@ from functools import partial
 from pathlib import Path
 
 from aloe_bench.core.errors import ConfigError
+from aloe_bench.core.hidden_block import HiddenBlock
 
 GRPO_CONFIG = "grpo"
 REWARDS_FILE = "rewards.jsonl"
@@ -88,23 +89,17 @@ class ProfileTags:
         book = prompts or load_prompts()
         self.prompt = book["profile_inference"]
         self.sha256 = self.prompt.sha256[:16]
-        self.open, self.close = self.prompt["open_tag"], self.prompt["close_tag"]
-        self._block = re.compile(re.escape(self.open) + r"(.*?)(?:" + re.escape(self.close) + r"|\Z)",
-                                 re.IGNORECASE | re.DOTALL)
-        self._stray = re.compile(re.escape(self.close), re.IGNORECASE)
+        self.block = HiddenBlock.of_prompt(self.prompt)
+        self.open, self.close = self.block.open, self.block.close
 
     def instruct(self, messages: list[dict]) -> list[dict]:
         """The conversation as the policy sees it: the instruction first, as a system message."""
         return [{"role": "system", "content": self.prompt["system"]}, *messages]
 
     def split(self, text: str | None) -> tuple[str | None, str | None]:
-        """(reply without the block, the block's text or None when there is none). An unclosed block runs to the
-        end of the text (a reply cut by the token limit); every block is removed, their texts joined."""
-        if text is None:
-            return None, None
-        blocks = [m.group(1).strip() for m in self._block.finditer(text)]
-        reply = self._stray.sub("", self._block.sub("", text)).strip()
-        return reply, ("\n".join(b for b in blocks if b) if blocks else None)
+        """(reply without the block, the block's text or None when there is none): `HiddenBlock.split`, the cut
+        `aloe eval --reply_hidden_block` makes too."""
+        return self.block.split(text)
 
 
 _FACT_BREAK = re.compile(r"(?<=[.!?;])\s+|\n+|,\s+(?:and\s+)?|\s+and\s+")

@@ -139,9 +139,10 @@ def _eval_options(options):
     return replace(options, role_options=roles or None)
 
 
-def _round_evaluator(cfg, options):
+def _round_evaluator(cfg, options, hidden_block: bool = False):
     """Evaluate a round's checkpoint with the harness under one protocol: same user, judge, personas and seed, on
-    the same backends' settings as the rollouts."""
+    the same backends' settings as the rollouts; with the profile reward, the policy's profile block is cut from
+    its replies as in the rollouts (`reply_hidden_block`)."""
     def evaluate(checkpoint: str, folder) -> dict:
         from aloe_bench.harness import EvalConfig, evaluate_model, resolve_run
 
@@ -150,7 +151,8 @@ def _round_evaluator(cfg, options):
             judge_model=cfg.judge_model, judge_base_url=cfg.judge_base_url, personas=cfg.eval_personas,
             max_personas=cfg.eval_max_personas or 0, turns=cfg.eval_turns, judge_preset=cfg.judge_preset,
             reply_max_new_tokens=cfg.eval_max_new_tokens, user_max_new_tokens=cfg.eval_max_new_tokens,
-            temperature=0.0, seed=cfg.seed, output_dir=str(folder), progress=False), _eval_options(options)))
+            temperature=0.0, seed=cfg.seed, output_dir=str(folder), progress=False, reply_hidden_block=hidden_block),
+            _eval_options(options)))
     return evaluate
 
 
@@ -161,8 +163,9 @@ def _online(args) -> int:
 
     cfg = dataclass_from_args(args, OnlineConfig)
     options = dataclass_from_args(args, BackendOptions)
-    table = run_online(cfg, evaluate_fn=_round_evaluator(cfg, options), grpo=dataclass_from_args(args, GrpoArguments),
-                       options=options)
+    grpo = dataclass_from_args(args, GrpoArguments)
+    hidden = cfg.method == "grpo" and grpo.profile_reward
+    table = run_online(cfg, evaluate_fn=_round_evaluator(cfg, options, hidden), grpo=grpo, options=options)
     trained = sum(entry["round"] > 0 for entry in table)
     print(f"rounds trained: {trained}" + (" (plus round 0, the starting policy's eval)" if len(table) > trained else "")
           + f"; table: {args.output_dir}/rounds.json")

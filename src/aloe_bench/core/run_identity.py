@@ -21,7 +21,7 @@ EVAL_SETTINGS = ("model", "revision", "base_url", "user_model", "user_base_url",
                  "judge_scoring", "judge_max_retries", "judge_max_new_tokens", "judge_temperature",
                  "reply_max_new_tokens", "user_max_new_tokens", "temperature", "user_temperature", "seed",
                  # recorded only when not the default (`protocol._RECORDED_WHEN_SET`): a lone judge's run keeps its id
-                 "jury_aggregate", "judge_samples")
+                 "jury_aggregate", "judge_samples", "reply_hidden_block")
 
 #: what a backend's description contributes (its `describe()`): which model, which weights, which engine
 BACKEND_FACTS = ("spec", "model_id", "resolved_revision", "chat_template_sha256", "engine", "dtype", "max_context",

@@ -44,6 +44,7 @@ class Completion:
     latency_s: float = 0.0
     error: str | None = None
     cached: bool = False
+    hidden: str | None = None  # a block cut out of the text before anyone read it (`core.hidden_block`)
 
     @property
     def ok(self) -> bool:
