@@ -194,6 +194,8 @@ def _run_record(cfg: EvalConfig, backend: BackendOptions) -> dict:
     for f in fields(cfg):
         if f.name in _RECORDED_WHEN_SET and getattr(cfg, f.name) == f.default:
             continue  # a run without a jury records what it recorded before juries existed (its fingerprint too)
+        if f.name == "jury_aggregate" and len(cfg.judge_models) < 2:
+            continue  # one judge: mean and median of one member's score are the same run
         if f.name != "progress":
             record[f.name] = getattr(cfg, f.name)
         record.update({name: options[name] for name in after.get(f.name, ())})

@@ -170,9 +170,14 @@ def test_jury_settings_count_in_the_fingerprint_only_when_set():
     base = dict(model="ORG/NAME", judge_model="openai:gpt-4o-mini", judge_base_url="http://127.0.0.1:9/v1")
     assert fingerprint(eval_identity(block(EvalConfig(**base, jury_aggregate="mean", judge_samples=1)))) == PINNED
     assert fingerprint(eval_identity(block(EvalConfig(**{**base, "judge_model": ["openai:gpt-4o-mini"]})))) == PINNED
-    for changed in (dict(jury_aggregate="median"), dict(judge_samples=2, judge_scoring="text"),
+    # one judge: the median of one member's score is its mean, the same run
+    assert fingerprint(eval_identity(block(EvalConfig(**base, jury_aggregate="median")))) == PINNED
+    for changed in (dict(judge_samples=2, judge_scoring="text"),
                     dict(judge_model=["openai:gpt-4o-mini", "openai:other"])):
         assert fingerprint(eval_identity(block(EvalConfig(**{**base, **changed})))) != PINNED, changed
+    two = dict(judge_model=["openai:gpt-4o-mini", "openai:other"])
+    assert (fingerprint(eval_identity(block(EvalConfig(**{**base, **two}, jury_aggregate="median"))))
+            != fingerprint(eval_identity(block(EvalConfig(**{**base, **two})))))
 
 
 def test_a_jury_description_counts_each_judge_in_the_identity():
