@@ -111,3 +111,37 @@ def test_prefix_rows_on_reserved_room_give_the_full_reads_tokens(tiny):
     assert rows.cache.stats.hits == 1 and rows.cache.stats.reused_tokens >= 48
     assert torch.equal(plain.sequences, cached.sequences)
     assert max(float((a - b).abs().max()) for a, b in zip(plain.logits, cached.logits)) < 1e-4
+
+
+def test_rows_of_one_batch_share_their_common_prefix_within_a_scope(tiny):
+    """K samples of one prompt and prompts with common instructions, in one batch on a cold cache: the first row is
+    read in full and the others on top of its tensors (counted as reused), with the full read's greedy tokens; rows
+    of different scopes (two Space visitors) share nothing."""
+    from aloe_bench.core.backends.prefix_cache import PrefixCache
+    from aloe_bench.core.backends.prefix_rows import PrefixRows
+
+    generator = torch.Generator().manual_seed(5)
+    shared = torch.randint(1, 97, (50,), generator=generator).tolist()
+    prompts = [shared, list(shared), shared[:40] + torch.randint(1, 97, (9,), generator=generator).tolist()]
+
+    def run(prompts, scopes, rows=None):
+        width = max(map(len, prompts))
+        ids = torch.tensor([[0] * (width - len(p)) + p for p in prompts])
+        mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
+        extra = rows.prefill_for_generate(prompts, scopes, width, 8) if rows else {}
+        with torch.inference_mode():
+            return tiny.generate(input_ids=ids, attention_mask=mask, max_new_tokens=8, min_new_tokens=8,
+                                 do_sample=False, pad_token_id=0, return_dict_in_generate=True, output_logits=True,
+                                 **extra)
+
+    rows = PrefixRows(tiny, PrefixCache(64 * 2**20), {"logits_to_keep": 1}, buffered=True)
+    plain, cached = run(prompts, ["s"] * 3), run(prompts, ["s"] * 3, rows)
+    stats = rows.cache.stats
+    assert (stats.misses, stats.hits) == (1, 2) and stats.reused_tokens == 49 + 40
+    assert stats.computed_tokens == sum(map(len, prompts)) - 89
+    assert torch.equal(plain.sequences, cached.sequences)
+    assert max(float((a - b).abs().max()) for a, b in zip(plain.logits, cached.logits)) < 1e-4
+
+    apart = PrefixRows(tiny, PrefixCache(64 * 2**20), {"logits_to_keep": 1}, buffered=True)
+    run(prompts[:2], ["visitor-a", "visitor-b"], apart)
+    assert (apart.cache.stats.misses, apart.cache.stats.hits, apart.cache.stats.reused_tokens) == (2, 0, 0)

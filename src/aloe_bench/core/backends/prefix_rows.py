@@ -11,13 +11,27 @@ which no row has a cached prefix runs exactly as without the cache; only its ent
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from .kv_buffer import growing_cache
-from .prefix_cache import PrefixCache, PrefixEntry
+from .prefix_cache import PrefixCache, PrefixEntry, common_prefix
 
 MIN_REUSE = 32  # tokens: a shorter common prefix (a chat template's header) is read again rather than reused
 MIN_SHARE = 0.25  # of a batch's prompt tokens the reused prefixes must make up to read its rows one by one
+
+
+def in_batch_shares(prompts: list[list[int]], scopes: list[str]) -> list[int]:
+    """For each row, the longest prefix it shares with an earlier row of the same scope in this batch (at most the
+    earlier row's length - 1, what a generate prefill reads of it, and its own length - 1); 0 below MIN_REUSE."""
+    arrays = [np.asarray(p, dtype=np.int64) for p in prompts]
+    shares = [0] * len(prompts)
+    for i in range(1, len(prompts)):
+        for j in range(i):
+            if scopes[j] == scopes[i]:
+                share = min(common_prefix(arrays[i], arrays[j]), len(prompts[j]) - 1, len(prompts[i]) - 1)
+                shares[i] = max(shares[i], share)
+    return [share if share >= MIN_REUSE else 0 for share in shares]
 
 
 class PrefixRows:
@@ -51,19 +65,43 @@ class PrefixRows:
 
     # -- reading prompts on top of cached prefixes ---------------------------------------------------------------
     def _lookup(self, prompts: list[list[int]], scopes: list[str]) -> list[tuple[PrefixEntry | None, int]] | None:
-        """Each row's cached entry and reusable length, counted; None when the batch is better read in full as one
-        padded call: no row has a prefix worth reusing, or the prefixes are too small a share of the batch's tokens
-        to pay for reading the rows one by one (a shared chat-template header alone is no reason)."""
+        """Each row's cached entry and reusable length; None when the batch is better read in full as one padded
+        call: no row has a prefix worth reusing (in the cache, or in an earlier row of this batch and scope), or
+        the prefixes are too small a share of the batch's tokens to pay for reading the rows one by one (a shared
+        chat-template header alone is no reason). A batch read in full is counted here; rows read one by one are
+        counted as they are read (`_rows`)."""
         found = [(None, 0)] * len(prompts)
+        shared = [0] * len(prompts)
         if min(len(p) for p in prompts) >= 2:  # a one-token prompt has no prefix to reuse
             found = [self.cache.match(scope, prompt, len(prompt) - 1) for scope, prompt in zip(scopes, prompts)]
             found = [(entry, length) if length >= MIN_REUSE else (None, 0) for entry, length in found]
-        reused = sum(length for _, length in found)
-        if reused < MIN_SHARE * sum(len(p) for p in prompts):
-            found = [(None, 0)] * len(prompts)
-        for prompt, (_, length) in zip(prompts, found):
-            self.cache.record(len(prompt), length)
-        return found if any(length for _, length in found) else None
+            shared = in_batch_shares(prompts, scopes)
+        reusable = sum(max(length, share) for (_, length), share in zip(found, shared))
+        if not reusable or reusable < MIN_SHARE * sum(len(p) for p in prompts):
+            for prompt in prompts:
+                self.cache.record(len(prompt), 0)
+            return None
+        return [(entry, length, share) for (entry, length), share in zip(found, shared)]
+
+    def _rows(self, prompts: list[list[int]], scopes: list[str], found, upto_last: bool) -> list[tuple]:
+        """Each row's keys and values (of its whole prompt, or all but its last token) and last logits, read one by
+        one on top of its cached prefix. A row that shares more with an earlier row of this batch reads on top of
+        that row's tensors, kept in the cache for it: K samples of one prompt, a persona's judge requests, a
+        lockstep group's common instructions are read once."""
+        out = []
+        for i, (scope, prompt) in enumerate(zip(scopes, prompts)):
+            entry, reused, share = found[i]
+            upto = len(prompt) if upto_last else len(prompt) - 1
+            if share > reused:  # an earlier row of this batch, kept below, holds more of this prompt
+                better, length = self.cache.match(scope, prompt, len(prompt) - 1)
+                if length > reused:
+                    entry, reused = better, length
+            self.cache.record(len(prompt), reused)
+            layers, last = self._extend(prompt, entry, reused, upto)
+            if any(found[k][2] and scopes[k] == scope for k in range(i + 1, len(prompts))):
+                self.cache.add(scope, prompt[:upto], layers)
+            out.append((layers, last))
+        return out
 
     def _extend(self, prompt: list[int], entry: PrefixEntry | None, reused: int, upto: int):
         """Keys and values of `prompt[:upto]` per layer (reusing the entry's first `reused`), and the last logits."""
@@ -84,14 +122,13 @@ class PrefixRows:
     def prefill_for_generate(self, prompts: list[list[int]], scopes: list[str], width: int,
                              new_tokens: int) -> dict:
         """`generate` keywords for the left-padded batch of `prompts` (padded to `width`), which may add up to
-        `new_tokens`: a batched cache of every row but its last token when some row has a cached prefix, else an
+        `new_tokens`: a batched cache of every row but its last token when some row has a reusable prefix, else an
         empty one (the batch is read in full, as without the cache), both with room for the whole generation."""
         room = width + (new_tokens or 0)
         found = None if self.cache is None else self._lookup(prompts, scopes)
         if found is None:
             return {"cache": growing_cache(self.model.config, room)} if self.buffered else {}
-        rows = [self._extend(prompt, entry, reused, len(prompt) - 1)[0]
-                for prompt, (entry, reused) in zip(prompts, found)]
+        rows = [layers for layers, _ in self._rows(prompts, scopes, found, upto_last=False)]
         return {"cache": self._left_padded(rows, width - 1, room)}
 
     def _left_padded(self, rows: list[list[tuple]], width: int, room: int):
@@ -118,8 +155,7 @@ class PrefixRows:
         if found is None:
             return None
         logits = []
-        for scope, prompt, (entry, reused) in zip(scopes, prompts, found):
-            layers, last = self._extend(prompt, entry, reused, len(prompt))
+        for scope, prompt, (layers, last) in zip(scopes, prompts, self._rows(prompts, scopes, found, upto_last=True)):
             self.cache.add(scope, prompt, layers)
             logits.append(last[0])
         return torch.stack(logits).float()
