@@ -610,3 +610,62 @@ def test_backend_options_reach_every_role_and_the_round_eval(tmp_path, monkeypat
                                      "--output_dir", str(tmp_path / "bad")])
     with pytest.raises(ConfigError, match=r"role_options.model: no such role here; the roles are policy, user"):
         bad.handler(bad)
+
+
+# --- the round's training under accelerate launch ---------------------------------------------------------------
+
+def test_a_launched_round_reads_back_its_metrics_and_a_failed_launch_is_one_line(tmp_path):
+    from aloe_bench.training.online_round import REQUEST, LaunchError, launch_command, launched_train_round
+
+    accel = tmp_path / "accel.yaml"
+    accel.write_text("distributed_type: 'NO'\n")
+    cfg = OnlineConfig(personas=persona_file(tmp_path), accelerate_config=str(accel))
+    data = tmp_path / "round-01" / "data"
+    data.mkdir(parents=True)
+    seen = []
+
+    def launched(command, **kwargs):
+        seen.append(command)
+        (data.parent / "train_metrics.json").write_text(json.dumps({"train": {"train_loss": 0.25}}))
+        return type("Done", (), {"returncode": 0, "stdout": "", "stderr": ""})()
+
+    metrics = launched_train_round(cfg, "org/policy", data, "dpo", data.parent / "checkpoint", run=launched)
+    assert metrics == {"train": {"train_loss": 0.25}}
+    request = json.loads((data.parent / REQUEST).read_text())
+    assert (request["policy"], request["data_config"], request["config"]["accelerate_config"]) == (
+        "org/policy", "dpo", str(accel))
+    assert seen == [launch_command(str(accel), data.parent / REQUEST)]
+    assert seen[0][1:5] == ["-m", "accelerate.commands.launch", "--config_file", str(accel)]
+
+    def fails(command, **kwargs):
+        return type("Done", (), {"returncode": 1, "stdout": "", "stderr": "a\nb\nCUDA out of memory\n"})()
+
+    with pytest.raises(LaunchError, match=r"train_request.json: accelerate launch of the round's training failed "
+                                          r"\(exit 1\): a \| b \| CUDA out of memory"):
+        launched_train_round(cfg, "org/policy", data, "dpo", data.parent / "checkpoint", run=fails)
+    with pytest.raises(ConfigError, match="accelerate_config: no such file"):
+        OnlineConfig(accelerate_config=str(tmp_path / "missing.yaml"))
+    with pytest.raises(ConfigError, match="accelerate_config: method grpo trains in this process"):
+        OnlineConfig(accelerate_config=str(accel), method="grpo")
+
+
+@pytest.mark.slow
+def test_a_round_trains_under_a_real_accelerate_launch(tmp_path):
+    """The embedded model trains one DPO round in a process started by `accelerate launch` (one CPU process);
+    the rollouts run here on scripted backends."""
+    from aloe_bench.training.common import resolve_model
+
+    accel = tmp_path / "cpu.yaml"
+    accel.write_text("compute_environment: LOCAL_MACHINE\ndistributed_type: 'NO'\nnum_machines: 1\n"
+                     "num_processes: 1\nuse_cpu: true\nmixed_precision: 'no'\n")
+    policy = resolve_model("embedded")[0]
+    cfg = OnlineConfig(policy=policy, personas=persona_file(tmp_path), output_dir=str(tmp_path / "out"),
+                       overlap_check="text", rounds=1, turns=1, candidates=2, max_steps=1, use_cpu=True,
+                       per_device_train_batch_size=1, max_length=128, accelerate_config=str(accel))
+    table = run_online(cfg, policy_backend=lambda p: ScriptedBackend(fn=policy_reply),
+                       user_backend=ScriptedBackend(["Tell me about sailing then."]),
+                       judge_backend=ScriptedBackend(fn=judge_by_word({"alpha": 2, "beta": 5, "gamma": 3})))
+    checkpoint = tmp_path / "out" / "round-01" / "checkpoint"
+    assert (checkpoint / "config.json").exists() and (checkpoint / "aloe_round_done.json").exists()
+    assert table[-1]["train_loss"] is not None
+    assert (tmp_path / "out" / "round-01" / "train_metrics.json").exists()

@@ -76,6 +76,10 @@ class OnlineConfig:
     per_device_train_batch_size: int = 2
     max_length: int = 512
     use_cpu: bool = False
+    accelerate_config: str | None = field(default=None, metadata={
+        "help": "Train each dpo/ipo/kto round under `accelerate launch --config_file FILE` in a process of its own "
+                "(several GPUs, DeepSpeed ZeRO-3: training/accelerate/*.yaml); rollouts, judging and the eval stay "
+                "in this process, which has released the policy by then."})
     eval_turns: int = field(default=0, metadata={
         "help": "Evaluate each round's checkpoint with the harness on the eval personas for this many turns (0: no "
                 "evaluation). The protocol (user, judge, seed, personas) is the same every round."})
@@ -122,6 +126,12 @@ class OnlineConfig:
             raise ConfigError("candidates >= 2 at temperature 0 gives identical candidates: set temperature > 0")
         if self.teacher_model:
             self.teacher = True
+        if self.accelerate_config is not None:
+            if self.method == "grpo":
+                raise ConfigError("accelerate_config: method grpo trains in this process (its reward asks the judge "
+                                  "here); launch the whole command with accelerate instead, or use dpo/ipo/kto")
+            if not Path(self.accelerate_config).is_file():
+                raise ConfigError(f"accelerate_config: no such file {self.accelerate_config!r}")
         if self.push_rounds_data and not self.push_to_hub:
             raise ConfigError("push_rounds_data needs push_to_hub ORG/NAME")
         if self.push_to_hub and self.push_to_hub.count("/") != 1:
@@ -527,6 +537,8 @@ def run_online(cfg: OnlineConfig, *, policy_backend=None, user_backend=None, jud
     judge_backend = judge_backend or build_backend(cfg.judge_model, options.for_role("judge"),
                                                    base_url=cfg.judge_base_url)
     judge = Judge(judge_backend, JudgeConfig(preset=cfg.judge_preset))
+    if cfg.accelerate_config and train_fn is train_round:
+        from .online_round import launched_train_round as train_fn
     if cfg.method == "grpo" and train_fn is train_round:
         from functools import partial
 
