@@ -31,9 +31,12 @@ def test_recipes_cover_models_and_ablations():
     models = {p.parent.name for p in ALL}
     assert {"embedded", "llama-3-8b-instruct", "mistral-7b-instruct-v0.3", "qwen2-7b-instruct",
             "olmo-7b-0724-instruct"} <= models
-    for model in models:
-        assert {"sft.yaml", "sft_rejected.yaml", "dpo.yaml"} <= {p.name for p in ALL if p.parent.name == model}
-    assert {"ipo.yaml", "kto.yaml"} <= {p.name for p in ALL if p.parent.name == "embedded"}
+    for model in models:  # every arm of `aloe reproduce --arms` has its recipe for every model
+        assert {"sft.yaml", "sft_rejected.yaml", "dpo.yaml", "ipo.yaml", "kto.yaml"} <= {
+            p.name for p in ALL if p.parent.name == model}
+        ipo = yaml.safe_load((RECIPES / model / "ipo.yaml").read_text())
+        kto = yaml.safe_load((RECIPES / model / "kto.yaml").read_text())
+        assert ipo["loss_type"] == ["ipo"] and "loss_type" not in kto and kto["dataset_config"] == "dpo"
 
 
 @pytest.mark.parametrize("recipe", ALL, ids=lambda p: f"{p.parent.name}/{p.name}")
