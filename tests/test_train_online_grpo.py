@@ -11,6 +11,7 @@ from aloe_bench.testing.backends import ScriptedBackend
 from aloe_bench.training.online import OnlineConfig, run_online
 from aloe_bench.training.online_grpo import (GrpoArguments, JudgeReward, ProfileScorer, ProfileTags, f1_from_counts,
                                              reward_summary, split_facts)
+from test_train_online import persona_file
 
 BOATS = Persona("p-boats", "He builds wooden boats on a quiet lake.", "Curt and practical.")
 CATS = Persona("p-cats", "She fosters rescue cats in a small flat.", "Chatty and warm.")
@@ -112,13 +113,6 @@ def test_the_profile_reward_adds_the_weighted_f1_and_the_judge_never_sees_the_bl
     assert judged and not any("<profile>" in text or "fosters cats" in text for text in judged)
     logged = [json.loads(line) for line in (tmp_path / "r.jsonl").read_text().splitlines()]
     assert logged[0]["profile_f1"] == 1.0 and logged[1]["profile_error"] and logged[2]["profile_f1"] == 0.0
-
-
-def persona_file(tmp_path, n=2):
-    path = tmp_path / "train.jsonl"
-    path.write_text("".join(json.dumps({"profile": f"Trainee {i} builds wooden boats on a quiet lake.",
-                                        "personality": "Curt and practical."}) + "\n" for i in range(n)))
-    return str(path)
 
 
 def test_a_grpo_round_trains_on_this_rounds_states_with_the_block_hidden_from_everyone(tmp_path):
