@@ -90,7 +90,6 @@ class ProfileTags:
         self.prompt = book["profile_inference"]
         self.sha256 = self.prompt.sha256[:16]
         self.block = HiddenBlock.of_prompt(self.prompt)
-        self.open, self.close = self.block.open, self.block.close
 
     def instruct(self, messages: list[dict]) -> list[dict]:
         """The conversation as the policy sees it: the instruction first, as a system message."""
